@@ -1,0 +1,244 @@
+"""Plain data types shared by the core and its adapters.
+
+Nothing here knows about mitmproxy: adapters convert their own flow objects
+into a `Request` and act on the returned `Decision`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+from urllib.parse import parse_qsl, urlsplit
+
+
+class Severity(str, Enum):
+    """How bad a finding is; ordered from least to most severe."""
+
+    INFO = "info"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _SEVERITY_ORDER.index(self)
+
+
+_SEVERITY_ORDER = list(Severity)
+
+
+class Action(str, Enum):
+    """What happens to a request; ordered from least to most strict."""
+
+    ALLOW = "allow"
+    LOG = "log"
+    REDACT = "redact"
+    BLOCK = "block"
+
+    @property
+    def rank(self) -> int:
+        return _ACTION_ORDER.index(self)
+
+
+_ACTION_ORDER = list(Action)
+
+
+def strictest(actions: Iterable[Action]) -> Action:
+    """The strictest of `actions`, `Action.ALLOW` for none."""
+    return max(actions, key=lambda a: a.rank, default=Action.ALLOW)
+
+
+class FindingKind(str, Enum):
+    """The family a finding belongs to (stable: appears in reports)."""
+
+    SECRET = "secret"
+    PATH = "path"
+    ENV = "env"
+    PII = "pii"
+    FIELD = "field"
+    DECODE = "decode"
+    UNDOCUMENTED = "undocumented"
+    CANARY = "canary"
+    SIZE = "size"
+    ERROR = "error"
+
+
+class RedactMode(str, Enum):
+    """How a redacting action rewrites the offending value."""
+
+    MASK = "mask"
+    HASH = "hash"
+    DROP = "drop"
+
+
+@dataclass(frozen=True)
+class Request:
+    """One outbound HTTP request as the core sees it.
+
+    `host` is the name the client asked for (not a resolved address);
+    `headers` keep their order and case as sent.
+    """
+
+    method: str
+    scheme: str
+    host: str
+    port: int
+    path: str
+    query: tuple[tuple[str, str], ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+
+    @classmethod
+    def from_url(
+        cls,
+        method: str,
+        url: str,
+        headers: Iterable[tuple[str, str]] | dict[str, str] = (),
+        body: bytes = b"",
+    ) -> Request:
+        """Build a request from a full URL (convenient in tests and for captures)."""
+        parts = urlsplit(url)
+        scheme = parts.scheme or "http"
+        port = parts.port or (443 if scheme == "https" else 80)
+        pairs = tuple(headers.items()) if isinstance(headers, dict) else tuple(headers)
+        return cls(
+            method=method.upper(),
+            scheme=scheme,
+            host=(parts.hostname or "").lower(),
+            port=port,
+            path=parts.path or "/",
+            query=tuple(parse_qsl(parts.query, keep_blank_values=True)),
+            headers=pairs,
+            body=body,
+        )
+
+    def header(self, name: str, default: str = "") -> str:
+        """The first header called `name` (case-insensitive)."""
+        wanted = name.lower()
+        for key, value in self.headers:
+            if key.lower() == wanted:
+                return value
+        return default
+
+    @property
+    def content_type(self) -> str:
+        """The media type without parameters, lower-cased."""
+        return self.header("content-type").split(";", 1)[0].strip().lower()
+
+    @property
+    def content_encodings(self) -> tuple[str, ...]:
+        """Content codings in the order they were applied."""
+        raw = self.header("content-encoding")
+        return tuple(c.strip().lower() for c in raw.split(",") if c.strip() and c.strip().lower() != "identity")
+
+    @property
+    def url(self) -> str:
+        """The URL without its query string (query values may be sensitive)."""
+        default = 443 if self.scheme == "https" else 80
+        netloc = self.host if self.port == default else f"{self.host}:{self.port}"
+        return f"{self.scheme}://{netloc}{self.path}"
+
+
+@dataclass(frozen=True)
+class FieldValue:
+    """One leaf of a decoded request: where it is and what it holds."""
+
+    path: str
+    """Concrete path, e.g. `batch[0].properties.args[1]`, `header.authorization`."""
+    value: str | int | float | bool | None
+    generic_path: str = ""
+    """The path with indexes removed (`batch[].properties.args[]`), used by allow-lists."""
+    locator: tuple[str | int, ...] = ()
+    """Where the value sits in the decoded document, for redaction."""
+
+    @property
+    def text(self) -> str:
+        """The value as a string for detectors (`None` and booleans in JSON spelling)."""
+        value = self.value
+        if value is None:
+            return "null"
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return str(value)
+
+
+def fingerprint(*parts: str) -> str:
+    """A stable, non-reversible id for a finding (what baselines store)."""
+    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+    return digest[:32]
+
+
+def mask(value: str) -> str:
+    """A preview of `value` that never shows enough of it to be useful.
+
+    Long values keep a short prefix (so `ghp_`/`AKIA` stay recognisable) and
+    their length; short values show nothing but their length.
+    """
+    n = len(value)
+    keep = 4 if n >= 16 else 2 if n >= 10 else 0
+    return f"{value[:keep]}…[{n} chars]" if keep else f"…[{n} chars]"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing a policy objects to in one request."""
+
+    rule_id: str
+    """The policy rule (or detector) that produced it; stable across releases."""
+    kind: FindingKind
+    field: str
+    """Concrete field path where it was found."""
+    severity: Severity
+    action: Action
+    preview: str
+    """A masked preview: never the plaintext."""
+    fingerprint: str
+    """Hash of rule, tool, generic field path and value: what baselines accept."""
+    message: str = ""
+    detector: str = ""
+    """The detector id (e.g. `secrets.github-pat`) when a detector produced it."""
+    suppressed: bool = False
+    """True when an allowlist or baseline accepted it: reported, never acted on."""
+
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "rule_id": self.rule_id,
+            "kind": self.kind.value,
+            "field": self.field,
+            "severity": self.severity.value,
+            "action": self.action.value,
+            "preview": self.preview,
+            "fingerprint": self.fingerprint,
+        }
+        if self.message:
+            out["message"] = self.message
+        if self.detector:
+            out["detector"] = self.detector
+        if self.suppressed:
+            out["suppressed"] = True
+        return out
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the engine decided for one request."""
+
+    action: Action
+    findings: tuple[Finding, ...] = ()
+    telemetry: bool = False
+    """True when some policy rule applied to the request."""
+    tool: str = ""
+    rule_ids: tuple[str, ...] = ()
+    """The policy rules that matched the request."""
+    redacted_body: bytes | None = None
+    """For `REDACT`: the rewritten body, in the original content type and encoding."""
+    redacted_query: tuple[tuple[str, str], ...] | None = None
+    redacted_headers: tuple[tuple[str, str], ...] | None = None
+    events: tuple[dict[str, object], ...] = field(default=())
+
+    @property
+    def active_findings(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if not f.suppressed)
