@@ -1,0 +1,315 @@
+"""Load, validate and compose policy packs into one `Policy`.
+
+Files load in order; each file's `extends` load before it. A rule whose id
+appears again in a later file replaces the earlier one; settings merge key by
+key with later values winning; allowlists and opt-out switches accumulate.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import re2
+
+from telemetry_audit.model import Action, FindingKind, RedactMode, Severity
+from telemetry_audit.policy.errors import PolicyError
+from telemetry_audit.policy.loader import LoadedDocument, parse_yaml, policy_schema, validate
+from telemetry_audit.policy.model import (
+    Allowlist,
+    FieldPolicy,
+    ForbidSpec,
+    MatchSpec,
+    OptOutSwitch,
+    Policy,
+    Rule,
+    Settings,
+    compile_alternation,
+    field_glob_to_regex,
+    glob_to_regex,
+)
+
+__all__ = [
+    "Policy",
+    "PolicyError",
+    "Rule",
+    "builtin_pack_names",
+    "builtin_pack_path",
+    "load_policy",
+    "policy_schema",
+]
+
+BUILTIN_PREFIX = "<builtin>/"
+_QUIET = re2.Options()
+_QUIET.log_errors = False
+
+
+def builtin_pack_names() -> list[str]:
+    """Names of the packs shipped in `rules/` (usable as `--policy NAME` and in `extends`)."""
+    folder = resources.files("telemetry_audit.rules")
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def builtin_pack_path(name: str) -> Path | None:
+    candidate = resources.files("telemetry_audit.rules").joinpath(f"{name}.yaml")
+    return Path(str(candidate)) if candidate.is_file() else None
+
+
+def _resolve(reference: str, relative_to: str | None) -> tuple[str, str]:
+    """(display name, filesystem path) for a pack reference: a built-in name or a path."""
+    is_name = "/" not in reference and "\\" not in reference and not reference.endswith((".yaml", ".yml"))
+    if is_name:
+        path = builtin_pack_path(reference)
+        if path is None:
+            names = ", ".join(builtin_pack_names())
+            raise PolicyError(reference, f"no built-in policy pack named {reference!r}", hint=f"built-in packs: {names}")
+        return f"{BUILTIN_PREFIX}{reference}.yaml", str(path)
+    if relative_to and not os.path.isabs(reference) and not relative_to.startswith(BUILTIN_PREFIX):
+        reference = os.path.normpath(os.path.join(os.path.dirname(relative_to), reference))
+    elif relative_to and relative_to.startswith(BUILTIN_PREFIX):
+        path = builtin_pack_path(Path(reference).stem)
+        if path is not None:
+            return f"{BUILTIN_PREFIX}{Path(reference).name}", str(path)
+    return reference, reference
+
+
+def _read(display: str, path: str) -> LoadedDocument:
+    try:
+        source = Path(path).read_text("utf-8")
+    except FileNotFoundError:
+        raise PolicyError(display, "policy file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise PolicyError(display, f"cannot read policy file: {e}") from None
+    document = parse_yaml(display, source)
+    validate(document)
+    return document
+
+
+def _regex(document: LoadedDocument, path: tuple[str | int, ...], pattern: str) -> Any:
+    try:
+        return re2.compile(pattern, options=_QUIET)
+    except re2.error as e:
+        reason = e.args[0].decode() if e.args and isinstance(e.args[0], bytes) else str(e)
+        raise document.error(path, f"invalid regular expression {pattern!r}: {reason}",
+                             "patterns use RE2 syntax (linear time): no look-around or back-references") from None
+
+
+def _alternation(document: LoadedDocument, path: tuple[str | int, ...], patterns: list[str]) -> Any:
+    for index, pattern in enumerate(patterns):
+        _regex(document, path + (index,), pattern)
+    combined = compile_alternation(patterns)
+    return None if combined is None else re2.compile(combined.pattern, options=_QUIET)
+
+
+def _match_spec(document: LoadedDocument, path: tuple[str | int, ...], raw: Mapping[str, Any]) -> MatchSpec:
+    paths = tuple(raw.get("paths", ()))
+    agents = tuple(raw.get("user_agents", ()))
+    return MatchSpec(
+        hosts=tuple(h.lower() for h in raw.get("hosts", ())),
+        paths=paths,
+        methods=tuple(m.upper() for m in raw.get("methods", ())),
+        user_agents=agents,
+        telemetry=raw.get("telemetry"),
+        path_regex=_alternation(document, path + ("paths",), [glob_to_regex(p) for p in paths]),
+        user_agent_regex=_alternation(document, path + ("user_agents",), [glob_to_regex(a, "\x00") for a in agents]),
+    )
+
+
+def _allowlist(document: LoadedDocument, path: tuple[str | int, ...], raw: Mapping[str, Any] | None) -> Allowlist:
+    if not raw:
+        return Allowlist()
+    return Allowlist(
+        fields_regex=_alternation(document, path + ("fields",), [field_glob_to_regex(f) for f in raw.get("fields", [])]),
+        values_regex=_alternation(document, path + ("values",), list(raw.get("values", []))),
+        fingerprints=frozenset(raw.get("fingerprints", [])),
+        detectors=frozenset(raw.get("detectors", [])),
+    )
+
+
+def _field_policy(document: LoadedDocument, path: tuple[str | int, ...], raw: Mapping[str, Any]) -> FieldPolicy:
+    allow: list[str] = []
+    sources: dict[str, str] = {}
+    for entry in raw.get("allow", []):
+        if isinstance(entry, str):
+            allow.append(entry)
+        else:
+            allow.append(entry["path"])
+            if entry.get("source"):
+                sources[entry["path"]] = entry["source"]
+    unknown = raw.get("unknown")
+    return FieldPolicy(
+        allow=tuple(allow),
+        allow_regex=_alternation(document, path + ("allow",), [field_glob_to_regex(p) for p in allow]),
+        sources=sources,
+        unknown=Action(unknown) if unknown else None,
+        unknown_severity=Severity(raw.get("unknown_severity", "low")),
+        unknown_kind=FindingKind(raw.get("unknown_kind", "field")),
+        redact=RedactMode(raw.get("redact", "drop")),
+        ignore_regex=_alternation(document, path + ("ignore",), [field_glob_to_regex(p) for p in raw.get("ignore", [])]),
+    )
+
+
+def _forbid(
+    document: LoadedDocument,
+    path: tuple[str | int, ...],
+    raw: Mapping[str, Any],
+    rule_action: Action,
+    rule_severity: Severity,
+    default_redact: RedactMode,
+) -> ForbidSpec:
+    detector = raw.get("detector", "")
+    family, _, name = detector.partition(".")
+    pattern = _regex(document, path + ("pattern",), raw["pattern"]) if "pattern" in raw else None
+    field_patterns = [field_glob_to_regex(f) for f in raw.get("fields", [])]
+    return ForbidSpec(
+        family=family if detector else "custom",
+        detector_id=detector if name else "",
+        pattern=pattern,
+        custom_id=raw.get("id", ""),
+        title=raw.get("title", ""),
+        fields_regex=_alternation(document, path + ("fields",), field_patterns),
+        action=Action(raw.get("action", rule_action.value)),
+        severity=Severity(raw.get("severity", rule_severity.value)),
+        redact=RedactMode(raw.get("redact", default_redact.value)),
+        settings=dict(raw.get("settings", {})),
+        source=raw.get("source", ""),
+    )
+
+
+def _rule(document: LoadedDocument, index: int, raw: Mapping[str, Any], default_redact: RedactMode) -> Rule:
+    path: tuple[str | int, ...] = ("rules", index)
+    raw_match = raw["match"]
+    matches = raw_match if isinstance(raw_match, list) else [raw_match]
+    match_path = path + ("match",)
+    specs = tuple(
+        _match_spec(document, match_path + ((i,) if isinstance(raw_match, list) else ()), m)
+        for i, m in enumerate(matches)
+    )
+    action = Action(raw.get("action", "log"))
+    severity = Severity(raw.get("severity", "medium"))
+    forbid = tuple(
+        _forbid(document, path + ("forbid", i), entry, action, severity, default_redact)
+        for i, entry in enumerate(raw.get("forbid", []))
+    )
+    fields = _field_policy(document, path + ("fields",), raw["fields"]) if "fields" in raw else None
+    return Rule(
+        id=raw["id"],
+        match=specs,
+        description=raw.get("description", ""),
+        tool=raw.get("tool", ""),
+        severity=severity,
+        action=action,
+        fields=fields,
+        forbid=forbid,
+        allowlist=_allowlist(document, path + ("allowlist",), raw.get("allowlist")),
+        metadata=dict(raw.get("metadata", {})),
+        file=document.file,
+        line=document.position(path)[0],
+    )
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+class _Composer:
+    """Loads files (and what they extend) in order, detecting cycles."""
+
+    def __init__(self) -> None:
+        self.documents: list[LoadedDocument] = []
+        self.seen: set[str] = set()
+
+    def add(self, reference: str, relative_to: str | None = None, chain: tuple[str, ...] = ()) -> None:
+        display, path = _resolve(reference, relative_to)
+        key = os.path.realpath(path)
+        if key in chain:
+            raise PolicyError(display, f"`extends` forms a cycle back to {display}",
+                              hint="a pack may not extend itself, directly or through others")
+        if key in self.seen:
+            return
+        document = _read(display, path)
+        for index, parent in enumerate(document.data.get("extends", [])):
+            try:
+                self.add(parent, display if display.startswith(BUILTIN_PREFIX) else path, chain + (key,))
+            except PolicyError as e:
+                if e.line:
+                    raise
+                raise document.error(("extends", index), f"extends {parent!r}: {e.message}", e.hint) from None
+        self.seen.add(key)
+        self.documents.append(document)
+
+
+def load_policy(references: Sequence[str] | None = None, *, extra_allowlist: Iterable[str] = ()) -> Policy:
+    """Compose `references` (paths or built-in names; `default` when none) into a `Policy`."""
+    composer = _Composer()
+    for reference in references or ["default"]:
+        composer.add(reference)
+
+    settings_raw: dict[str, Any] = {}
+    for document in composer.documents:
+        settings_raw = _merge(settings_raw, document.data.get("settings", {}))
+    default_redact = RedactMode(settings_raw.get("redact", "mask"))
+
+    rules: dict[str, Rule] = {}
+    allowlists: list[Allowlist] = []
+    optout: list[OptOutSwitch] = []
+    for document in composer.documents:
+        for index, raw in enumerate(document.data.get("rules", [])):
+            rule = _rule(document, index, raw, default_redact)
+            rules.pop(rule.id, None)  # a later file's rule replaces (and moves after) the earlier one
+            if not raw.get("disabled"):
+                rules[rule.id] = rule
+        allowlists.append(_allowlist(document, ("allowlist",), document.data.get("allowlist")))
+        tool = document.data.get("name", Path(document.file).stem)
+        for raw in document.data.get("optout", []):
+            optout.append(
+                OptOutSwitch(
+                    tool=tool,
+                    kind=raw["kind"],
+                    name=raw.get("name", ""),
+                    value=raw.get("value", "1"),
+                    path=raw.get("path", ""),
+                    content=raw.get("content", ""),
+                    command=tuple(raw.get("command", [])),
+                    source=raw.get("source", ""),
+                    expected=raw.get("expected", "stops"),
+                )
+            )
+
+    settings = Settings(
+        max_body_bytes=int(settings_raw.get("max_body_bytes", Settings.max_body_bytes)),
+        oversize_action=Action(settings_raw.get("oversize_action", "block")),
+        decode_failure=Action(settings_raw.get("decode_failure", "log")),
+        decode_severity=Severity(settings_raw.get("decode_severity", "low")),
+        error_action=Action(settings_raw.get("error_action", "block")),
+        redact=default_redact,
+        telemetry_hosts=tuple(settings_raw.get("telemetry_hosts", ())),
+        detectors={k: dict(v) for k, v in settings_raw.get("detectors", {}).items()},
+    )
+    return Policy(
+        rules=tuple(rules.values()),
+        settings=settings,
+        allowlist=_merge_allowlists(allowlists, frozenset(extra_allowlist)),
+        files=tuple(d.file for d in composer.documents),
+        optout=tuple(optout),
+    )
+
+
+def _merge_allowlists(allowlists: list[Allowlist], extra_fingerprints: frozenset[str]) -> Allowlist:
+    fields = [a.fields_regex.pattern for a in allowlists if a.fields_regex is not None]
+    values = [a.values_regex.pattern for a in allowlists if a.values_regex is not None]
+    return Allowlist(
+        fields_regex=re2.compile("|".join(fields), options=_QUIET) if fields else None,
+        values_regex=re2.compile("|".join(values), options=_QUIET) if values else None,
+        fingerprints=frozenset().union(*(a.fingerprints for a in allowlists), extra_fingerprints),
+        detectors=frozenset().union(*(a.detectors for a in allowlists)),
+    )

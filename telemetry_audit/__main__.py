@@ -1,0 +1,5 @@
+"""`python -m telemetry_audit` is the `telemetry-audit` command."""
+
+from telemetry_audit.cli import main
+
+raise SystemExit(main())

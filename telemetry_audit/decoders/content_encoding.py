@@ -1,0 +1,132 @@
+"""Content-Encoding: undo and redo gzip, deflate, br and zstd with a size limit.
+
+Decompression is streamed in chunks and stops as soon as the output would
+pass `limit`, so a compression bomb costs at most `limit` bytes of memory
+and becomes a finding instead of an out-of-memory.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+
+import brotli
+import zstandard
+
+from telemetry_audit.decoders.errors import DecodeError
+
+_CHUNK = 64 * 1024
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _inflate(data: bytes, wbits: int, limit: int, name: str) -> bytes:
+    decompressor = zlib.decompressobj(wbits)
+    out = bytearray()
+    pending = data
+    try:
+        while pending:
+            out += decompressor.decompress(pending, _CHUNK)
+            if len(out) > limit:
+                raise DecodeError(f"{name} body expands beyond the {limit}-byte limit (compression bomb?)")
+            pending = decompressor.unconsumed_tail
+        out += decompressor.flush()
+    except zlib.error as e:
+        raise DecodeError(f"invalid {name} data: {e}") from None
+    if len(out) > limit:
+        raise DecodeError(f"{name} body expands beyond the {limit}-byte limit (compression bomb?)")
+    return bytes(out)
+
+
+def _gunzip(data: bytes, limit: int) -> bytes:
+    # gzip members may be concatenated; wbits=47 auto-detects gzip/zlib headers for one member.
+    out = bytearray()
+    rest = data
+    while rest:
+        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        pending = rest
+        try:
+            while pending:
+                out += decompressor.decompress(pending, _CHUNK)
+                if len(out) > limit:
+                    raise DecodeError(f"gzip body expands beyond the {limit}-byte limit (compression bomb?)")
+                pending = decompressor.unconsumed_tail
+            out += decompressor.flush()
+        except zlib.error as e:
+            raise DecodeError(f"invalid gzip data: {e}") from None
+        if not decompressor.eof:
+            raise DecodeError("truncated gzip data")
+        rest = decompressor.unused_data.lstrip(b"\x00")
+    return bytes(out)
+
+
+def _inflate_deflate(data: bytes, limit: int) -> bytes:
+    # HTTP "deflate" is zlib-wrapped, but some clients send raw deflate: accept both.
+    try:
+        return _inflate(data, zlib.MAX_WBITS, limit, "deflate")
+    except DecodeError as e:
+        if "limit" in str(e):
+            raise
+        return _inflate(data, -zlib.MAX_WBITS, limit, "deflate")
+
+
+def _unbrotli(data: bytes, limit: int) -> bytes:
+    decompressor = brotli.Decompressor()
+    out = bytearray()
+    try:
+        for start in range(0, len(data), _CHUNK // 16):
+            out += decompressor.process(data[start : start + _CHUNK // 16])
+            if len(out) > limit:
+                raise DecodeError(f"br body expands beyond the {limit}-byte limit (compression bomb?)")
+    except brotli.error as e:
+        raise DecodeError(f"invalid br data: {e}") from None
+    if not decompressor.is_finished():
+        raise DecodeError("truncated br data")
+    return bytes(out)
+
+
+def _unzstd(data: bytes, limit: int) -> bytes:
+    decompressor = zstandard.ZstdDecompressor().decompressobj()
+    out = bytearray()
+    try:
+        for start in range(0, len(data), _CHUNK // 16):
+            out += decompressor.decompress(data[start : start + _CHUNK // 16])
+            if len(out) > limit:
+                raise DecodeError(f"zstd body expands beyond the {limit}-byte limit (compression bomb?)")
+    except zstandard.ZstdError as e:
+        raise DecodeError(f"invalid zstd data: {e}") from None
+    return bytes(out)
+
+
+_DECODERS = {
+    "gzip": _gunzip,
+    "x-gzip": _gunzip,
+    "deflate": _inflate_deflate,
+    "br": _unbrotli,
+    "zstd": _unzstd,
+}
+
+
+def decompress(data: bytes, encodings: tuple[str, ...], limit: int) -> bytes:
+    """Undo `encodings` (in the order they were applied) without exceeding `limit` bytes."""
+    for encoding in reversed(encodings):
+        decoder = _DECODERS.get(encoding)
+        if decoder is None:
+            raise DecodeError(f"unsupported Content-Encoding {encoding!r}")
+        data = decoder(data, limit)
+    return data
+
+
+def compress(data: bytes, encodings: tuple[str, ...]) -> bytes:
+    """Apply `encodings` in order, so a redacted body goes out as it came in."""
+    for encoding in encodings:
+        if encoding in ("gzip", "x-gzip"):
+            data = gzip.compress(data, mtime=0)
+        elif encoding == "deflate":
+            data = zlib.compress(data)
+        elif encoding == "br":
+            data = brotli.compress(data)
+        elif encoding == "zstd":
+            data = zstandard.ZstdCompressor().compress(data)
+        else:
+            raise DecodeError(f"unsupported Content-Encoding {encoding!r}")
+    return data

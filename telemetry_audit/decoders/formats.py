@@ -1,0 +1,202 @@
+"""Body formats: each turns bytes into a tree of plain values and back.
+
+A tree is what `json.loads` returns (dicts, lists, strings, numbers, booleans,
+None), with two additions: `FormPairs` for url-encoded forms, whose order and
+repeated keys matter, and `Embedded` for a string that itself holds JSON
+(werf's `eventData`) or base64-wrapped JSON (Mixpanel's `data=`).
+Every `parse` raises only `DecodeError`; every `serialize` inverts its `parse`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from telemetry_audit.decoders.errors import DecodeError
+
+
+@dataclass
+class FormPairs:
+    """An url-encoded form: ordered `[key, value]` pairs (values may become `Embedded`)."""
+
+    pairs: list[list[Any]]
+
+
+@dataclass
+class Embedded:
+    """A string value that holds another document."""
+
+    kind: str
+    """`json` or `base64-json`."""
+    tree: Any
+    urlsafe: bool = False
+    padded: bool = True
+
+
+def _loads(text: str | bytes) -> Any:
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise DecodeError("JSON nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DecodeError(f"invalid JSON: {e}") from None
+
+
+def dumps(tree: Any) -> str:
+    """Compact JSON, keeping non-ASCII text as it is."""
+    return json.dumps(_plain(tree), separators=(",", ":"), ensure_ascii=False)
+
+
+def _plain(tree: Any) -> Any:
+    """`tree` with every `Embedded` turned back into its string (iterative, depth-safe)."""
+    if isinstance(tree, Embedded):
+        return embed_to_string(tree)
+    if isinstance(tree, dict):
+        return {k: _plain(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_plain(v) for v in tree]
+    return tree
+
+
+def embed_to_string(embedded: Embedded) -> str:
+    text = dumps(embedded.tree)
+    if embedded.kind == "json":
+        return text
+    raw = text.encode("utf-8")
+    encoded = base64.urlsafe_b64encode(raw) if embedded.urlsafe else base64.b64encode(raw)
+    out = encoded.decode("ascii")
+    return out if embedded.padded else out.rstrip("=")
+
+
+# --- JSON and NDJSON -------------------------------------------------------------------------------------------
+
+
+def parse_json(body: bytes) -> Any:
+    return _loads(body)
+
+
+def serialize_json(tree: Any) -> bytes:
+    return dumps(tree).encode("utf-8")
+
+
+def parse_ndjson(body: bytes) -> list[Any]:
+    lines = [line for line in body.splitlines() if line.strip()]
+    if not lines:
+        raise DecodeError("empty NDJSON body")
+    return [_loads(line) for line in lines]
+
+
+def serialize_ndjson(tree: list[Any]) -> bytes:
+    return b"".join(dumps(item).encode("utf-8") + b"\n" for item in tree)
+
+
+# --- forms -----------------------------------------------------------------------------------------------------
+
+
+def parse_form(body: bytes) -> FormPairs:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DecodeError(f"form body is not UTF-8: {e}") from None
+    if "=" not in text:
+        raise DecodeError("not an url-encoded form (no key=value pair)")
+    try:
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True, max_num_fields=100_000)
+    except ValueError as e:
+        raise DecodeError(f"invalid url-encoded form: {e}") from None
+    return FormPairs([[k, v] for k, v in pairs])
+
+
+def serialize_form(tree: FormPairs) -> bytes:
+    plain = [(k, embed_to_string(v) if isinstance(v, Embedded) else str(v)) for k, v in tree.pairs if k is not None]
+    return urlencode(plain).encode("ascii")
+
+
+# --- OTLP/HTTP -------------------------------------------------------------------------------------------------
+
+_OTLP_SIGNALS = ("traces", "metrics", "logs")
+
+
+def otlp_message_class(path: str) -> Any:
+    """The protobuf request message for an OTLP/HTTP path (`/v1/traces` ...), or None."""
+    signal = path.rstrip("/").rsplit("/", 1)[-1]
+    if signal == "traces":
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+        return ExportTraceServiceRequest
+    if signal == "metrics":
+        from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+        return ExportMetricsServiceRequest
+    if signal == "logs":
+        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+        return ExportLogsServiceRequest
+    return None
+
+
+def is_otlp_path(path: str) -> bool:
+    return path.rstrip("/").endswith(tuple(f"/v1/{s}" for s in _OTLP_SIGNALS))
+
+
+def parse_otlp_protobuf(body: bytes, path: str) -> Any:
+    from google.protobuf.json_format import MessageToDict
+    from google.protobuf.message import DecodeError as ProtobufDecodeError
+
+    cls = otlp_message_class(path)
+    if cls is None:
+        raise DecodeError(f"not an OTLP path: {path}")
+    message = cls()
+    try:
+        message.ParseFromString(body)
+    except (ProtobufDecodeError, RecursionError, ValueError) as e:
+        raise DecodeError(f"invalid OTLP protobuf: {e}") from None
+    return MessageToDict(message)
+
+
+def serialize_otlp_protobuf(tree: Any, path: str) -> bytes:
+    from google.protobuf.json_format import ParseDict
+
+    cls = otlp_message_class(path)
+    return bytes(ParseDict(_plain(tree), cls()).SerializeToString())
+
+
+# --- strings that hold documents -------------------------------------------------------------------------------
+
+_B64_ALPHABET = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_")
+
+
+def sniff_embedded(value: str) -> Embedded | None:
+    """The document inside `value`, when it is JSON or base64-wrapped JSON (objects/arrays only)."""
+    stripped = value.strip()
+    if len(stripped) < 2:
+        return None
+    first = stripped[0]
+    if first in "{[" and stripped[-1] in "}]":
+        try:
+            tree = json.loads(stripped)
+        except (ValueError, RecursionError):
+            return None
+        if isinstance(tree, (dict, list)):
+            return Embedded("json", tree)
+        return None
+    if len(stripped) < 12 or first not in "eyWw":  # base64 of '{"' is 'eyJ', of '[' is 'W' / 'Ww'
+        return None
+    raw = stripped.encode("ascii", "ignore")
+    if len(raw) != len(stripped) or not _B64_ALPHABET.issuperset(raw):
+        return None
+    urlsafe = b"-" in raw or b"_" in raw
+    padded = raw.endswith(b"=") or len(raw) % 4 == 0
+    try:
+        data = (base64.urlsafe_b64decode if urlsafe else base64.b64decode)(raw + b"=" * (-len(raw) % 4))
+        text = data.decode("utf-8")
+        tree = json.loads(text)
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    if isinstance(tree, (dict, list)):
+        return Embedded("base64-json", tree, urlsafe=urlsafe, padded=padded)
+    return None

@@ -1,0 +1,229 @@
+"""The compiled policy: plain frozen dataclasses the engine evaluates."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import re2
+
+from telemetry_audit.model import Action, FindingKind, RedactMode, Request, Severity
+
+
+def host_matches(pattern: str, host: str) -> bool:
+    """`*` any host; `*.example.com` the domain and its sub-domains; else an exact, case-insensitive name."""
+    pattern = pattern.lower()
+    host = host.lower().rstrip(".")
+    if pattern == "*":
+        return True
+    if pattern.startswith("*."):
+        suffix = pattern[1:]
+        return host.endswith(suffix) or host == pattern[2:]
+    if "*" in pattern:
+        return bool(re2.fullmatch(glob_to_regex(pattern, "."), host))
+    return host == pattern
+
+
+def glob_to_regex(glob: str, separator: str = "/") -> str:
+    """A glob as an RE2 pattern: `**` crosses separators, `*` and `?` do not."""
+    out = []
+    i = 0
+    sep = re2.escape(separator)
+    while i < len(glob):
+        if glob.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif glob[i] == "*":
+            out.append(f"[^{sep}]*")
+            i += 1
+        elif glob[i] == "?":
+            out.append(f"[^{sep}]")
+            i += 1
+        else:
+            out.append(re2.escape(glob[i]))
+            i += 1
+    return "".join(out)
+
+
+def field_glob_to_regex(pattern: str) -> str:
+    """A field path pattern as RE2 over generic paths (`a.b[].c`).
+
+    `*` is one name, `**` any depth, `[]`/`[*]` any index; a pattern also
+    covers everything beneath it (allowing `versions` allows `versions.node`).
+    """
+    pattern = pattern.replace("[*]", "[]")
+    out = []
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append(r"[^.\[]*")
+            i += 1
+        else:
+            out.append(re2.escape(pattern[i]))
+            i += 1
+    return "".join(out) + r"(?:$|[.\[].*)"
+
+
+def compile_alternation(patterns: list[str]) -> Any:
+    """One RE2 program matching any of `patterns` in full, or None for none."""
+    if not patterns:
+        return None
+    return re2.compile("^(?:" + "|".join(f"(?:{p})" for p in patterns) + ")$")
+
+
+@dataclass(frozen=True)
+class MatchSpec:
+    """Which requests a rule applies to; every given criterion must hold."""
+
+    hosts: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()
+    user_agents: tuple[str, ...] = ()
+    telemetry: bool | None = None
+    path_regex: Any = None
+    user_agent_regex: Any = None
+
+    def matches(self, request: Request, is_telemetry: bool) -> bool:
+        if self.telemetry is not None and self.telemetry != is_telemetry:
+            return False
+        if self.methods and request.method.upper() not in self.methods:
+            return False
+        if self.hosts and not any(host_matches(h, request.host) for h in self.hosts):
+            return False
+        if self.path_regex is not None and not self.path_regex.match(request.path):
+            return False
+        if self.user_agent_regex is not None and not self.user_agent_regex.match(request.header("user-agent")):
+            return False
+        return True
+
+
+@dataclass(frozen=True)
+class FieldPolicy:
+    """The documented fields of a request, and what to do with the rest."""
+
+    allow: tuple[str, ...] = ()
+    allow_regex: Any = None
+    sources: Mapping[str, str] = field(default_factory=dict)
+    unknown: Action | None = None
+    unknown_severity: Severity = Severity.LOW
+    unknown_kind: FindingKind = FindingKind.FIELD
+    redact: RedactMode = RedactMode.DROP
+    ignore_regex: Any = None
+
+    def is_allowed(self, generic_path: str) -> bool:
+        return self.allow_regex is not None and self.allow_regex.match(generic_path) is not None
+
+    def is_ignored(self, generic_path: str) -> bool:
+        return self.ignore_regex is not None and self.ignore_regex.match(generic_path) is not None
+
+
+@dataclass(frozen=True)
+class ForbidSpec:
+    """One detector (family, single detector, or custom pattern) and what its findings do."""
+
+    family: str
+    """`secrets`, `paths`, `env_values`, `pii`, `canary` or `custom`."""
+    detector_id: str = ""
+    """Restrict the family to one detector id (`secrets.github-pat`)."""
+    pattern: Any = None
+    custom_id: str = ""
+    title: str = ""
+    fields_regex: Any = None
+    action: Action = Action.LOG
+    severity: Severity = Severity.MEDIUM
+    redact: RedactMode = RedactMode.MASK
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Allowlist:
+    """Findings accepted on purpose: by field, by value, by fingerprint or by detector."""
+
+    fields_regex: Any = None
+    values_regex: Any = None
+    fingerprints: frozenset[str] = frozenset()
+    detectors: frozenset[str] = frozenset()
+
+    def accepts(self, generic_path: str, value: str, fingerprint: str, detector: str) -> bool:
+        if fingerprint in self.fingerprints:
+            return True
+        if detector and (detector in self.detectors or detector.split(".", 1)[0] in self.detectors):
+            return True
+        if self.fields_regex is not None and self.fields_regex.match(generic_path):
+            return True
+        return self.values_regex is not None and self.values_regex.match(value) is not None
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One policy rule, as written in a pack, with where it was written."""
+
+    id: str
+    match: tuple[MatchSpec, ...]
+    description: str = ""
+    tool: str = ""
+    severity: Severity = Severity.MEDIUM
+    action: Action = Action.LOG
+    fields: FieldPolicy | None = None
+    forbid: tuple[ForbidSpec, ...] = ()
+    allowlist: Allowlist = Allowlist()
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    file: str = ""
+    line: int = 0
+
+    def applies_to(self, request: Request, is_telemetry: bool) -> bool:
+        return any(m.matches(request, is_telemetry) for m in self.match)
+
+
+@dataclass(frozen=True)
+class OptOutSwitch:
+    """A documented way to turn a tool's telemetry off."""
+
+    tool: str
+    kind: str
+    name: str = ""
+    value: str = "1"
+    path: str = ""
+    content: str = ""
+    command: tuple[str, ...] = ()
+    source: str = ""
+    expected: str = "stops"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Policy-wide settings (later files override earlier ones key by key)."""
+
+    max_body_bytes: int = 8 * 1024 * 1024
+    oversize_action: Action = Action.BLOCK
+    decode_failure: Action = Action.LOG
+    decode_severity: Severity = Severity.LOW
+    error_action: Action = Action.BLOCK
+    redact: RedactMode = RedactMode.MASK
+    telemetry_hosts: tuple[str, ...] = ()
+    detectors: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Every rule from every file, composed in order."""
+
+    rules: tuple[Rule, ...]
+    settings: Settings = Settings()
+    allowlist: Allowlist = Allowlist()
+    files: tuple[str, ...] = ()
+    optout: tuple[OptOutSwitch, ...] = ()
+
+    def rules_for(self, request: Request, is_telemetry: bool) -> tuple[Rule, ...]:
+        return tuple(rule for rule in self.rules if rule.applies_to(request, is_telemetry))
+
+    def rule(self, rule_id: str) -> Rule | None:
+        for rule in self.rules:
+            if rule.id == rule_id:
+                return rule
+        return None

@@ -1,0 +1,246 @@
+"""Every body format and encoding decodes to the expected fields, and re-encodes faithfully."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import zlib
+
+import brotli
+import pytest
+import zstandard
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+
+from telemetry_audit.decoders import DROP, DecodeLimits, decode_request, encode_body, rewrite_values
+from telemetry_audit.model import Request
+
+EVENT = {"event": "cli.start", "properties": {"args": ["deploy", "--stage", "dev"], "cwd": "/home/alice/app"}}
+EVENT_BYTES = json.dumps(EVENT).encode()
+
+
+def fields_of(request: Request) -> dict[str, object]:
+    decoded = decode_request(request)
+    assert decoded.problems == [], decoded.problems
+    return {f.path: f.value for f in decoded.fields}
+
+
+def werf_otlp_body() -> bytes:
+    """An ExportTraceServiceRequest shaped like werf's (JSON strings inside span attributes)."""
+    attrs = [
+        KeyValue(key="command", value=AnyValue(string_value="werf converge")),
+        KeyValue(key="eventData", value=AnyValue(string_value=json.dumps({"exitCode": 1, "path": "/home/bob/x"}))),
+        KeyValue(key="ts", value=AnyValue(int_value=1795334307)),
+    ]
+    span = Span(name="telemetry", trace_id=b"\x01" * 16, span_id=b"\x02" * 8, attributes=attrs)
+    message = ExportTraceServiceRequest(resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=[span])])])
+    return message.SerializeToString()
+
+
+SPAN = "resourceSpans[0].scopeSpans[0].spans[0]"
+
+CASES = [
+    ("json object", {"Content-Type": "application/json"}, EVENT_BYTES, {"properties.args[1]": "--stage"}),
+    ("json array", {"Content-Type": "application/json"}, json.dumps([EVENT, EVENT]).encode(),
+     {"[1].properties.cwd": "/home/alice/app"}),
+    ("ndjson", {"Content-Type": "application/x-ndjson"}, EVENT_BYTES + b"\n" + EVENT_BYTES + b"\n",
+     {"[1].event": "cli.start"}),
+    ("ndjson sniffed", {"Content-Type": "text/plain"}, EVENT_BYTES + b"\n" + EVENT_BYTES,
+     {"[0].properties.args[0]": "deploy"}),
+    ("form", {"Content-Type": "application/x-www-form-urlencoded"}, b"event=start&user=alice%40example.com",
+     {"user": "alice@example.com"}),
+    ("form with base64 json (mixpanel data=)", {"Content-Type": "application/x-www-form-urlencoded"},
+     b"data=" + base64.b64encode(EVENT_BYTES).replace(b"+", b"%2B").replace(b"=", b"%3D"),
+     {"data.properties.cwd": "/home/alice/app"}),
+    ("gzip", {"Content-Type": "application/json", "Content-Encoding": "gzip"}, gzip.compress(EVENT_BYTES),
+     {"event": "cli.start"}),
+    ("deflate (zlib)", {"Content-Type": "application/json", "Content-Encoding": "deflate"}, zlib.compress(EVENT_BYTES),
+     {"event": "cli.start"}),
+    ("deflate (raw)", {"Content-Type": "application/json", "Content-Encoding": "deflate"},
+     zlib.compress(EVENT_BYTES, wbits=-15) if False else zlib.compressobj(wbits=-15).compress(EVENT_BYTES)
+     + b"", {}),
+    ("br", {"Content-Type": "application/json", "Content-Encoding": "br"}, brotli.compress(EVENT_BYTES),
+     {"event": "cli.start"}),
+    ("zstd", {"Content-Type": "application/json", "Content-Encoding": "zstd"},
+     zstandard.ZstdCompressor().compress(EVENT_BYTES), {"event": "cli.start"}),
+    ("gzip without header (posthog-js)", {"Content-Type": "text/plain"}, gzip.compress(EVENT_BYTES),
+     {"event": "cli.start"}),
+    ("json inside a string", {"Content-Type": "application/json"},
+     json.dumps({"attributes": json.dumps({"token": "x1", "nested": {"k": "v"}})}).encode(),
+     {"attributes.token": "x1", "attributes.nested.k": "v"}),
+    ("base64 json inside a string", {"Content-Type": "application/json"},
+     json.dumps({"blob": base64.b64encode(EVENT_BYTES).decode()}).encode(), {"blob.properties.cwd": "/home/alice/app"}),
+    ("whole body base64 json", {"Content-Type": "text/plain"}, base64.b64encode(EVENT_BYTES),
+     {"properties.args[2]": "dev"}),
+]
+
+
+def _raw_deflate(data: bytes) -> bytes:
+    compressor = zlib.compressobj(wbits=-15)
+    return compressor.compress(data) + compressor.flush()
+
+
+CASES[8] = ("deflate (raw)", {"Content-Type": "application/json", "Content-Encoding": "deflate"},
+            _raw_deflate(EVENT_BYTES), {"event": "cli.start"})
+
+
+@pytest.mark.parametrize(("name", "headers", "body", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_body_formats_decode_to_fields(name: str, headers: dict[str, str], body: bytes,
+                                       expected: dict[str, object]) -> None:
+    fields = fields_of(Request.from_url("POST", "https://collector.test/e", headers, body))
+    for path, value in expected.items():
+        assert fields[path] == value
+
+
+def test_headers_and_query_are_fields() -> None:
+    request = Request.from_url(
+        "GET", "https://api.mixpanel.com/track?api_key=k123&ip=1",
+        {"Authorization": "Bearer abc", "Content-Length": "0", "X-Token": "t"},
+    )
+    fields = fields_of(request)
+    assert fields["header.authorization"] == "Bearer abc"
+    assert fields["query.api_key"] == "k123"
+    assert "header.content-length" not in fields  # transport headers are not audited
+
+
+def test_otlp_protobuf_spans_read_with_attribute_names_and_embedded_json() -> None:
+    request = Request.from_url("POST", "https://telemetry.werf.io/v1/traces",
+                               {"Content-Type": "application/x-protobuf"}, werf_otlp_body())
+    fields = fields_of(request)
+    assert fields[f"{SPAN}.attributes.command"] == "werf converge"
+    assert fields[f"{SPAN}.attributes.eventData.path"] == "/home/bob/x"
+    decoded = decode_request(request)
+    generic = {f.generic_path for f in decoded.fields}
+    assert "resourceSpans[].scopeSpans[].spans[].attributes.eventData.exitCode" in generic
+
+
+def test_otlp_json() -> None:
+    body = {"resourceSpans": [{"scopeSpans": [{"spans": [{"name": "s", "attributes": [
+        {"key": "user", "value": {"stringValue": "alice"}}]}]}]}]}
+    request = Request.from_url("POST", "http://127.0.0.1:4318/v1/traces", {"Content-Type": "application/json"},
+                               json.dumps(body).encode())
+    decoded = decode_request(request)
+    assert decoded.body_format == "otlp-json"
+    assert {f.path: f.value for f in decoded.fields}[f"{SPAN}.attributes.user"] == "alice"
+
+
+@pytest.mark.parametrize(
+    ("name", "headers", "body", "reason"),
+    [
+        ("broken json", {"Content-Type": "application/json"}, b'{"a": ', "invalid JSON"),
+        ("broken gzip", {"Content-Encoding": "gzip"}, b"\x1f\x8bnot gzip at all", "gzip"),
+        ("truncated gzip", {"Content-Encoding": "gzip"}, gzip.compress(EVENT_BYTES)[:20], "gzip"),
+        ("unknown encoding", {"Content-Encoding": "compress"}, b"xx", "unsupported Content-Encoding"),
+        ("binary", {"Content-Type": "application/octet-stream"}, bytes(range(256)), "unrecognised"),
+        ("bad protobuf", {"Content-Type": "application/x-protobuf"}, b"\xff\xff\xff\xff", "OTLP"),
+        ("deep nesting", {"Content-Type": "application/json"}, b"[" * 100_000 + b"]" * 100_000, "deep"),
+    ],
+    ids=lambda v: v if isinstance(v, str) and len(v) < 30 else None,
+)
+def test_undecodable_bodies_are_problems_not_passes(name: str, headers: dict[str, str], body: bytes,
+                                                    reason: str) -> None:
+    path = "/v1/traces" if name == "bad protobuf" else "/e"
+    decoded = decode_request(Request.from_url("POST", f"https://collector.test{path}", headers, body))
+    assert decoded.problems, name
+    assert any(reason.lower() in p.reason.lower() for p in decoded.problems), decoded.problems
+
+
+def test_gzip_bomb_is_a_problem_within_the_limit() -> None:
+    bomb = gzip.compress(b"\0" * (64 * 1024 * 1024))  # 64 MiB of zeros in ~64 KB
+    limits = DecodeLimits(max_decoded_bytes=1024 * 1024)
+    decoded = decode_request(Request.from_url("POST", "https://c.test/e", {"Content-Encoding": "gzip"}, bomb), limits)
+    assert any("limit" in p.reason for p in decoded.problems)
+
+
+@pytest.mark.parametrize("codec", ["br", "zstd", "deflate"])
+def test_other_bombs_are_problems(codec: str) -> None:
+    data = b"A" * (8 * 1024 * 1024)
+    body = {"br": brotli.compress, "zstd": zstandard.ZstdCompressor().compress, "deflate": zlib.compress}[codec](data)
+    limits = DecodeLimits(max_decoded_bytes=1024 * 1024)
+    decoded = decode_request(Request.from_url("POST", "https://c.test/e", {"Content-Encoding": codec}, body), limits)
+    assert any("limit" in p.reason for p in decoded.problems)
+
+
+def test_undecodable_body_is_still_given_to_detectors_as_raw_text() -> None:
+    decoded = decode_request(Request.from_url("POST", "https://c.test/e", {"Content-Type": "application/json"},
+                                              b'{"token": "ghp_x", broken'))
+    assert any(f.path == "body" and "ghp_x" in str(f.value) for f in decoded.fields)
+
+
+def test_field_limit_is_enforced() -> None:
+    body = json.dumps(list(range(5000))).encode()
+    decoded = decode_request(Request.from_url("POST", "https://c.test/e", {"Content-Type": "application/json"}, body),
+                             DecodeLimits(max_fields=100))
+    assert any("fields" in p.reason for p in decoded.problems)
+    assert len(decoded.fields) <= 100
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "zstd", None])
+def test_rewrite_keeps_format_and_encoding(encoding: str | None) -> None:
+    compress = {"gzip": gzip.compress, "deflate": zlib.compress, "br": brotli.compress,
+                "zstd": zstandard.ZstdCompressor().compress, None: lambda b: b}[encoding]
+    headers = {"Content-Type": "application/json"}
+    if encoding:
+        headers["Content-Encoding"] = encoding
+    body = json.dumps({"a": "/home/alice/x", "b": json.dumps({"c": "secret"}), "d": [1, 2]}).encode()
+    decoded = decode_request(Request.from_url("POST", "https://c.test/e", headers, compress(body)))
+    edits = {f.locator: "X" for f in decoded.fields if f.path in ("a", "b.c")}
+    edits.update({f.locator: DROP for f in decoded.fields if f.path == "d[0]"})
+    rewrite_values(decoded.body_tree, edits)
+    out = encode_body(decoded)
+    again = decode_request(Request.from_url("POST", "https://c.test/e", headers, out))
+    assert {f.path: f.value for f in again.fields} == {"a": "X", "b.c": "X", "d[0]": 2}
+
+
+def test_rewrite_otlp_protobuf_round_trips() -> None:
+    request = Request.from_url("POST", "https://telemetry.werf.io/v1/traces",
+                               {"Content-Type": "application/x-protobuf"}, werf_otlp_body())
+    decoded = decode_request(request)
+    target = f"{SPAN}.attributes.eventData.path"
+    rewrite_values(decoded.body_tree, {f.locator: "[REDACTED]" for f in decoded.fields if f.path == target})
+    message = ExportTraceServiceRequest()
+    message.ParseFromString(encode_body(decoded))
+    attrs = {kv.key: kv.value for kv in message.resource_spans[0].scope_spans[0].spans[0].attributes}
+    assert json.loads(attrs["eventData"].string_value)["path"] == "[REDACTED]"
+    assert attrs["command"].string_value == "werf converge"
+
+
+def test_rewrite_form_with_base64_json_keeps_base64() -> None:
+    body = b"data=" + base64.b64encode(json.dumps({"distinct_id": "alice@example.com"}).encode())
+    request = Request.from_url("POST", "https://api.mixpanel.com/track",
+                               {"Content-Type": "application/x-www-form-urlencoded"}, body)
+    decoded = decode_request(request)
+    rewrite_values(decoded.body_tree, {f.locator: "[REDACTED]" for f in decoded.fields})
+    out = encode_body(decoded)
+    assert b"alice" not in out and b"alice" not in base64.b64decode(out.split(b"=", 1)[1].replace(b"%3D", b"="))
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(body=st.binary(max_size=2048), content_type=st.sampled_from(
+    ["application/json", "application/x-www-form-urlencoded", "text/plain", "application/x-protobuf", ""]),
+    encoding=st.sampled_from(["", "gzip", "br", "deflate", "zstd"]), path=st.sampled_from(["/e", "/v1/traces"]))
+def test_arbitrary_bytes_never_raise(body: bytes, content_type: str, encoding: str, path: str) -> None:
+    headers = {"Content-Type": content_type, "Content-Encoding": encoding}
+    decode_request(Request.from_url("POST", f"https://c.test{path}", headers, body))
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=json_values)
+def test_arbitrary_json_round_trips_through_rewrite(value: object) -> None:
+    body = json.dumps(value).encode()
+    decoded = decode_request(Request.from_url("POST", "https://c.test/e", {"Content-Type": "application/json"}, body))
+    if decoded.body_format in ("json", "base64-json", "ndjson"):
+        again = decode_request(Request.from_url("POST", "https://c.test/e", {"Content-Type": "application/json"},
+                                                encode_body(decoded)))
+        assert [(f.path, f.value) for f in again.fields] == [(f.path, f.value) for f in decoded.fields]

@@ -1,0 +1,90 @@
+"""Broken policy files fail with the exact message the user sees (file, line, column, snippet, hint)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from telemetry_audit.policy import PolicyError, load_policy
+
+ROOT = Path(__file__).resolve().parents[2]
+BAD = sorted((ROOT / "tests" / "data" / "rules").glob("bad_*.yaml"))
+
+
+@pytest.mark.parametrize("path", BAD, ids=[p.stem for p in BAD])
+def test_bad_policy_reports_exact_error(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    relative = str(path.relative_to(ROOT))
+    with pytest.raises(PolicyError) as caught:
+        load_policy([relative])
+    expected = path.with_suffix(".expected").read_text("utf-8")
+    assert str(caught.value) + "\n" == expected
+
+
+def test_every_bad_file_has_an_expected_message() -> None:
+    assert len(BAD) >= 10
+    assert all(p.with_suffix(".expected").is_file() for p in BAD)
+
+
+def test_unknown_builtin_pack_lists_the_packs() -> None:
+    with pytest.raises(PolicyError) as caught:
+        load_policy(["no-such-pack"])
+    assert "no built-in policy pack named 'no-such-pack'" in str(caught.value)
+    assert "default" in caught.value.hint
+
+
+def test_missing_file() -> None:
+    with pytest.raises(PolicyError, match="policy file not found"):
+        load_policy(["/nonexistent/policy.yaml"])
+
+
+def test_default_policy_loads_with_positions() -> None:
+    policy = load_policy()
+    assert policy.files == ("<builtin>/default.yaml",)
+    rule = policy.rule("default.secrets")
+    assert rule is not None and rule.line > 1 and rule.file == "<builtin>/default.yaml"
+
+
+def test_later_files_override_earlier_rules_and_settings(tmp_path: Path) -> None:
+    base = tmp_path / "base.yaml"
+    base.write_text(
+        "version: 1\nsettings: {max_body_bytes: 100, decode_failure: block}\n"
+        "rules:\n  - id: a\n    match: {hosts: [x.test]}\n    action: log\n  - id: b\n    match: {hosts: [y.test]}\n"
+    )
+    top = tmp_path / "top.yaml"
+    top.write_text(
+        "version: 1\nextends: [base.yaml]\nsettings: {max_body_bytes: 200}\n"
+        "rules:\n  - id: a\n    match: {hosts: [z.test]}\n    action: block\n  - id: b\n    match: {telemetry: true}\n"
+        "    disabled: true\n"
+    )
+    policy = load_policy([str(top)])
+    assert [r.id for r in policy.rules] == ["a"]
+    assert policy.rules[0].match[0].hosts == ("z.test",)
+    assert policy.settings.max_body_bytes == 200
+    assert policy.settings.decode_failure.value == "block"  # merged key by key
+    assert policy.files == (str(base), str(top))
+
+
+def test_two_policy_arguments_compose_in_order(tmp_path: Path) -> None:
+    one = tmp_path / "one.yaml"
+    one.write_text("rules:\n  - id: r\n    match: {hosts: [a.test]}\n    severity: low\n")
+    two = tmp_path / "two.yaml"
+    two.write_text("rules:\n  - id: r\n    match: {hosts: [a.test]}\n    severity: high\n")
+    assert load_policy([str(one), str(two)]).rules[0].severity.value == "high"
+    assert load_policy([str(two), str(one)]).rules[0].severity.value == "low"
+
+
+def test_yaml_tags_that_build_objects_are_refused(tmp_path: Path) -> None:
+    evil = tmp_path / "evil.yaml"
+    evil.write_text("rules: !!python/object/apply:os.system ['true']\n")
+    with pytest.raises(PolicyError):
+        load_policy([str(evil)])
+
+
+def test_schema_is_valid_json_schema() -> None:
+    import jsonschema
+
+    from telemetry_audit.policy import policy_schema
+
+    jsonschema.Draft202012Validator.check_schema(policy_schema())
