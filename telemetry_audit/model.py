@@ -9,11 +9,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from urllib.parse import parse_qsl, urlsplit
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     """How bad a finding is; ordered from least to most severe."""
 
     INFO = "info"
@@ -30,7 +30,7 @@ class Severity(str, Enum):
 _SEVERITY_ORDER = list(Severity)
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     """What happens to a request; ordered from least to most strict."""
 
     ALLOW = "allow"
@@ -51,7 +51,7 @@ def strictest(actions: Iterable[Action]) -> Action:
     return max(actions, key=lambda a: a.rank, default=Action.ALLOW)
 
 
-class FindingKind(str, Enum):
+class FindingKind(StrEnum):
     """The family a finding belongs to (stable: appears in reports)."""
 
     SECRET = "secret"
@@ -66,7 +66,7 @@ class FindingKind(str, Enum):
     ERROR = "error"
 
 
-class RedactMode(str, Enum):
+class RedactMode(StrEnum):
     """How a redacting action rewrites the offending value."""
 
     MASK = "mask"

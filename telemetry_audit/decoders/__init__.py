@@ -16,7 +16,7 @@ from typing import Any
 from telemetry_audit.decoders import formats
 from telemetry_audit.decoders.content_encoding import GZIP_MAGIC, compress, decompress
 from telemetry_audit.decoders.errors import DecodeError
-from telemetry_audit.decoders.formats import Embedded, FormPairs
+from telemetry_audit.decoders.formats import Embedded, FormPair, FormPairs
 from telemetry_audit.model import FieldValue, Request
 
 __all__ = ["DecodeError", "DecodeLimits", "DecodedRequest", "DecodeProblem", "decode_request", "Embedded"]
@@ -93,7 +93,7 @@ def _decode_body(request: Request, limits: DecodeLimits) -> tuple[str, Any, tupl
     if len(body) > limits.max_decoded_bytes:
         raise DecodeError(f"body of {len(body)} bytes exceeds the {limits.max_decoded_bytes}-byte limit")
     content_type = request.content_type
-    if formats.is_otlp_path(request.path) and ("protobuf" in content_type or not body.lstrip()[:1] in (b"{", b"[")):
+    if formats.is_otlp_path(request.path) and ("protobuf" in content_type or body.lstrip()[:1] not in (b"{", b"[")):
         return "otlp-protobuf", formats.parse_otlp_protobuf(body, request.path), encodings, sniffed
     if content_type == "application/x-www-form-urlencoded":
         return "form", formats.parse_form(body), encodings, sniffed
@@ -228,7 +228,7 @@ def decode_request(request: Request, limits: DecodeLimits | None = None) -> Deco
 
     query_tree: FormPairs | None = None
     if request.query:
-        query_tree = FormPairs([[k, v] for k, v in request.query])
+        query_tree = FormPairs([FormPair((k, v)) for k, v in request.query])
         flattener.walk(query_tree, "query", "query", ("query",))
 
     decoded = DecodedRequest(fields, problems, "empty", query_tree=query_tree, path=request.path)
@@ -306,8 +306,8 @@ def rewrite_values(tree: Any, edits: dict[tuple[str | int, ...], Any]) -> Any:
             if isinstance(container, dict):
                 container.pop(key, None)
             elif isinstance(container, list) and isinstance(key, int):
-                if key == 1 and len(container) == 2 and isinstance(container[0], str):
-                    container[0] = None  # a form pair: serialize_form leaves it out
+                if isinstance(container, FormPair):
+                    container[0] = None  # serialize_form leaves the pair out
                 else:
                     del container[key]
         except (IndexError, TypeError):

@@ -19,6 +19,10 @@ from urllib.parse import parse_qsl, urlencode
 from telemetry_audit.decoders.errors import DecodeError
 
 
+class FormPair(list):  # type: ignore[type-arg]
+    """One `[key, value]` pair of a form; a distinct type so redaction can tell it from a JSON list."""
+
+
 @dataclass
 class FormPairs:
     """An url-encoded form: ordered `[key, value]` pairs (values may become `Embedded`)."""
@@ -108,7 +112,7 @@ def parse_form(body: bytes) -> FormPairs:
         pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True, max_num_fields=100_000)
     except ValueError as e:
         raise DecodeError(f"invalid url-encoded form: {e}") from None
-    return FormPairs([[k, v] for k, v in pairs])
+    return FormPairs([FormPair((k, v)) for k, v in pairs])
 
 
 def serialize_form(tree: FormPairs) -> bytes:

@@ -65,7 +65,8 @@ def _resolve(reference: str, relative_to: str | None) -> tuple[str, str]:
         path = builtin_pack_path(reference)
         if path is None:
             names = ", ".join(builtin_pack_names())
-            raise PolicyError(reference, f"no built-in policy pack named {reference!r}", hint=f"built-in packs: {names}")
+            raise PolicyError(reference, f"no built-in policy pack named {reference!r}",
+                              hint=f"built-in packs: {names}")
         return f"{BUILTIN_PREFIX}{reference}.yaml", str(path)
     if relative_to and not os.path.isabs(reference) and not relative_to.startswith(BUILTIN_PREFIX):
         reference = os.path.normpath(os.path.join(os.path.dirname(relative_to), reference))
@@ -104,6 +105,10 @@ def _alternation(document: LoadedDocument, path: tuple[str | int, ...], patterns
     return None if combined is None else re2.compile(combined.pattern, options=_QUIET)
 
 
+def _field_alternation(document: LoadedDocument, path: tuple[str | int, ...], patterns: list[str]) -> Any:
+    return _alternation(document, path, [field_glob_to_regex(p) for p in patterns])
+
+
 def _match_spec(document: LoadedDocument, path: tuple[str | int, ...], raw: Mapping[str, Any]) -> MatchSpec:
     paths = tuple(raw.get("paths", ()))
     agents = tuple(raw.get("user_agents", ()))
@@ -122,7 +127,7 @@ def _allowlist(document: LoadedDocument, path: tuple[str | int, ...], raw: Mappi
     if not raw:
         return Allowlist()
     return Allowlist(
-        fields_regex=_alternation(document, path + ("fields",), [field_glob_to_regex(f) for f in raw.get("fields", [])]),
+        fields_regex=_field_alternation(document, path + ("fields",), raw.get("fields", [])),
         values_regex=_alternation(document, path + ("values",), list(raw.get("values", []))),
         fingerprints=frozenset(raw.get("fingerprints", [])),
         detectors=frozenset(raw.get("detectors", [])),
@@ -142,13 +147,13 @@ def _field_policy(document: LoadedDocument, path: tuple[str | int, ...], raw: Ma
     unknown = raw.get("unknown")
     return FieldPolicy(
         allow=tuple(allow),
-        allow_regex=_alternation(document, path + ("allow",), [field_glob_to_regex(p) for p in allow]),
+        allow_regex=_field_alternation(document, path + ("allow",), allow),
         sources=sources,
         unknown=Action(unknown) if unknown else None,
         unknown_severity=Severity(raw.get("unknown_severity", "low")),
         unknown_kind=FindingKind(raw.get("unknown_kind", "field")),
         redact=RedactMode(raw.get("redact", "drop")),
-        ignore_regex=_alternation(document, path + ("ignore",), [field_glob_to_regex(p) for p in raw.get("ignore", [])]),
+        ignore_regex=_field_alternation(document, path + ("ignore",), raw.get("ignore", [])),
     )
 
 
@@ -163,14 +168,13 @@ def _forbid(
     detector = raw.get("detector", "")
     family, _, name = detector.partition(".")
     pattern = _regex(document, path + ("pattern",), raw["pattern"]) if "pattern" in raw else None
-    field_patterns = [field_glob_to_regex(f) for f in raw.get("fields", [])]
     return ForbidSpec(
         family=family if detector else "custom",
         detector_id=detector if name else "",
         pattern=pattern,
         custom_id=raw.get("id", ""),
         title=raw.get("title", ""),
-        fields_regex=_alternation(document, path + ("fields",), field_patterns),
+        fields_regex=_field_alternation(document, path + ("fields",), raw.get("fields", [])),
         action=Action(raw.get("action", rule_action.value)),
         severity=Severity(raw.get("severity", rule_severity.value)),
         redact=RedactMode(raw.get("redact", default_redact.value)),

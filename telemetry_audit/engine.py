@@ -1,0 +1,358 @@
+"""The decision engine: one request and one policy in, one `Decision` out.
+
+Like pip-audit's auditor it prints nothing and knows nothing of mitmproxy.
+The strictest action among a request's findings wins; a redacting decision
+carries the rewritten body in the request's own format and encoding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from telemetry_audit import endpoints
+from telemetry_audit.decoders import DROP, DecodedRequest, DecodeLimits, decode_request, encode_body, rewrite_values
+from telemetry_audit.detectors import FAMILIES
+from telemetry_audit.detectors.base import AuditEnvironment, Detector, Match
+from telemetry_audit.model import (
+    Action,
+    Decision,
+    FieldValue,
+    Finding,
+    FindingKind,
+    RedactMode,
+    Request,
+    Severity,
+    fingerprint,
+    mask,
+    strictest,
+)
+from telemetry_audit.policy.model import ForbidSpec, Policy, Rule
+
+_FAMILY_KIND = {
+    "secrets": FindingKind.SECRET,
+    "paths": FindingKind.PATH,
+    "env_values": FindingKind.ENV,
+    "pii": FindingKind.PII,
+    "canary": FindingKind.CANARY,
+    "custom": FindingKind.SECRET,
+}
+
+
+@dataclass(frozen=True)
+class _PatternDetector:
+    """A policy's own `pattern:` entry, run like any detector."""
+
+    family: str
+    detector_id: str
+    title: str
+    regex: Any
+
+    def find(self, value: str) -> Iterator[Match]:
+        for match in self.regex.finditer(value):
+            if match.end() > match.start():
+                yield Match(self.detector_id, FindingKind.SECRET, self.title, match.start(), match.end())
+
+
+@dataclass
+class _Candidate:
+    """A finding before allowlists, dedupe and redaction are applied."""
+
+    finding: Finding
+    field: FieldValue
+    start: int
+    end: int
+    redact: RedactMode
+    rule: Rule | None
+
+
+def _settings_key(settings: Mapping[str, Any]) -> str:
+    return json.dumps(settings, sort_keys=True, default=str)
+
+
+class Auditor:
+    """Evaluates many requests against one policy in one audit environment.
+
+    Detectors are built once per (family, settings) and reused, so the cost
+    per request is the scan itself.
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        environment: AuditEnvironment | None = None,
+        *,
+        audit_all: bool = False,
+        limits: DecodeLimits | None = None,
+    ) -> None:
+        self.policy = policy
+        self.environment = environment or AuditEnvironment.current()
+        self.audit_all = audit_all
+        self.limits = limits or DecodeLimits(max_decoded_bytes=max(policy.settings.max_body_bytes, 1) * 2)
+        self._detectors: dict[tuple[str, str, str], Detector] = {}
+
+    def detector_for(self, spec: ForbidSpec) -> Detector:
+        """The configured detector for a forbid entry (built on first use)."""
+        if spec.family == "custom":
+            key = ("custom", spec.custom_id, spec.pattern.pattern)
+            if key not in self._detectors:
+                self._detectors[key] = _PatternDetector("custom", spec.custom_id, spec.title or spec.custom_id,
+                                                        spec.pattern)
+            return self._detectors[key]
+        settings = {**self.policy.settings.detectors.get(spec.family, {}), **spec.settings}
+        key = (spec.family, "", _settings_key(settings))
+        if key not in self._detectors:
+            factory = FAMILIES.get(spec.family)
+            if factory is None:
+                raise KeyError(f"unknown detector family {spec.family!r}")
+            self._detectors[key] = factory(settings, self.environment)
+        return self._detectors[key]
+
+    def is_telemetry(self, request: Request) -> bool:
+        return self.audit_all or endpoints.is_telemetry(request, self.policy.settings.telemetry_hosts)
+
+    def evaluate(self, request: Request) -> Decision:
+        """Decide what happens to `request`; never raises for any request content."""
+        is_telemetry = self.is_telemetry(request)
+        rules = self.policy.rules_for(request, is_telemetry)
+        if not rules:
+            return Decision(Action.ALLOW, telemetry=False)
+        tool = next((r.tool for r in reversed(rules) if r.tool), "")
+        rule_ids = tuple(r.id for r in rules)
+        try:
+            return self._evaluate(request, rules, tool, rule_ids)
+        except Exception as e:  # auditing must fail closed, never open
+            settings = self.policy.settings
+            finding = Finding(
+                rule_id="audit-error",
+                kind=FindingKind.ERROR,
+                field="body",
+                severity=Severity.HIGH,
+                action=settings.error_action,
+                preview="",
+                fingerprint=fingerprint("audit-error", tool, type(e).__name__),
+                message=f"auditing failed: {type(e).__name__}: {e}"[:500],
+            )
+            return Decision(settings.error_action, (finding,), True, tool, rule_ids)
+
+    def _evaluate(self, request: Request, rules: tuple[Rule, ...], tool: str, rule_ids: tuple[str, ...]) -> Decision:
+        settings = self.policy.settings
+        candidates: list[_Candidate] = []
+        if len(request.body) > settings.max_body_bytes:
+            candidates.append(self._plain_candidate(
+                "oversize", FindingKind.SIZE, "body", Severity.MEDIUM, settings.oversize_action, tool,
+                f"body of {len(request.body)} bytes exceeds max_body_bytes={settings.max_body_bytes}; not inspected",
+                str(len(request.body)),
+            ))
+            return self._decide(request, None, candidates, tool, rule_ids)
+
+        decoded = decode_request(request, self.limits)
+        for problem in decoded.problems:
+            candidates.append(self._plain_candidate(
+                "decode", FindingKind.DECODE, problem.where, settings.decode_severity, settings.decode_failure, tool,
+                f"cannot decode {problem.where}: {problem.reason}", problem.reason,
+            ))
+        for rule in rules:
+            if rule.fields is not None and rule.fields.unknown is not None:
+                candidates.extend(self._field_candidates(rule, decoded.fields, tool))
+        candidates.extend(self._detector_candidates(rules, decoded.fields, tool))
+        return self._decide(request, decoded, candidates, tool, rule_ids)
+
+    def _plain_candidate(
+        self, rule_id: str, kind: FindingKind, where: str, severity: Severity, action: Action, tool: str,
+        message: str, value: str,
+    ) -> _Candidate:
+        # The fingerprint leaves out the reason and sizes, so a baseline entry survives small changes.
+        finding = Finding(rule_id, kind, where, severity, action, "", fingerprint(rule_id, tool, where), message)
+        return _Candidate(finding, FieldValue(where, None, where), 0, 0, RedactMode.MASK, None)
+
+    def _field_candidates(self, rule: Rule, fields: list[FieldValue], tool: str) -> Iterator[_Candidate]:
+        policy = rule.fields
+        assert policy is not None and policy.unknown is not None
+        for item in fields:
+            generic = item.generic_path
+            if generic.startswith("header.") or policy.is_allowed(generic) or policy.is_ignored(generic):
+                continue
+            text = item.text
+            kind = policy.unknown_kind
+            what = "undocumented field" if kind is FindingKind.UNDOCUMENTED else "field not in the allow-list"
+            finding = Finding(
+                rule_id=rule.id,
+                kind=kind,
+                field=item.path,
+                severity=policy.unknown_severity,
+                action=policy.unknown,
+                preview=mask(text),
+                fingerprint=fingerprint(rule.id, tool, generic, "<field>"),
+                message=f"{what}: {generic}",
+                detector="fields.unknown",
+            )
+            yield _Candidate(finding, item, 0, len(text), policy.redact, rule)
+
+    def _detector_candidates(self, rules: tuple[Rule, ...], fields: list[FieldValue], tool: str) -> list[_Candidate]:
+        specs = [(rule, spec) for rule in rules for spec in rule.forbid]
+        if not specs:
+            return []
+        by_detector: dict[int, tuple[Detector, list[tuple[Rule, ForbidSpec]]]] = {}
+        for rule, spec in specs:
+            detector = self.detector_for(spec)
+            by_detector.setdefault(id(detector), (detector, []))[1].append((rule, spec))
+        values = [(item, item.text) for item in fields if item.value is not None and not isinstance(item.value, bool)]
+        out: list[_Candidate] = []
+        for detector, users in by_detector.values():
+            for item, text in values:
+                if not text:
+                    continue
+                for match in detector.find(text):
+                    for rule, spec in users:
+                        if spec.detector_id and match.detector_id != spec.detector_id:
+                            continue
+                        if spec.fields_regex is not None and not spec.fields_regex.match(item.generic_path):
+                            continue
+                        out.append(self._match_candidate(rule, spec, item, text, match, tool))
+        return out
+
+    def _match_candidate(
+        self, rule: Rule, spec: ForbidSpec, item: FieldValue, text: str, match: Match, tool: str
+    ) -> _Candidate:
+        value = text[match.start : match.end]
+        finding = Finding(
+            rule_id=rule.id,
+            kind=match.kind if spec.family != "custom" else _FAMILY_KIND["custom"],
+            field=item.path,
+            severity=spec.severity,
+            action=spec.action,
+            preview=mask(value),
+            fingerprint=fingerprint(rule.id, tool, item.generic_path, match.detector_id, value),
+            message=f"{match.title} in {item.path}",
+            detector=match.detector_id,
+        )
+        return _Candidate(finding, item, match.start, match.end, spec.redact, rule)
+
+    def _accepted(self, candidate: _Candidate) -> bool:
+        finding = candidate.finding
+        text = candidate.field.text[candidate.start : candidate.end] if candidate.field.value is not None else ""
+        allowlists = [self.policy.allowlist]
+        if candidate.rule is not None:
+            allowlists.append(candidate.rule.allowlist)
+        return any(
+            a.accepts(candidate.field.generic_path, text, finding.fingerprint, finding.detector) for a in allowlists
+        )
+
+    def _decide(
+        self,
+        request: Request,
+        decoded: DecodedRequest | None,
+        candidates: list[_Candidate],
+        tool: str,
+        rule_ids: tuple[str, ...],
+    ) -> Decision:
+        # One finding per (field, span, detector): the strictest of the rules that flagged it.
+        unique: dict[tuple[str, int, int, str, FindingKind], _Candidate] = {}
+        for candidate in candidates:
+            f = candidate.finding
+            key = (f.field, candidate.start, candidate.end, f.detector, f.kind)
+            kept = unique.get(key)
+            if kept is None or f.action.rank > kept.finding.action.rank:
+                unique[key] = candidate
+        kept_candidates: list[_Candidate] = []
+        for candidate in unique.values():
+            if self._accepted(candidate):
+                candidate = _Candidate(
+                    _replace_suppressed(candidate.finding), candidate.field, candidate.start, candidate.end,
+                    candidate.redact, candidate.rule,
+                )
+            kept_candidates.append(candidate)
+        findings = tuple(c.finding for c in kept_candidates)
+        action = strictest(f.action for f in findings if not f.suppressed)
+        if action is not Action.REDACT:
+            return Decision(action, findings, True, tool, rule_ids)
+        try:
+            body, query, headers = _redact(request, decoded, [c for c in kept_candidates if _redacts(c)])
+        except Exception as e:  # cannot rewrite safely: fail closed
+            finding = Finding("redact-failed", FindingKind.ERROR, "body", Severity.HIGH, Action.BLOCK, "",
+                              fingerprint("redact-failed", tool), f"cannot redact this request: {e}"[:500])
+            return Decision(Action.BLOCK, findings + (finding,), True, tool, rule_ids)
+        return Decision(action, findings, True, tool, rule_ids, redacted_body=body, redacted_query=query,
+                        redacted_headers=headers)
+
+
+def _replace_suppressed(finding: Finding) -> Finding:
+    from dataclasses import replace
+
+    return replace(finding, suppressed=True)
+
+
+def _redacts(candidate: _Candidate) -> bool:
+    return not candidate.finding.suppressed and candidate.finding.action is Action.REDACT
+
+
+def _replacement(candidate: _Candidate, current: str) -> Any:
+    """The new value for a field after redacting `candidate` in `current`."""
+    mode = candidate.redact
+    if mode is RedactMode.DROP:
+        return DROP
+    original = candidate.field.text
+    if mode is RedactMode.HASH:
+        return "sha256:" + hashlib.sha256(original.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    label = f"[REDACTED:{candidate.finding.kind.value}]"
+    if candidate.end <= candidate.start or candidate.finding.kind in (FindingKind.FIELD, FindingKind.UNDOCUMENTED):
+        return label
+    return current[: candidate.start] + label + current[candidate.end :]
+
+
+def _redact(
+    request: Request, decoded: DecodedRequest | None, candidates: list[_Candidate]
+) -> tuple[bytes, tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
+    """Rewrite body, query and headers so no redacting finding's value remains."""
+    if decoded is None:
+        raise ValueError("the body was not decoded")
+    # Apply spans from the end of each value so earlier offsets stay valid.
+    candidates = sorted(candidates, key=lambda c: (repr(c.field.locator), -c.start))
+    new_values: dict[tuple[str | int, ...], Any] = {}
+    for candidate in candidates:
+        locator = candidate.field.locator
+        if not locator:
+            raise ValueError(f"{candidate.field.path} cannot be rewritten (undecoded body)")
+        current = new_values.get(locator, candidate.field.text)
+        if current is DROP:
+            continue
+        if candidate.redact is RedactMode.MASK and not isinstance(candidate.field.value, str):
+            new_values[locator] = f"[REDACTED:{candidate.finding.kind.value}]"
+            continue
+        new_values[locator] = _replacement(candidate, current)
+
+    body_edits = {k: v for k, v in new_values.items() if k[0] not in ("header", "query")}
+    query_edits = {k[1:]: v for k, v in new_values.items() if k[0] == "query"}
+    header_edits = {str(k[1]): v for k, v in new_values.items() if k[0] == "header"}
+
+    body = request.body
+    if body_edits:
+        rewrite_values(decoded.body_tree, body_edits)
+        body = encode_body(decoded)
+    query = request.query
+    if query_edits and decoded.query_tree is not None:
+        rewrite_values(decoded.query_tree, query_edits)
+        query = tuple((str(k), _as_text(v)) for k, v in decoded.query_tree.pairs if k is not None)
+    headers = tuple(
+        (name, value if name.lower() not in header_edits else _as_text(header_edits[name.lower()]))
+        for name, value in request.headers
+        if header_edits.get(name.lower()) is not DROP
+    )
+    return body, query, headers
+
+
+def _as_text(value: Any) -> str:
+    from telemetry_audit.decoders.formats import Embedded, embed_to_string
+
+    if isinstance(value, Embedded):
+        return embed_to_string(value)
+    return "" if value is DROP else str(value)
+
+
+def evaluate(request: Request, policy: Policy, environment: AuditEnvironment | None = None) -> Decision:
+    """Decide one request (convenience over `Auditor` for a single call)."""
+    return Auditor(policy, environment).evaluate(request)

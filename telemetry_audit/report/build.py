@@ -1,0 +1,127 @@
+"""Build the stable JSON report (version 1) from audited requests.
+
+Every front end (`check`, `run`, the proxy's log, the pytest plugin) goes
+through here, so the report means the same thing wherever it comes from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from telemetry_audit import __version__
+from telemetry_audit.model import Action, Decision, Request, Severity, mask
+from telemetry_audit.policy.model import Policy
+
+
+@dataclass(frozen=True)
+class AuditedRequest:
+    """One request and what the engine decided for it."""
+
+    request: Request
+    decision: Decision
+    time: float | None = None
+    client: str = ""
+    """The client process, when the proxy knows it."""
+
+
+def safe_url(request: Request, decision: Decision) -> str:
+    """The request URL with every query value that carries a finding masked."""
+    if not request.query:
+        return request.url
+    flagged = {f.field.split(".", 2)[1].split("[", 1)[0] for f in decision.findings if f.field.startswith("query.")}
+    query = [(k, mask(v) if k in flagged else v) for k, v in request.query]
+    return f"{request.url}?{urlencode(query)}"
+
+
+def request_entry(item: AuditedRequest) -> dict[str, Any]:
+    request, decision = item.request, item.decision
+    entry: dict[str, Any] = {
+        "method": request.method,
+        "url": safe_url(request, decision),
+        "host": request.host,
+        "path": request.path,
+        "tool": decision.tool,
+        "decision": decision.action.value,
+        "time": item.time,
+        "rule_ids": list(decision.rule_ids),
+        "findings": [f.to_dict() for f in decision.findings],
+    }
+    if item.client:
+        entry["client"] = item.client
+    return entry
+
+
+def policy_section(policy: Policy) -> dict[str, Any]:
+    return {
+        "files": list(policy.files),
+        "rules": [
+            {
+                "id": rule.id,
+                "description": rule.description,
+                "severity": rule.severity.value,
+                "action": _rule_action(rule.action, [s.action for s in rule.forbid], rule.fields),
+                "tool": rule.tool,
+                "file": rule.file,
+                "line": rule.line,
+            }
+            for rule in policy.rules
+        ]
+        + [
+            {"id": rid, "description": text, "severity": sev.value, "action": act.value, "tool": "",
+             "file": policy.files[0] if policy.files else "", "line": 1}
+            for rid, text, sev, act in _engine_rules(policy)
+        ],
+    }
+
+
+def _rule_action(default: Action, forbid: list[Action], fields: Any) -> str:
+    actions = list(forbid)
+    if fields is not None and fields.unknown is not None:
+        actions.append(fields.unknown)
+    return max(actions or [default], key=lambda a: a.rank).value
+
+
+def _engine_rules(policy: Policy) -> list[tuple[str, str, Severity, Action]]:
+    """Findings the engine itself raises, described like policy rules."""
+    s = policy.settings
+    return [
+        ("decode", "A telemetry body could not be decoded; it was not fully inspected.", s.decode_severity,
+         s.decode_failure),
+        ("oversize", "A telemetry body exceeded max_body_bytes and was not inspected.", Severity.MEDIUM,
+         s.oversize_action),
+        ("audit-error", "Auditing a request failed; it was handled as the policy's error_action says.",
+         Severity.HIGH, s.error_action),
+        ("redact-failed", "A request could not be rewritten safely, so it was blocked.", Severity.HIGH,
+         Action.BLOCK),
+    ]
+
+
+def build_report(items: Iterable[AuditedRequest], policy: Policy) -> dict[str, Any]:
+    """The JSON report for `items` (telemetry requests only; others are counted)."""
+    items = list(items)
+    entries = [request_entry(i) for i in items if i.decision.telemetry]
+    return report_from_entries(entries, policy, total_requests=len(items))
+
+
+def report_from_entries(entries: list[dict[str, Any]], policy: Policy, *, total_requests: int) -> dict[str, Any]:
+    """The JSON report around already-built request entries (e.g. read back from an audit log)."""
+    findings = [f for e in entries for f in e["findings"]]
+    summary = {
+        "requests": max(total_requests, len(entries)),
+        "telemetry": len(entries),
+        "blocked": sum(e["decision"] == Action.BLOCK.value for e in entries),
+        "redacted": sum(e["decision"] == Action.REDACT.value for e in entries),
+        "logged": sum(e["decision"] == Action.LOG.value for e in entries),
+        "findings": sum(not f.get("suppressed") for f in findings),
+        "suppressed": sum(bool(f.get("suppressed")) for f in findings),
+    }
+    return {
+        "version": 1,
+        "tool": {"name": "telemetry-audit", "version": __version__},
+        "summary": summary,
+        "policy": policy_section(policy),
+        "requests": entries,
+    }

@@ -1,0 +1,323 @@
+"""The decision engine: actions, strictest-wins, redaction in the original encoding, allowlists, failure modes."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from telemetry_audit.decoders import decode_request
+from telemetry_audit.detectors.base import AuditEnvironment
+from telemetry_audit.engine import Auditor
+from telemetry_audit.model import Action, FindingKind, Request
+from telemetry_audit.policy import load_policy
+from tests.factories import json_request, raw_request
+
+ENV = AuditEnvironment(
+    env={"LOCALSTACK_AUTH_TOKEN": "ls-FAKE-TOKEN-1234", "HOME": "/home/alice", "SHELL": "/bin/bash"},
+    home="/home/alice",
+    cwd="/home/alice/projects/app",
+    user="alice",
+    hostname="alice-laptop",
+)
+GITHUB_TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
+
+
+def policy_from(tmp_path: Path, text: str, *extra: str) -> Any:
+    path = tmp_path / "policy.yaml"
+    path.write_text(text)
+    return load_policy([*extra, str(path)])
+
+
+def auditor(tmp_path: Path, text: str | None = None, **kwargs: Any) -> Auditor:
+    policy = policy_from(tmp_path, text) if text else load_policy()
+    return Auditor(policy, ENV, **kwargs)
+
+
+def fields(body: bytes, headers: dict[str, str] | None = None) -> dict[str, object]:
+    decoded = decode_request(Request.from_url("POST", "https://x.test/e", headers or {}, body))
+    return {f.path: f.value for f in decoded.fields}
+
+
+# --- default policy on realistic events ----------------------------------------------------------------------
+
+DEFAULT_CASES = [
+    ("clean event",
+     {"event": "cli.start", "properties": {"version": "1.2.3", "id": "0ba1fd90-e64a-11f1-a508-991b2c0cd370"}},
+     Action.ALLOW, set()),
+    ("github token blocks", {"event": "x", "properties": {"token": GITHUB_TOKEN}}, Action.BLOCK, {FindingKind.SECRET}),
+    ("env value redacts", {"payload": {"api_key": "ls-FAKE-TOKEN-1234"}}, Action.REDACT, {FindingKind.ENV}),
+    ("home path redacts", {"error": "ENOENT: /home/alice/projects/app/serverless.yml"}, Action.REDACT,
+     {FindingKind.PATH}),
+    ("email redacts", {"user": "alice@example.com"}, Action.REDACT, {FindingKind.PII}),
+    ("secret and path: strictest wins", {"a": GITHUB_TOKEN, "b": "/home/alice/x"}, Action.BLOCK,
+     {FindingKind.SECRET, FindingKind.PATH}),
+]
+
+
+@pytest.mark.parametrize(("name", "body", "action", "kinds"), DEFAULT_CASES, ids=[c[0] for c in DEFAULT_CASES])
+def test_default_policy_decisions(tmp_path: Path, name: str, body: dict[str, Any], action: Action,
+                                  kinds: set[FindingKind]) -> None:
+    decision = auditor(tmp_path).evaluate(json_request(body))
+    assert decision.telemetry
+    assert decision.action is action
+    assert {f.kind for f in decision.active_findings} >= kinds
+    for finding in decision.findings:
+        assert GITHUB_TOKEN not in finding.preview and "ls-FAKE-TOKEN-1234" not in finding.preview
+
+
+def test_non_telemetry_request_is_not_audited(tmp_path: Path) -> None:
+    request = json_request({"token": GITHUB_TOKEN}, url="https://registry.npmjs.org/left-pad")
+    decision = auditor(tmp_path).evaluate(request)
+    assert decision.action is Action.ALLOW and not decision.telemetry and not decision.findings
+    assert auditor(tmp_path, audit_all=True).evaluate(request).action is Action.BLOCK
+
+
+def test_redaction_keeps_gzip_and_removes_every_leak(tmp_path: Path) -> None:
+    body = json.dumps({"payload": {"api_key": "ls-FAKE-TOKEN-1234", "cwd": "/home/alice/projects/app",
+                                   "version": "2026.8.2"}}).encode()
+    request = raw_request(gzip.compress(body), url="https://analytics.localstack.cloud/v1/session",
+                          headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    decision = auditor(tmp_path).evaluate(request)
+    assert decision.action is Action.REDACT
+    assert decision.redacted_body is not None
+    plain = gzip.decompress(decision.redacted_body)  # still gzip
+    assert b"ls-FAKE-TOKEN-1234" not in plain and b"/home/alice" not in plain
+    assert json.loads(plain)["payload"]["version"] == "2026.8.2"
+
+
+REDACT_MODES = [
+    ("mask", lambda v: v.startswith("[REDACTED") or "[REDACTED:" in v),
+    ("hash", lambda v: v.startswith("sha256:")),
+    ("drop", None),
+]
+
+
+@pytest.mark.parametrize(("mode", "check"), REDACT_MODES, ids=[m[0] for m in REDACT_MODES])
+def test_redact_modes(tmp_path: Path, mode: str, check: Any) -> None:
+    policy = f"""
+rules:
+  - id: no-email
+    match: {{telemetry: true}}
+    forbid:
+      - detector: pii
+        action: redact
+        redact: {mode}
+"""
+    decision = auditor(tmp_path, policy).evaluate(json_request({"user": "alice@example.com", "n": 1}))
+    assert decision.action is Action.REDACT and decision.redacted_body is not None
+    out = json.loads(decision.redacted_body)
+    if check is None:
+        assert "user" not in out and out["n"] == 1
+    else:
+        assert check(out["user"]) and "alice" not in out["user"]
+
+
+def test_query_and_header_values_are_redacted(tmp_path: Path) -> None:
+    request = Request.from_url("GET", "https://api.mixpanel.com/track?email=alice%40example.com&v=1",
+                               {"X-User": "alice@example.com"})
+    decision = auditor(tmp_path).evaluate(request)
+    assert decision.action is Action.REDACT
+    assert decision.redacted_query is not None and dict(decision.redacted_query)["v"] == "1"
+    assert "alice" not in dict(decision.redacted_query)["email"]
+    assert decision.redacted_headers is not None and "alice" not in dict(decision.redacted_headers)["X-User"]
+
+
+def test_redaction_inside_base64_form_value(tmp_path: Path) -> None:
+    data = base64.b64encode(json.dumps({"event": "x", "properties": {"email": "alice@example.com"}}).encode())
+    request = raw_request(b"data=" + data, url="https://api.mixpanel.com/track",
+                          headers={"Content-Type": "application/x-www-form-urlencoded"})
+    decision = auditor(tmp_path).evaluate(request)
+    assert decision.action is Action.REDACT and decision.redacted_body is not None
+    values = fields(decision.redacted_body, {"Content-Type": "application/x-www-form-urlencoded"})
+    assert values["data.event"] == "x" and "alice" not in str(values["data.properties.email"])
+
+
+# --- field allow-lists ---------------------------------------------------------------------------------------
+
+FIELDS_POLICY = """
+rules:
+  - id: sst-v4
+    tool: sst
+    match: {hosts: [telemetry.ion.sst.dev], paths: ["/batch/"]}
+    fields:
+      allow:
+        - api_key
+        - batch[].type
+        - batch[].event
+        - path: batch[].properties.*_version
+          source: seeds/sst-telemetry.md
+        - batch[].properties.system_**
+      unknown: redact
+      unknown_kind: undocumented
+"""
+
+
+def test_unknown_fields_are_findings_and_dropped(tmp_path: Path) -> None:
+    body = {"api_key": "phc_x", "batch": [{"type": "capture", "event": "cli.start",
+                                           "properties": {"sst_version": "4.17.1", "system_platform": "linux",
+                                                          "args": ["deploy", "--stage", "prod"]}}]}
+    decision = auditor(tmp_path, FIELDS_POLICY).evaluate(
+        json_request(body, url="https://telemetry.ion.sst.dev/batch/"))
+    assert decision.tool == "sst"
+    flagged = sorted(f.field for f in decision.findings if f.kind is FindingKind.UNDOCUMENTED)
+    assert flagged == ["batch[0].properties.args[0]", "batch[0].properties.args[1]", "batch[0].properties.args[2]"]
+    assert decision.action is Action.REDACT and decision.redacted_body is not None
+    out = json.loads(decision.redacted_body)
+    assert out["batch"][0]["properties"] == {"sst_version": "4.17.1", "system_platform": "linux", "args": []}
+
+
+def test_field_rule_does_not_apply_to_other_hosts(tmp_path: Path) -> None:
+    decision = auditor(tmp_path, FIELDS_POLICY).evaluate(json_request({"anything": 1}))
+    assert not decision.telemetry or not decision.findings
+
+
+# --- allowlists ----------------------------------------------------------------------------------------------
+
+ALLOWLIST_CASES = [
+    ("by field", "allowlist: {fields: [properties.contact]}"),
+    ("by value regex", "allowlist: {values: ['.*@example\\.com']}"),
+    ("by detector", "allowlist: {detectors: [pii.email]}"),
+    ("by family", "allowlist: {detectors: [pii]}"),
+]
+
+
+@pytest.mark.parametrize(("name", "allowlist"), ALLOWLIST_CASES, ids=[c[0] for c in ALLOWLIST_CASES])
+def test_allowlists_suppress(tmp_path: Path, name: str, allowlist: str) -> None:
+    policy = f"""
+rules:
+  - id: pii
+    match: {{telemetry: true}}
+    forbid: [{{detector: pii, action: block}}]
+    {allowlist}
+"""
+    decision = auditor(tmp_path, policy).evaluate(json_request({"properties": {"contact": "bob@example.com"}}))
+    assert decision.findings and all(f.suppressed for f in decision.findings)
+    assert decision.action is Action.ALLOW
+
+
+def test_fingerprint_baseline_suppresses_only_known_findings(tmp_path: Path) -> None:
+    first = auditor(tmp_path).evaluate(json_request({"a": "bob@example.com", "b": "carol@example.com"}))
+    known = next(f for f in first.findings if f.field == "a")
+    policy = load_policy(extra_allowlist=[known.fingerprint])
+    second = Auditor(policy, ENV).evaluate(json_request({"a": "bob@example.com", "b": "carol@example.com"}))
+    assert {f.field: f.suppressed for f in second.findings} == {"a": True, "b": False}
+    assert second.action is Action.REDACT
+
+
+def test_fingerprints_are_stable_and_hide_the_value(tmp_path: Path) -> None:
+    one = auditor(tmp_path).evaluate(json_request({"t": GITHUB_TOKEN}))
+    two = auditor(tmp_path).evaluate(json_request({"t": GITHUB_TOKEN}))
+    assert [f.fingerprint for f in one.findings] == [f.fingerprint for f in two.findings]
+    assert all(GITHUB_TOKEN not in f.fingerprint and len(f.fingerprint) == 32 for f in one.findings)
+
+
+# --- custom patterns, decode failures, size, errors ----------------------------------------------------------
+
+
+def test_custom_pattern_and_pathological_input_is_linear(tmp_path: Path) -> None:
+    policy = """
+rules:
+  - id: custom
+    match: {telemetry: true}
+    forbid:
+      - pattern: '(a+)+b'
+        id: catastrophic-in-backtracking-engines
+        action: block
+"""
+    audit = auditor(tmp_path, policy)
+    started = time.perf_counter()
+    decision = audit.evaluate(json_request({"v": "a" * 1_000_000 + "!"}))
+    elapsed = time.perf_counter() - started
+    assert decision.action is Action.ALLOW
+    assert audit.evaluate(json_request({"v": "aaab"})).action is Action.BLOCK
+    # Not a timing assertion: Python's backtracking `re` would take longer than the universe's age here.
+    assert elapsed < 60
+
+
+@pytest.mark.parametrize(("setting", "expected"), [("log", Action.LOG), ("block", Action.BLOCK)])
+def test_decode_failure_follows_settings(tmp_path: Path, setting: str, expected: Action) -> None:
+    policy = f"settings: {{decode_failure: {setting}}}\nrules:\n  - id: all\n    match: {{telemetry: true}}\n"
+    decision = auditor(tmp_path, policy).evaluate(
+        raw_request(b'{"broken', headers={"Content-Type": "application/json"}))
+    assert decision.action is expected
+    assert [f.kind for f in decision.findings] == [FindingKind.DECODE]
+
+
+def test_secret_in_undecodable_body_still_blocks(tmp_path: Path) -> None:
+    decision = auditor(tmp_path).evaluate(
+        raw_request(f'{{"t": "{GITHUB_TOKEN}", broken'.encode(), headers={"Content-Type": "application/json"}))
+    assert decision.action is Action.BLOCK
+
+
+def test_gzip_bomb_is_a_finding_not_a_crash(tmp_path: Path) -> None:
+    bomb = gzip.compress(b"0" * (64 * 1024 * 1024))
+    decision = auditor(tmp_path).evaluate(
+        raw_request(bomb, headers={"Content-Type": "application/json", "Content-Encoding": "gzip"}))
+    assert any(f.kind is FindingKind.DECODE and "limit" in f.message for f in decision.findings)
+
+
+def test_oversize_body_is_blocked_uninspected(tmp_path: Path) -> None:
+    policy = "settings: {max_body_bytes: 100}\nrules:\n  - id: all\n    match: {telemetry: true}\n"
+    decision = auditor(tmp_path, policy).evaluate(json_request({"x": "y" * 200}))
+    assert decision.action is Action.BLOCK and decision.findings[0].kind is FindingKind.SIZE
+
+
+def test_redacting_an_undecodable_body_fails_closed(tmp_path: Path) -> None:
+    policy = "settings: {decode_failure: redact}\nrules:\n  - id: all\n    match: {telemetry: true}\n"
+    decision = auditor(tmp_path, policy).evaluate(raw_request(b"\x00\x01binary", headers={"Content-Type": "x/y"}))
+    assert decision.action is Action.BLOCK
+
+
+def test_detector_crash_fails_closed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from telemetry_audit import detectors
+
+    class Exploding:
+        family = "pii"
+
+        def find(self, value: str) -> Any:
+            raise RuntimeError("boom")
+
+    monkeypatch.setitem(detectors.FAMILIES, "pii", lambda settings, env: Exploding())
+    decision = auditor(tmp_path).evaluate(json_request({"a": "b"}))
+    assert decision.action is Action.BLOCK
+    assert decision.findings[0].kind is FindingKind.ERROR
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=60)
+    | st.sampled_from([GITHUB_TOKEN, "alice@example.com", "/home/alice/x", "ls-FAKE-TOKEN-1234",
+                       "eyJhbGciOiJIUzI1NiJ9", '{"nested": "/Users/bob/x"}']),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=json_values, encoding=st.sampled_from(["", "gzip"]))
+def test_engine_never_crashes_and_redaction_removes_what_it_flags(tmp_path: Path, value: Any, encoding: str) -> None:
+    body = json.dumps(value).encode()
+    headers = {"Content-Type": "application/json"}
+    if encoding:
+        body, headers["Content-Encoding"] = gzip.compress(body), "gzip"
+    audit = auditor(tmp_path)
+    decision = audit.evaluate(raw_request(body, headers=headers))
+    assert decision.action in Action
+    if decision.action is Action.REDACT:
+        assert decision.redacted_body is not None
+        again = audit.evaluate(raw_request(decision.redacted_body, headers=headers))
+        assert again.action in (Action.ALLOW, Action.LOG)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.binary(max_size=1024))
+def test_engine_never_crashes_on_bytes(tmp_path: Path, body: bytes) -> None:
+    decision = auditor(tmp_path).evaluate(raw_request(body, headers={"Content-Type": "application/json"}))
+    assert decision.action in Action
