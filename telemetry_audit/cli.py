@@ -73,7 +73,7 @@ def add_report_options(parser: argparse.ArgumentParser, default_format: str = "t
                         default=os.environ.get("TELEMETRY_AUDIT_FAIL_ON", "redact"),
                         help="exit 1 when a finding reaches this action or severity (default: redact)")
     parser.add_argument("--write-baseline", metavar="FILE", help="write the findings' fingerprints as a baseline")
-    parser.set_defaults(default_format=default_format)
+    parser.set_defaults(default_format=default_format, table_to_stderr=False)
 
 
 def load_policy_or_exit(args: argparse.Namespace) -> Any:
@@ -108,7 +108,8 @@ def emit_reports(args: argparse.Namespace, report: dict[str, Any]) -> None:
         target = outputs[index] if index < len(outputs) else "-"
         if fmt == "table":
             if target == "-":
-                render_table(report, Console(highlight=False, soft_wrap=False))
+                # `run` keeps the audited command's stdout clean: its terminal view goes to stderr.
+                render_table(report, Console(highlight=False, soft_wrap=False, stderr=args.table_to_stderr))
             else:
                 with open(target, "w", encoding="utf-8") as stream:
                     render_table(report, Console(file=stream, width=140, no_color=True))

@@ -1,0 +1,66 @@
+"""Which local process opened a proxy connection (Linux /proc), named without its arguments.
+
+Only the executable name and pid are reported: command lines carry tokens.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+
+def _socket_inode(port: int) -> str | None:
+    """The inode of the local TCP socket bound to `port` (the client's side of the connection)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table, encoding="ascii") as stream:
+                next(stream, None)
+                for line in stream:
+                    parts = line.split()
+                    if len(parts) > 9 and int(parts[1].rsplit(":", 1)[1], 16) == port:
+                        return parts[9]
+        except OSError:
+            continue
+    return None
+
+
+def process_for_port(port: int) -> str:
+    """`name[pid]` of the process owning the local socket on `port`, or "" when unknown."""
+    inode = _socket_inode(port)
+    if not inode or inode == "0":
+        return ""
+    target = f"socket:[{inode}]"
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return ""
+    for pid in pids:
+        fd_dir = f"/proc/{pid}/fd"
+        try:
+            for fd in os.listdir(fd_dir):
+                if os.readlink(f"{fd_dir}/{fd}") == target:
+                    with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as stream:
+                        return f"{stream.read().strip()}[{pid}]"
+        except OSError:
+            continue
+    return ""
+
+
+def client_process(flow: Any) -> str:
+    """The client process of a mitmproxy flow, when it connected over loopback."""
+    try:
+        host, port = flow.client_conn.peername[:2]
+    except (AttributeError, TypeError, ValueError):
+        return ""
+    if host not in ("127.0.0.1", "::1", "::ffff:127.0.0.1") or not os.path.isdir("/proc/net"):
+        return ""
+    # Cache per connection: every flow on a keep-alive connection has the same client.
+    key = "telemetry_audit_client"
+    cached = getattr(flow.client_conn, key, None)
+    if cached is None:
+        cached = process_for_port(int(port))
+        try:
+            setattr(flow.client_conn, key, cached)
+        except AttributeError:
+            pass
+    return str(cached)
