@@ -178,6 +178,8 @@ class TelemetryAudit:
             self._answer_inspection(flow)
             return
         enforce = ctx.options.taudit_mode == "enforce"
+        if self.auditor is None or self.log is None:
+            self.configure(set())  # hosts that add the addon without a configure round (test harnesses)
         assert self.auditor is not None and self.log is not None
         try:
             request = request_from_flow(flow)
@@ -286,6 +288,8 @@ class TelemetryAudit:
             )
 
     def _answer_inspection(self, flow: http.HTTPFlow) -> None:
+        if self.store is None:
+            self.configure(set())
         assert self.store is not None
         answer = handle_inspection(request_from_flow(flow), self.store)
         if answer is None:

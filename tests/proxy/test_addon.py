@@ -1,0 +1,170 @@
+"""The mitmproxy addon in mitmproxy's own test harness (taddons/tflow): options, actions, metadata, log."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mitmproxy import exceptions, http
+from mitmproxy.test import taddons, tflow
+
+from telemetry_audit.proxy.addon import METADATA_KEY, TelemetryAudit
+
+GITHUB_TOKEN = "ghp_" + "Q1w2E3r4T5y6U7i8O9p0A1s2D3f4G5h6J7k8"
+
+
+def telemetry_flow(body: Any, host: str = "api.segment.io", path: str = "/v1/track",
+                   headers: dict[str, str] | None = None, raw: bytes | None = None) -> http.HTTPFlow:
+    content = raw if raw is not None else json.dumps(body).encode()
+    request = http.Request.make("POST", f"https://{host}{path}", content,
+                                {"Content-Type": "application/json", **(headers or {})})
+    return tflow.tflow(req=request)
+
+
+@pytest.fixture
+def addon() -> TelemetryAudit:
+    return TelemetryAudit()
+
+
+def records(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_secret_is_blocked_with_an_empty_success_and_annotated(addon: TelemetryAudit, tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, taudit_log=str(log))
+        flow = telemetry_flow({"event": "x", "properties": {"token": GITHUB_TOKEN}})
+        addon.request(flow)
+    assert flow.response is not None and flow.response.status_code == 200
+    assert json.loads(flow.response.content) == {"success": True}  # Segment's own success shape
+    meta = flow.metadata[METADATA_KEY]
+    assert meta["decision"] == "block" and meta["findings"][0]["kind"] == "secret"
+    assert flow.marked and "secret" in flow.comment and GITHUB_TOKEN not in flow.comment
+    [record] = records(log)
+    assert record["decision"] == "block" and GITHUB_TOKEN not in log.read_text()
+
+
+def test_redaction_rewrites_gzip_body_and_length(addon: TelemetryAudit) -> None:
+    body = gzip.compress(json.dumps({"event": "x", "cwd": "/home/alice/private"}).encode())
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, taudit_offline=False)
+        flow = telemetry_flow(None, raw=body, headers={"Content-Encoding": "gzip", "Content-Length": str(len(body))})
+        addon.request(flow)
+    assert flow.response is None  # online: the rewritten request goes upstream
+    assert flow.request.headers["content-encoding"] == "gzip"
+    assert int(flow.request.headers["content-length"]) == len(flow.request.raw_content)
+    assert b"/home/alice" not in gzip.decompress(flow.request.raw_content)
+
+
+def test_audit_mode_modifies_nothing(addon: TelemetryAudit) -> None:
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, taudit_mode="audit")
+        flow = telemetry_flow({"token": GITHUB_TOKEN})
+        before = flow.request.raw_content
+        addon.request(flow)
+    assert flow.response is None and flow.request.raw_content == before
+    assert flow.metadata[METADATA_KEY]["decision"] == "block"
+
+
+@pytest.mark.parametrize(("style", "check"), [
+    ("kill", lambda f: f.error is not None or f.killable is False),
+    ("403", lambda f: f.response is not None and f.response.status_code == 403),
+])
+def test_block_styles(addon: TelemetryAudit, style: str, check: Any) -> None:
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, taudit_block_style=style)
+        flow = telemetry_flow({"token": GITHUB_TOKEN})
+        addon.request(flow)
+    assert check(flow)
+
+
+def test_offline_answers_with_the_emulated_collector_and_stores_events(addon: TelemetryAudit) -> None:
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, taudit_offline=True)
+        flow = telemetry_flow({"type": "track", "event": "deploy", "userId": "u1"})
+        addon.request(flow)
+        assert flow.response is not None and json.loads(flow.response.content) == {"success": True}
+        inspect = tflow.tflow(req=http.Request.make("GET", "http://telemetry-audit.local/micro/good"))
+        addon.request(inspect)
+    assert inspect.response is not None
+    listing = json.loads(inspect.response.content)
+    assert "deploy" in json.dumps(listing)
+
+
+def test_non_telemetry_passes_online_and_fails_offline(addon: TelemetryAudit) -> None:
+    with taddons.context(addon) as tctx:
+        flow = tflow.tflow(req=http.Request.make("GET", "https://pypi.org/simple/"))
+        addon.request(flow)
+        assert flow.response is None and METADATA_KEY not in flow.metadata
+        tctx.configure(addon, taudit_offline=True)
+        flow = tflow.tflow(req=http.Request.make("GET", "https://pypi.org/simple/"))
+        addon.request(flow)
+        assert flow.response is not None and flow.response.status_code == 502
+
+
+def test_broken_policy_raises_options_error_naming_file_and_line(addon: TelemetryAudit, tmp_path: Path) -> None:
+    policy = tmp_path / "broken.yaml"
+    policy.write_text("rules:\n  - id: x\n    match: {telemetry: true}\n    severity: urgent\n")
+    with taddons.context(addon) as tctx:
+        with pytest.raises(exceptions.OptionsError) as caught:
+            tctx.configure(addon, taudit_policy=[str(policy)])
+    assert f"{policy}:4:15" in str(caught.value)
+
+
+def test_unwritable_log_is_refused_at_configure(addon: TelemetryAudit, tmp_path: Path) -> None:
+    with taddons.context(addon) as tctx:
+        with pytest.raises(exceptions.OptionsError, match="cannot open audit log"):
+            tctx.configure(addon, taudit_log=str(tmp_path / "missing-dir" / "audit.jsonl"))
+
+
+def test_log_failure_stops_the_proxy_and_kills_the_flow(addon: TelemetryAudit, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from telemetry_audit.proxy import auditlog
+
+    log = tmp_path / "audit.jsonl"
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, taudit_log=str(log))
+
+        def fail(fd: int, data: bytes) -> int:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(auditlog.os, "write", fail)
+        shutdowns: list[bool] = []
+        monkeypatch.setattr(tctx.master, "shutdown", lambda: shutdowns.append(True))
+        flow = telemetry_flow({"event": "x"})
+        addon.request(flow)
+    assert shutdowns == [True]
+    assert flow.error is not None  # killed: nothing went through unrecorded
+
+
+def test_adapter_failure_fails_closed(addon: TelemetryAudit, monkeypatch: pytest.MonkeyPatch) -> None:
+    from telemetry_audit.proxy import addon as addon_module
+
+    def explode(flow: Any) -> Any:
+        raise RuntimeError("adapter bug")
+
+    with taddons.context(addon):
+        monkeypatch.setattr(addon_module, "request_from_flow", explode)
+        flow = telemetry_flow({"event": "x"})
+        addon.request(flow)
+    assert flow.metadata[METADATA_KEY]["decision"] == "block"
+
+
+def test_streaming_is_switched_off_for_inspection(addon: TelemetryAudit) -> None:
+    with taddons.context(addon):
+        flow = telemetry_flow({"event": "x"})
+        flow.request.stream = True
+        addon.requestheaders(flow)
+    assert not flow.request.stream
+
+
+def test_flows_already_answered_are_left_alone(addon: TelemetryAudit) -> None:
+    with taddons.context(addon):
+        flow = tflow.tflow(resp=True)
+        before = flow.response
+        addon.request(flow)
+    assert flow.response is before and METADATA_KEY not in flow.metadata
