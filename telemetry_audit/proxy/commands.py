@@ -171,6 +171,18 @@ def write_environment_file(workdir: str, env: dict[str, str], canaries: Sequence
     return path
 
 
+def audited_hosts(policy: Any) -> list[str]:
+    """Host names that a user's NO_PROXY must not let bypass the proxy: known collectors and the packs' hosts."""
+    from telemetry_audit.endpoints import TELEMETRY_HOSTS
+
+    names = [h[2:] if h.startswith("*.") else h for h in TELEMETRY_HOSTS]
+    for rule in policy.rules:
+        for match in rule.match:
+            names += [h[2:] if h.startswith("*.") else h for h in match.hosts if h != "*"]
+    names += [h[2:] if h.startswith("*.") else h for h in policy.settings.telemetry_hosts]
+    return sorted(set(names))
+
+
 def _proxy_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=("enforce", "audit"), default="enforce",
                         help="enforce: block and redact as the policy says; audit: record only, modify nothing")
@@ -216,7 +228,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         bundle = combined_ca_bundle(ca_cert, workdir)
         env = child_environment(base_env, proxy_url=proxy.url, ca_cert_path=ca_cert, ca_bundle_path=bundle,
-                                preload_path=preload_path(), bypass_loopback=not args.proxy_loopback)
+                                preload_path=preload_path(), bypass_loopback=not args.proxy_loopback,
+                                audited_hosts=audited_hosts(policy))
         console.print(f"telemetry-audit: proxy on {proxy.url} ({'online' if args.online else 'offline'}, "
                       f"{args.mode} mode); running: {' '.join(command)}", markup=False)
         status = _run_child(command, env)
@@ -276,7 +289,7 @@ def cmd_proxy(args: argparse.Namespace) -> int:
             mode=args.mode, offline=args.offline, audit_all=args.audit_all, block_style=args.block_style,
             store=args.store or "", baseline=args.baseline or "", verbose=args.verbose,
         )
-        _print_usage(console, proxy, ca_cert, args.offline)
+        _print_usage(console, proxy, ca_cert, combined_ca_bundle(ca_cert, args.confdir), args.offline)
         stop = False
 
         def request_stop(signum: int, frame: Any) -> None:
@@ -301,16 +314,17 @@ def cmd_proxy(args: argparse.Namespace) -> int:
     return EXIT_FINDINGS if fails(report, args.fail_on) else 0
 
 
-def _print_usage(console: Console, proxy: ProxyProcess, ca_cert: str, offline: bool) -> None:
+def _print_usage(console: Console, proxy: ProxyProcess, ca_cert: str, bundle: str, offline: bool) -> None:
     console.print(f"[bold]telemetry-audit proxy[/] listening on {proxy.url} "
                   f"({'offline: collectors are emulated' if offline else 'online'})")
-    console.print(f"CA certificate: {ca_cert}")
+    console.print(f"CA certificate: {ca_cert}  (system CAs + this one: {bundle})")
     console.print("Use it from a shell:")
     for line in (f"export HTTP_PROXY={proxy.url} HTTPS_PROXY={proxy.url} http_proxy={proxy.url} "
                  f"https_proxy={proxy.url}",
-                 f"export SSL_CERT_FILE={ca_cert} REQUESTS_CA_BUNDLE={ca_cert} CURL_CA_BUNDLE={ca_cert} "
-                 f"NODE_EXTRA_CA_CERTS={ca_cert} GIT_SSL_CAINFO={ca_cert}",
-                 f"export NODE_OPTIONS=\"--require {preload_path()}\"  # Node 20 ignores HTTPS_PROXY"):
+                 f"export SSL_CERT_FILE={bundle} REQUESTS_CA_BUNDLE={bundle} CURL_CA_BUNDLE={bundle} "
+                 f"GIT_SSL_CAINFO={bundle} NODE_EXTRA_CA_CERTS={ca_cert}",
+                 f"export NODE_OPTIONS=\"${{NODE_OPTIONS:+$NODE_OPTIONS }}--require {preload_path()}\""
+                 "  # Node 20 ignores HTTPS_PROXY"):
         console.print(f"  {line}", markup=False, highlight=False)
     console.print("Or let `telemetry-audit run -- CMD` set all of this for one command. Ctrl-C stops.")
 
