@@ -77,3 +77,13 @@ class DetectorFactory(Protocol):
     """Builds a detector family from its policy settings and the audit environment."""
 
     def __call__(self, settings: Mapping[str, Any], environment: AuditEnvironment) -> Detector: ...
+
+
+@dataclass(frozen=True)
+class DetectorInfo:
+    """One entry of the catalogue (`rules list`, SARIF `tool.driver.rules`)."""
+
+    id: str
+    """Stable detector id, `<family>.<name>`."""
+    family: str
+    title: str

@@ -211,12 +211,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     ca_cert = ensure_ca(args.confdir)
     base_env = dict(os.environ)
     canaries: list[str] = []
-    if getattr(args, "canary", False):
-        from telemetry_audit.canary import plant_canaries
-
-        planted = plant_canaries(base_env)
-        base_env, canaries = planted.env, list(planted.markers)
     with private_workdir() as workdir:
+        if args.canary:
+            from telemetry_audit.canary import plant_canaries
+
+            planted = plant_canaries(base_env, workdir)
+            base_env, canaries = planted.env, list(planted.markers)
+            console.print("telemetry-audit: canaries planted: $TELEMETRY_AUDIT_CANARY_API_TOKEN, "
+                          f"USER={planted.user}, HOME={planted.home}", markup=False)
         log_path = args.log or os.path.join(workdir, "audit.jsonl")
         env_file = write_environment_file(workdir, base_env, canaries)
         proxy = start_proxy(

@@ -1,0 +1,261 @@
+"""Personal data: e-mail addresses, the user and host names, MAC and IP addresses, git identities.
+
+* `pii.email`: e-mail addresses (`local@domain.tld`).
+* `pii.user`, `pii.hostname`: `AuditEnvironment.user` and `.hostname` as
+  whole words, case-insensitively, wherever they appear: alone, in paths
+  (`/home/<user>/`, `C:\\Users\\<user>`), in `user@host` strings. A host name's
+  first label (`alice-laptop` of `alice-laptop.corp.example`) is looked for too.
+  Names shorter than 3 characters and common service accounts and host names
+  (`root`, `runner`, `ubuntu`, `localhost`, …) are not looked for; add your
+  own with `ignore_users` / `ignore_hostnames`.
+* `pii.mac-address`: `aa:bb:cc:dd:ee:ff` / `aa-bb-cc-dd-ee-ff` (not all-zero
+  or broadcast).
+* `pii.ip-address`: IPv4 and IPv6 addresses that are globally routable;
+  private, loopback, link-local and documentation ranges only with
+  `private_ips: true`. Dotted quads inside longer dotted numbers (versions such
+  as `1.2.3.4.5`, OIDs) are not addresses.
+* `pii.url-user`: URLs whose authority carries a user name
+  (`https://alice@host/…`, also `user:password@`, which the secrets family
+  reports as a credential too). Service accounts `git`, `hg`, `anonymous`
+  and `x-access-token` are not user names.
+* `pii.git-remote`: git remotes in SCP form (`git@github.com:alice/repo.git`)
+  or `ssh://` form. They are flagged because they only appear when a tool read
+  a local checkout, and their owner segment is often a personal account name;
+  `https://github.com/owner/repo` without user info is *not* flagged (it is
+  the shape of public links in user agents and docs).
+
+A value is only handed to a regex when it holds the character the pattern
+needs (`@`, three dots, two colons, five separators) or one of the names.
+
+Settings (policy YAML, `settings.detectors.pii` or a rule's `settings`):
+
+* `disable` (list of detector ids, default `[]`), e.g. `[pii.email]`.
+* `private_ips` (bool, default `false`): also flag private, loopback,
+  link-local and reserved addresses.
+* `ignore_users`, `ignore_hostnames` (lists, default `[]`): added to the
+  built-in lists of generic names.
+* `ignore_emails` (list of domains or addresses, default `[]`): e-mail
+  addresses to accept, e.g. `[noreply@github.com, example.com]`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import re2
+
+from telemetry_audit.detectors.base import AuditEnvironment, DetectorInfo, Match
+from telemetry_audit.detectors.settings import DetectorSettings
+from telemetry_audit.detectors.spans import outermost
+from telemetry_audit.model import FindingKind
+
+FAMILY = "pii"
+MAX_MATCHES = 1000
+MIN_NAME_LENGTH = 3
+
+GENERIC_USERS = frozenset({
+    "root", "user", "admin", "administrator", "runner", "ubuntu", "debian", "ec2-user", "node", "nobody", "vscode",
+    "codespace", "jenkins", "circleci", "gitpod", "app", "www-data", "daemon", "docker", "build", "builder", "ci",
+    "test", "guest", "default", "system",
+})
+GENERIC_HOSTS = frozenset({
+    "localhost", "localhost.localdomain", "ip6-localhost", "ubuntu", "debian", "raspberrypi", "docker-desktop",
+    "host", "server", "runner", "default", "buildkitsandbox", "codespaces",
+})
+SERVICE_URL_USERS = frozenset({"git", "hg", "anonymous", "x-access-token", "oauth2", "x-oauth-basic", "token"})
+
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_EMAIL = r"\b([A-Za-z0-9._%+-]{1,64}@" + _LABEL + r"(?:\." + _LABEL + r")*\.[A-Za-z]{2,24})\b"
+_IPV4 = r"\b((?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9]))\b"
+_IPV6 = r"(?:^|[^0-9A-Za-z:.])([0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%[A-Za-z0-9]+)?)"
+_MAC = r"\b([0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}|[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){5})\b"
+_URL_USER = r"\b[A-Za-z][A-Za-z0-9+.-]{1,20}://([^\s:@/?#\"'<>\[\]]{1,128})(?::[^\s:@/?#\"'<>\[\]]{0,128})?@[A-Za-z0-9]"
+_DOMAIN = _LABEL + r"(?:\." + _LABEL + r")+"
+_REPO = r"[A-Za-z0-9._~-]+/[A-Za-z0-9._~/-]+"
+_GIT_SCP = r"(?:^|[\s\"'(=,\[])([A-Za-z0-9._-]{1,64}@" + _DOMAIN + r":" + _REPO + r")"
+_GIT_SSH = r"\b((?:git\+)?ssh://(?:[A-Za-z0-9._-]+@)?" + _DOMAIN + r"(?::[0-9]+)?/" + _REPO + r")"
+
+
+@dataclass(frozen=True)
+class PiiPattern:
+    """One personal-data detector: group 1 of each pattern is the datum."""
+
+    name: str
+    title: str
+    patterns: tuple[str, ...]
+
+    @property
+    def id(self) -> str:
+        return f"{FAMILY}.{self.name}"
+
+
+PATTERNS: tuple[PiiPattern, ...] = (
+    PiiPattern("git-remote", "git remote URL naming a repository owner", (_GIT_SCP, _GIT_SSH)),
+    PiiPattern("url-user", "user name in a URL", (_URL_USER,)),
+    PiiPattern("email", "e-mail address", (_EMAIL,)),
+    PiiPattern("mac-address", "MAC address", (_MAC,)),
+    PiiPattern("ip-address", "IP address", (_IPV4, _IPV6)),
+)
+USER_ID = f"{FAMILY}.user"
+HOSTNAME_ID = f"{FAMILY}.hostname"
+CATALOGUE: tuple[DetectorInfo, ...] = (
+    DetectorInfo(USER_ID, FAMILY, "user name of the audited process"),
+    DetectorInfo(HOSTNAME_ID, FAMILY, "host name of the audited machine"),
+    *(DetectorInfo(p.id, FAMILY, p.title) for p in PATTERNS),
+)
+
+_DEFAULTS: Mapping[str, Any] = {"disable": [], "private_ips": False, "ignore_users": [], "ignore_hostnames": [],
+                                "ignore_emails": []}
+
+
+def _has_at(value: str) -> bool:
+    return "@" in value
+
+
+def _maybe_git_remote(value: str) -> bool:
+    return "@" in value or "ssh://" in value
+
+
+def _maybe_mac(value: str) -> bool:
+    return value.count(":") >= 5 or value.count("-") >= 5
+
+
+def _maybe_ipv4(value: str) -> bool:
+    return value.count(".") >= 3
+
+
+def _maybe_ipv6(value: str) -> bool:
+    # A full IPv6 address has seven colons, a compressed one "::"; times of day have two.
+    return "::" in value or value.count(":") >= 7
+
+
+_NEEDS: dict[str, tuple[Callable[[str], bool], ...]] = {
+    "git-remote": (_maybe_git_remote, _maybe_git_remote), "url-user": (_has_at,), "email": (_has_at,),
+    "mac-address": (_maybe_mac,), "ip-address": (_maybe_ipv4, _maybe_ipv6),
+}
+"""The cheap test a value must pass before each of a pattern's regexes runs."""
+
+
+class PiiDetector:
+    """The personal-data family, configured for one audited machine."""
+
+    family = FAMILY
+
+    def __init__(self, patterns: tuple[PiiPattern, ...], names: tuple[tuple[str, str, str], ...],
+                 private_ips: bool, ignore_emails: frozenset[str]) -> None:
+        self._patterns = tuple(
+            (p, needed, re2.compile(x)) for p in patterns for needed, x in zip(_NEEDS[p.name], p.patterns, strict=True)
+        )
+        self._names = names
+        self._names_regex: Any = None
+        if names:
+            alternation = "|".join(re2.escape(n) for _, _, n in sorted(names, key=lambda n: -len(n[2])))
+            self._names_regex = re2.compile(r"(?i)(?:^|[^A-Za-z0-9])(" + alternation + r")")
+        self._private_ips = private_ips
+        self._ignore_emails = ignore_emails
+
+    def find(self, value: str) -> Iterator[Match]:
+        found: list[Match] = []
+        if self._names_regex is not None and len(value) >= MIN_NAME_LENGTH:
+            lowered = value.lower()
+            for _, _, name in self._names:
+                if name in lowered:
+                    found.extend(self._name_matches(value))
+                    break
+        if (  # else no pattern can match (see `_NEEDS`)
+            "@" in value or "ssh://" in value or "::" in value or value.count(".") >= 3
+            or value.count(":") >= 5 or value.count("-") >= 5
+        ):
+            found.extend(self._pattern_matches(value))
+        if found:
+            yield from outermost(found)
+
+    def _pattern_matches(self, value: str) -> Iterator[Match]:
+        for pattern, needed, regex in self._patterns:
+            if not needed(value):
+                continue
+            for count, m in enumerate(regex.finditer(value)):
+                if count >= MAX_MATCHES:
+                    break
+                start, end = m.span(1)
+                if start < end and self._accept(pattern.name, value, start, end):
+                    yield Match(pattern.id, FindingKind.PII, self._title(pattern, value[start:end]), start, end)
+
+    def _name_matches(self, value: str) -> Iterator[Match]:
+        titles = {n: (i, t) for i, t, n in self._names}
+        for count, m in enumerate(self._names_regex.finditer(value)):
+            if count >= MAX_MATCHES:
+                return
+            start, end = m.span(1)
+            if end < len(value) and value[end].isalnum():
+                continue  # only a prefix of a longer word
+            detector_id, title = titles.get(value[start:end].lower(), self._names[0][:2])
+            yield Match(detector_id, FindingKind.PII, title, start, end)
+
+    def _accept(self, name: str, value: str, start: int, end: int) -> bool:
+        text = value[start:end]
+        if name == "ip-address":
+            return self._accept_ip(value, start, end)
+        if name == "mac-address":
+            return text.replace("-", ":").lower() not in ("00:00:00:00:00:00", "ff:ff:ff:ff:ff:ff")
+        if name == "email":
+            if start and value[start - 1] in "/:":
+                return False  # the user-info of a URL: `pii.url-user` reports it
+            lowered = text.lower()
+            return lowered not in self._ignore_emails and lowered.split("@", 1)[1] not in self._ignore_emails
+        if name == "url-user":
+            return text.lower() not in SERVICE_URL_USERS
+        return True
+
+    def _accept_ip(self, value: str, start: int, end: int) -> bool:
+        before = value[max(0, start - 2):start]
+        after = value[end:end + 2]
+        if (len(before) == 2 and before[1] == "." and before[0].isdigit()) or (
+            len(after) == 2 and after[0] == "." and after[1].isdigit()
+        ):
+            return False  # part of a longer dotted number
+        try:
+            address = ipaddress.ip_address(value[start:end].split("%", 1)[0])
+        except ValueError:
+            return False
+        return self._private_ips or address.is_global
+
+    @staticmethod
+    def _title(pattern: PiiPattern, text: str) -> str:
+        if pattern.name == "ip-address":
+            return "IPv6 address" if ":" in text else "IPv4 address"
+        return pattern.title
+
+
+def _hostname_forms(hostname: str, ignore: frozenset[str]) -> list[str]:
+    forms: list[str] = []
+    for form in (hostname, hostname.split(".", 1)[0]):
+        form = form.lower()
+        if len(form) >= MIN_NAME_LENGTH and form not in ignore and form not in forms:
+            forms.append(form)
+    return forms
+
+
+def build(settings: Mapping[str, Any], environment: AuditEnvironment) -> PiiDetector:
+    """The personal-data family for `environment.user`/`.hostname` as configured by `settings`."""
+    read = DetectorSettings(FAMILY, settings, _DEFAULTS)
+    disabled = set(read.strings("disable"))
+    unknown = disabled - {d.id for d in CATALOGUE}
+    if unknown:
+        raise ValueError(f"{FAMILY}.disable: unknown detector id(s) {', '.join(sorted(unknown))}")
+    ignore_users = GENERIC_USERS | {u.lower() for u in read.strings("ignore_users")}
+    ignore_hosts = GENERIC_HOSTS | {h.lower() for h in read.strings("ignore_hostnames")}
+    names: list[tuple[str, str, str]] = []
+    user = environment.user.lower()
+    if USER_ID not in disabled and len(user) >= MIN_NAME_LENGTH and user not in ignore_users:
+        names.append((USER_ID, "user name of the audited process", user))
+    if HOSTNAME_ID not in disabled:
+        for form in _hostname_forms(environment.hostname, ignore_hosts):
+            if form != user:
+                names.append((HOSTNAME_ID, "host name of the audited machine", form))
+    patterns = tuple(p for p in PATTERNS if p.id not in disabled)
+    ignore_emails = frozenset(e.lower() for e in read.strings("ignore_emails"))
+    return PiiDetector(patterns, tuple(names), read.flag("private_ips"), ignore_emails)
