@@ -158,6 +158,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         entry["source"] = path
     emit_reports(args, report)
     _stderr().print(summary_line(report))
+    from telemetry_audit.report.conformance import conformance, render_conformance
+
+    render_conformance(conformance(report), _stderr())
     return EXIT_FINDINGS if fails(report, args.fail_on) else EXIT_CLEAN
 
 
@@ -246,27 +249,39 @@ def build_parser() -> argparse.ArgumentParser:
     schema = rules_commands.add_parser("schema", help="print the policy JSON Schema (for editors)")
     schema.set_defaults(handler=cmd_rules_schema)
 
-    for register in _extra_commands():
-        register(commands)
+    from telemetry_audit.proxy.commands import register as register_proxy_commands
+
+    register_proxy_commands(commands)
+
+    collector = commands.add_parser(
+        "collector", help="serve the emulated analytics collectors and the /micro inspection API on loopback")
+    from telemetry_audit.collectors import server as collector_server
+
+    collector_server.add_arguments(collector)
+    add_policy_options(collector)
+    collector.set_defaults(handler=cmd_collector)
     return parser
 
 
-def _extra_commands() -> list[Any]:
-    """Commands that live with their adapters (proxy, run, collector, ...)."""
-    registrars = []
-    try:
-        from telemetry_audit.proxy.commands import register as register_proxy
+def cmd_collector(args: argparse.Namespace) -> int:
+    """The standalone collector; each request is also evaluated so stored events carry their decision."""
+    from telemetry_audit.collectors import server as collector_server
+    from telemetry_audit.detectors.base import AuditEnvironment
+    from telemetry_audit.engine import Auditor
+    from telemetry_audit.model import Request
 
-        registrars.append(register_proxy)
-    except ImportError:
-        pass
-    try:
-        from telemetry_audit.collectors.server import register as register_collector
+    policy = load_policy_or_exit(args)
+    auditor = Auditor(policy, AuditEnvironment.current(), audit_all=True)
 
-        registrars.append(register_collector)
-    except ImportError:
-        pass
-    return registrars
+    def decide(request: Request) -> dict[str, Any]:
+        decision = auditor.evaluate(request)
+        return {"decision": decision.action.value, "rule_ids": list(decision.rule_ids),
+                "findings": [f.to_dict() for f in decision.findings]}
+
+    try:
+        return collector_server.main(args, on_request=decide)
+    except collector_server.CollectorServerError as e:
+        _fatal(str(e))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,7 +19,9 @@ FAMILIES: dict[str, DetectorFactory] = {
     "canary": canary.build,
 }
 
-_CATALOGUE: tuple[DetectorInfo, ...] = secrets.CATALOGUE + paths.CATALOGUE + env_values.CATALOGUE + pii.CATALOGUE + canary.CATALOGUE
+_CATALOGUE: tuple[DetectorInfo, ...] = (
+    secrets.CATALOGUE + paths.CATALOGUE + env_values.CATALOGUE + pii.CATALOGUE + canary.CATALOGUE
+)
 
 
 def catalogue() -> tuple[DetectorInfo, ...]:

@@ -8,13 +8,14 @@ from telemetry_audit.detectors import FAMILIES, catalogue
 from telemetry_audit.detectors.base import AuditEnvironment, Match
 from telemetry_audit.detectors.spans import outermost
 from telemetry_audit.model import FindingKind
+from telemetry_audit.policy import policy_schema
 
-# The policy schema accepts `<family>(.<name>)?` with these families.
-ID = re.compile(r"^(secrets|paths|env_values|pii)\.[a-z0-9-]+$")
+# Every detector id must be usable in a policy's `forbid: - detector: ...`.
+ID = re.compile(policy_schema()["$defs"]["forbid_entry"]["properties"]["detector"]["pattern"])
 
 
 def test_families() -> None:
-    assert set(FAMILIES) == {"secrets", "paths", "env_values", "pii"}
+    assert set(FAMILIES) == {"secrets", "paths", "env_values", "pii", "canary"}
     for name, factory in FAMILIES.items():
         detector = factory({}, AuditEnvironment())
         assert detector.family == name

@@ -1,0 +1,168 @@
+"""Minimal body decoding for the emulators (private; to merge with `telemetry_audit.decoders`).
+
+Every function raises `ValueError` with a short reason the emulator can put
+in its error response and in the bad-event record.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import zlib
+from typing import Any
+from urllib.parse import parse_qsl
+
+import brotli
+import zstandard
+
+from telemetry_audit.model import Request
+
+MAX_DECODED_BYTES = 32 * 1024 * 1024
+"""Refuse to inflate a body beyond this: a few KB of gzip can expand to gigabytes."""
+
+
+def _inflate_zlib(data: bytes, wbits: int, limit: int) -> bytes:
+    inflater = zlib.decompressobj(wbits)
+    try:
+        out = inflater.decompress(data, limit + 1)
+    except zlib.error as e:
+        raise ValueError(f"invalid compressed data: {e}") from None
+    if len(out) > limit:
+        raise ValueError(f"decompressed body exceeds {limit} bytes")
+    return out
+
+
+def _gunzip(data: bytes, limit: int) -> bytes:
+    # 47 = 32 (auto-detect gzip/zlib header) + 15 (max window).
+    return _inflate_zlib(data, 47, limit)
+
+
+def _inflate(data: bytes, limit: int) -> bytes:
+    # "deflate" is zlib-wrapped by the RFC, raw by half the clients.
+    try:
+        return _inflate_zlib(data, 15, limit)
+    except ValueError as e:
+        if "exceeds" in str(e):
+            raise
+        return _inflate_zlib(data, -15, limit)
+
+
+def _unbrotli(data: bytes, limit: int) -> bytes:
+    decompressor = brotli.Decompressor()
+    out = bytearray()
+    step = 64 * 1024
+    try:
+        for start in range(0, len(data), step):
+            out += decompressor.process(data[start : start + step])
+            if len(out) > limit:
+                raise ValueError(f"decompressed body exceeds {limit} bytes")
+    except brotli.error as e:
+        raise ValueError(f"invalid brotli data: {e}") from None
+    return bytes(out)
+
+
+def _unzstd(data: bytes, limit: int) -> bytes:
+    try:
+        reader = zstandard.ZstdDecompressor().stream_reader(data)
+        out = b""
+        while len(out) <= limit:
+            chunk = reader.read(min(1 << 20, limit + 1 - len(out)))
+            if not chunk:
+                break
+            out += chunk
+    except zstandard.ZstdError as e:
+        raise ValueError(f"invalid zstd data: {e}") from None
+    if len(out) > limit:
+        raise ValueError(f"decompressed body exceeds {limit} bytes")
+    return out
+
+
+_CODINGS = {
+    "gzip": _gunzip,
+    "x-gzip": _gunzip,
+    "deflate": _inflate,
+    "br": _unbrotli,
+    "zstd": _unzstd,
+}
+
+
+def decompress(data: bytes, coding: str, limit: int = MAX_DECODED_BYTES) -> bytes:
+    """Undo one content coding."""
+    try:
+        undo = _CODINGS[coding]
+    except KeyError:
+        raise ValueError(f"unsupported content-encoding {coding!r}") from None
+    return undo(data, limit)
+
+
+def body(request: Request, limit: int = MAX_DECODED_BYTES) -> bytes:
+    """The request body with its content codings undone, last applied first."""
+    data = request.body
+    for coding in reversed(request.content_encodings):
+        data = decompress(data, coding, limit)
+    return data
+
+
+def looks_gzip(data: bytes) -> bool:
+    return data[:2] == b"\x1f\x8b"
+
+
+def gunzip(data: bytes, limit: int = MAX_DECODED_BYTES) -> bytes:
+    return _gunzip(data, limit)
+
+
+def b64decode(text: str | bytes) -> bytes:
+    """Standard or URL-safe base64, padding optional, whitespace ignored."""
+    raw = text.encode("ascii", "replace") if isinstance(text, str) else text
+    raw = b"".join(raw.split())
+    raw += b"=" * (-len(raw) % 4)
+    try:
+        if b"-" in raw or b"_" in raw:
+            return base64.urlsafe_b64decode(raw)
+        return base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("invalid base64") from None
+
+
+def json_loads(data: bytes | str) -> Any:
+    """JSON from bytes or text; the reason says where it broke."""
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        return json.loads(text)
+    except UnicodeDecodeError:
+        raise ValueError("body is not UTF-8") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+
+
+def json_or_base64(text: str) -> Any:
+    """A JSON document sent either as is or base64-encoded (Mixpanel, PostHog `data=`)."""
+    stripped = text.strip()
+    if stripped[:1] in ("{", "["):
+        return json_loads(stripped)
+    return json_loads(b64decode(stripped))
+
+
+def form(data: bytes) -> dict[str, str]:
+    """An `application/x-www-form-urlencoded` body (the last value wins)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("form body is not UTF-8") from None
+    return dict(parse_qsl(text, keep_blank_values=True))
+
+
+def query(request: Request) -> dict[str, str]:
+    """The query string as a dict (the last value wins)."""
+    return dict(request.query)
+
+
+def ndjson(data: bytes) -> list[Any]:
+    """Newline-delimited JSON; blank lines are skipped."""
+    return [json_loads(line) for line in data.splitlines() if line.strip()]
+
+
+def json_size(document: Any) -> int:
+    """Bytes `document` takes as compact JSON (vendors' per-event size limits)."""
+    return len(json.dumps(document, separators=(",", ":"), default=str).encode())

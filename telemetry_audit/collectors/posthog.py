@@ -1,0 +1,218 @@
+"""PostHog capture and feature-flag endpoints, also SST v3/v4's `telemetry.ion.sst.dev`.
+
+Bodies come as plain JSON (server SDKs, posthog-go), gzip (content-encoding,
+or posthog-js' `?compression=gzip-js` with a bare gzip body), or a form
+`data=` field holding base64 JSON (`?compression=base64`, older posthog-js).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from telemetry_audit.collectors import _decoding
+from telemetry_audit.collectors.base import (
+    CollectorResponse,
+    Event,
+    HostAndPathCollector,
+    as_dict,
+    as_str,
+    host_matches,
+    iso_timestamp,
+    json_response,
+)
+from telemetry_audit.model import Request
+
+_CAPTURE = re.compile(r"^/(batch|capture|e|track|engage|i/v0/e)/?$")
+_FLAGS = re.compile(r"^/(decide|flags)/?$")
+_KNOWN_PROJECT_KEYS = {
+    # Public project keys compiled into tools, so path-only traffic is still attributed.
+    "phc_M0b2lW4smpsGIufiTBZ22USKwCy0fyqljMOGufJc79p": "sst",
+}
+
+
+def _error(status: int, code: str, detail: str) -> CollectorResponse:
+    kind = "authentication_error" if status == 401 else "validation_error"
+    return json_response(status, {"type": kind, "code": code, "detail": detail, "attr": None}, bad_reason=detail)
+
+
+def _payload(request: Request) -> Any:
+    """The decoded JSON document, whichever of PostHog's encodings carried it."""
+    params = _decoding.query(request)
+    if request.method == "GET":
+        if "data" not in params:
+            raise ValueError("no data parameter")
+        return _decoding.json_or_base64(params["data"])
+    data = _decoding.body(request)
+    compression = params.get("compression", "").lower()
+    if compression == "lz64":
+        raise ValueError("lz64 compression is not supported by this emulator")
+    if compression == "gzip-js" or compression == "gzip" or _decoding.looks_gzip(data):
+        data = _decoding.gunzip(data)
+    if not data.strip():
+        raise ValueError("empty body")
+    if request.content_type == "application/x-www-form-urlencoded" or data.startswith(b"data="):
+        fields = _decoding.form(data)
+        if "data" not in fields:
+            raise ValueError("form body has no data field")
+        return _decoding.json_or_base64(fields["data"])
+    try:
+        return _decoding.json_loads(data)
+    except ValueError:
+        if compression == "base64":
+            return _decoding.json_loads(_decoding.b64decode(data))
+        raise
+
+
+def _api_key(document: Any, first: Any) -> str | None:
+    for holder in (document, first):
+        if isinstance(holder, dict):
+            for key in ("api_key", "token", "$token"):
+                if holder.get(key):
+                    return str(holder[key])
+            props = holder.get("properties")
+            if isinstance(props, dict) and props.get("token"):
+                return str(props["token"])
+    return None
+
+
+class PostHogCollector(HostAndPathCollector):
+    """`/batch/`, `/capture/`, `/e/`, `/i/v0/e/` (answer `{"status": 1}`) and `/decide/`, `/flags/`."""
+
+    name = "posthog"
+    tool = "posthog"
+    hosts: tuple[str, ...] = (
+        "app.posthog.com",
+        "us.posthog.com",
+        "eu.posthog.com",
+        "us.i.posthog.com",
+        "eu.i.posthog.com",
+        "*.i.posthog.com",
+    )
+
+    def matches(self, request: Request) -> bool:
+        path = request.path
+        return host_matches(request.host, self.hosts) and bool(_CAPTURE.match(path) or _FLAGS.match(path))
+
+    def matches_path(self, request: Request) -> bool:
+        path = request.path
+        # `/batch` without the slash is Amplitude's or Universal Analytics'; the slash form is PostHog's.
+        # PostHog also takes Mixpanel's `/track` and `/engage`, but by path alone those are Mixpanel's.
+        if path == "/batch" or path.rstrip("/") in ("/track", "/engage"):
+            return False
+        return _CAPTURE.match(path) is not None or _FLAGS.match(path) is not None
+
+    def handle(self, request: Request) -> CollectorResponse:
+        if request.method not in ("POST", "GET"):
+            return _error(405, "method_not_allowed", f"Method {request.method} not allowed")
+        try:
+            document = _payload(request)
+        except ValueError as e:
+            return _error(400, "invalid_payload", f"Malformed request data: {e}")
+        flags = _FLAGS.match(request.path)
+        if flags:
+            return self._flags(flags.group(1), document)
+
+        if isinstance(document, dict) and isinstance(document.get("batch"), list):
+            items = document["batch"]
+        elif isinstance(document, dict):
+            items = [document]
+        elif isinstance(document, list):
+            items = document
+        else:
+            return _error(400, "invalid_payload", "Malformed request data: payload is not an object or array")
+        if not _api_key(document, items[0] if items else None):
+            return _error(
+                401,
+                "invalid_api_key",
+                "API key not provided. You can find your project API key in PostHog project settings.",
+            )
+
+        events: list[Event] = []
+        problems: list[str] = []
+        for index, item in enumerate(items):
+            if not isinstance(item, dict):
+                problems.append(f"batch[{index}]: event is not an object")
+                continue
+            properties = as_dict(item.get("properties"))
+            if not item.get("event"):
+                problems.append(f"batch[{index}]: All events must have the event name field")
+                continue
+            distinct_id = item.get("distinct_id") or item.get("$distinct_id") or properties.get("distinct_id")
+            if not as_str(distinct_id):
+                problems.append(f"batch[{index}]: All events must have the distinct_id field")
+                continue
+            events.append(self._event(document, item, properties, distinct_id))
+        if problems:
+            # PostHog rejects the whole request when any event is invalid.
+            detail = "Invalid payload: " + "; ".join(problems)
+            return _error(400, "invalid_payload", detail)
+        return json_response(200, {"status": 1}, events)
+
+    def _event(self, document: Any, item: dict[str, Any], properties: dict[str, Any], distinct_id: Any) -> Event:
+        context: dict[str, Any] = {}
+        for name in ("library", "library_version", "type", "uuid"):
+            if name in item:
+                context[name] = item[name]
+        for name in ("$lib", "$lib_version", "$session_id", "$device_id", "$os", "$browser"):
+            if name in properties:
+                context[name] = properties[name]
+        key = _api_key(document, item)
+        if key:
+            context["api_key"] = key
+        return Event(
+            collector=self.name,
+            tool=_KNOWN_PROJECT_KEYS.get(key or "", self.tool),
+            name=str(item["event"]),
+            distinct_id=as_str(distinct_id),
+            anonymous_id=as_str(properties.get("$anon_distinct_id") or properties.get("$device_id")),
+            timestamp=iso_timestamp(item.get("timestamp") or properties.get("$time")),
+            properties=dict(properties),
+            context=context,
+            raw=item,
+        )
+
+    def _flags(self, kind: str, document: Any) -> CollectorResponse:
+        if not isinstance(document, dict):
+            return _error(400, "invalid_payload", "Malformed request data: flags request is not an object")
+        if not _api_key(document, None):
+            return _error(
+                401,
+                "invalid_api_key",
+                "API key not provided. You can find your project API key in PostHog project settings.",
+            )
+        request_id = hashlib.sha256(repr(sorted(document.items())).encode()).hexdigest()[:32]
+        answer: dict[str, Any] = {
+            "flags": {},
+            "featureFlags": {},
+            "featureFlagPayloads": {},
+            "errorsWhileComputingFlags": False,
+            "requestId": request_id,
+        }
+        if kind == "decide":
+            answer.update(
+                config={"enable_collect_everything": False},
+                supportedCompression=["gzip", "gzip-js"],
+                sessionRecording=False,
+                isAuthenticated=False,
+                toolbarParams={},
+            )
+        event = Event(
+            collector=self.name,
+            tool=self.tool,
+            name=f"${kind}",
+            distinct_id=as_str(document.get("distinct_id")),
+            properties={k: v for k, v in document.items() if k not in ("api_key", "token")},
+            context={"api_key": _api_key(document, None)},
+            raw=document,
+        )
+        return json_response(200, answer, [event])
+
+
+class SstIonCollector(PostHogCollector):
+    """SST v3/v4 (Go): posthog-go pointed at `telemetry.ion.sst.dev`."""
+
+    name = "sst-ion"
+    tool = "sst"
+    hosts: tuple[str, ...] = ("telemetry.ion.sst.dev",)

@@ -1,0 +1,269 @@
+"""A SQLite record of every event the emulators received, good and bad.
+
+Like Snowplow Micro's store, but on disk so a long offline run (or a crash)
+does not lose what a tool sent. One connection behind a lock: writes are
+small and SQLite serialises them anyway. The file holds payloads as sent
+(tokens included), so it is created readable by its owner only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from telemetry_audit.collectors.base import Event
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_at REAL NOT NULL,
+    good INTEGER NOT NULL,
+    reason TEXT,
+    collector TEXT,
+    tool TEXT,
+    name TEXT,
+    distinct_id TEXT,
+    anonymous_id TEXT,
+    timestamp TEXT,
+    properties TEXT NOT NULL,
+    context TEXT NOT NULL,
+    raw TEXT NOT NULL,
+    decision TEXT,
+    request_meta TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_filters ON events (good, tool, name, collector);
+"""
+_COLUMNS = (
+    "id, received_at, good, reason, collector, tool, name, distinct_id, anonymous_id, timestamp,"
+    " properties, context, raw, decision, request_meta"
+)
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """One row of the store: an event (or a rejected request) and how it was judged."""
+
+    id: int
+    received_at: float
+    good: bool
+    reason: str | None
+    collector: str | None
+    tool: str | None
+    name: str | None
+    """None for a bad request that yielded no event at all."""
+    distinct_id: str | None
+    anonymous_id: str | None
+    timestamp: str | None
+    properties: dict[str, Any] = field(default_factory=dict)
+    context: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)
+    decision: dict[str, Any] | None = None
+    request_meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "received_at": self.received_at,
+            "good": self.good,
+            "reason": self.reason,
+            "event": {
+                "collector": self.collector,
+                "tool": self.tool,
+                "name": self.name,
+                "distinct_id": self.distinct_id,
+                "anonymous_id": self.anonymous_id,
+                "timestamp": self.timestamp,
+                "properties": self.properties,
+                "context": self.context,
+                "raw": self.raw,
+            },
+            "decision": self.decision,
+            "request": self.request_meta,
+        }
+
+
+def _dump(value: Any) -> str:
+    # `default=str` keeps odd values (bytes from a decoder, datetimes) recordable rather than lost.
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+class EventStore:
+    """Thread-safe event store; `path` is a file, or `":memory:"` for tests and throwaway runs."""
+
+    def __init__(self, path: str | os.PathLike[str] = ":memory:") -> None:
+        self.path = str(path)
+        if self.path != ":memory:" and not os.path.exists(self.path):
+            # Create it private before SQLite opens it: payloads carry tokens.
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        with self._lock:
+            if self.path != ":memory:":
+                self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def add(
+        self,
+        events: Iterable[Event],
+        *,
+        good: bool,
+        reason: str | None = None,
+        decision: Mapping[str, Any] | None = None,
+        request_meta: Mapping[str, Any] | None = None,
+    ) -> list[int]:
+        """Record `events` from one request; a bad request without events still gets one row."""
+        now = time.time()
+        meta = _dump(dict(request_meta or {}))
+        verdict = _dump(dict(decision)) if decision is not None else None
+        rows: list[tuple[Any, ...]] = [
+            (
+                now,
+                int(good),
+                reason,
+                e.collector,
+                e.tool,
+                e.name,
+                e.distinct_id,
+                e.anonymous_id,
+                e.timestamp,
+                _dump(e.properties),
+                _dump(e.context),
+                _dump(e.raw),
+                verdict,
+                meta,
+            )
+            for e in events
+        ]
+        if not rows and not good:
+            rows.append((now, 0, reason, None, None, None, None, None, None, "{}", "{}", "{}", verdict, meta))
+        ids: list[int] = []
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                for row in rows:
+                    cursor = self._db.execute(
+                        "INSERT INTO events (received_at, good, reason, collector, tool, name, distinct_id,"
+                        " anonymous_id, timestamp, properties, context, raw, decision, request_meta)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        row,
+                    )
+                    ids.append(int(cursor.lastrowid or 0))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return ids
+
+    def _select(
+        self,
+        good: bool | None,
+        tool: str | None,
+        event: str | None,
+        collector: str | None,
+        limit: int | None,
+    ) -> list[StoredEvent]:
+        where, args = self._where(good, tool, event, collector)
+        sql = f"SELECT {_COLUMNS} FROM events{where} ORDER BY id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        return [
+            StoredEvent(
+                id=r[0],
+                received_at=r[1],
+                good=bool(r[2]),
+                reason=r[3],
+                collector=r[4],
+                tool=r[5],
+                name=r[6],
+                distinct_id=r[7],
+                anonymous_id=r[8],
+                timestamp=r[9],
+                properties=json.loads(r[10]),
+                context=json.loads(r[11]),
+                raw=json.loads(r[12]),
+                decision=json.loads(r[13]) if r[13] is not None else None,
+                request_meta=json.loads(r[14]),
+            )
+            for r in rows
+        ]
+
+    @staticmethod
+    def _where(good: bool | None, tool: str | None, event: str | None, collector: str | None) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        for column, value in (("good", None if good is None else int(good)), ("tool", tool), ("name", event)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        if collector is not None:
+            clauses.append("collector = ?")
+            args.append(collector)
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+    def all(
+        self,
+        *,
+        tool: str | None = None,
+        event: str | None = None,
+        collector: str | None = None,
+        limit: int | None = None,
+    ) -> list[StoredEvent]:
+        """Every record, oldest first, optionally filtered."""
+        return self._select(None, tool, event, collector, limit)
+
+    def good(
+        self,
+        *,
+        tool: str | None = None,
+        event: str | None = None,
+        collector: str | None = None,
+        limit: int | None = None,
+    ) -> list[StoredEvent]:
+        """Events the emulated collector accepted."""
+        return self._select(True, tool, event, collector, limit)
+
+    def bad(
+        self,
+        *,
+        tool: str | None = None,
+        event: str | None = None,
+        collector: str | None = None,
+        limit: int | None = None,
+    ) -> list[StoredEvent]:
+        """Requests (or parts) that did not fit their protocol, with the reason."""
+        return self._select(False, tool, event, collector, limit)
+
+    def counts(
+        self, *, tool: str | None = None, event: str | None = None, collector: str | None = None
+    ) -> dict[str, int]:
+        """`{"total", "good", "bad"}`, with the same filters as `all()`."""
+        where, args = self._where(None, tool, event, collector)
+        with self._lock:
+            total, good = self._db.execute(
+                f"SELECT COUNT(*), COALESCE(SUM(good), 0) FROM events{where}", args
+            ).fetchone()
+        return {"total": int(total), "good": int(good), "bad": int(total) - int(good)}
+
+    def reset(self) -> None:
+        """Forget everything (Snowplow Micro's `/micro/reset`)."""
+        with self._lock:
+            self._db.execute("DELETE FROM events")

@@ -1,0 +1,65 @@
+"""GA4 Measurement Protocol and Universal Analytics (no official Python SDK: documented payloads over requests)."""
+
+from __future__ import annotations
+
+import requests
+
+from telemetry_audit.collectors.base import TRANSPARENT_GIF
+from telemetry_audit.collectors.server import CollectorServer
+
+from .conftest import bad_reasons, good_events
+
+GA4 = {"measurement_id": "G-TEST123", "api_secret": "s3cret"}
+
+
+def test_ga4_collect_answers_204_and_normalises(server: CollectorServer) -> None:
+    body = {
+        "client_id": "123.456",
+        "user_id": "user-1",
+        "timestamp_micros": 1700000000000000,
+        "events": [{"name": "cli_command", "params": {"command": "deploy", "engagement_time_msec": 1}}],
+    }
+    response = requests.post(f"{server.url}/mp/collect", params=GA4, json=body, timeout=5)
+    assert (response.status_code, response.content) == (204, b"")
+    (event,) = good_events(server, collector="ga4")
+    assert (event["name"], event["distinct_id"], event["anonymous_id"]) == ("cli_command", "user-1", "123.456")
+    assert event["timestamp"] == "2023-11-14T22:13:20.000Z"
+    assert event["context"]["measurement_id"] == "G-TEST123"
+    assert "api_secret" not in event["context"]
+
+
+def test_ga4_invalid_request_is_silently_dropped_but_recorded(server: CollectorServer) -> None:
+    response = requests.post(
+        f"{server.url}/mp/collect", params=GA4, json={"events": [{"name": "firebase_x"}]}, timeout=5
+    )
+    assert response.status_code == 204
+    assert good_events(server) == []
+    assert bad_reasons(server) == [
+        "client_id: client_id or app_instance_id is required.; events[0].name: Event name 'firebase_x' is reserved."
+    ]
+
+
+def test_ga4_debug_endpoint_reports_validation_messages(server: CollectorServer) -> None:
+    response = requests.post(f"{server.url}/debug/mp/collect", params=GA4, data=b"{", timeout=5)
+    assert response.status_code == 200
+    assert response.json()["validationMessages"][0]["description"].startswith("Unable to parse")
+
+
+def test_universal_analytics_collect_and_batch(server: CollectorServer) -> None:
+    hit = "v=1&tid=UA-1-1&cid=555&t=event&ec=cli&ea=deploy"
+    response = requests.post(f"{server.url}/collect", data=hit, timeout=5)
+    assert (response.status_code, response.content) == (200, TRANSPARENT_GIF)
+    response = requests.post(f"{server.url}/batch", data=f"{hit}\nv=1&tid=UA-1-1&cid=555&t=pageview&dp=%2Fx", timeout=5)
+    assert response.status_code == 200
+    events = good_events(server, collector="universal-analytics")
+    assert [(e["name"], e["anonymous_id"]) for e in events] == [
+        ("deploy", "555"),
+        ("deploy", "555"),
+        ("pageview", "555"),
+    ]
+
+
+def test_universal_analytics_missing_fields_are_bad(server: CollectorServer) -> None:
+    response = requests.get(f"{server.url}/collect", params={"v": "1", "t": "event"}, timeout=5)
+    assert response.status_code == 200
+    assert bad_reasons(server) == ["hit 0: missing tid, cid or uid"]

@@ -1,0 +1,65 @@
+"""The SQLite event store."""
+
+from __future__ import annotations
+
+import stat
+import threading
+from pathlib import Path
+
+from telemetry_audit.collectors.base import Event
+from telemetry_audit.collectors.store import EventStore
+
+
+def _event(name: str, tool: str = "sst", collector: str = "posthog") -> Event:
+    return Event(collector=collector, tool=tool, name=name, distinct_id="d", properties={"k": [1, "x"]})
+
+
+def test_add_filter_count_and_reset() -> None:
+    with EventStore() as store:
+        store.add([_event("a"), _event("b", tool="werf", collector="otlp")], good=True, request_meta={"path": "/x"})
+        store.add([], good=False, reason="invalid JSON", decision={"action": "log"}, request_meta={"path": "/y"})
+
+        assert store.counts() == {"total": 3, "good": 2, "bad": 1}
+        assert [e.name for e in store.good(tool="sst")] == ["a"]
+        assert [e.name for e in store.all(collector="otlp")] == ["b"]
+        assert [e.name for e in store.all(event="b", tool="sst")] == []
+        (bad,) = store.bad()
+        assert (bad.name, bad.reason, bad.decision, bad.request_meta) == (
+            None,
+            "invalid JSON",
+            {"action": "log"},
+            {"path": "/y"},
+        )
+        assert store.counts(tool="werf") == {"total": 1, "good": 1, "bad": 0}
+        assert store.all(limit=1)[0].properties == {"k": [1, "x"]}
+
+        store.reset()
+        assert store.counts() == {"total": 0, "good": 0, "bad": 0}
+
+
+def test_a_good_request_without_events_records_nothing() -> None:
+    with EventStore() as store:
+        assert store.add([], good=True) == []
+        assert store.counts()["total"] == 0
+
+
+def test_survives_restart_and_is_private(tmp_path: Path) -> None:
+    path = tmp_path / "events.sqlite"
+    with EventStore(path) as store:
+        store.add([_event("a")], good=True)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    with EventStore(path) as store:
+        assert [e.name for e in store.all()] == ["a"]
+        assert store.all()[0].to_dict()["event"]["tool"] == "sst"
+
+
+def test_concurrent_writers() -> None:
+    with EventStore() as store:
+        threads = [
+            threading.Thread(target=lambda: [store.add([_event("x")], good=True) for _ in range(50)]) for _ in range(8)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert store.counts()["total"] == 400
