@@ -1,4 +1,4 @@
-"""Minimal body decoding for the emulators (private; to merge with `telemetry_audit.decoders`).
+"""Body decoding helpers for the emulators; content codings come from `telemetry_audit.decoders`.
 
 Every function raises `ValueError` with a short reason the emulator can put
 in its error response and in the bad-event record.
@@ -9,107 +9,33 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import zlib
 from typing import Any
 from urllib.parse import parse_qsl
 
-import brotli
-import zstandard
-
+from telemetry_audit.decoders.content_encoding import GZIP_MAGIC
+from telemetry_audit.decoders.content_encoding import decompress as core_decompress
 from telemetry_audit.model import Request
 
 MAX_DECODED_BYTES = 32 * 1024 * 1024
 """Refuse to inflate a body beyond this: a few KB of gzip can expand to gigabytes."""
 
 
-def _inflate_zlib(data: bytes, wbits: int, limit: int) -> bytes:
-    inflater = zlib.decompressobj(wbits)
-    try:
-        out = inflater.decompress(data, limit + 1)
-    except zlib.error as e:
-        raise ValueError(f"invalid compressed data: {e}") from None
-    if len(out) > limit:
-        raise ValueError(f"decompressed body exceeds {limit} bytes")
-    return out
-
-
-def _gunzip(data: bytes, limit: int) -> bytes:
-    # 47 = 32 (auto-detect gzip/zlib header) + 15 (max window).
-    return _inflate_zlib(data, 47, limit)
-
-
-def _inflate(data: bytes, limit: int) -> bytes:
-    # "deflate" is zlib-wrapped by the RFC, raw by half the clients.
-    try:
-        return _inflate_zlib(data, 15, limit)
-    except ValueError as e:
-        if "exceeds" in str(e):
-            raise
-        return _inflate_zlib(data, -15, limit)
-
-
-def _unbrotli(data: bytes, limit: int) -> bytes:
-    decompressor = brotli.Decompressor()
-    out = bytearray()
-    step = 64 * 1024
-    try:
-        for start in range(0, len(data), step):
-            out += decompressor.process(data[start : start + step])
-            if len(out) > limit:
-                raise ValueError(f"decompressed body exceeds {limit} bytes")
-    except brotli.error as e:
-        raise ValueError(f"invalid brotli data: {e}") from None
-    return bytes(out)
-
-
-def _unzstd(data: bytes, limit: int) -> bytes:
-    try:
-        reader = zstandard.ZstdDecompressor().stream_reader(data)
-        out = b""
-        while len(out) <= limit:
-            chunk = reader.read(min(1 << 20, limit + 1 - len(out)))
-            if not chunk:
-                break
-            out += chunk
-    except zstandard.ZstdError as e:
-        raise ValueError(f"invalid zstd data: {e}") from None
-    if len(out) > limit:
-        raise ValueError(f"decompressed body exceeds {limit} bytes")
-    return out
-
-
-_CODINGS = {
-    "gzip": _gunzip,
-    "x-gzip": _gunzip,
-    "deflate": _inflate,
-    "br": _unbrotli,
-    "zstd": _unzstd,
-}
-
-
 def decompress(data: bytes, coding: str, limit: int = MAX_DECODED_BYTES) -> bytes:
-    """Undo one content coding."""
-    try:
-        undo = _CODINGS[coding]
-    except KeyError:
-        raise ValueError(f"unsupported content-encoding {coding!r}") from None
-    return undo(data, limit)
+    """Undo one content coding (the core's size-limited decompressors)."""
+    return core_decompress(data, (coding,), limit)
 
 
 def body(request: Request, limit: int = MAX_DECODED_BYTES) -> bytes:
     """The request body with its content codings undone, last applied first."""
-    data = request.body
-    for coding in reversed(request.content_encodings):
-        data = decompress(data, coding, limit)
-    return data
+    return core_decompress(request.body, request.content_encodings, limit)
 
 
 def looks_gzip(data: bytes) -> bool:
-    return data[:2] == b"\x1f\x8b"
+    return data[:2] == GZIP_MAGIC
 
 
 def gunzip(data: bytes, limit: int = MAX_DECODED_BYTES) -> bytes:
-    return _gunzip(data, limit)
+    return core_decompress(data, ("gzip",), limit)
 
 
 def b64decode(text: str | bytes) -> bytes:
