@@ -1,0 +1,79 @@
+"""rules/sst.yaml on real SST v2 and v4 captures: documented fields pass, argv and IDs are reported."""
+
+from __future__ import annotations
+
+import pytest
+
+from telemetry_audit.cli import main
+from telemetry_audit.model import Action
+from telemetry_audit.policy import load_policy
+from tests.rules.audit import ROOT, audit, capture, forbidden, json_request, undocumented
+
+V2_CONTEXT = ["context.anonymousId", "context.projectId", "context.sessionId"]
+V4_IDS = ["batch[].properties.error", "batch[].properties.project_id", "batch[].properties.session_id",
+          "batch[].properties.user_id"]
+
+
+def test_pack_validates() -> None:
+    assert main(["rules", "validate", str(ROOT / "rules" / "sst.yaml")]) == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "expected_undocumented", "expected_forbidden"),
+    [
+        ("sst-v2.49.8-CLI_COMMAND", V2_CONTEXT, set()),
+        (
+            "sst-v2.49.8-CLI_COMMAND_SUCCEEDED",
+            [*V2_CONTEXT, "events[].properties.duration", "events[].properties.rawCommand"],
+            {("sst.promises", "sst.argv", "events[0].properties.rawCommand", "log")},
+        ),
+        (
+            "sst-v4.17.1-posthog-batch",
+            ["batch[].properties.args[]", *V4_IDS],
+            {("sst.promises", "sst.argv", "batch[0].properties.args[0]", "log")},
+        ),
+        (
+            "sst-v4.17.1-telemetry-disable-cmd-offline",
+            ["batch[].properties.args[]", *V4_IDS],
+            {("sst.promises", "sst.argv", "batch[0].properties.args[0]", "log"),
+             ("sst.promises", "sst.argv", "batch[0].properties.args[1]", "log")},
+        ),
+    ],
+)
+def test_real_captures(name: str, expected_undocumented: list[str], expected_forbidden: set[tuple[str, ...]]) -> None:
+    decision = audit(capture(name), "sst")
+    assert decision.tool == "sst"
+    assert undocumented(decision) == expected_undocumented
+    assert forbidden(decision) == expected_forbidden
+    assert decision.action is (Action.LOG if decision.findings else Action.ALLOW)
+
+
+def test_argv_carrying_a_home_path_is_redacted() -> None:
+    body = {
+        "context": {},
+        "environment": {"sstVersion": "2.49.8"},
+        "events": [{"name": "CLI_COMMAND_SUCCEEDED",
+                    "properties": {"rawCommand": "deploy --config /home/alice/work/demo/sst.config.ts"}}],
+    }
+    decision = audit(json_request("https://telemetry.sst.dev/events", body), "sst")
+    assert decision.action is Action.REDACT
+    assert ("default.paths", "paths.home-dir", "events[0].properties.rawCommand", "redact") in forbidden(decision)
+    assert b"/home/alice" not in (decision.redacted_body or b"")
+
+
+def test_documented_fields_only_pass() -> None:
+    body = {"environment": {"sstVersion": "2.49.8", "cpuCount": 2, "isCI": False},
+            "events": [{"name": "CLI_COMMAND", "properties": {"command": "deploy"}}]}
+    decision = audit(json_request("https://telemetry.sst.dev/events", body), "sst")
+    assert (decision.action, decision.findings, decision.tool) == (Action.ALLOW, (), "sst")
+
+
+def test_optout_switches_load() -> None:
+    switches = {(s.kind, s.name or s.path or " ".join(s.command), s.expected) for s in load_policy(["sst"]).optout}
+    assert switches == {
+        ("env", "SST_TELEMETRY_DISABLED", "stops"),
+        ("command", "npx sst telemetry disable", "stops"),
+        ("file", "~/.config/sst/telemetry-disable", "stops"),
+        ("env", "DO_NOT_TRACK", "ignored"),
+    }
+    assert all(s.tool == "sst" and s.source for s in load_policy(["sst"]).optout)

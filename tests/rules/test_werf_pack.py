@@ -1,0 +1,82 @@
+"""rules/werf.yaml on OTLP protobuf requests built to werf's published schema (tests/rules/werf_otlp.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+from telemetry_audit.cli import main
+from telemetry_audit.model import Action
+from telemetry_audit.policy import load_policy
+from tests.rules import werf_otlp
+from tests.rules.audit import OTLP, ROOT, audit, capture, forbidden, undocumented
+
+SPAN = "resourceSpans[].scopeSpans[].spans[]"
+USER_ID = ("werf.promises", "werf.user-id", "resourceSpans[0].scopeSpans[0].spans[0].attributes.userID", "log")
+
+
+def _without_user_id(event: dict[str, object]) -> dict[str, object]:
+    return {k: v for k, v in event.items() if k != "userID"}
+
+
+def test_pack_validates() -> None:
+    assert main(["rules", "validate", str(ROOT / "rules" / "werf.yaml")]) == 0
+
+
+def test_fixtures_are_what_the_generator_writes() -> None:
+    spec = importlib.util.spec_from_file_location("generate", OTLP / "generate_werf_captures.py")
+    assert spec is not None and spec.loader is not None
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    for name, data in generator.fixtures().items():
+        assert (OTLP / name).read_text("utf-8") == generator.render(data), f"regenerate {name}"
+
+
+def test_documented_fields_pass() -> None:
+    events = (_without_user_id(werf_otlp.command_started()), _without_user_id(werf_otlp.command_exited()))
+    decision = audit(werf_otlp.werf_request(*events), "werf")
+    assert (decision.tool, decision.action, decision.findings) == ("werf", Action.ALLOW, ())
+
+
+def test_fixture_reports_the_undocumented_user_id() -> None:
+    # werf sends userID; its page says the data "is not associated with users in any way".
+    decision = audit(capture("werf-CommandStarted", OTLP), "werf")
+    assert undocumented(decision) == [f"{SPAN}.attributes.userID"]
+    assert forbidden(decision) == {USER_ID}
+    assert decision.action is Action.LOG
+
+
+def test_an_undocumented_attribute_is_reported() -> None:
+    event = _without_user_id(werf_otlp.command_started(gitBranch="feature/payroll"))
+    event["attributes"] = {**werf_otlp.ENVIRONMENT, "kubeVersion": "1.30"}
+    decision = audit(werf_otlp.werf_request(event), "werf")
+    assert undocumented(decision) == [f"{SPAN}.attributes.attributes.kubeVersion", f"{SPAN}.attributes.gitBranch"]
+    assert forbidden(decision) == set()
+
+
+def test_a_home_path_inside_event_data_is_redacted() -> None:
+    error = "open /home/alice/work/demo/werf.yaml: no such file or directory"
+    event = _without_user_id(werf_otlp.command_exited(eventData={"exitCode": 1, "durationMs": 12, "error": error}))
+    decision = audit(werf_otlp.werf_request(event), "werf")
+    field = "resourceSpans[0].scopeSpans[0].spans[0].attributes.eventData.error"
+    assert undocumented(decision) == [f"{SPAN}.attributes.eventData.error"]
+    assert ("default.paths", "paths.home-dir", field, "redact") in forbidden(decision)
+    assert decision.action is Action.REDACT
+
+    assert decision.redacted_body is not None
+    span = werf_otlp.parse(decision.redacted_body).resource_spans[0].scope_spans[0].spans[0]
+    attributes = {kv.key: kv.value for kv in span.attributes}
+    event_data = json.loads(attributes["eventData"].string_value)  # still a JSON string, re-serialised
+    assert "/home/alice" not in event_data["error"] and "[REDACTED:path]" in event_data["error"]
+    assert (event_data["exitCode"], attributes["command"].string_value) == (1, "werf converge")
+
+
+def test_other_otlp_traffic_is_not_werf() -> None:
+    request = werf_otlp.werf_request(werf_otlp.command_started(), url="https://otel.example.com/v1/traces")
+    assert audit(request, "werf").tool == ""
+
+
+def test_optout_switches_load() -> None:
+    (switch,) = load_policy(["werf"]).optout
+    assert (switch.tool, switch.kind, switch.name, switch.value, switch.expected) == (
+        "werf", "env", "WERF_TELEMETRY", "0", "stops")
