@@ -32,15 +32,6 @@ from telemetry_audit.model import (
 )
 from telemetry_audit.policy.model import ForbidSpec, Policy, Rule
 
-_FAMILY_KIND = {
-    "secrets": FindingKind.SECRET,
-    "paths": FindingKind.PATH,
-    "env_values": FindingKind.ENV,
-    "pii": FindingKind.PII,
-    "canary": FindingKind.CANARY,
-    "custom": FindingKind.SECRET,
-}
-
 
 @dataclass(frozen=True)
 class _PatternDetector:
@@ -147,7 +138,7 @@ class Auditor:
                 f"body of {len(request.body)} bytes exceeds max_body_bytes={settings.max_body_bytes}; not inspected",
                 str(len(request.body)),
             ))
-            return self._decide(request, None, candidates, tool, rule_ids)
+            return self._decide(request, None, candidates, tool, rules)
 
         decoded = decode_request(request, self.limits)
         for problem in decoded.problems:
@@ -159,7 +150,7 @@ class Auditor:
             if rule.fields is not None and rule.fields.unknown is not None:
                 candidates.extend(self._field_candidates(rule, decoded.fields, tool))
         candidates.extend(self._detector_candidates(rules, decoded.fields, tool))
-        return self._decide(request, decoded, candidates, tool, rule_ids)
+        return self._decide(request, decoded, candidates, tool, rules)
 
     def _plain_candidate(
         self, rule_id: str, kind: FindingKind, where: str, severity: Severity, action: Action, tool: str,
@@ -207,7 +198,8 @@ class Auditor:
         joined = "\n".join(text for _, text in values)
         out: list[_Candidate] = []
         for detector, users in by_detector.values():
-            if next(iter(detector.find(joined)), None) is None:
+            # Custom patterns may anchor on a value's start or end (`^`, `$`): they always scan value by value.
+            if not isinstance(detector, _PatternDetector) and next(iter(detector.find(joined)), None) is None:
                 continue
             for item, text in values:
                 if not text:
@@ -227,7 +219,7 @@ class Auditor:
         value = text[match.start : match.end]
         finding = Finding(
             rule_id=rule.id,
-            kind=match.kind if spec.family != "custom" else _FAMILY_KIND["custom"],
+            kind=spec.kind or match.kind,
             field=item.path,
             severity=spec.severity,
             action=spec.action,
@@ -238,12 +230,17 @@ class Auditor:
         )
         return _Candidate(finding, item, match.start, match.end, spec.redact, rule)
 
-    def _accepted(self, candidate: _Candidate) -> bool:
+    def _accepted(self, candidate: _Candidate, rules: tuple[Rule, ...]) -> bool:
+        """Accepted by the policy-wide allowlist or by that of any rule matching the request.
+
+        Request-scoped, so a tool pack can accept what its own collector legitimately receives (its
+        `Authorization` header) from findings any rule raised, the default policy's included.
+        """
         finding = candidate.finding
+        if finding.kind is FindingKind.ERROR:
+            return False  # a broken audit is never accepted
         text = candidate.field.text[candidate.start : candidate.end] if candidate.field.value is not None else ""
-        allowlists = [self.policy.allowlist]
-        if candidate.rule is not None:
-            allowlists.append(candidate.rule.allowlist)
+        allowlists = [self.policy.allowlist, *(rule.allowlist for rule in rules)]
         return any(
             a.accepts(candidate.field.generic_path, text, finding.fingerprint, finding.detector) for a in allowlists
         )
@@ -254,8 +251,9 @@ class Auditor:
         decoded: DecodedRequest | None,
         candidates: list[_Candidate],
         tool: str,
-        rule_ids: tuple[str, ...],
+        rules: tuple[Rule, ...],
     ) -> Decision:
+        rule_ids = tuple(r.id for r in rules)
         # One finding per (field, span, detector): the strictest of the rules that flagged it.
         unique: dict[tuple[str, int, int, str, FindingKind], _Candidate] = {}
         for candidate in candidates:
@@ -266,7 +264,7 @@ class Auditor:
                 unique[key] = candidate
         kept_candidates: list[_Candidate] = []
         for candidate in unique.values():
-            if self._accepted(candidate):
+            if self._accepted(candidate, rules):
                 candidate = _Candidate(
                     _replace_suppressed(candidate.finding), candidate.field, candidate.start, candidate.end,
                     candidate.redact, candidate.rule,
@@ -296,18 +294,32 @@ def _redacts(candidate: _Candidate) -> bool:
     return not candidate.finding.suppressed and candidate.finding.action is Action.REDACT
 
 
-def _replacement(candidate: _Candidate, current: str) -> Any:
-    """The new value for a field after redacting `candidate` in `current`."""
-    mode = candidate.redact
-    if mode is RedactMode.DROP:
+def _rewritten(group: list[_Candidate]) -> Any:
+    """The new value of one field after redacting every span found in it.
+
+    Drop wins over hash over mask; masked spans are merged first, so a user name inside a home path
+    cannot leave the rest of the path behind.
+    """
+    modes = {c.redact for c in group}
+    item = group[0].field
+    original = item.text
+    if RedactMode.DROP in modes:
         return DROP
-    original = candidate.field.text
-    if mode is RedactMode.HASH:
+    if RedactMode.HASH in modes:
         return "sha256:" + hashlib.sha256(original.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    label = f"[REDACTED:{candidate.finding.kind.value}]"
-    if candidate.end <= candidate.start or candidate.finding.kind in (FindingKind.FIELD, FindingKind.UNDOCUMENTED):
-        return label
-    return current[: candidate.start] + label + current[candidate.end :]
+    whole = [c for c in group if c.end <= c.start or c.finding.kind in (FindingKind.FIELD, FindingKind.UNDOCUMENTED)]
+    if whole or not isinstance(item.value, str):
+        return f"[REDACTED:{(whole or group)[0].finding.kind.value}]"
+    spans: list[list[Any]] = []
+    for candidate in sorted(group, key=lambda c: (c.start, -c.end)):
+        if spans and candidate.start <= spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], candidate.end)
+        else:
+            spans.append([candidate.start, candidate.end, candidate.finding.kind.value])
+    text = original
+    for start, end, kind in reversed(spans):
+        text = text[:start] + f"[REDACTED:{kind}]" + text[end:]
+    return text
 
 
 def _redact(
@@ -316,20 +328,12 @@ def _redact(
     """Rewrite body, query and headers so no redacting finding's value remains."""
     if decoded is None:
         raise ValueError("the body was not decoded")
-    # Apply spans from the end of each value so earlier offsets stay valid.
-    candidates = sorted(candidates, key=lambda c: (repr(c.field.locator), -c.start))
-    new_values: dict[tuple[str | int, ...], Any] = {}
+    by_locator: dict[tuple[str | int, ...], list[_Candidate]] = {}
     for candidate in candidates:
-        locator = candidate.field.locator
-        if not locator:
+        if not candidate.field.locator:
             raise ValueError(f"{candidate.field.path} cannot be rewritten (undecoded body)")
-        current = new_values.get(locator, candidate.field.text)
-        if current is DROP:
-            continue
-        if candidate.redact is RedactMode.MASK and not isinstance(candidate.field.value, str):
-            new_values[locator] = f"[REDACTED:{candidate.finding.kind.value}]"
-            continue
-        new_values[locator] = _replacement(candidate, current)
+        by_locator.setdefault(candidate.field.locator, []).append(candidate)
+    new_values = {locator: _rewritten(group) for locator, group in by_locator.items()}
 
     body_edits = {k: v for k, v in new_values.items() if k[0] not in ("header", "query")}
     query_edits = {k[1:]: v for k, v in new_values.items() if k[0] == "query"}

@@ -321,3 +321,49 @@ def test_engine_never_crashes_and_redaction_removes_what_it_flags(tmp_path: Path
 def test_engine_never_crashes_on_bytes(tmp_path: Path, body: bytes) -> None:
     decision = auditor(tmp_path).evaluate(raw_request(body, headers={"Content-Type": "application/json"}))
     assert decision.action in Action
+
+
+# --- redaction of overlapping spans, anchored custom patterns, kinds, request-scoped allowlists -----------
+
+
+def test_overlapping_spans_are_redacted_together(tmp_path: Path) -> None:
+    # The user name sits inside the home path: both are findings; nothing of the path may survive.
+    decision = auditor(tmp_path).evaluate(
+        json_request({"rawCommand": "deploy --config /home/alice/work/demo/sst.config.ts --stage dev"}))
+    assert decision.action is Action.REDACT and decision.redacted_body is not None
+    out = json.loads(decision.redacted_body)["rawCommand"]
+    assert "alice" not in out and "work/demo" not in out and "config.ts" not in out
+    assert out.startswith("deploy --config [REDACTED:") and out.endswith(" --stage dev")
+
+
+def test_anchored_custom_pattern_matches_each_value(tmp_path: Path) -> None:
+    policy = """
+rules:
+  - id: argv
+    match: {telemetry: true}
+    forbid:
+      - pattern: '^--'
+        id: flag-values
+        kind: field
+        action: log
+        fields: ["args[]"]
+"""
+    decision = auditor(tmp_path, policy).evaluate(json_request({"args": ["deploy", "--stage", "prod"], "x": "y"}))
+    assert [(f.field, f.kind) for f in decision.findings] == [("args[1]", FindingKind.FIELD)]
+
+
+def test_pack_allowlist_covers_findings_of_other_rules_on_its_requests(tmp_path: Path) -> None:
+    pack = """
+extends: [default]
+rules:
+  - id: vendor
+    match: {hosts: [core.serverless.com]}
+    allowlist: {fields: [header.authorization]}
+"""
+    token = "Bearer " + GITHUB_TOKEN
+    audit = Auditor(policy_from(tmp_path, pack), ENV)
+    own = audit.evaluate(json_request({"e": 1}, url="https://core.serverless.com/api/events/publish/bulk",
+                                      headers={"Authorization": token}))
+    assert own.action is Action.ALLOW and own.findings and all(f.suppressed for f in own.findings)
+    other = audit.evaluate(json_request({"e": 1}, headers={"Authorization": token}))
+    assert other.action is Action.BLOCK  # the allowlist is scoped to the requests its rule matches

@@ -180,6 +180,7 @@ def _forbid(
         redact=RedactMode(raw.get("redact", default_redact.value)),
         settings=dict(raw.get("settings", {})),
         source=raw.get("source", ""),
+        kind=FindingKind(raw["kind"]) if "kind" in raw else (FindingKind.SECRET if not detector else None),
     )
 
 

@@ -138,6 +138,8 @@ class ForbidSpec:
     redact: RedactMode = RedactMode.MASK
     settings: Mapping[str, Any] = field(default_factory=dict)
     source: str = ""
+    kind: FindingKind | None = None
+    """The kind reported for this entry's findings; None keeps the detector's own (custom patterns: secret)."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,549 @@
+"""`telemetry-audit optout-check`: do a tool's documented opt-out switches really stop its telemetry?
+
+The command runs CMD once with telemetry on (the baseline), then once per opt-out switch of a policy pack
+(`optout:` entries: an environment variable, a file under HOME, or a command run first) plus the cross-tool
+`DO_NOT_TRACK=1`, and counts the telemetry requests each run still makes. Every run gets a fresh, empty HOME
+(so a switch's file or a tool's cached events cannot leak into the next run) and its own proxy, offline, in
+enforce mode: nothing leaves the machine, whatever the switch does.
+
+The verdict is a pure function of the switch and the request counts (`judge`), so it is tested without
+processes. Exit codes: 0 every documented switch stopped telemetry (or could not be judged), 1 a switch the
+pack documents as stopping telemetry did not, 2 usage or policy-file error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from telemetry_audit import __version__
+from telemetry_audit.cli import EXIT_CLEAN, EXIT_FINDINGS, _fatal, _stderr, add_policy_options, load_policy_or_exit
+from telemetry_audit.policy.model import OptOutSwitch, Policy
+from telemetry_audit.proxy.auditlog import read_log
+from telemetry_audit.proxy.child_env import child_environment, combined_ca_bundle, preload_path
+from telemetry_audit.proxy.commands import (
+    audited_hosts,
+    default_confdir,
+    ensure_ca,
+    free_loopback_listen,
+    private_workdir,
+    start_proxy,
+    write_environment_file,
+)
+
+REPORT_VERSION = 1
+FORMATS: tuple[str, ...] = ("table", "json")
+
+DO_NOT_TRACK = OptOutSwitch(
+    tool="", kind="env", name="DO_NOT_TRACK", value="1",
+    source="https://consoledonottrack.com (cross-tool convention)", expected="",
+)
+"""Tried for every tool; `expected` is empty: no tool promised anything, so it never fails the check."""
+
+HOME_STATE_VARIABLES: tuple[str, ...] = ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME")
+"""Removed from every run's environment so that a tool's config and caches follow the fresh HOME."""
+
+KILL_GRACE_S = 5.0
+
+
+class Verdict(StrEnum):
+    """What one run with a switch showed."""
+
+    HONOURED = "honoured"
+    """The baseline sent telemetry; with the switch, nothing was sent."""
+    IGNORED = "ignored"
+    """Telemetry was still sent with the switch."""
+    INCONCLUSIVE = "inconclusive"
+    """The baseline sent nothing, so a silent run proves nothing."""
+    SETUP_FAILED = "setup-failed"
+    """The switch could not be applied (its command failed or timed out)."""
+
+    @property
+    def label(self) -> str:
+        return _VERDICT_LABELS[self]
+
+
+_VERDICT_LABELS = {
+    Verdict.HONOURED: "honoured",
+    Verdict.IGNORED: "IGNORED",
+    Verdict.INCONCLUSIVE: "baseline sent nothing: inconclusive",
+    Verdict.SETUP_FAILED: "setup failed",
+}
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The verdict on one switch and whether it fails the check."""
+
+    verdict: Verdict
+    failed: bool
+    """True when the pack documents the switch as stopping telemetry (`expected: stops`) and it did not."""
+    note: str = ""
+    """Why, in a few words, when the verdict alone could mislead."""
+
+
+def judge(switch: OptOutSwitch, baseline_requests: int, switch_requests: int, setup_error: str = "") -> Judgement:
+    """The verdict on `switch` from the telemetry requests of the baseline run and of the run with the switch."""
+    documented = switch.expected == "stops"
+    if setup_error:
+        return Judgement(Verdict.SETUP_FAILED, documented, setup_error)
+    if baseline_requests == 0:
+        return Judgement(Verdict.INCONCLUSIVE, False, "the command sent no telemetry even without the switch")
+    if switch_requests == 0:
+        note = "the pack lists it as ignored, yet it stopped telemetry" if switch.expected == "ignored" else ""
+        return Judgement(Verdict.HONOURED, False, note)
+    if documented:
+        note = "documented to stop telemetry"
+    elif switch.expected == "ignored":
+        note = "known gap (the pack lists it as ignored)"
+    else:
+        note = "not promised by the tool"
+    return Judgement(Verdict.IGNORED, documented, note)
+
+
+def describe(switch: OptOutSwitch) -> str:
+    """How a switch reads in the table: `SST_TELEMETRY_DISABLED=1`, `file ~/.serverlessrc`, `run: sst ...`."""
+    if switch.kind == "env":
+        return f"{switch.name}={switch.value}"
+    if switch.kind == "file":
+        return f"file {switch.path}"
+    return "run: " + " ".join(switch.command)
+
+
+def switch_problem(switch: OptOutSwitch) -> str:
+    """Why a switch cannot be tried as written in its pack ('' when it can); pure."""
+    if switch.kind == "env":
+        return "" if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", switch.name) else "an env switch needs a variable `name`"
+    if switch.kind == "file":
+        if not switch.path.startswith("~/"):
+            return f"file switch path {switch.path!r} must start with `~/` (it is created in a temporary HOME)"
+        if ".." in PurePosixPath(switch.path[2:]).parts or switch.path.rstrip("/") == "~":
+            return f"file switch path {switch.path!r} must name a file inside HOME"
+        return ""
+    if switch.kind == "command":
+        return "" if switch.command else "a command switch needs a non-empty `command`"
+    return f"unknown switch kind {switch.kind!r}"
+
+
+def switches_to_try(declared: Iterable[OptOutSwitch], tool: str) -> tuple[OptOutSwitch, ...]:
+    """The pack's switches plus `DO_NOT_TRACK=1` unless the pack lists that variable itself."""
+    switches = tuple(declared)
+    if not any(s.kind == "env" and s.name == DO_NOT_TRACK.name for s in switches):
+        switches += (replace(DO_NOT_TRACK, tool=tool),)
+    return switches
+
+
+# --- running ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What one run of CMD did, as seen by the proxy."""
+
+    exit_code: int | None
+    """CMD's exit status (128+N for a signal), None when it timed out."""
+    requests: tuple[Mapping[str, Any], ...]
+    """Audit-log records of the telemetry CMD sent (the switch's own command excluded)."""
+    setup_requests: int = 0
+    """Telemetry sent by the switch's command itself."""
+    setup_error: str = ""
+    duration_s: float = 0.0
+    kept_dir: str = ""
+    """Where the run's HOME, output and audit log were kept (`--keep-home`)."""
+    output_tail: str = ""
+    """The last lines CMD printed (shown when the baseline sent nothing)."""
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What every run shares."""
+
+    command: tuple[str, ...]
+    policies: tuple[str, ...]
+    confdir: str
+    ca_cert: str
+    base_env: Mapping[str, str]
+    hosts: tuple[str, ...]
+    timeout_s: float
+    settle_s: float
+    keep_root: str = ""
+
+
+def base_environment(environ: Mapping[str, str], switches: Iterable[OptOutSwitch]) -> dict[str, str]:
+    """The caller's environment with telemetry on: no switch variable, no XDG override of HOME's folders."""
+    names = {s.name for s in switches if s.kind == "env"} | {DO_NOT_TRACK.name, *HOME_STATE_VARIABLES}
+    return {key: value for key, value in environ.items() if key not in names}
+
+
+def run_case(settings: RunSettings, index: int, switch: OptOutSwitch | None) -> RunOutcome:
+    """Run CMD once behind its own offline proxy, in a fresh HOME, with `switch` applied (None: the baseline)."""
+    started = time.monotonic()
+    with private_workdir() as workdir:
+        keep = ""
+        if settings.keep_root:
+            keep = os.path.join(settings.keep_root, f"{index:02d}-{_slug(switch)}")
+            os.makedirs(keep, mode=0o700)
+        place = keep or workdir
+        home = os.path.join(place, "home")
+        os.makedirs(home, mode=0o700)
+        env = dict(settings.base_env)
+        env["HOME"] = home
+        if switch is not None and switch.kind == "env":
+            env[switch.name] = switch.value
+        log_path = os.path.join(place, "audit.jsonl")
+        proxy = start_proxy(
+            workdir, listen=free_loopback_listen(), confdir=settings.confdir, policies=settings.policies,
+            log_path=log_path, mode="enforce", offline=True, env_file=write_environment_file(workdir, env),
+        )
+        try:
+            child_env = child_environment(
+                env, proxy_url=proxy.url, ca_cert_path=settings.ca_cert,
+                ca_bundle_path=combined_ca_bundle(settings.ca_cert, workdir), preload_path=preload_path(),
+                audited_hosts=settings.hosts,
+            )
+            setup_error = _apply(switch, home, child_env, settings, os.path.join(place, "setup-output.log"))
+            setup_records = len(read_log(log_path)[0])
+            output = os.path.join(place, "output.log")
+            exit_code = _run_command(list(settings.command), child_env, output, settings.timeout_s, settings.settle_s)
+        finally:
+            proxy.stop()
+        records, _ = read_log(log_path)
+        tail = _tail(output)
+    return RunOutcome(
+        exit_code=exit_code, requests=tuple(records[setup_records:]), setup_requests=setup_records,
+        setup_error=setup_error, duration_s=round(time.monotonic() - started, 2), kept_dir=keep, output_tail=tail,
+    )
+
+
+def _apply(switch: OptOutSwitch | None, home: str, env: dict[str, str], settings: RunSettings, output: str) -> str:
+    """Create the switch's file or run its command; '' on success, else what went wrong."""
+    if switch is None or switch.kind == "env":
+        return ""
+    if switch.kind == "file":
+        target = Path(home, switch.path[2:])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(switch.content, encoding="utf-8")
+        return ""
+    program = shutil.which(switch.command[0], path=env.get("PATH"))
+    if program is None:
+        return f"command not found: {switch.command[0]}"
+    code = _run_command([program, *switch.command[1:]], env, output, settings.timeout_s, settings.settle_s)
+    if code is None:
+        return f"`{' '.join(switch.command)}` timed out after {settings.timeout_s:g} s"
+    if code != 0:
+        last = _tail(output, 1)
+        return f"`{' '.join(switch.command)}` exited with {code}" + (f": {last}" if last else "")
+    return ""
+
+
+def _run_command(command: list[str], env: dict[str, str], output: str, timeout_s: float, settle_s: float) -> int | None:
+    """Run `command` in its own process group, output to a file, stdin closed; None on timeout.
+
+    After it exits, wait `settle_s` for stragglers (a detached sender) and then end whatever it left running.
+    """
+    with open(output, "wb") as out:
+        try:
+            child = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                     start_new_session=True)
+        except OSError as e:
+            _fatal(f"cannot run {command[0]}: {e.strerror or e}")
+        try:
+            code: int | None = child.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            code = None
+        except KeyboardInterrupt:
+            _end_group(child)
+            raise
+        if code is not None and settle_s > 0:
+            time.sleep(settle_s)
+        _end_group(child)
+    if code is None:
+        return None
+    return 128 - code if code < 0 else code
+
+
+def _end_group(child: subprocess.Popen[bytes]) -> None:
+    """End the process group the command started: it, and anything it left running (SIGTERM, then SIGKILL)."""
+    try:
+        os.killpg(child.pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        child.poll()
+        return
+    deadline = time.monotonic() + KILL_GRACE_S
+    try:
+        child.wait(KILL_GRACE_S)
+    except subprocess.TimeoutExpired:
+        pass
+    while time.monotonic() < deadline and _group_alive(child.pid):
+        time.sleep(0.05)
+    if _group_alive(child.pid):
+        try:
+            os.killpg(child.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    child.wait()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def _tail(path: str, lines: int = 12) -> str:
+    try:
+        text = Path(path).read_text("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(line.rstrip() for line in text.splitlines()[-lines:] if line.strip())
+
+
+def _slug(switch: OptOutSwitch | None) -> str:
+    if switch is None:
+        return "baseline"
+    return re.sub(r"[^A-Za-z0-9]+", "-", describe(switch)).strip("-")[:48] or switch.kind
+
+
+# --- report -----------------------------------------------------------------------------------------------------
+
+
+def _run_entry(outcome: RunOutcome) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "telemetry_requests": len(outcome.requests),
+        "requests": [
+            {key: record.get(key) for key in ("method", "host", "path", "tool", "decision", "rule_ids")}
+            for record in outcome.requests
+        ],
+        "exit_code": outcome.exit_code,
+        "timed_out": outcome.exit_code is None,
+        "duration_s": outcome.duration_s,
+    }
+    if outcome.setup_requests:
+        entry["setup_telemetry_requests"] = outcome.setup_requests
+    if outcome.kept_dir:
+        entry["kept_dir"] = outcome.kept_dir
+    return entry
+
+
+def optout_report(
+    pack: str,
+    policy: Policy,
+    command: Sequence[str],
+    baseline: RunOutcome,
+    results: Sequence[tuple[OptOutSwitch, RunOutcome]],
+) -> dict[str, Any]:
+    """The JSON report (version 1): the baseline, then one entry per switch with its verdict."""
+    entries = []
+    for switch, outcome in results:
+        judgement = judge(switch, len(baseline.requests), len(outcome.requests), outcome.setup_error)
+        entries.append({
+            "switch": {"kind": switch.kind, "name": switch.name, "value": switch.value, "path": switch.path,
+                       "command": list(switch.command), "source": switch.source, "expected": switch.expected},
+            "label": describe(switch),
+            "verdict": judgement.verdict.value,
+            "failed": judgement.failed,
+            "note": judgement.note,
+            "run": _run_entry(outcome),
+        })
+    verdicts = [e["verdict"] for e in entries]
+    return {
+        "version": REPORT_VERSION,
+        "tool": {"name": "telemetry-audit", "version": __version__},
+        "pack": pack,
+        "policy": {"files": list(policy.files)},
+        "command": {"argv_length": len(command)},
+        "baseline": _run_entry(baseline),
+        "switches": entries,
+        "summary": {
+            "switches": len(entries),
+            **{v.value.replace("-", "_"): verdicts.count(v.value) for v in Verdict},
+            "failed": sum(1 for e in entries if e["failed"]),
+        },
+    }
+
+
+def write_json(report: Mapping[str, Any]) -> str:
+    return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+
+
+_VERDICT_STYLES = {"honoured": "green", "ignored": "yellow", "inconclusive": "dim", "setup-failed": "red"}
+
+
+def render_table(report: Mapping[str, Any], console: Console) -> None:
+    """One row per run: switch, documented source, expected, telemetry requests seen, verdict."""
+    table = Table(title=f"Opt-out switches of {report['pack']}", show_edge=False, pad_edge=False)
+    table.add_column("Switch", overflow="fold")
+    table.add_column("Documented source", overflow="fold")
+    table.add_column("Expected", no_wrap=True)
+    table.add_column("Telemetry requests seen", justify="right", no_wrap=True)
+    table.add_column("Verdict", overflow="fold")
+    baseline = report["baseline"]
+    table.add_row(Text("(baseline: telemetry on)", style="bold"), Text(""), Text("sends"),
+                  Text(str(baseline["telemetry_requests"])), Text(""))
+    for entry in report["switches"]:
+        verdict = Verdict(entry["verdict"])
+        text = Text(verdict.label, style="bold red" if entry["failed"] else _VERDICT_STYLES[verdict.value])
+        if entry["note"]:
+            text.append(f"\n{entry['note']}", style="dim")
+        expected = entry["switch"]["expected"] or "-"
+        table.add_row(Text(entry["label"]), Text(entry["switch"]["source"]), Text(expected),
+                      Text(str(entry["run"]["telemetry_requests"])), text)
+    console.print(table)
+
+
+def summary_line(report: Mapping[str, Any]) -> str:
+    s = report["summary"]
+    return (f"{s['switches']} switch(es) tried: {s['honoured']} honoured, {s['ignored']} ignored, "
+            f"{s['inconclusive']} inconclusive, {s['setup_failed']} setup failed; "
+            f"{s['failed']} documented switch(es) did not stop telemetry")
+
+
+def _emit(args: argparse.Namespace, report: Mapping[str, Any]) -> None:
+    formats = args.formats or ["table"]
+    outputs = args.outputs or []
+    if len(outputs) > len(formats):
+        _fatal("more --output than --format options: pair each --output with a --format")
+    if sum(1 for i in range(len(formats)) if i >= len(outputs) or outputs[i] == "-") > 1:
+        _fatal("only one --format may go to standard output: give the others an --output FILE")
+    for index, fmt in enumerate(formats):
+        target = outputs[index] if index < len(outputs) else "-"
+        if fmt == "json":
+            text = write_json(report)
+            if target == "-":
+                sys.stdout.write(text)
+            else:
+                Path(target).write_text(text, encoding="utf-8")
+        elif target == "-":
+            render_table(report, Console(highlight=False, soft_wrap=False))
+        else:
+            with open(target, "w", encoding="utf-8") as stream:
+                render_table(report, Console(file=stream, width=160, no_color=True))
+
+
+# --- command ----------------------------------------------------------------------------------------------------
+
+
+def cmd_optout_check(args: argparse.Namespace) -> int:
+    from telemetry_audit.policy import PolicyError, load_policy
+
+    command = list(args.cmd)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        _fatal("nothing to run: give the command after `--`, e.g. `telemetry-audit optout-check --pack sst -- "
+               "sst version`")
+    if shutil.which(command[0]) is None:
+        _fatal(f"command not found: {command[0]}")
+    if not args.pack and not args.policy:
+        _fatal("which tool's switches? give --pack NAME (a built-in pack such as `sst`, or a policy file)")
+    if args.timeout <= 0 or args.settle < 0:
+        _fatal("--timeout must be positive and --settle not negative")
+    declared: tuple[OptOutSwitch, ...] = ()
+    if args.pack:
+        try:
+            declared = load_policy([args.pack]).optout
+        except PolicyError as e:
+            _fatal(f"invalid policy\n{e}")
+        args.policy = args.policy or [args.pack]
+    policy = load_policy_or_exit(args)
+    if not args.pack:
+        declared = policy.optout
+    pack = args.pack or ", ".join(sorted({s.tool for s in declared})) or "policy"
+    switches = switches_to_try(declared, pack)
+    for switch in switches:
+        problem = switch_problem(switch)
+        if problem:
+            _fatal(f"invalid opt-out switch in {pack}: {problem}")
+    console = _stderr()
+    if not declared:
+        console.print(f"telemetry-audit: {pack} documents no opt-out switch; trying DO_NOT_TRACK only", markup=False)
+
+    keep_root = tempfile.mkdtemp(prefix="telemetry-audit-optout-") if args.keep_home else ""
+    settings = RunSettings(
+        command=tuple(command), policies=tuple(args.policy), confdir=args.confdir, ca_cert=ensure_ca(args.confdir),
+        base_env=base_environment(os.environ, switches), hosts=tuple(audited_hosts(policy)),
+        timeout_s=args.timeout, settle_s=args.settle, keep_root=keep_root,
+    )
+    console.print(f"telemetry-audit: running `{command[0]}` {len(switches) + 1} times (baseline + "
+                  f"{len(switches)} switch(es)), offline, each in a fresh HOME", markup=False)
+    baseline = run_case(settings, 0, None)
+    console.print(f"  baseline: {len(baseline.requests)} telemetry request(s), exit {baseline.exit_code}",
+                  markup=False)
+    if not baseline.requests and baseline.output_tail:
+        console.print(f"  the baseline sent no telemetry; its last output:\n{baseline.output_tail}", markup=False)
+    results = []
+    for index, switch in enumerate(switches, start=1):
+        outcome = run_case(settings, index, switch)
+        console.print(f"  {describe(switch)}: {len(outcome.requests)} telemetry request(s), exit {outcome.exit_code}"
+                      + (f" ({outcome.setup_error})" if outcome.setup_error else ""), markup=False)
+        results.append((switch, outcome))
+
+    report = optout_report(pack, policy, command, baseline, results)
+    _emit(args, report)
+    console.print(summary_line(report), markup=False)
+    if keep_root:
+        console.print(f"telemetry-audit: homes, outputs and audit logs kept in {keep_root}", markup=False)
+    return EXIT_FINDINGS if report["summary"]["failed"] else EXIT_CLEAN
+
+
+def register_optout(commands: Any) -> None:
+    """Add `optout-check` to the `telemetry-audit` subcommands."""
+    parser = commands.add_parser(
+        "optout-check", help="check that a tool's documented opt-out switches stop its telemetry",
+        description="Run CMD with telemetry on, then once per opt-out switch of the pack (and DO_NOT_TRACK=1), each "
+                    "time in a fresh temporary HOME behind the offline auditing proxy, and report which switches "
+                    "stopped telemetry. Exit 1 when a documented switch did not.",
+    )
+    parser.add_argument("--pack", metavar="NAME|FILE",
+                        help="the pack whose `optout:` switches are tried (also the policy unless --policy is given)")
+    add_policy_options(parser)
+    parser.add_argument("--format", "-f", action="append", dest="formats", choices=FORMATS, metavar="FORMAT",
+                        help="table or json (repeatable, paired with --output in order; default: table)")
+    parser.add_argument("--output", "-o", action="append", dest="outputs", metavar="FILE",
+                        help="write the matching --format to FILE (default: standard output)")
+    parser.add_argument("--keep-home", action="store_true",
+                        help="keep each run's temporary HOME, output and audit log, and print where")
+    parser.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
+                        help="give up on a run (or a switch's command) after this long (default: 300)")
+    parser.add_argument("--settle", type=float, default=1.0, metavar="SECONDS",
+                        help="after CMD exits, wait this long for late telemetry before stopping (default: 1)")
+    parser.add_argument("--confdir", default=default_confdir(), help="where the proxy CA lives")
+    parser.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
+    parser.set_defaults(handler=cmd_optout_check)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m telemetry_audit.proxy.optout [options] -- CMD`: the command on its own."""
+    parser = argparse.ArgumentParser(prog="telemetry-audit")
+    register_optout(parser.add_subparsers(dest="command", metavar="COMMAND"))
+    args = parser.parse_args(["optout-check", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return int(args.handler(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+__all__ = ["DO_NOT_TRACK", "Judgement", "Verdict", "cmd_optout_check", "describe", "judge", "optout_report",
+           "register_optout", "switch_problem", "switches_to_try"]
+
+if __name__ == "__main__":
+    raise SystemExit(main())
