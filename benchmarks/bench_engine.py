@@ -1,0 +1,579 @@
+"""Engine benchmark: `Auditor.evaluate` throughput, beside detect-secrets, with a breakdown of where the time goes.
+
+Run from the project root:
+
+    python benchmarks/bench_engine.py [--events N] [--repeat N] [--quick] [--profile]
+
+Measures, on one core, with the built-in default policy and a fixed
+`AuditEnvironment` (not this machine's):
+
+1. events/s for ~1 KB JSON telemetry requests modelled on the real captures in
+   `tests/data/captures/` (SST v4 PostHog batches, SST v2 events, Serverless v3
+   events, LocalStack sessions and event batches), ids and values varied per
+   event, a few carrying a planted leak;
+2. MB/s for one ~10 MB JSON batch of such events;
+3. the same bodies through detect-secrets' `scan_line` (each 1 KB body as one
+   line; the 10 MB body line by line, pretty-printed), and ours / theirs;
+4. a breakdown of one pass over the 1 KB corpus: decoding, each detector
+   family's `find` over the flattened values, field checks and the rest.
+
+Every figure is the median of `--repeat` timed runs after one warm-up run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import dataclasses
+import io
+import json
+import pstats
+import random
+import statistics
+import string
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from telemetry_audit.decoders import DecodeLimits, decode_request  # noqa: E402
+from telemetry_audit.detectors.base import AuditEnvironment  # noqa: E402
+from telemetry_audit.engine import Auditor  # noqa: E402
+from telemetry_audit.model import Action, FieldValue, Request  # noqa: E402
+from telemetry_audit.policy import Policy, load_policy  # noqa: E402
+
+SEED = 20261122
+TARGET_EVENTS_PER_S = 20_000
+EVENT_BYTES = 1024
+"""Each generated body is padded to about this many bytes of compact JSON."""
+BIG_BYTES = 10_000_000
+LEAK_RATE = 0.05
+
+LOCALSTACK_TOKEN = "ls-QmVyTz7d-4821-9023-NwPq-x7KdLr2mZq9A"
+GITHUB_TOKEN = "ghp_" + "Zx8Qw2Er4Ty6Ui8Op0As2Df4Gh6Jk8Lz0Xc2V"
+
+ENVIRONMENT = AuditEnvironment(
+    env={
+        "PATH": "/usr/local/bin:/usr/bin:/bin:/home/alice/.local/bin",
+        "HOME": "/home/alice",
+        "USER": "alice",
+        "LOGNAME": "alice",
+        "SHELL": "/bin/bash",
+        "TERM": "xterm-256color",
+        "LANG": "en_US.UTF-8",
+        "PWD": "/home/alice/work/billing-api",
+        "EDITOR": "vim",
+        "AWS_REGION": "eu-west-1",
+        "AWS_PROFILE": "billing-dev",
+        "AWS_ACCESS_KEY_ID": "AKIAQ3EGT5XK7EXAMPL3",
+        "AWS_SECRET_ACCESS_KEY": "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",
+        "GITHUB_TOKEN": GITHUB_TOKEN,
+        "NPM_TOKEN": "npm_" + "Lk3Jh5Gf7Ds9Aq1Wz3Xc5Vb7Nm9Po1Iu3Yt5",
+        "LOCALSTACK_AUTH_TOKEN": LOCALSTACK_TOKEN,
+        "DATABASE_URL": "postgres://billing:Tr0ub4dor-3-horse@db.internal:5432/billing",
+        "NODE_OPTIONS": "--max-old-space-size=4096",
+        "NODE_ENV": "development",
+        "DEBUG": "1",
+        "SERVICES": "s3,sqs,lambda",
+        "COMPANY_NAME": "Initech Widgets Ltd",
+        "SLS_ORG": "initech-billing",
+        "SST_STAGE": "alice-dev",
+        "CI": "false",
+        "TZ": "Europe/Berlin",
+        "XDG_CONFIG_HOME": "/home/alice/.config",
+        "SSH_AUTH_SOCK": "/tmp/ssh-XXXXabcd/agent.1234",
+    },
+    home="/home/alice",
+    cwd="/home/alice/work/billing-api",
+    user="alice",
+    hostname="alice-laptop.corp.initech.example",
+)
+
+
+# --- corpus ----------------------------------------------------------------------------------------------------
+
+
+def _s(rng: random.Random, alphabet: str, n: int) -> str:
+    return "".join(rng.choice(alphabet) for _ in range(n))
+
+
+def _uuid(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def _uuid1(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=1))
+
+
+def _iso(rng: random.Random) -> str:
+    return f"2026-11-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:" \
+           f"{rng.randint(0, 59):02d}.{rng.randint(0, 999999999):09d}Z"
+
+
+_COMMANDS = ("deploy", "print", "remove", "info", "invoke", "logs", "package", "dev", "version", "start", "status")
+_ERRORS = ("Could not install pulumi", "AWS_CREDENTIALS_NOT_FOUND", "MISSING_SERVICE_CONTEXT",
+           "Stack is in UPDATE_ROLLBACK_FAILED state", "Request timed out after 30000ms", "")
+_EXTRA_KEYS = ("feature_flags", "plugins", "regions", "runtimes", "env_vars", "deprecations", "services")
+_EXTRA_VALUES = ("nodejs18.x", "python3.12", "eu-west-1", "us-east-1", "httpApi", "s3", "sqs", "lambda", "DEBUG",
+                 "SERVICES", "serverless-offline", "serverless-esbuild", "CONFIG_VALIDATION", "dynamodb", "sns",
+                 "--stage", "--verbose", "provided.al2023", "arm64", "x86_64", "apiGateway", "cloudfront")
+
+
+def _leak(rng: random.Random) -> str:
+    """A value a real CLI has been seen to send (env value, cwd in an error, a token in argv, an e-mail)."""
+    return rng.choice((
+        LOCALSTACK_TOKEN,
+        f"ENOENT: no such file or directory, open '{ENVIRONMENT.cwd}/serverless.yml'",
+        f"--token={GITHUB_TOKEN}",
+        "alice.smith@initech.example",
+        "Error: connect ECONNREFUSED at alice-laptop",
+    ))
+
+
+def _sst_v4(rng: random.Random, leak: str | None) -> tuple[str, dict[str, str], Any]:
+    distinct = _s(rng, string.ascii_lowercase, 32)
+    session = _s(rng, string.ascii_lowercase, 32)
+    project = _s(rng, "0123456789abcdef", 40)
+
+    def event(name: str) -> dict[str, Any]:
+        properties: dict[str, Any] = {
+            "$lib": "posthog-go", "$lib_version": "2.0.0", "args": [rng.choice(_COMMANDS)],
+            "ci_name": rng.choice(("", "github-actions", "gitlab")), "cpu_count": rng.choice((2, 4, 8, 16)),
+            "memory_total": rng.randint(2_000_000, 64_000_000), "project_id": project, "session_id": session,
+            "sst_version": f"4.{rng.randint(0, 20)}.{rng.randint(0, 9)}", "system_architecture": "amd64",
+            "system_platform": rng.choice(("linux", "darwin")), "user_id": distinct,
+        }
+        if name == "cli.error":
+            properties["error"] = rng.choice(_ERRORS)
+        return {"type": "capture", "library": "posthog-go", "library_version": "2.0.0", "timestamp": _iso(rng),
+                "distinct_id": distinct, "event": name, "properties": properties, "send_feature_flags": False}
+
+    body: dict[str, Any] = {"api_key": "phc_" + _s(rng, string.ascii_letters + string.digits, 43),
+            "batch": [event(rng.choice(("cli.start", "cli.error", "cli.success")))]}
+    if leak:
+        body["batch"][0]["properties"]["args"].append(leak)
+    return "https://telemetry.ion.sst.dev/batch/", {"user-agent": "posthog-go (version: 2.0.0)"}, body
+
+
+def _sst_v2(rng: random.Random, leak: str | None) -> tuple[str, dict[str, str], Any]:
+    body: dict[str, Any] = {
+        "context": {"anonymousId": _s(rng, "0123456789abcdef", 64), "projectId": _s(rng, "0123456789abcdef", 64),
+                    "sessionId": _s(rng, "0123456789abcdef", 64)},
+        "environment": {"systemPlatform": "linux", "systemRelease": f"6.{rng.randint(1, 18)}.{rng.randint(0, 99)}",
+                        "systemArchitecture": "x64", "cpuCount": rng.choice((2, 4, 8)), "cpuModel": "AMD EPYC",
+                        "cpuSpeed": rng.randint(0, 3600), "memoryInMb": rng.randint(2048, 65536), "isCI": False,
+                        "ciName": None, "sstVersion": f"2.{rng.randint(40, 49)}.{rng.randint(0, 9)}"},
+        "events": [{"name": rng.choice(("CLI_COMMAND", "CLI_COMMAND_SUCCEEDED", "CLI_COMMAND_FAILED")),
+                    "properties": {"command": rng.choice(_COMMANDS),
+                                   "duration": rng.randint(10, 90_000)}}],
+    }
+    if leak:
+        body["events"][0]["properties"]["errorMessage"] = leak
+    return "https://telemetry.sst.dev/events", {"Transfer-Encoding": "chunked"}, body
+
+
+def _serverless(rng: random.Random, leak: str | None) -> tuple[str, dict[str, str], Any]:
+    event: dict[str, Any] = {
+        "ciName": None, "isDockerInstalled": rng.random() < 0.5, "dockerVersion": f"2{rng.randint(0, 8)}.2.2",
+        "cliName": "serverless", "command": rng.choice(_COMMANDS), "commandOptionNames": ["stage"],
+        "dashboard": {"userId": None}, "firstLocalInstallationTimestamp": rng.randint(1_700_000_000, 1_800_000_000),
+        "frameworkLocalUserId": _uuid1(rng), "installationType": "global:other", "isAutoUpdateEnabled": False,
+        "isUsingCompose": False, "notificationsMode": "off",
+        "timestamp": rng.randint(1_700_000_000_000, 1_800_000_000_000), "timezone": "UTC",
+        "triggeredDeprecations": [], "versions": {"serverless": "3.40.0", "@serverless/dashboard-plugin": "7.2.3"},
+        "commandDurationMs": rng.randint(100, 60_000), "commandUsage": {},
+        "failureReason": {"kind": "user", "code": rng.choice(_ERRORS[1:3])}, "outcome": "failure",
+        "id": _uuid1(rng),
+    }
+    if rng.random() < 0.4:  # a command run inside a service also reports its configuration (serverless3-02)
+        event["config"] = {
+            "configValidationMode": "warn",
+            "provider": {"name": "aws", "runtime": "nodejs18.x", "stage": rng.choice(("qa", "dev", "prod")),
+                         "region": rng.choice(("eu-west-1", "us-east-1"))},
+            "functions": [{"url": False, "runtime": "nodejs18.x", "events": [{"type": "httpApi"}]}],
+            "paramsCount": 0,
+        }
+    if leak:
+        event["failureReason"]["message"] = leak
+    headers = {"Accept": "*/*", "User-Agent": "node-fetch/1.0 (+https://github.com/bitinn/node-fetch)",
+               "Accept-Encoding": "gzip,deflate", "Connection": "keep-alive"}
+    return "https://tracking.serverlessteam.com/", headers, [event]
+
+
+def _localstack(rng: random.Random, leak: str | None) -> tuple[str, dict[str, str], Any]:
+    session = _uuid(rng)
+    headers = {"User-Agent": "localstack/2026.8.2", "Accept-Encoding": "gzip, deflate", "Accept": "*/*",
+               "Connection": "keep-alive", "Localstack-Session-ID": session}
+    if rng.random() < 0.3:
+        payload = {"session_id": session, "machine_id": f"gen_{_s(rng, '0123456789abcdef', 8)}-"
+                   f"{_s(rng, '0123456789abcdef', 3)}", "api_key": leak or "", "system": "docker",
+                   "version": "2026.8.2", "is_ci": False, "is_docker": True, "is_testing": False,
+                   "product": "unknown", "edition": "community"}
+        body: Any = {"name": "session", "metadata": {"session_id": session, "client_time": str(rng.randint(
+            1_700_000_000, 1_800_000_000))}, "payload": payload}
+        return "https://analytics.localstack.cloud/v1/session", headers, body
+    events: list[dict[str, Any]] = []
+    for _ in range(rng.randint(2, 3)):
+        events.append({"name": rng.choice(("non_prefixed_cli_env_vars", "cli_cmd", "config_show")),
+                       "metadata": {"session_id": session,
+                                    "client_time": f"2026-11-22 07:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}"
+                                                   f".{rng.randint(0, 999999):06d}"},
+                       "payload": {"env_vars": rng.sample(["DEBUG", "SERVICES", "PERSISTENCE", "DOCKER_HOST"], 2),
+                                   "cmd": f"localstack {rng.choice(('start', 'status', 'config show'))}",
+                                   "params": ["--format", "json"]}})
+    if leak:
+        events[-1]["payload"]["params"].append(leak)
+    return "https://analytics.localstack.cloud/v1/events", headers, {"events": events}
+
+
+_TEMPLATES: tuple[Callable[[random.Random, str | None], tuple[str, dict[str, str], Any]], ...] = (
+    _sst_v4, _sst_v2, _serverless, _localstack,
+)
+
+
+def _pad(rng: random.Random, body: Any, size: int) -> Any:
+    """Add realistic list-valued properties until the compact JSON is about `size` bytes."""
+    target = body[0] if isinstance(body, list) else body
+    if "batch" in target:
+        target = target["batch"][-1]["properties"]
+    elif "events" in target:
+        target = target["events"][-1].get("properties") or target["events"][-1]["payload"]
+    elif "payload" in target:
+        target = target["payload"]
+    key = next(k for k in rng.sample(_EXTRA_KEYS, len(_EXTRA_KEYS)) if k not in target)
+    extra: list[str] = target.setdefault(key, [])
+    while len(_compact(body)) < size - 20:
+        extra.append(rng.choice(_EXTRA_VALUES))
+    return body
+
+
+def _compact(body: Any) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class Event:
+    """One generated telemetry request and whether a leak was planted in it."""
+
+    request: Request
+    document: Any
+    leaked: bool
+
+
+def make_corpus(count: int, seed: int = SEED, leak_rate: float = LEAK_RATE, size: int = EVENT_BYTES) -> list[Event]:
+    """`count` ~`size`-byte JSON telemetry requests, templates in rotation, ids and values varying."""
+    rng = random.Random(seed)
+    events: list[Event] = []
+    for index in range(count):
+        leak = _leak(rng) if rng.random() < leak_rate else None
+        url, headers, body = _TEMPLATES[index % len(_TEMPLATES)](rng, leak)
+        body = _pad(rng, body, size)
+        request = Request.from_url("POST", url, {"content-type": "application/json", **headers}, _compact(body))
+        events.append(Event(request, body, leak is not None))
+    return events
+
+
+def make_big_request(size: int = BIG_BYTES, seed: int = SEED + 1) -> tuple[Request, Any]:
+    """One PostHog-style batch of ~1 KB events, `size` bytes of compact JSON, one leak planted in its last event."""
+    rng = random.Random(seed)
+    batch: list[Any] = []
+    total = 64
+    index = 0
+    while total < size:
+        _, _, body = _TEMPLATES[index % len(_TEMPLATES)](rng, None)
+        item = _pad(rng, body, EVENT_BYTES)
+        batch.append(item)
+        total += len(_compact(item)) + 1
+        index += 1
+    batch.append({"event": "cli.error", "properties": {"error": _leak(random.Random(seed))}})
+    document = {"api_key": "phc_" + _s(rng, string.ascii_letters + string.digits, 43), "batch": batch}
+    request = Request.from_url("POST", "https://telemetry.ion.sst.dev/batch/",
+                               {"content-type": "application/json"}, _compact(document))
+    return request, document
+
+
+# --- timing ----------------------------------------------------------------------------------------------------
+
+
+def timings(work: Callable[[], object], repeat: int, warmup: int = 1,
+            clock: Callable[[], float] = time.perf_counter) -> list[float]:
+    """Times of `repeat` runs of `work()` (wall clock unless `clock` says otherwise), after `warmup` untimed runs."""
+    for _ in range(warmup):
+        work()
+    times = []
+    for _ in range(repeat):
+        start = clock()
+        work()
+        times.append(clock() - start)
+    return times
+
+
+def median_seconds(work: Callable[[], object], repeat: int, warmup: int = 1) -> float:
+    """Median wall time of `work()` over `repeat` runs, after `warmup` untimed runs."""
+    return statistics.median(timings(work, repeat, warmup))
+
+
+def evaluate_all(auditor: Auditor, requests: Sequence[Request]) -> Counter[Action]:
+    """Evaluate every request; the count of each action (so the work cannot be optimised away)."""
+    actions: Counter[Action] = Counter()
+    for request in requests:
+        actions[auditor.evaluate(request).action] += 1
+    return actions
+
+
+def detect_secrets_scanner() -> tuple[Callable[[Sequence[str]], int], Callable[[], None]]:
+    """(scan lines -> secrets found, close) with detect-secrets' default plugins and filters."""
+    from detect_secrets.core.scan import scan_line
+    from detect_secrets.settings import default_settings
+
+    context = default_settings()
+    context.__enter__()  # detect-secrets configures a process-wide singleton; left in place until close()
+
+    def scan(lines: Sequence[str]) -> int:
+        return sum(1 for line in lines for _ in scan_line(line))
+
+    def close() -> None:
+        context.__exit__(None, None, None)
+
+    return scan, close
+
+
+def big_policy(policy: Policy, max_body_bytes: int) -> Policy:
+    """`policy` with a body limit large enough to inspect the big payload (rules unchanged)."""
+    return dataclasses.replace(policy, settings=dataclasses.replace(policy.settings, max_body_bytes=max_body_bytes))
+
+
+# --- breakdown -------------------------------------------------------------------------------------------------
+
+
+def detector_values(fields: Sequence[FieldValue]) -> list[str]:
+    """The texts the engine hands to detectors (as `Auditor._detector_candidates` selects them)."""
+    return [t for item in fields if item.value is not None and not isinstance(item.value, bool) if (t := item.text)]
+
+
+def breakdown(auditor: Auditor, requests: Sequence[Request], repeat: int) -> list[tuple[str, float]]:
+    """Seconds per pass over `requests` for each stage of `Auditor.evaluate`, and the total."""
+    limits = auditor.limits
+    decoded = [decode_request(r, limits) for r in requests]
+    values = [detector_values(d.fields) for d in decoded]
+    rules = auditor.policy.rules_for(requests[0], True)
+    detectors = {spec.family: auditor.detector_for(spec) for rule in rules for spec in rule.forbid}
+    field_rules = [r for r in rules if r.fields is not None and r.fields.unknown is not None]
+
+    def decode() -> None:
+        for request in requests:
+            decode_request(request, limits)
+
+    def prepare() -> None:
+        for d in decoded:
+            detector_values(d.fields)
+
+    def family(detector: Any) -> Callable[[], None]:
+        def scan() -> None:
+            find = detector.find
+            for texts in values:
+                for text in texts:
+                    for _ in find(text):
+                        pass
+        return scan
+
+    def field_checks() -> None:
+        for d in decoded:
+            for rule in field_rules:
+                for _ in auditor._field_candidates(rule, d.fields, "bench"):
+                    pass
+
+    def policy_match() -> None:
+        for request in requests:
+            auditor.policy.rules_for(request, auditor.is_telemetry(request))
+
+    stages: list[tuple[str, float]] = [
+        ("policy match (is_telemetry, rules_for)", median_seconds(policy_match, repeat)),
+        ("decode (decode_request: JSON parse + flatten)", median_seconds(decode, repeat)),
+        ("select detector values (FieldValue.text)", median_seconds(prepare, repeat)),
+    ]
+    for name, detector in detectors.items():
+        stages.append((f"detectors: {name}.find over values", median_seconds(family(detector), repeat)))
+    stages.append((f"field checks ({len(field_rules)} rules with `fields:`)", median_seconds(field_checks, repeat)))
+    total = median_seconds(lambda: evaluate_all(auditor, requests), repeat)
+    stages.append(("rest (candidates, findings, dedupe, redaction)", max(total - sum(s for _, s in stages), 0.0)))
+    stages.append(("total Auditor.evaluate", total))
+    return stages
+
+
+def profile(auditor: Auditor, requests: Sequence[Request], top: int = 25) -> str:
+    """cProfile of one pass over `requests`, top functions by own time."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    evaluate_all(auditor, requests)
+    profiler.disable()
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(top)
+    return out.getvalue()
+
+
+# --- report ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Figures:
+    """Headline results of one run (what the smoke test checks)."""
+
+    events: int
+    mean_event_bytes: float
+    events_per_s: float
+    best_events_per_s: float
+    cpu_events_per_s: float
+    ds_events: int
+    ds_events_per_s: float
+    actions: dict[str, int]
+    big_bytes: int
+    big_shipped_action: str
+    big_shipped_inspected: bool
+    big_mb_per_s: float
+    big_action: str
+    big_leak_found: bool
+    big_ds_mb_per_s: float
+    breakdown: list[tuple[str, float]]
+
+
+def run(events: int, repeat: int, big_bytes: int = BIG_BYTES, ds_events: int = 1000,
+        with_detect_secrets: bool = True) -> Figures:
+    """Every measurement of the benchmark; prints nothing."""
+    policy = load_policy()
+    auditor = Auditor(policy, ENVIRONMENT)
+    corpus = make_corpus(events)
+    requests = [e.request for e in corpus]
+    mean_bytes = statistics.fmean(len(r.body) for r in requests)
+    actions = evaluate_all(auditor, requests)  # also the warm-up: detectors are built on first use
+    times = timings(lambda: evaluate_all(auditor, requests), repeat, warmup=0)
+    # CPU time of this process: less sensitive than wall time to other processes on a shared machine.
+    cpu_times = timings(lambda: evaluate_all(auditor, requests), repeat, warmup=0, clock=time.process_time)
+
+    big, big_document = make_big_request(big_bytes)
+    shipped = Auditor(policy, ENVIRONMENT).evaluate(big)
+    limit = max(len(big.body) * 2, policy.settings.max_body_bytes)
+    # Inspecting the big body needs the body limit raised, and the field limit too (about 50 fields per KB).
+    big_auditor = Auditor(big_policy(policy, limit), ENVIRONMENT,
+                          limits=DecodeLimits(max_decoded_bytes=limit * 2, max_fields=10_000_000))
+    big_auditor.evaluate(requests[0])  # builds the detectors
+    big_decision = big_auditor.evaluate(big)
+    big_times = timings(lambda: big_auditor.evaluate(big), max(1, repeat // 2), warmup=0)
+
+    ds_rate = ds_big_rate = 0.0
+    ds_count = 0
+    if with_detect_secrets:
+        scan, close = detect_secrets_scanner()
+        try:
+            lines = [r.body.decode() for r in requests[:ds_events]]
+            ds_count = len(lines)
+            ds_rate = len(lines) / statistics.median(timings(lambda: scan(lines), max(1, repeat // 2), warmup=1))
+            big_line = big.body.decode()
+            ds_big_rate = len(big.body) / 1e6 / statistics.median(timings(lambda: scan([big_line]), 1, warmup=0))
+        finally:
+            close()
+
+    return Figures(
+        events=len(requests),
+        mean_event_bytes=mean_bytes,
+        events_per_s=len(requests) / statistics.median(times),
+        best_events_per_s=len(requests) / min(times),
+        cpu_events_per_s=len(requests) / statistics.median(cpu_times),
+        ds_events=ds_count,
+        ds_events_per_s=ds_rate,
+        actions={a.value: n for a, n in sorted(actions.items())},
+        big_bytes=len(big.body),
+        big_shipped_action=shipped.action.value,
+        big_shipped_inspected=not any(f.rule_id == "oversize" for f in shipped.findings),
+        big_mb_per_s=len(big.body) / 1e6 / statistics.median(big_times),
+        big_action=big_decision.action.value,
+        big_leak_found=any(f.field.startswith(f"batch[{len(big_document['batch']) - 1}]")
+                           for f in big_decision.findings),
+        big_ds_mb_per_s=ds_big_rate,
+        breakdown=breakdown(auditor, requests, repeat),
+    )
+
+
+def _ratio(ours: float, theirs: float) -> str:
+    return f"{ours / theirs:,.1f}x" if theirs else "n/a"
+
+
+def format_report(f: Figures) -> str:
+    per_event = 1e6 / f.events_per_s
+    verdict = "meets" if f.events_per_s >= TARGET_EVENTS_PER_S else "BELOW"
+    rows = [
+        ("1 KB events, Auditor.evaluate", f"{f.events_per_s:,.0f} events/s",
+         f"{f.events_per_s * f.mean_event_bytes / 1e6:,.2f} MB/s", f"{per_event:,.1f} us/event"),
+        ("  (best run, wall clock)", f"{f.best_events_per_s:,.0f} events/s", "", ""),
+        ("  (median, process CPU time)", f"{f.cpu_events_per_s:,.0f} events/s", "",
+         f"{1e6 / f.cpu_events_per_s:,.1f} us/event"),
+        (f"1 KB events, detect-secrets scan_line (first {f.ds_events}, 1 line/event)",
+         f"{f.ds_events_per_s:,.0f} events/s",
+         f"{f.ds_events_per_s * f.mean_event_bytes / 1e6:,.2f} MB/s", ""),
+        ("  ours / detect-secrets", _ratio(f.events_per_s, f.ds_events_per_s), "", ""),
+        (f"{f.big_bytes / 1e6:.1f} MB batch, Auditor.evaluate (limits raised)", "",
+         f"{f.big_mb_per_s:,.2f} MB/s", f"{f.big_bytes / 1e6 / f.big_mb_per_s:,.2f} s/request"),
+        (f"{f.big_bytes / 1e6:.1f} MB batch, detect-secrets (compact JSON as one line, 1 run)", "",
+         f"{f.big_ds_mb_per_s:,.2f} MB/s", ""),
+        ("  ours / detect-secrets", "", _ratio(f.big_mb_per_s, f.big_ds_mb_per_s), ""),
+    ]
+    if not f.ds_events:
+        rows = [r for r in rows if "detect-secrets" not in r[0] and "ours /" not in r[0]]
+    width = max(len(r[0]) for r in rows)
+    lines = [
+        f"corpus: {f.events} JSON requests, mean body {f.mean_event_bytes:,.0f} bytes, "
+        f"{LEAK_RATE:.0%} with a planted leak; decisions {f.actions}",
+        "one core, default policy, fixed AuditEnvironment; median of timed runs after a warm-up",
+        "",
+        f"{'measurement':<{width}}  {'events/s':>16}  {'MB/s':>12}  {'latency':>16}",
+        f"{'-' * width}  {'-' * 16}  {'-' * 12}  {'-' * 16}",
+        *(f"{a:<{width}}  {b:>16}  {c:>12}  {d:>16}" for a, b, c, d in rows),
+        "",
+        f"target {TARGET_EVENTS_PER_S:,} events/s: {verdict} ({f.events_per_s / TARGET_EVENTS_PER_S:.0%} of target)",
+        f"{f.big_bytes / 1e6:.1f} MB batch with the default policy as shipped: {f.big_shipped_action}, "
+        f"{'inspected' if f.big_shipped_inspected else 'not inspected (over max_body_bytes)'}; "
+        f"with limits raised: {f.big_action}, leak in the last event "
+        f"{'found' if f.big_leak_found else 'NOT found'}",
+        "",
+        "where the time goes (one pass over the 1 KB corpus):",
+    ]
+    total = f.breakdown[-1][1]
+    width = max(len(name) for name, _ in f.breakdown)
+    for name, seconds in f.breakdown:
+        lines.append(f"  {name:<{width}}  {seconds * 1e6 / f.events:>8,.1f} us/event  {seconds / total:>6.1%}")
+    lines.append("  (stages are timed separately; the detector rows include the per-call generator overhead)")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=5000, help="1 KB requests in the corpus (default 5000)")
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs per figure; the median is reported")
+    parser.add_argument("--quick", action="store_true", help="1000 events, 3 runs, a 2 MB big payload")
+    parser.add_argument("--big-mb", type=float, default=BIG_BYTES / 1e6, help="size of the big payload in MB")
+    parser.add_argument("--ds-events", type=int, default=1000,
+                        help="requests of the corpus scanned by detect-secrets (it is slow; default 1000)")
+    parser.add_argument("--no-detect-secrets", action="store_true", help="skip the detect-secrets comparison")
+    parser.add_argument("--profile", action="store_true", help="also print a cProfile of one pass (top 25)")
+    args = parser.parse_args(argv)
+    events, repeat, big_bytes = args.events, args.repeat, int(args.big_mb * 1e6)
+    if args.quick:
+        events, repeat, big_bytes = 1000, 3, 2_000_000
+    figures = run(events, repeat, big_bytes, ds_events=300 if args.quick else args.ds_events,
+                  with_detect_secrets=not args.no_detect_secrets)
+    print(format_report(figures))
+    if args.profile:
+        auditor = Auditor(load_policy(), ENVIRONMENT)
+        print("\n" + profile(auditor, [e.request for e in make_corpus(events)]))
+
+
+if __name__ == "__main__":
+    main()
