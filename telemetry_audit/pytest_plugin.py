@@ -8,13 +8,14 @@ def test_start_event(telemetry_audit):
     telemetry_audit.assert_no_violations(fail_on="redact")
 ```
 
-Speed against isolation: starting the proxy costs about a second, so one proxy per distinct configuration runs for
-the whole session (its CA is created once, in a private confdir under pytest's temporary directory). Each test
+Speed against isolation: starting the proxy costs one to a few seconds, so one proxy per distinct configuration
+runs for the whole session (its CA is created once, in a private confdir under pytest's temporary directory). Each test
 gets a view of it that starts where the previous test left off: the audit log's size and the event store's last id
 are remembered when the fixture is set up, and `requests()`, `events()`, `report()` and the assertions only see
 what came after. Records are written before the client gets its answer, so a command that has returned has been
 fully recorded. `@pytest.mark.telemetry_audit(isolated=True)` starts a proxy for one test alone, for tools whose
-background processes may still be sending when the next test starts.
+background processes may still be sending when the next test starts. The env-value detector knows the environment
+the proxy started with plus the marker's `env`; variables given to `run(env=...)` alone are not looked for.
 
 This module is imported by every pytest run once the package is installed (the `pytest11` entry point), so it
 imports nothing heavy until a test asks for the fixture.
@@ -45,7 +46,6 @@ RUN_TIMEOUT = 120.0
 """Default `timeout` of `AuditProxy.run()`: a hung tool fails the test instead of the CI job."""
 
 _ARTIFACTS = "telemetry-audit"
-_POOL_KEY = pytest.StashKey["_ProxyPool"]()
 _VIEWS_KEY = pytest.StashKey[list["AuditProxy"]]()
 
 
@@ -59,7 +59,7 @@ class AuditSettings:
     """`enforce` blocks and redacts; `audit` records only and modifies nothing."""
     online: bool = False
     """Forward allowed and redacted requests upstream instead of answering them with the emulated collectors."""
-    offline_unknown: str = ""
+    offline_unknown: str = "fail"
     """Offline, requests to hosts nobody emulates `fail` as without a network (default) or `pass`."""
     audit_all: bool = False
     """Audit (and log) every request, not only recognised telemetry."""
@@ -98,9 +98,9 @@ class AuditSettings:
             proxy_loopback=bool(kwargs.get("proxy_loopback", False)),
             isolated=bool(kwargs.get("isolated", False)),
         )
-        for name, value, choices in (("mode", settings.mode, MODES), ("block_style", settings.block_style,
-                                     BLOCK_STYLES), ("offline_unknown", settings.offline_unknown,
-                                                     UNKNOWN_HOST_CHOICES)):
+        choices_of = {"mode": MODES, "block_style": BLOCK_STYLES, "offline_unknown": UNKNOWN_HOST_CHOICES}
+        for name, choices in choices_of.items():
+            value = getattr(settings, name)
             if value not in choices:
                 raise ValueError(f"{name}={value!r} is not one of {', '.join(map(repr, choices))}")
         return settings
@@ -184,7 +184,12 @@ class _ProxyPool:
     def start(self, settings: AuditSettings) -> _RunningProxy:
         from telemetry_audit.policy import PolicyError, load_policy
         from telemetry_audit.proxy.child_env import combined_ca_bundle
-        from telemetry_audit.proxy.commands import free_loopback_listen, start_proxy, write_environment_file
+        from telemetry_audit.proxy.commands import (
+            ProxyStartError,
+            free_loopback_listen,
+            start_proxy,
+            write_environment_file,
+        )
 
         policies = [self._policy_reference(p) for p in settings.policy]
         try:
@@ -203,9 +208,8 @@ class _ProxyPool:
                 offline_unknown=settings.offline_unknown, audit_all=settings.audit_all,
                 block_style=settings.block_style, env_file=env_file, store=str(store_path),
             )
-        except SystemExit:  # start_proxy reports a proxy that does not start through the CLI's _fatal()
-            stderr = (workdir / "proxy.stderr").read_text("utf-8", "replace").strip()
-            raise RuntimeError(f"the telemetry-audit proxy did not start:\n{stderr}\nits files: {workdir}") from None
+        except ProxyStartError as e:
+            raise RuntimeError(f"the telemetry-audit proxy did not start: {e}\nits files: {workdir}") from None
         finally:
             # The proxy has read it; it holds the environment in clear, so it does not outlive the start.
             Path(env_file).unlink(missing_ok=True)
@@ -400,6 +404,8 @@ class AuditProxy:
     def _seen(self) -> list[str]:
         requests, events = self.requests(), self.events()
         lines = [f"seen since the test began: {len(requests)} telemetry request(s), {len(events)} event(s)"]
+        if self.settings.online:
+            lines.append("  (online: requests go upstream, not to the emulated collectors, so no events are recorded)")
         for entry in requests:
             lines.append(f"  {_request_line(entry)}")
             lines += [f"    {_finding_line(f)}" for f in entry["findings"]]

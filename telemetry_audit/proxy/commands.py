@@ -61,6 +61,10 @@ def ensure_ca(confdir: str) -> str:
     return os.path.join(confdir, CA_CERT_NAME)
 
 
+class ProxyStartError(RuntimeError):
+    """The proxy child exited or never listened; the message carries its own error output."""
+
+
 @dataclass
 class ProxyProcess:
     """A running proxy child and where it listens."""
@@ -90,6 +94,14 @@ class ProxyProcess:
             return Path(self.stderr_path).read_text("utf-8", "replace")
         except OSError:
             return ""
+
+
+def start_proxy_or_exit(workdir: str, **options: Any) -> ProxyProcess:
+    """`start_proxy` for the CLI: a proxy that cannot start is a usage error (exit 2) with its own message."""
+    try:
+        return start_proxy(workdir, **options)
+    except ProxyStartError as e:
+        _fatal(str(e))
 
 
 def start_proxy(
@@ -139,7 +151,7 @@ def start_proxy(
     proxy = ProxyProcess(process, "", 0, stderr_path)
     proxy.stop()
     message = proxy.stderr_text().strip() or "the proxy did not start"
-    _fatal(f"cannot start the proxy on {listen}:\n{message}")
+    raise ProxyStartError(f"cannot start the proxy on {listen}:\n{message}")
 
 
 def free_loopback_listen() -> str:
@@ -221,7 +233,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                           f"USER={planted.user}, HOME={planted.home}", markup=False)
         log_path = args.log or os.path.join(workdir, "audit.jsonl")
         env_file = write_environment_file(workdir, base_env, canaries)
-        proxy = start_proxy(
+        proxy = start_proxy_or_exit(
             workdir, listen=free_loopback_listen(), confdir=args.confdir, policies=args.policy or [],
             log_path=log_path, mode=args.mode, offline=not args.online,
             offline_unknown="pass" if args.online else args.offline_unknown, audit_all=args.audit_all,
@@ -286,7 +298,7 @@ def cmd_proxy(args: argparse.Namespace) -> int:
     ca_cert = ensure_ca(args.confdir)
     with private_workdir() as workdir:
         log_path = args.log or os.path.join(workdir, "audit.jsonl")
-        proxy = start_proxy(
+        proxy = start_proxy_or_exit(
             workdir, listen=args.listen, confdir=args.confdir, policies=args.policy or [], log_path=log_path,
             mode=args.mode, offline=args.offline, audit_all=args.audit_all, block_style=args.block_style,
             store=args.store or "", baseline=args.baseline or "", verbose=args.verbose,
