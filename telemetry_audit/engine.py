@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from telemetry_audit import endpoints
-from telemetry_audit.decoders import DROP, DecodedRequest, DecodeLimits, decode_request, encode_body, rewrite_values
+from telemetry_audit.decoders import (
+    DROP,
+    DecodedRequest,
+    DecodeLimits,
+    decode_request,
+    encode_body,
+    rewrite_values,
+    scan_text,
+)
 from telemetry_audit.detectors import FAMILIES
 from telemetry_audit.detectors.base import AuditEnvironment, Detector, Match
 from telemetry_audit.model import (
@@ -31,6 +39,8 @@ from telemetry_audit.model import (
     strictest,
 )
 from telemetry_audit.policy.model import ForbidSpec, Policy, Rule
+
+_ROUTE_CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -78,12 +88,16 @@ class Auditor:
         *,
         audit_all: bool = False,
         limits: DecodeLimits | None = None,
+        fast_path: bool = True,
     ) -> None:
         self.policy = policy
         self.environment = environment or AuditEnvironment.current()
         self.audit_all = audit_all
         self.limits = limits or DecodeLimits(max_decoded_bytes=max(policy.settings.max_body_bytes, 1) * 2)
+        self.fast_path = fast_path
         self._detectors: dict[tuple[str, str, str], Detector] = {}
+        self._routes: dict[tuple[str, str, str, str], tuple[bool, tuple[Rule, ...]]] = {}
+        self._groups: dict[tuple[str, ...], list[tuple[Detector, list[tuple[Rule, ForbidSpec]]]]] = {}
 
     def detector_for(self, spec: ForbidSpec) -> Detector:
         """The configured detector for a forbid entry (built on first use)."""
@@ -105,10 +119,34 @@ class Auditor:
     def is_telemetry(self, request: Request) -> bool:
         return self.audit_all or endpoints.is_telemetry(request, self.policy.settings.telemetry_hosts)
 
+    def route(self, request: Request) -> tuple[bool, tuple[Rule, ...]]:
+        """(is telemetry, matching rules): they depend only on method, host, path and User-Agent, so cached."""
+        key = (request.method, request.host, request.path, request.header("user-agent"))
+        found = self._routes.get(key)
+        if found is None:
+            is_telemetry = self.is_telemetry(request)
+            found = (is_telemetry, self.policy.rules_for(request, is_telemetry))
+            if len(self._routes) >= _ROUTE_CACHE_SIZE:
+                self._routes.clear()
+            self._routes[key] = found
+        return found
+
+    def detector_groups(self, rules: tuple[Rule, ...]) -> list[tuple[Detector, list[tuple[Rule, ForbidSpec]]]]:
+        """Each detector the rules use, with the (rule, forbid entry) pairs that use it; built once per rule set."""
+        key = tuple(rule.id for rule in rules)  # ids are unique within a policy
+        groups = self._groups.get(key)
+        if groups is None:
+            by_detector: dict[int, tuple[Detector, list[tuple[Rule, ForbidSpec]]]] = {}
+            for rule in rules:
+                for spec in rule.forbid:
+                    detector = self.detector_for(spec)
+                    by_detector.setdefault(id(detector), (detector, []))[1].append((rule, spec))
+            groups = self._groups[key] = list(by_detector.values())
+        return groups
+
     def evaluate(self, request: Request) -> Decision:
         """Decide what happens to `request`; never raises for any request content."""
-        is_telemetry = self.is_telemetry(request)
-        rules = self.policy.rules_for(request, is_telemetry)
+        is_telemetry, rules = self.route(request)
         if not rules:
             return Decision(Action.ALLOW, telemetry=False)
         tool = next((r.tool for r in reversed(rules) if r.tool), "")
@@ -140,8 +178,18 @@ class Auditor:
             ))
             return self._decide(request, None, candidates, tool, rules)
 
+        if self.fast_path and self._clean_at_a_glance(request, rules):
+            return Decision(Action.ALLOW, (), True, tool, rule_ids)
+
         decoded = decode_request(request, self.limits)
         for problem in decoded.problems:
+            if problem.truncated:
+                # A limit hit means part of the request went uninspected: the oversize action, not a pass.
+                candidates.append(self._plain_candidate(
+                    "oversize", FindingKind.SIZE, problem.where, Severity.MEDIUM, settings.oversize_action, tool,
+                    f"{problem.where} not fully inspected: {problem.reason}", problem.reason,
+                ))
+                continue
             candidates.append(self._plain_candidate(
                 "decode", FindingKind.DECODE, problem.where, settings.decode_severity, settings.decode_failure, tool,
                 f"cannot decode {problem.where}: {problem.reason}", problem.reason,
@@ -151,6 +199,22 @@ class Auditor:
                 candidates.extend(self._field_candidates(rule, decoded.fields, tool))
         candidates.extend(self._detector_candidates(rules, decoded.fields, tool))
         return self._decide(request, decoded, candidates, tool, rules)
+
+    def _clean_at_a_glance(self, request: Request, rules: tuple[Rule, ...]) -> bool:
+        """True when no detector finds anything in the request's `scan_text` and no rule needs field paths.
+
+        Most telemetry is clean; this spares it the per-value decoding. Anything else takes the full path,
+        which decides exactly as if this check did not exist.
+        """
+        if any(rule.fields is not None and rule.fields.unknown is not None for rule in rules):
+            return False
+        groups = self.detector_groups(rules)
+        if any(isinstance(detector, _PatternDetector) for detector, _ in groups):
+            return False  # custom patterns may anchor on a value's own start and end
+        text = scan_text(request, self.limits)
+        if text is None:
+            return False
+        return all(next(iter(detector.find(text)), None) is None for detector, _ in groups)
 
     def _plain_candidate(
         self, rule_id: str, kind: FindingKind, where: str, severity: Severity, action: Action, tool: str,
@@ -184,20 +248,16 @@ class Auditor:
             yield _Candidate(finding, item, 0, len(text), policy.redact, rule)
 
     def _detector_candidates(self, rules: tuple[Rule, ...], fields: list[FieldValue], tool: str) -> list[_Candidate]:
-        specs = [(rule, spec) for rule in rules for spec in rule.forbid]
-        if not specs:
+        groups = self.detector_groups(rules)
+        if not groups:
             return []
-        by_detector: dict[int, tuple[Detector, list[tuple[Rule, ForbidSpec]]]] = {}
-        for rule, spec in specs:
-            detector = self.detector_for(spec)
-            by_detector.setdefault(id(detector), (detector, []))[1].append((rule, spec))
         values = [(item, item.text) for item in fields if item.value is not None and not isinstance(item.value, bool)]
         # One pass per family over all of the request's values joined by newlines (no pattern crosses one):
         # most telemetry is clean, and a family that finds nothing in the whole finds nothing in a part.
         # Only on a hit is each value scanned alone, so positions and per-value context stay exact.
         joined = "\n".join(text for _, text in values)
         out: list[_Candidate] = []
-        for detector, users in by_detector.values():
+        for detector, users in groups:
             # Custom patterns may anchor on a value's start or end (`^`, `$`): they always scan value by value.
             if not isinstance(detector, _PatternDetector) and next(iter(detector.find(joined)), None) is None:
                 continue

@@ -261,7 +261,41 @@ def test_gzip_bomb_is_a_finding_not_a_crash(tmp_path: Path) -> None:
     bomb = gzip.compress(b"0" * (64 * 1024 * 1024))
     decision = auditor(tmp_path).evaluate(
         raw_request(bomb, headers={"Content-Type": "application/json", "Content-Encoding": "gzip"}))
-    assert any(f.kind is FindingKind.DECODE and "limit" in f.message for f in decision.findings)
+    # It cannot be inspected, so it gets the oversize action (block), not the decode action (log).
+    assert any(f.kind is FindingKind.SIZE and "limit" in f.message for f in decision.findings)
+    assert decision.action is Action.BLOCK
+
+
+def test_a_leak_past_the_field_limit_is_not_let_through(tmp_path: Path) -> None:
+    events = [{"n": i} for i in range(110_000)] + [{"token": GITHUB_TOKEN}]  # past max_fields (100,000)
+    decision = auditor(tmp_path).evaluate(json_request({"batch": events}))
+    assert decision.action is Action.BLOCK
+    assert any(f.kind is FindingKind.SIZE and "fields" in f.message for f in decision.findings)
+
+
+FAST_PATH_VALUES = st.sampled_from([
+    GITHUB_TOKEN, "alice@example.com", "/home/alice/x", "ls-FAKE-TOKEN-1234", "--password hunter2hunter2",
+    "C:\\Users\\alice\\x", "10.0.0.1", "8.8.8.8", "00:1a:2b:3c:4d:5e", "alice", "alice-laptop",
+    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlLXZhbHVlLTEyMzQ1", "https://bob:s3cretpass@host.test/x",
+    "4.17.1", "2026-11-22T07:58:27Z", "0ba1fd90-e64a-11f1-a508-991b2c0cd370", "plain words",
+])
+fast_path_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=30) | FAST_PATH_VALUES,
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=8) | FAST_PATH_VALUES, children, max_size=4),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=fast_path_json, header=st.none() | FAST_PATH_VALUES)
+def test_the_fast_path_decides_exactly_as_the_full_path(tmp_path: Path, value: Any, header: str | None) -> None:
+    request = json_request(value, headers={"X-Client": header} if header else None)
+    fast = Auditor(load_policy(), ENV).evaluate(request)
+    full = Auditor(load_policy(), ENV, fast_path=False).evaluate(request)
+    assert fast.action is full.action
+    assert [f.to_dict() for f in fast.findings] == [f.to_dict() for f in full.findings]
 
 
 def test_oversize_body_is_blocked_uninspected(tmp_path: Path) -> None:

@@ -13,13 +13,24 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import re2
+
 from telemetry_audit.decoders import formats
 from telemetry_audit.decoders.content_encoding import GZIP_MAGIC, compress, decompress
-from telemetry_audit.decoders.errors import DecodeError
+from telemetry_audit.decoders.errors import DecodeError, DecodeLimitError
 from telemetry_audit.decoders.formats import Embedded, FormPair, FormPairs
 from telemetry_audit.model import FieldValue, Request
 
-__all__ = ["DecodeError", "DecodeLimits", "DecodedRequest", "DecodeProblem", "decode_request", "Embedded"]
+__all__ = [
+    "DecodeError",
+    "DecodeLimitError",
+    "DecodeLimits",
+    "DecodedRequest",
+    "DecodeProblem",
+    "Embedded",
+    "decode_request",
+    "scan_text",
+]
 
 # Headers that describe the transport, never the user: not worth a detector pass.
 _TRANSPORT_HEADERS = frozenset(
@@ -59,6 +70,8 @@ class DecodeProblem:
 
     where: str
     reason: str
+    truncated: bool = False
+    """A limit was hit: part of the request was never inspected (the engine treats it like an oversize body)."""
 
 
 @dataclass
@@ -78,6 +91,62 @@ class DecodedRequest:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def _audited_headers(request: Request) -> Iterator[tuple[str, str]]:
+    """(lower-case name, value) of every header worth a detector pass."""
+    for name, value in request.headers:
+        lowered = name.lower()
+        if lowered not in _TRANSPORT_HEADERS:
+            yield lowered, value
+
+
+# What `scan_text` cannot stand in for: strings that may hold base64 JSON (opened only by the full path).
+_SCAN_TEXT_BLOCKERS = re2.compile(r'"(?:ey|[Ww])[A-Za-z0-9+/_=-]{10,}"')
+# Non-integer number literals: a detector sees `str(float)`, which may be spelled differently (1e5, 1.50).
+_FLOAT_LITERALS = re2.compile(r"[:\[,]\s*(-?[0-9]+(?:\.[0-9]+(?:[eE][+-]?[0-9]+)?|[eE][+-]?[0-9]+))")
+
+
+def scan_text(request: Request, limits: DecodeLimits | None = None) -> str | None:
+    """One string holding every value the detectors would see for `request`, or None to take the full path.
+
+    For a plain JSON body without escapes or embedded documents, its own text with each `"` turned into
+    a line break holds every value as a line of its own (plus keys and punctuation, which can only add
+    matches): a detector family that finds nothing here finds nothing in any field. The engine uses this
+    to let the common clean request through without building a field per value.
+    """
+    limits = limits or DecodeLimits()
+    if request.query:
+        return None
+    try:
+        body_format, _, encodings, sniffed = _decode_body(request, limits)
+    except DecodeError:
+        return None
+    if body_format not in ("json", "otlp-json", "empty"):
+        return None
+    headers = "\n".join(value for _, value in _audited_headers(request))
+    if body_format == "empty":
+        return headers
+    body = decompress(request.body, encodings, limits.max_decoded_bytes) if encodings else request.body
+    if sniffed:
+        body = decompress(body, ("gzip",), limits.max_decoded_bytes)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if (
+        "\\" in text
+        or len(text) > limits.max_fields
+        or text.count("{") + text.count("[") > limits.max_depth
+        or _SCAN_TEXT_BLOCKERS.search(text) is not None
+    ):
+        return None
+    floats = ""
+    if _FLOAT_LITERALS.search(text) is not None:  # rare in telemetry; findall costs more than one search
+        floats = "\n".join(str(float(literal)) for literal in _FLOAT_LITERALS.findall(text))
+    # Each `"` becomes newline, NUL, newline: every value still sits between newlines (as in the per-value
+    # scan), while `\s` runs stop at the NUL, so a key and its value never read as `key: value` together.
+    return headers + "\n" + text.replace('"', "\n\x00\n") + "\n" + floats
+
+
 def _decode_body(request: Request, limits: DecodeLimits) -> tuple[str, Any, tuple[str, ...], bool]:
     """(format, tree, encodings, sniffed_gzip) of the body; raises DecodeError."""
     body = request.body
@@ -91,7 +160,7 @@ def _decode_body(request: Request, limits: DecodeLimits) -> tuple[str, Any, tupl
     if not body.strip():
         return "empty", None, encodings, sniffed
     if len(body) > limits.max_decoded_bytes:
-        raise DecodeError(f"body of {len(body)} bytes exceeds the {limits.max_decoded_bytes}-byte limit")
+        raise DecodeLimitError(f"body of {len(body)} bytes exceeds the {limits.max_decoded_bytes}-byte limit")
     content_type = request.content_type
     if formats.is_otlp_path(request.path) and ("protobuf" in content_type or body.lstrip()[:1] not in (b"{", b"[")):
         return "otlp-protobuf", formats.parse_otlp_protobuf(body, request.path), encodings, sniffed
@@ -141,10 +210,11 @@ class _Flattener:
         while stack:
             node, path, generic, loc, depth, embed_depth, parent, key = stack.pop()
             if len(self.fields) >= limits.max_fields:
-                self.problems.append(DecodeProblem(path or "body", f"more than {limits.max_fields} fields"))
+                self.problems.append(DecodeProblem(path or "body", f"more than {limits.max_fields} fields", True))
                 return
             if depth > limits.max_depth:
-                self.problems.append(DecodeProblem(path or "body", f"nested deeper than {limits.max_depth} levels"))
+                self.problems.append(
+                    DecodeProblem(path or "body", f"nested deeper than {limits.max_depth} levels", True))
                 continue
             if isinstance(node, Embedded):
                 stack.append((node.tree, path, generic, loc + ("<embedded>",), depth + 1, embed_depth, node, None))
@@ -221,10 +291,8 @@ def decode_request(request: Request, limits: DecodeLimits | None = None) -> Deco
     problems: list[DecodeProblem] = []
     flattener = _Flattener(limits, fields, problems)
 
-    for name, value in request.headers:
-        lowered = name.lower()
-        if lowered not in _TRANSPORT_HEADERS:
-            fields.append(FieldValue(f"header.{lowered}", value, f"header.{lowered}", ("header", lowered)))
+    for lowered, value in _audited_headers(request):
+        fields.append(FieldValue(f"header.{lowered}", value, f"header.{lowered}", ("header", lowered)))
 
     query_tree: FormPairs | None = None
     if request.query:
@@ -235,7 +303,7 @@ def decode_request(request: Request, limits: DecodeLimits | None = None) -> Deco
     try:
         body_format, tree, encodings, sniffed = _decode_body(request, limits)
     except DecodeError as e:
-        problems.append(DecodeProblem("body", str(e)))
+        problems.append(DecodeProblem("body", str(e), isinstance(e, DecodeLimitError)))
         decoded.body_format = "raw"
         if request.body and len(request.body) <= limits.max_decoded_bytes:
             # Still let the detectors see the raw text: a decode failure must not hide a secret.

@@ -13,7 +13,7 @@ import zlib
 import brotli
 import zstandard
 
-from telemetry_audit.decoders.errors import DecodeError
+from telemetry_audit.decoders.errors import DecodeError, DecodeLimitError
 
 _CHUNK = 64 * 1024
 GZIP_MAGIC = b"\x1f\x8b"
@@ -27,13 +27,13 @@ def _inflate(data: bytes, wbits: int, limit: int, name: str) -> bytes:
         while pending:
             out += decompressor.decompress(pending, _CHUNK)
             if len(out) > limit:
-                raise DecodeError(f"{name} body expands beyond the {limit}-byte limit (compression bomb?)")
+                raise DecodeLimitError(f"{name} body expands beyond the {limit}-byte limit (compression bomb?)")
             pending = decompressor.unconsumed_tail
         out += decompressor.flush()
     except zlib.error as e:
         raise DecodeError(f"invalid {name} data: {e}") from None
     if len(out) > limit:
-        raise DecodeError(f"{name} body expands beyond the {limit}-byte limit (compression bomb?)")
+        raise DecodeLimitError(f"{name} body expands beyond the {limit}-byte limit (compression bomb?)")
     return bytes(out)
 
 
@@ -48,7 +48,7 @@ def _gunzip(data: bytes, limit: int) -> bytes:
             while pending:
                 out += decompressor.decompress(pending, _CHUNK)
                 if len(out) > limit:
-                    raise DecodeError(f"gzip body expands beyond the {limit}-byte limit (compression bomb?)")
+                    raise DecodeLimitError(f"gzip body expands beyond the {limit}-byte limit (compression bomb?)")
                 pending = decompressor.unconsumed_tail
             out += decompressor.flush()
         except zlib.error as e:
@@ -76,7 +76,7 @@ def _unbrotli(data: bytes, limit: int) -> bytes:
         for start in range(0, len(data), _CHUNK // 16):
             out += decompressor.process(data[start : start + _CHUNK // 16])
             if len(out) > limit:
-                raise DecodeError(f"br body expands beyond the {limit}-byte limit (compression bomb?)")
+                raise DecodeLimitError(f"br body expands beyond the {limit}-byte limit (compression bomb?)")
     except brotli.error as e:
         raise DecodeError(f"invalid br data: {e}") from None
     if not decompressor.is_finished():
@@ -91,7 +91,7 @@ def _unzstd(data: bytes, limit: int) -> bytes:
         for start in range(0, len(data), _CHUNK // 16):
             out += decompressor.decompress(data[start : start + _CHUNK // 16])
             if len(out) > limit:
-                raise DecodeError(f"zstd body expands beyond the {limit}-byte limit (compression bomb?)")
+                raise DecodeLimitError(f"zstd body expands beyond the {limit}-byte limit (compression bomb?)")
     except zstandard.ZstdError as e:
         raise DecodeError(f"invalid zstd data: {e}") from None
     return bytes(out)

@@ -5,3 +5,7 @@ from __future__ import annotations
 
 class DecodeError(ValueError):
     """A body or value could not be decoded as the format it claims (or seems) to be."""
+
+
+class DecodeLimitError(DecodeError):
+    """A body exceeds a decoding limit (size, depth, field count): it cannot be inspected in full."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from telemetry_audit.decoders.errors import DecodeError
+from telemetry_audit.decoders.errors import DecodeError, DecodeLimitError
 
 
 class FormPair(list):  # type: ignore[type-arg]
@@ -45,7 +45,7 @@ def _loads(text: str | bytes) -> Any:
     try:
         return json.loads(text)
     except RecursionError:
-        raise DecodeError("JSON nested too deeply") from None
+        raise DecodeLimitError("JSON nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as e:
         raise DecodeError(f"invalid JSON: {e}") from None
 

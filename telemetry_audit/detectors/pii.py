@@ -149,6 +149,14 @@ class PiiDetector:
         self._patterns = tuple(
             (p, needed, re2.compile(x)) for p in patterns for needed, x in zip(_NEEDS[p.name], p.patterns, strict=True)
         )
+        # One RE2 pass says which patterns occur at all: on a long text (a whole request's values) the cheap
+        # character tests below nearly always pass, and running every pattern would cost one scan each.
+        self._set: Any = None
+        if self._patterns:
+            self._set = re2.Set.SearchSet()
+            for _, _, regex in self._patterns:
+                self._set.Add(regex.pattern)
+            self._set.Compile()
         self._names = names
         self._names_regex: Any = None
         if names:
@@ -174,7 +182,9 @@ class PiiDetector:
             yield from outermost(found)
 
     def _pattern_matches(self, value: str) -> Iterator[Match]:
-        for pattern, needed, regex in self._patterns:
+        hits = (self._set.Match(value) if self._set is not None else None) or []
+        for index in sorted(hits):
+            pattern, needed, regex = self._patterns[index]
             if not needed(value):
                 continue
             for count, m in enumerate(regex.finditer(value)):

@@ -79,7 +79,6 @@ class TelemetryAudit:
         self.store: EventStore | None = None
         self.seen = 0
         self.started = time.time()
-        self.decisions: list[dict[str, Any]] = []
 
     # --- options ---------------------------------------------------------------------------------------------
 
@@ -105,6 +104,9 @@ class TelemetryAudit:
         loader.add_option("taudit_store", str, "",
                           "SQLite file keeping the events the emulated collectors received (default: in memory).")
         loader.add_option("taudit_baseline", str, "", "Baseline file of accepted finding fingerprints.")
+        loader.add_option("taudit_client_process", bool, False,
+                          "Name the local process behind each audited connection (Linux; scans /proc once per "
+                          "connection, a few ms: on for `telemetry-audit run`).")
         loader.add_option("taudit_ready_file", str, "",
                           "Write the listening address to this file once the proxy is ready.")
 
@@ -195,7 +197,8 @@ class TelemetryAudit:
 
         collector = find_collector(request)
         answered_by = collector.name if collector is not None and ctx.options.taudit_offline else ""
-        item = AuditedRequest(request, decision, time=time.time(), client=client_process(flow))
+        client = client_process(flow) if ctx.options.taudit_client_process else ""
+        item = AuditedRequest(request, decision, time=time.time(), client=client)
         record = audit_record(item, mode=ctx.options.taudit_mode, enforced=enforce, answered_by=answered_by)
         try:
             self.log.write(record)
@@ -205,7 +208,6 @@ class TelemetryAudit:
             flow.kill()
             ctx.master.shutdown()
             return
-        self.decisions.append(record)
         self._annotate(flow, decision, record)
 
         if enforce and decision.action is Action.BLOCK:

@@ -120,6 +120,7 @@ def start_proxy(
     store: str = "",
     baseline: str = "",
     verbose: bool = False,
+    client_process: bool = False,
 ) -> ProxyProcess:
     """Start the proxy child and wait until it listens (or fail with its own error message)."""
     ready_file = os.path.join(workdir, "ready.json")
@@ -129,7 +130,8 @@ def start_proxy(
                "--offline-unknown", offline_unknown]
     for policy in policies:
         command += ["--policy", policy]
-    for flag, value in (("--offline", offline), ("--audit-all", audit_all), ("--verbose", verbose)):
+    for flag, value in (("--offline", offline), ("--audit-all", audit_all), ("--verbose", verbose),
+                        ("--client-process", client_process)):
         if value:
             command.append(flag)
     for option, value in (("--env-file", env_file), ("--store", store), ("--baseline", baseline)):
@@ -238,7 +240,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             log_path=log_path, mode=args.mode, offline=not args.online,
             offline_unknown="pass" if args.online else args.offline_unknown, audit_all=args.audit_all,
             block_style=args.block_style, env_file=env_file, store=args.store or "", baseline=args.baseline or "",
-            verbose=args.verbose,
+            verbose=args.verbose, client_process=True,
         )
         bundle = combined_ca_bundle(ca_cert, workdir)
         env = child_environment(base_env, proxy_url=proxy.url, ca_cert_path=ca_cert, ca_bundle_path=bundle,

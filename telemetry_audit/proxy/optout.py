@@ -248,8 +248,10 @@ def _apply(switch: OptOutSwitch | None, home: str, env: dict[str, str], settings
     if code is None:
         return f"`{' '.join(switch.command)}` timed out after {settings.timeout_s:g} s"
     if code != 0:
-        last = _tail(output, 1)
-        return f"`{' '.join(switch.command)}` exited with {code}" + (f": {last}" if last else "")
+        lines = _tail(output, 40).splitlines()
+        first = next((i for i, line in enumerate(lines) if "error" in line.lower()), len(lines) - 1)
+        reason = " ".join(line.strip() for line in lines[first:first + 2])  # `Error:` alone says little
+        return f"`{' '.join(switch.command)}` exited with {code}" + (f": {reason.strip()[:200]}" if reason else "")
     return ""
 
 
@@ -433,7 +435,7 @@ def _emit(args: argparse.Namespace, report: Mapping[str, Any]) -> None:
             else:
                 Path(target).write_text(text, encoding="utf-8")
         elif target == "-":
-            render_table(report, Console(highlight=False, soft_wrap=False))
+            render_table(report, Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 160))
         else:
             with open(target, "w", encoding="utf-8") as stream:
                 render_table(report, Console(file=stream, width=160, no_color=True))
@@ -467,7 +469,8 @@ def cmd_optout_check(args: argparse.Namespace) -> int:
     policy = load_policy_or_exit(args)
     if not args.pack:
         declared = policy.optout
-    pack = args.pack or ", ".join(sorted({s.tool for s in declared})) or "policy"
+    tools = sorted({s.tool for s in declared})
+    pack = ", ".join(tools) or (Path(args.pack).stem if args.pack else "policy")
     switches = switches_to_try(declared, pack)
     for switch in switches:
         problem = switch_problem(switch)

@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--store", default="")
     parser.add_argument("--baseline", default="")
     parser.add_argument("--ready-file", default="")
+    parser.add_argument("--client-process", action="store_true")
     parser.add_argument("--verbose", action="store_true")
     return parser
 
@@ -89,6 +90,7 @@ async def serve(args: argparse.Namespace) -> int:
             taudit_store=args.store,
             taudit_baseline=args.baseline,
             taudit_ready_file=args.ready_file,
+            taudit_client_process=args.client_process,
         )
     except exceptions.OptionsError as e:
         print(f"telemetry-audit: {e}", file=sys.stderr)
