@@ -252,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     from telemetry_audit.proxy.commands import register as register_proxy_commands
 
     register_proxy_commands(commands)
+    from telemetry_audit.proxy.optout import register_optout
+
+    register_optout(commands)
 
     collector = commands.add_parser(
         "collector", help="serve the emulated analytics collectors and the /micro inspection API on loopback")

@@ -206,7 +206,7 @@ class _ProxyPool:
                 str(workdir), listen=free_loopback_listen(), confdir=str(self._confdir), policies=policies,
                 log_path=str(log_path), mode=settings.mode, offline=not settings.online,
                 offline_unknown=settings.offline_unknown, audit_all=settings.audit_all,
-                block_style=settings.block_style, env_file=env_file, store=str(store_path),
+                block_style=settings.block_style, env_file=env_file, store=str(store_path), client_process=True,
             )
         except ProxyStartError as e:
             raise RuntimeError(f"the telemetry-audit proxy did not start: {e}\nits files: {workdir}") from None

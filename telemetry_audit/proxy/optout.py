@@ -534,19 +534,5 @@ def register_optout(commands: Any) -> None:
     parser.set_defaults(handler=cmd_optout_check)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m telemetry_audit.proxy.optout [options] -- CMD`: the command on its own."""
-    parser = argparse.ArgumentParser(prog="telemetry-audit")
-    register_optout(parser.add_subparsers(dest="command", metavar="COMMAND"))
-    args = parser.parse_args(["optout-check", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return int(args.handler(args))
-    except KeyboardInterrupt:
-        return 130
-
-
 __all__ = ["DO_NOT_TRACK", "Judgement", "Verdict", "cmd_optout_check", "describe", "judge", "optout_report",
            "register_optout", "switch_problem", "switches_to_try"]
-
-if __name__ == "__main__":
-    raise SystemExit(main())
