@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from typing import Any
 
 import brotli
 import zstandard
@@ -19,9 +20,8 @@ _CHUNK = 64 * 1024
 GZIP_MAGIC = b"\x1f\x8b"
 
 
-def _inflate(data: bytes, wbits: int, limit: int, name: str) -> bytes:
-    decompressor = zlib.decompressobj(wbits)
-    out = bytearray()
+def _drain(decompressor: Any, data: bytes, out: bytearray, limit: int, name: str) -> None:
+    """Feed `data` to a zlib decompressor in bounded steps, appending to `out`, never past `limit`."""
     pending = data
     try:
         while pending:
@@ -34,25 +34,21 @@ def _inflate(data: bytes, wbits: int, limit: int, name: str) -> bytes:
         raise DecodeError(f"invalid {name} data: {e}") from None
     if len(out) > limit:
         raise DecodeLimitError(f"{name} body expands beyond the {limit}-byte limit (compression bomb?)")
+
+
+def _inflate(data: bytes, wbits: int, limit: int, name: str) -> bytes:
+    out = bytearray()
+    _drain(zlib.decompressobj(wbits), data, out, limit, name)
     return bytes(out)
 
 
 def _gunzip(data: bytes, limit: int) -> bytes:
-    # gzip members may be concatenated; wbits=47 auto-detects gzip/zlib headers for one member.
+    # gzip members may be concatenated: decode them one after the other.
     out = bytearray()
     rest = data
     while rest:
         decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        pending = rest
-        try:
-            while pending:
-                out += decompressor.decompress(pending, _CHUNK)
-                if len(out) > limit:
-                    raise DecodeLimitError(f"gzip body expands beyond the {limit}-byte limit (compression bomb?)")
-                pending = decompressor.unconsumed_tail
-            out += decompressor.flush()
-        except zlib.error as e:
-            raise DecodeError(f"invalid gzip data: {e}") from None
+        _drain(decompressor, rest, out, limit, "gzip")
         if not decompressor.eof:
             raise DecodeError("truncated gzip data")
         rest = decompressor.unused_data.lstrip(b"\x00")
@@ -63,9 +59,9 @@ def _inflate_deflate(data: bytes, limit: int) -> bytes:
     # HTTP "deflate" is zlib-wrapped, but some clients send raw deflate: accept both.
     try:
         return _inflate(data, zlib.MAX_WBITS, limit, "deflate")
-    except DecodeError as e:
-        if "limit" in str(e):
-            raise
+    except DecodeLimitError:
+        raise
+    except DecodeError:
         return _inflate(data, -zlib.MAX_WBITS, limit, "deflate")
 
 

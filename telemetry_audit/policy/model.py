@@ -25,25 +25,30 @@ def host_matches(pattern: str, host: str) -> bool:
     return host == pattern
 
 
-def glob_to_regex(glob: str, separator: str = "/") -> str:
-    """A glob as an RE2 pattern: `**` crosses separators, `*` and `?` do not."""
+def _translate(glob: str, one_segment: str, one_char: str | None) -> str:
+    """A glob as RE2: `**` any text, `*` one segment (`one_segment`), `?` one character when given."""
     out = []
     i = 0
-    sep = re2.escape(separator)
     while i < len(glob):
         if glob.startswith("**", i):
             out.append(".*")
             i += 2
         elif glob[i] == "*":
-            out.append(f"[^{sep}]*")
+            out.append(one_segment)
             i += 1
-        elif glob[i] == "?":
-            out.append(f"[^{sep}]")
+        elif glob[i] == "?" and one_char is not None:
+            out.append(one_char)
             i += 1
         else:
             out.append(re2.escape(glob[i]))
             i += 1
     return "".join(out)
+
+
+def glob_to_regex(glob: str, separator: str = "/") -> str:
+    """A glob as an RE2 pattern: `**` crosses separators, `*` and `?` do not."""
+    sep = re2.escape(separator)
+    return _translate(glob, f"[^{sep}]*", f"[^{sep}]")
 
 
 def field_glob_to_regex(pattern: str) -> str:
@@ -52,20 +57,7 @@ def field_glob_to_regex(pattern: str) -> str:
     `*` is one name, `**` any depth, `[]`/`[*]` any index; a pattern also
     covers everything beneath it (allowing `versions` allows `versions.node`).
     """
-    pattern = pattern.replace("[*]", "[]")
-    out = []
-    i = 0
-    while i < len(pattern):
-        if pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            out.append(r"[^.\[]*")
-            i += 1
-        else:
-            out.append(re2.escape(pattern[i]))
-            i += 1
-    return "".join(out) + r"(?:$|[.\[].*)"
+    return _translate(pattern.replace("[*]", "[]"), r"[^.\[]*", None) + r"(?:$|[.\[].*)"
 
 
 def compile_alternation(patterns: list[str]) -> Any:
