@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import parse_qsl, urlsplit
 
@@ -237,7 +237,6 @@ class Decision:
     """For `REDACT`: the rewritten body, in the original content type and encoding."""
     redacted_query: tuple[tuple[str, str], ...] | None = None
     redacted_headers: tuple[tuple[str, str], ...] | None = None
-    events: tuple[dict[str, object], ...] = field(default=())
 
     @property
     def active_findings(self) -> tuple[Finding, ...]:
