@@ -141,10 +141,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     from telemetry_audit.captures import CaptureError, load_requests
     from telemetry_audit.detectors.base import AuditEnvironment
     from telemetry_audit.engine import Auditor
+    from telemetry_audit.model import Request
     from telemetry_audit.report.build import AuditedRequest, build_report
 
     policy = load_policy_or_exit(args)
-    requests = []
+    requests: list[tuple[str, Request]] = []
     for path in args.inputs:
         try:
             requests.extend((path, r) for r in load_requests(path, raw_url=args.url, raw_method=args.method))

@@ -65,8 +65,10 @@ class AuditEnvironment:
 class Detector(Protocol):
     """A family of detectors, configured and ready to scan values."""
 
-    family: str
-    """`secrets`, `paths`, `env_values`, `pii` or `custom`."""
+    @property
+    def family(self) -> str:
+        """`secrets`, `paths`, `env_values`, `pii`, `canary` or `custom`."""
+        ...
 
     def find(self, value: str) -> Iterator[Match]:
         """Every match in `value`; must run in time linear in `len(value)`."""

@@ -130,13 +130,11 @@ def start_proxy(
                "--offline-unknown", offline_unknown]
     for policy in policies:
         command += ["--policy", policy]
-    for flag, value in (("--offline", offline), ("--audit-all", audit_all), ("--verbose", verbose),
-                        ("--client-process", client_process)):
-        if value:
-            command.append(flag)
-    for option, value in (("--env-file", env_file), ("--store", store), ("--baseline", baseline)):
-        if value:
-            command += [option, value]
+    flags = {"--offline": offline, "--audit-all": audit_all, "--verbose": verbose, "--client-process": client_process}
+    command += [flag for flag, enabled in flags.items() if enabled]
+    for option, path in (("--env-file", env_file), ("--store", store), ("--baseline", baseline)):
+        if path:
+            command += [option, path]
     with open(stderr_path, "wb") as stderr:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
                                    start_new_session=True)
