@@ -127,7 +127,7 @@ def start_proxy(
     stderr_path = os.path.join(workdir, "proxy.stderr")
     command = [sys.executable, "-m", "telemetry_audit.proxy.server", "--listen", listen, "--confdir", confdir,
                "--mode", mode, "--log", log_path, "--ready-file", ready_file, "--block-style", block_style,
-               "--offline-unknown", offline_unknown]
+               "--offline-unknown", offline_unknown, "--parent-pid", str(os.getpid())]
     for policy in policies:
         command += ["--policy", policy]
     flags = {"--offline": offline, "--audit-all": audit_all, "--verbose": verbose, "--client-process": client_process}

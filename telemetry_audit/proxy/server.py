@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -64,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--baseline", default="")
     parser.add_argument("--ready-file", default="")
     parser.add_argument("--client-process", action="store_true")
+    parser.add_argument("--parent-pid", type=int, default=0,
+                        help="shut down when this process is gone (the CLI that started us was killed)")
     parser.add_argument("--verbose", action="store_true")
     return parser
 
@@ -100,8 +103,21 @@ async def serve(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, master.shutdown)
     if hasattr(signal, "SIGPIPE"):
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    if args.parent_pid:
+        watcher = loop.create_task(_shutdown_when_orphaned(master, args.parent_pid))
     await master.run()
+    if args.parent_pid:
+        watcher.cancel()
     return 0
+
+
+async def _shutdown_when_orphaned(master: Master, parent_pid: int, interval: float = 1.0) -> None:
+    """The proxy runs in its own session: if its supervisor dies without stopping it, stop (and flush) anyway."""
+    while True:
+        await asyncio.sleep(interval)
+        if os.getppid() != parent_pid:
+            master.shutdown()
+            return
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -89,3 +89,21 @@ def test_addon_script_refuses_a_broken_policy(tmp_path: Path) -> None:
          f"taudit_policy={policy}"], capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert f"{policy}:4:13" in result.stderr + result.stdout
+
+
+def test_proxy_child_stops_and_flushes_when_its_cli_is_killed(tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    stderr = tmp_path / "stderr.txt"
+    env = {**os.environ, "TELEMETRY_AUDIT_HOME": str(tmp_path / "confdir")}
+    with open(stderr, "w") as err:
+        cli = subprocess.Popen([sys.executable, "-m", "telemetry_audit", "proxy", "--listen", "127.0.0.1:0", "--log",
+                                str(log)], stdout=subprocess.DEVNULL, stderr=err, env=env)
+    _wait_for(r"listening on http://127\.0\.0\.1:\d+", stderr)
+    cli.kill()  # SIGKILL: the CLI cannot stop its proxy child itself
+    cli.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if log.exists() and '"record":"stats"' in log.read_text():
+            break
+        time.sleep(0.2)
+    assert '"record":"stats"' in log.read_text()  # the orphaned proxy noticed, shut down and flushed its log
