@@ -130,8 +130,8 @@ class Request:
 
     @property
     def content_encodings(self) -> tuple[str, ...]:
-        """Content codings in the order they were applied."""
-        raw = self.header("content-encoding")
+        """Content codings in the order they were applied, across every Content-Encoding line (RFC 9110)."""
+        raw = ",".join(value for key, value in self.headers if key.lower() == "content-encoding")
         return tuple(c.strip().lower() for c in raw.split(",") if c.strip() and c.strip().lower() != "identity")
 
     @property

@@ -125,7 +125,8 @@ def start_proxy(
     """Start the proxy child and wait until it listens (or fail with its own error message)."""
     ready_file = os.path.join(workdir, "ready.json")
     stderr_path = os.path.join(workdir, "proxy.stderr")
-    command = [sys.executable, "-m", "telemetry_audit.proxy.server", "--listen", listen, "--confdir", confdir,
+    # -P: never import from the current directory (a source checkout there would shadow the installed package).
+    command = [sys.executable, "-P", "-m", "telemetry_audit.proxy.server", "--listen", listen, "--confdir", confdir,
                "--mode", mode, "--log", log_path, "--ready-file", ready_file, "--block-style", block_style,
                "--offline-unknown", offline_unknown, "--parent-pid", str(os.getpid())]
     for policy in policies:

@@ -226,3 +226,19 @@ def test_ca_command_creates_a_private_key_once(confdir: Path, tmp_path: Path) ->
     assert key.stat().st_mode & 0o077 == 0
     before = cert.read_bytes()
     assert Path(run_cli(["ca", "--path-only"], confdir, tmp_path).stdout.strip()).read_bytes() == before
+
+
+def test_run_ignores_a_telemetry_audit_folder_in_the_current_directory(confdir: Path, tmp_path: Path) -> None:
+    # A source checkout (or anything) named telemetry_audit/ in the working directory must not be imported
+    # by the proxy child instead of the installed package.
+    shadow = tmp_path / "telemetry_audit"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text("raise SystemExit('the shadow package was imported')\n")
+    code = "import requests; print(requests.post('https://api.segment.io/v1/track', json={'e': 1}, timeout=20).text)"
+    env = {**os.environ, "TELEMETRY_AUDIT_HOME": str(confdir)}
+    env.pop("PYTHONSAFEPATH", None)
+    result = subprocess.run([str(Path(sys.executable).with_name("telemetry-audit")), "run", "--",
+                             *python_client(code)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"success": True}
