@@ -41,6 +41,8 @@ from telemetry_audit.model import (
 from telemetry_audit.policy.model import ForbidSpec, Policy, Rule
 
 _ROUTE_CACHE_SIZE = 4096
+_NOT_PAYLOAD_FIELDS = ("header.", "url.", "key:")
+"""Scanned by detectors, but not payload fields an allow-list documents."""
 
 
 @dataclass(frozen=True)
@@ -229,7 +231,7 @@ class Auditor:
         assert policy is not None and policy.unknown is not None
         for item in fields:
             generic = item.generic_path
-            if generic.startswith("header.") or policy.is_allowed(generic) or policy.is_ignored(generic):
+            if generic.startswith(_NOT_PAYLOAD_FIELDS) or policy.is_allowed(generic) or policy.is_ignored(generic):
                 continue
             text = item.text
             kind = policy.unknown_kind
@@ -300,7 +302,7 @@ class Auditor:
         if finding.kind is FindingKind.ERROR:
             return False  # a broken audit is never accepted
         text = candidate.field.text[candidate.start : candidate.end] if candidate.field.value is not None else ""
-        allowlists = [self.policy.allowlist, *(rule.allowlist for rule in rules)]
+        allowlists = [*self.policy.allowlists, *(rule.allowlist for rule in rules)]
         return any(
             a.accepts(candidate.field.generic_path, text, finding.fingerprint, finding.detector) for a in allowlists
         )
@@ -330,6 +332,7 @@ class Auditor:
                     candidate.redact, candidate.rule,
                 )
             kept_candidates.append(candidate)
+        kept_candidates = _hide_flagged_keys(kept_candidates)
         findings = tuple(c.finding for c in kept_candidates)
         action = strictest(f.action for f in findings if not f.suppressed)
         if action is not Action.REDACT:
@@ -342,6 +345,25 @@ class Auditor:
             return Decision(Action.BLOCK, findings + (finding,), True, tool, rule_ids)
         return Decision(action, findings, True, tool, rule_ids, redacted_body=body, redacted_query=query,
                         redacted_headers=headers)
+
+
+def _hide_flagged_keys(candidates: list[_Candidate]) -> list[_Candidate]:
+    """A key that is itself a finding (a token used as a key) must not reappear in clear in any field path."""
+    flagged = {c.field.text for c in candidates if c.field.path.startswith("key:") and c.field.value}
+    if not flagged:
+        return candidates
+    from dataclasses import replace
+
+    def hide(text: str) -> str:
+        for key in sorted(flagged, key=len, reverse=True):
+            text = text.replace(key, mask(key))
+        return text
+
+    return [
+        _Candidate(replace(c.finding, field=hide(c.finding.field), message=hide(c.finding.message)), c.field,
+                   c.start, c.end, c.redact, c.rule)
+        for c in candidates
+    ]
 
 
 def _replace_suppressed(finding: Finding) -> Finding:
@@ -388,7 +410,7 @@ def _redact(
     """Rewrite body, query and headers so no redacting finding's value remains."""
     if decoded is None:
         raise ValueError("the body was not decoded")
-    by_locator: dict[tuple[str | int, ...], list[_Candidate]] = {}
+    by_locator: dict[tuple[Any, ...], list[_Candidate]] = {}
     for candidate in candidates:
         if not candidate.field.locator:
             raise ValueError(f"{candidate.field.path} cannot be rewritten (undecoded body)")

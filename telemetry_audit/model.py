@@ -10,6 +10,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 
@@ -151,7 +152,7 @@ class FieldValue:
     value: str | int | float | bool | None
     generic_path: str = ""
     """The path with indexes removed (`batch[].properties.args[]`), used by allow-lists."""
-    locator: tuple[str | int, ...] = ()
+    locator: tuple[Any, ...] = ()
     """Where the value sits in the decoded document, for redaction."""
 
     @property

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import brotli
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -401,3 +402,61 @@ rules:
     assert own.action is Action.ALLOW and own.findings and all(f.suppressed for f in own.findings)
     other = audit.evaluate(json_request({"e": 1}, headers={"Authorization": token}))
     assert other.action is Action.BLOCK  # the allowlist is scoped to the requests its rule matches
+
+
+# --- regressions from the fail-open review ---------------------------------------------------------------------
+
+FAIL_OPEN_CASES = [
+    ("secret in the URL path", Request.from_url("POST", f"https://api.segment.io/v1/track/{GITHUB_TOKEN}",
+                                                {"Content-Type": "application/json"}, b"{}")),
+    ("secret as a JSON key", json_request({GITHUB_TOKEN: 1})),
+    ("secret as a query key", Request.from_url("GET", f"https://api.mixpanel.com/track?{GITHUB_TOKEN}=1")),
+    ("secret in a transport header", json_request({"e": 1}, headers={"Accept-Language": GITHUB_TOKEN})),
+    ("base64 JSON in a custom header", json_request({"e": 1}, headers={
+        "X-Payload": base64.b64encode(json.dumps({"t": GITHUB_TOKEN}).encode()).decode()})),
+    ("base64 JSON with spaces around it", json_request({"e": " " + base64.b64encode(
+        json.dumps({"t": GITHUB_TOKEN}).encode()).decode() + " "})),
+    ("UTF-16 JSON", raw_request(json.dumps({"t": GITHUB_TOKEN}).encode("utf-16-le"),
+                                headers={"Content-Type": "application/json"})),
+    ("duplicate JSON key hiding a value", raw_request(f'{{"t": "{GITHUB_TOKEN}", "t": "x"}}'.encode(),
+                                                      headers={"Content-Type": "application/json"})),
+    ("two Content-Encoding lines", Request.from_url(
+        "POST", "https://api.segment.io/v1/track",
+        [("Content-Type", "application/json"), ("Content-Encoding", "gzip"), ("Content-Encoding", "br")],
+        brotli.compress(gzip.compress(json.dumps({"t": GITHUB_TOKEN}).encode())))),
+    ("form past the field limit", raw_request(b"a=1&" * 100_001 + f"t={GITHUB_TOKEN}".encode(),
+                                              headers={"Content-Type": "application/x-www-form-urlencoded"})),
+]
+
+
+@pytest.mark.parametrize(("name", "request_"), FAIL_OPEN_CASES, ids=[c[0] for c in FAIL_OPEN_CASES])
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_nothing_forbidden_gets_through(tmp_path: Path, name: str, request_: Request, fast_path: bool) -> None:
+    decision = Auditor(load_policy(), ENV, fast_path=fast_path).evaluate(request_)
+    assert decision.action is Action.BLOCK, (name, [f.to_dict() for f in decision.findings])
+    for finding in decision.findings:
+        assert GITHUB_TOKEN not in json.dumps(finding.to_dict()), name
+
+
+def test_a_secret_key_never_appears_in_finding_paths(tmp_path: Path) -> None:
+    decision = auditor(tmp_path).evaluate(json_request({GITHUB_TOKEN: {"cwd": "/home/alice/x"}}))
+    assert decision.action is Action.BLOCK
+    assert all(GITHUB_TOKEN not in f.field and GITHUB_TOKEN not in f.message for f in decision.findings)
+
+
+def test_redacting_a_path_in_the_url_fails_closed(tmp_path: Path) -> None:
+    request = Request.from_url("POST", "https://api.segment.io/v1/u/home/alice/x", {"Content-Type": "application/json"},
+                               b'{"e": 1}')
+    decision = auditor(tmp_path).evaluate(request)
+    assert decision.action is Action.BLOCK  # a URL path cannot be rewritten: the redaction blocks instead
+
+
+def test_allowlist_criteria_combine(tmp_path: Path) -> None:
+    # default.vendor-auth accepts the generic Authorization detector in that header on vendor hosts only:
+    # the same credential in a body field is still a finding.
+    credential = "Bearer Zk3jQ9vT2mXp8LwR5nYc7HdA4sGe6UbF"
+    audit = auditor(tmp_path)
+    in_header = audit.evaluate(json_request({"e": 1}, headers={"Authorization": credential}))
+    in_body = audit.evaluate(json_request({"properties": {"cmd": f"curl -H 'Authorization: {credential}'"}}))
+    assert in_header.action is Action.ALLOW and all(f.suppressed for f in in_header.findings)
+    assert in_body.action is Action.BLOCK

@@ -9,6 +9,7 @@ text is still handed to the detectors.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,26 +33,25 @@ __all__ = [
     "scan_text",
 ]
 
-# Headers that describe the transport, never the user: not worth a detector pass.
-_TRANSPORT_HEADERS = frozenset(
-    {
-        "host",
-        "content-length",
-        "content-type",
-        "content-encoding",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "accept",
-        "accept-encoding",
-        "accept-language",
-        "te",
-        ":authority",
-        ":method",
-        ":path",
-        ":scheme",
-    }
-)
+# Headers whose values the proxy itself sets or checks: every other header is scanned (any of them can
+# carry a value a client put there).
+_TRANSPORT_HEADERS = frozenset({"host", "content-length", ":authority", ":method", ":path", ":scheme"})
+
+
+class _Step:
+    """A locator step that is not a key: it cannot collide with any key a payload uses."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<{self.name}>"
+
+
+EMBEDDED = _Step("embedded")
+"""Locator step into a string opened as a document."""
+UNREWRITABLE = _Step("unrewritable")
+"""Locator root of values no rewrite can reach (URL path, keys, documents inside headers): redacting fails closed."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ def _audited_headers(request: Request) -> Iterator[tuple[str, str]]:
 
 
 # What `scan_text` cannot stand in for: strings that may hold base64 JSON (opened only by the full path).
-_SCAN_TEXT_BLOCKERS = re2.compile(r'"(?:ey|[Ww])[A-Za-z0-9+/_=-]{10,}"')
+_SCAN_TEXT_BLOCKERS = re2.compile(r'"\s*[eyWw][A-Za-z0-9+/_=-]{11,}\s*"')
 # Non-integer number literals: a detector sees `str(float)`, which may be spelled differently (1e5, 1.50).
 _FLOAT_LITERALS = re2.compile(r"[:\[,]\s*(-?[0-9]+(?:\.[0-9]+(?:[eE][+-]?[0-9]+)?|[eE][+-]?[0-9]+))")
 
@@ -122,12 +122,17 @@ def scan_text(request: Request, limits: DecodeLimits | None = None) -> str | Non
         return None
     if body_format not in ("json", "otlp-json", "empty"):
         return None
-    headers = "\n".join(value for _, value in _audited_headers(request))
+    header_values = [value for _, value in _audited_headers(request)]
+    if any(formats.sniff_embedded(value) is not None for value in header_values if len(value) >= 2):
+        return None
+    headers = "\n".join([request.path, *header_values])
     if body_format == "empty":
         return headers
     body = decompress(request.body, encodings, limits.max_decoded_bytes) if encodings else request.body
     if sniffed:
         body = decompress(body, ("gzip",), limits.max_decoded_bytes)
+    if b"\x00" in body or json.detect_encoding(body) != "utf-8":
+        return None  # UTF-16/32 JSON: json reads it, its bytes do not spell the values
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -201,9 +206,10 @@ class _Flattener:
         self.limits = limits
         self.fields = fields
         self.problems = problems
+        self.keys: list[FieldValue] = []
 
-    def walk(self, root: Any, prefix: str, generic_prefix: str, locator: tuple[str | int, ...]) -> None:
-        stack: list[tuple[Any, str, str, tuple[str | int, ...], int, int, Any, str | int | None]] = [
+    def walk(self, root: Any, prefix: str, generic_prefix: str, locator: tuple[Any, ...]) -> None:
+        stack: list[tuple[Any, str, str, tuple[Any, ...], int, int, Any, str | int | None]] = [
             (root, prefix, generic_prefix, locator, 0, 0, None, None)
         ]
         limits = self.limits
@@ -217,11 +223,13 @@ class _Flattener:
                     DecodeProblem(path or "body", f"nested deeper than {limits.max_depth} levels", True))
                 continue
             if isinstance(node, Embedded):
-                stack.append((node.tree, path, generic, loc + ("<embedded>",), depth + 1, embed_depth, node, None))
+                stack.append((node.tree, path, generic, loc + (EMBEDDED,), depth + 1, embed_depth, node, None))
                 continue
             if isinstance(node, FormPairs):
                 for index in range(len(node.pairs) - 1, -1, -1):
                     name = str(node.pairs[index][0])
+                    self.keys.append(FieldValue(f"key:{path or 'body'}", name, f"key:{generic or 'body'}",
+                                                (UNREWRITABLE,)))
                     stack.append(
                         (node.pairs[index][1], _join(path, name), _join(generic, name), loc + (index, 1),
                          depth + 1, embed_depth, node.pairs[index], 1)
@@ -230,6 +238,9 @@ class _Flattener:
             if isinstance(node, dict):
                 for name in reversed(list(node)):
                     value = node[name]
+                    # Keys are scanned too (a token can be a key); a key cannot be rewritten in place.
+                    self.keys.append(FieldValue(f"key:{path or 'body'}", str(name), f"key:{generic or 'body'}",
+                                                (UNREWRITABLE,)))
                     if name == "attributes" and isinstance(value, list) and _is_otlp_attribute_list(value):
                         self._push_otlp_attributes(stack, value, path, generic, loc, depth, embed_depth)
                         continue
@@ -245,12 +256,19 @@ class _Flattener:
                          node, index)
                     )
                 continue
-            if isinstance(node, str) and embed_depth < limits.max_embedded_depth and len(node) >= 2:
+            if isinstance(node, str) and len(node) >= 2:
                 embedded = formats.sniff_embedded(node)
-                if embedded is not None and parent is not None and key is not None:
+                if embedded is not None and embed_depth >= limits.max_embedded_depth:
+                    self.problems.append(DecodeProblem(
+                        path or "body", f"documents nested more than {limits.max_embedded_depth} deep", True))
+                elif embedded is not None and parent is not None and key is not None:
                     parent[key] = embedded  # opened in place: redaction re-serialises it
-                    stack.append((embedded.tree, path, generic, loc + ("<embedded>",), depth + 1, embed_depth + 1,
+                    stack.append((embedded.tree, path, generic, loc + (EMBEDDED,), depth + 1, embed_depth + 1,
                                   embedded, None))
+                    continue
+                elif embedded is not None:  # a document with no container to rewrite it in (a header value)
+                    stack.append((embedded.tree, path, generic, loc + (EMBEDDED,), depth + 1, embed_depth + 1,
+                                  None, None))
                     continue
             self.fields.append(FieldValue(path or "body", node, generic or "body", loc))
 
@@ -260,7 +278,7 @@ class _Flattener:
         attributes: list[Any],
         path: str,
         generic: str,
-        loc: tuple[str | int, ...],
+        loc: tuple[Any, ...],
         depth: int,
         embed_depth: int,
     ) -> None:
@@ -292,7 +310,12 @@ def decode_request(request: Request, limits: DecodeLimits | None = None) -> Deco
     flattener = _Flattener(limits, fields, problems)
 
     for lowered, value in _audited_headers(request):
+        embedded = formats.sniff_embedded(value) if len(value) >= 2 else None
+        if embedded is not None:  # e.g. base64 JSON in a custom header: read it, but it cannot be rewritten
+            flattener.walk(embedded, f"header.{lowered}", f"header.{lowered}", (UNREWRITABLE,))
         fields.append(FieldValue(f"header.{lowered}", value, f"header.{lowered}", ("header", lowered)))
+    # The URL path is scanned too; it cannot be rewritten, so redacting it fails closed (blocks).
+    fields.append(FieldValue("url.path", request.path, "url.path", (UNREWRITABLE,)))
 
     query_tree: FormPairs | None = None
     if request.query:
@@ -319,6 +342,7 @@ def decode_request(request: Request, limits: DecodeLimits | None = None) -> Deco
     decoded.sniffed_gzip = sniffed
     if tree is not None:
         flattener.walk(tree, "", "", ())
+    decoded.fields.extend(flattener.keys)
     return decoded
 
 
@@ -327,11 +351,13 @@ def decode_request(request: Request, limits: DecodeLimits | None = None) -> Deco
 _DROP = object()
 
 
-def _container_at(tree: Any, locator: tuple[str | int, ...]) -> tuple[Any, str | int] | None:
+def _container_at(tree: Any, locator: tuple[Any, ...]) -> tuple[Any, str | int] | None:
     """The container holding the value at `locator`, and its key."""
     node = tree
     for step in locator[:-1]:
-        if step == "<embedded>":
+        if step is UNREWRITABLE:
+            return None
+        if step is EMBEDDED:
             if not isinstance(node, Embedded):
                 return None
             node = node.tree
@@ -351,15 +377,17 @@ def _container_at(tree: Any, locator: tuple[str | int, ...]) -> tuple[Any, str |
     return node, locator[-1]
 
 
-def rewrite_values(tree: Any, edits: dict[tuple[str | int, ...], Any]) -> Any:
-    """Apply `edits` (locator -> new value, or `DROP`) to `tree` in place and return it."""
+def rewrite_values(tree: Any, edits: dict[tuple[Any, ...], Any]) -> Any:
+    """Apply `edits` (locator -> new value, or `DROP`) to `tree` in place and return it.
+
+    Raises `DecodeError` when a locator does not lead to a value: a redaction that cannot be applied
+    must never pass for one that was (the engine then blocks).
+    """
     drops: list[tuple[Any, str | int]] = []
     for locator, new_value in edits.items():
-        if not locator:
-            continue
-        found = _container_at(tree, locator)
+        found = _container_at(tree, locator) if locator else None
         if found is None:
-            continue
+            raise DecodeError("a value to redact could not be located in the body")
         container, key = found
         if new_value is _DROP:
             drops.append((container, key))
@@ -367,7 +395,7 @@ def rewrite_values(tree: Any, edits: dict[tuple[str | int, ...], Any]) -> Any:
         try:
             container[key] = new_value
         except (KeyError, IndexError, TypeError):
-            continue
+            raise DecodeError("a value to redact could not be rewritten in the body") from None
     # Drop list items from the highest index down so earlier indexes stay valid.
     for container, key in sorted(drops, key=lambda d: d[1] if isinstance(d[1], int) else -1, reverse=True):
         try:

@@ -102,12 +102,20 @@ _DECODERS = {
 }
 
 
+_IANA_CODINGS = frozenset({"compress", "x-compress", "exi", "pack200-gzip", "aes128gcm", "dcb", "dcz"})
+
+
+def _describe(encoding: str) -> str:
+    """The coding's name when it is a registered one; a header value may also be anything, even a secret."""
+    return repr(encoding) if encoding in _IANA_CODINGS else f"(unregistered, {len(encoding)} characters)"
+
+
 def decompress(data: bytes, encodings: tuple[str, ...], limit: int) -> bytes:
     """Undo `encodings` (in the order they were applied) without exceeding `limit` bytes."""
     for encoding in reversed(encodings):
         decoder = _DECODERS.get(encoding)
         if decoder is None:
-            raise DecodeError(f"unsupported Content-Encoding {encoding!r}")
+            raise DecodeError(f"unsupported Content-Encoding {_describe(encoding)}")
         data = decoder(data, limit)
     return data
 
@@ -124,5 +132,5 @@ def compress(data: bytes, encodings: tuple[str, ...]) -> bytes:
         elif encoding == "zstd":
             data = zstandard.ZstdCompressor().compress(data)
         else:
-            raise DecodeError(f"unsupported Content-Encoding {encoding!r}")
+            raise DecodeError(f"unsupported Content-Encoding {_describe(encoding)}")
     return data

@@ -41,12 +41,32 @@ class Embedded:
     padded: bool = True
 
 
+class DuplicateKeyError(ValueError):
+    """A JSON object names a key twice: which value a server keeps is not ours to guess."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise DuplicateKeyError
+    return obj
+
+
+def loads_strict(text: str | bytes) -> Any:
+    """`json.loads` that refuses duplicate keys (an earlier value would vanish uninspected)."""
+    return json.loads(text, object_pairs_hook=_unique_keys)
+
+
 def _loads(text: str | bytes) -> Any:
     try:
-        return json.loads(text)
+        return loads_strict(text)
     except RecursionError:
         raise DecodeLimitError("JSON nested too deeply") from None
+    except DuplicateKeyError:
+        # Not a size limit, but the same outcome: part of the body cannot be inspected as a server reads it.
+        raise DecodeLimitError("JSON object with a duplicate key: not every value can be inspected") from None
     except (ValueError, UnicodeDecodeError) as e:
+        # json's messages quote positions, never the offending text.
         raise DecodeError(f"invalid JSON: {e}") from None
 
 
@@ -101,17 +121,23 @@ def serialize_ndjson(tree: list[Any]) -> bytes:
 # --- forms -----------------------------------------------------------------------------------------------------
 
 
+MAX_FORM_FIELDS = 100_000
+
+
 def parse_form(body: bytes) -> FormPairs:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise DecodeError(f"form body is not UTF-8: {e}") from None
+        raise DecodeError(f"form body is not UTF-8 (byte {e.start})") from None
     if "=" not in text:
         raise DecodeError("not an url-encoded form (no key=value pair)")
+    if text.count("&") + text.count(";") >= MAX_FORM_FIELDS:
+        raise DecodeLimitError(f"url-encoded form with more than {MAX_FORM_FIELDS} fields")
     try:
-        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True, max_num_fields=100_000)
-    except ValueError as e:
-        raise DecodeError(f"invalid url-encoded form: {e}") from None
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True, max_num_fields=MAX_FORM_FIELDS)
+    except ValueError:
+        # parse_qsl's message quotes the offending field, which may be the very secret: say nothing of it.
+        raise DecodeError("invalid url-encoded form (a field without `=`)") from None
     return FormPairs([FormPair((k, v)) for k, v in pairs])
 
 
@@ -182,7 +208,7 @@ def sniff_embedded(value: str) -> Embedded | None:
     first = stripped[0]
     if first in "{[" and stripped[-1] in "}]":
         try:
-            tree = json.loads(stripped)
+            tree = loads_strict(stripped)
         except (ValueError, RecursionError):
             return None
         if isinstance(tree, (dict, list)):
@@ -198,7 +224,7 @@ def sniff_embedded(value: str) -> Embedded | None:
     try:
         data = (base64.urlsafe_b64decode if urlsafe else base64.b64decode)(raw + b"=" * (-len(raw) % 4))
         text = data.decode("utf-8")
-        tree = json.loads(text)
+        tree = loads_strict(text)
     except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
         return None
     if isinstance(tree, (dict, list)):

@@ -303,18 +303,7 @@ def load_policy(references: Sequence[str] | None = None, *, extra_allowlist: Ite
     return Policy(
         rules=tuple(rules.values()),
         settings=settings,
-        allowlist=_merge_allowlists(allowlists, frozenset(extra_allowlist)),
+        allowlists=tuple(a for a in (*allowlists, Allowlist(fingerprints=frozenset(extra_allowlist))) if not a.empty),
         files=tuple(d.file for d in composer.documents),
         optout=tuple(optout),
-    )
-
-
-def _merge_allowlists(allowlists: list[Allowlist], extra_fingerprints: frozenset[str]) -> Allowlist:
-    fields = [a.fields_regex.pattern for a in allowlists if a.fields_regex is not None]
-    values = [a.values_regex.pattern for a in allowlists if a.values_regex is not None]
-    return Allowlist(
-        fields_regex=re2.compile("|".join(fields), options=_QUIET) if fields else None,
-        values_regex=re2.compile("|".join(values), options=_QUIET) if values else None,
-        fingerprints=frozenset().union(*(a.fingerprints for a in allowlists), extra_fingerprints),
-        detectors=frozenset().union(*(a.detectors for a in allowlists)),
     )

@@ -136,21 +136,32 @@ class ForbidSpec:
 
 @dataclass(frozen=True)
 class Allowlist:
-    """Findings accepted on purpose: by field, by value, by fingerprint or by detector."""
+    """Findings accepted on purpose. Every criterion an entry gives must hold (fields AND values AND
+    detectors AND fingerprints), so `{fields: [header.authorization], detectors: [secrets.authorization-header]}`
+    accepts that detector in that header only; an entry with no criterion accepts nothing."""
 
     fields_regex: Any = None
     values_regex: Any = None
     fingerprints: frozenset[str] = frozenset()
     detectors: frozenset[str] = frozenset()
 
+    @property
+    def empty(self) -> bool:
+        return (self.fields_regex is None and self.values_regex is None and not self.fingerprints
+                and not self.detectors)
+
     def accepts(self, generic_path: str, value: str, fingerprint: str, detector: str) -> bool:
-        if fingerprint in self.fingerprints:
-            return True
-        if detector and (detector in self.detectors or detector.split(".", 1)[0] in self.detectors):
-            return True
-        if self.fields_regex is not None and self.fields_regex.match(generic_path):
-            return True
-        return self.values_regex is not None and self.values_regex.match(value) is not None
+        if self.empty:
+            return False
+        if self.fingerprints and fingerprint not in self.fingerprints:
+            return False
+        if self.detectors and not (
+            detector and (detector in self.detectors or detector.split(".", 1)[0] in self.detectors)
+        ):
+            return False
+        if self.fields_regex is not None and self.fields_regex.match(generic_path) is None:
+            return False
+        return self.values_regex is None or self.values_regex.match(value) is not None
 
 
 @dataclass(frozen=True)
@@ -209,7 +220,8 @@ class Policy:
 
     rules: tuple[Rule, ...]
     settings: Settings = Settings()
-    allowlist: Allowlist = Allowlist()
+    allowlists: tuple[Allowlist, ...] = ()
+    """Policy-wide allowlists (one per file, plus a baseline's fingerprints): each applies on its own."""
     files: tuple[str, ...] = ()
     optout: tuple[OptOutSwitch, ...] = ()
 

@@ -38,10 +38,13 @@ UNKNOWN_HOST_CHOICES = ("fail", "pass")
 _MARKS = {Action.BLOCK: ":no_entry:", Action.REDACT: ":pencil2:", Action.LOG: ":mag:"}
 
 
-def request_from_flow(flow: http.HTTPFlow) -> Request:
-    """The core's plain record of a flow's request (body still content-encoded)."""
+def request_from_flow(flow: http.HTTPFlow, host: str | None = None) -> Request:
+    """The core's plain record of a flow's request (body still content-encoded).
+
+    `host` defaults to the name the client asked for (Host / :authority); see `audit_hosts`.
+    """
     req = flow.request
-    host = req.pretty_host or req.host
+    host = host or req.pretty_host or req.host
     return Request(
         method=req.method,
         scheme=req.scheme,
@@ -184,8 +187,7 @@ class TelemetryAudit:
             self.configure(set())  # hosts that add the addon without a configure round (test harnesses)
         assert self.auditor is not None and self.log is not None
         try:
-            request = request_from_flow(flow)
-            decision = self.auditor.evaluate(request)
+            request, decision = self._evaluate(flow)
         except Exception as e:  # the engine already fails closed; this guards the adapter itself
             logger.exception("telemetry-audit: auditing failed")
             request = Request(flow.request.method, flow.request.scheme, flow.request.pretty_host, flow.request.port,
@@ -217,6 +219,17 @@ class TelemetryAudit:
             request = _apply_redaction(flow, request, decision)
         if ctx.options.taudit_offline:
             self._answer_offline(flow, request, decision, collector)
+
+    def _evaluate(self, flow: http.HTTPFlow) -> tuple[Request, Decision]:
+        """Audit under every name the request goes by, keeping the strictest decision.
+
+        mitmproxy connects to `request.host` (the CONNECT target or absolute URL) while the Host header may
+        name another host: a client must not dodge the audit by naming a harmless host in its Host header.
+        """
+        assert self.auditor is not None
+        names = dict.fromkeys(h.lower() for h in (flow.request.pretty_host, flow.request.host) if h)
+        audited = [(r, self.auditor.evaluate(r)) for r in (request_from_flow(flow, name) for name in names)]
+        return max(audited, key=lambda pair: (pair[1].telemetry, pair[1].action.rank))
 
     # --- actions ---------------------------------------------------------------------------------------------
 

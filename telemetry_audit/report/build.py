@@ -27,13 +27,23 @@ class AuditedRequest:
     """The client process, when the proxy knows it."""
 
 
+def safe_path(request: Request, decision: Decision) -> str:
+    """The URL path, masked when a finding is in it."""
+    return mask(request.path) if any(f.field == "url.path" for f in decision.findings) else request.path
+
+
 def safe_url(request: Request, decision: Decision) -> str:
-    """The request URL with every query value that carries a finding masked."""
+    """The request URL with its path masked when a finding is in it, and every query value masked when any
+    finding is in the query (query names may hold dots and brackets, so no finding is traced back to one)."""
+    url = request.url
+    if any(f.field == "url.path" for f in decision.findings):
+        url = url[: len(url) - len(request.path)] + safe_path(request, decision)
     if not request.query:
-        return request.url
-    flagged = {f.field.split(".", 2)[1].split("[", 1)[0] for f in decision.findings if f.field.startswith("query.")}
-    query = [(k, mask(v) if k in flagged else v) for k, v in request.query]
-    return f"{request.url}?{urlencode(query)}"
+        return url
+    values_flagged = any(f.field.startswith(("query.", "key:query")) for f in decision.findings)
+    keys_flagged = any(f.field.startswith("key:query") for f in decision.findings)
+    query = [(mask(k) if keys_flagged else k, mask(v) if values_flagged else v) for k, v in request.query]
+    return f"{url}?{urlencode(query)}"
 
 
 def request_entry(item: AuditedRequest) -> dict[str, Any]:
@@ -42,7 +52,7 @@ def request_entry(item: AuditedRequest) -> dict[str, Any]:
         "method": request.method,
         "url": safe_url(request, decision),
         "host": request.host,
-        "path": request.path,
+        "path": safe_path(request, decision),
         "tool": decision.tool,
         "decision": decision.action.value,
         "time": item.time,

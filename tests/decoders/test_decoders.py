@@ -16,7 +16,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
-from telemetry_audit.decoders import DROP, DecodeLimits, decode_request, encode_body, rewrite_values
+from telemetry_audit.decoders import DROP, DecodeError, DecodeLimits, decode_request, encode_body, rewrite_values
 from telemetry_audit.model import Request
 
 EVENT = {"event": "cli.start", "properties": {"args": ["deploy", "--stage", "dev"], "cwd": "/home/alice/app"}}
@@ -193,7 +193,8 @@ def test_rewrite_keeps_format_and_encoding(encoding: str | None) -> None:
     rewrite_values(decoded.body_tree, edits)
     out = encode_body(decoded)
     again = decode_request(Request.from_url("POST", "https://c.test/e", headers, out))
-    assert {f.path: f.value for f in again.fields} == {"a": "X", "b.c": "X", "d[0]": 2}
+    body_fields = {f.path: f.value for f in again.fields if not f.path.startswith(("header.", "url.", "key:"))}
+    assert body_fields == {"a": "X", "b.c": "X", "d[0]": 2}
 
 
 def test_rewrite_otlp_protobuf_round_trips() -> None:
@@ -214,7 +215,7 @@ def test_rewrite_form_with_base64_json_keeps_base64() -> None:
     request = Request.from_url("POST", "https://api.mixpanel.com/track",
                                {"Content-Type": "application/x-www-form-urlencoded"}, body)
     decoded = decode_request(request)
-    rewrite_values(decoded.body_tree, {f.locator: "[REDACTED]" for f in decoded.fields})
+    rewrite_values(decoded.body_tree, {f.locator: "[REDACTED]" for f in decoded.fields if f.path == "data.distinct_id"})
     out = encode_body(decoded)
     assert b"alice" not in out and b"alice" not in base64.b64decode(out.split(b"=", 1)[1].replace(b"%3D", b"="))
 
@@ -244,3 +245,37 @@ def test_arbitrary_json_round_trips_through_rewrite(value: object) -> None:
         again = decode_request(Request.from_url("POST", "https://c.test/e", {"Content-Type": "application/json"},
                                                 encode_body(decoded)))
         assert [(f.path, f.value) for f in again.fields] == [(f.path, f.value) for f in decoded.fields]
+
+
+def test_a_redaction_that_cannot_be_located_raises() -> None:
+    # A payload key spelled like a locator step must not make a redaction silently miss its target.
+    body = json.dumps({"<embedded>": {"x": "/home/alice/p"}}).encode()
+    decoded = decode_request(Request.from_url("POST", "https://c.test/e", {"Content-Type": "application/json"}, body))
+    [target] = [f for f in decoded.fields if f.path == "<embedded>.x"]
+    rewrite_values(decoded.body_tree, {target.locator: "X"})
+    assert json.loads(encode_body(decoded)) == {"<embedded>": {"x": "X"}}
+    with pytest.raises(DecodeError):
+        rewrite_values(decoded.body_tree, {("nope", "x"): "X"})
+
+
+def test_keys_path_and_documents_in_headers_are_scanned() -> None:
+    payload = base64.b64encode(json.dumps({"t": "inner-value"}).encode()).decode()
+    request = Request.from_url("POST", "https://c.test/v1/u/secret-in-path", {
+        "Content-Type": "application/json", "X-Payload": payload, "Accept-Language": "xx"},
+        json.dumps({"ghp_key_as_name": 1}).encode())
+    fields = {f.path: f.value for f in decode_request(request).fields}
+    assert fields["url.path"] == "/v1/u/secret-in-path"
+    assert fields["key:body"] == "ghp_key_as_name"
+    assert fields["header.x-payload.t"] == "inner-value" and fields["header.accept-language"] == "xx"
+
+
+def test_duplicate_keys_and_deep_embedding_are_uninspectable() -> None:
+    duplicate = decode_request(Request.from_url("POST", "https://c.test/e", {"Content-Type": "application/json"},
+                                                b'{"t": "one", "t": "two"}'))
+    assert any(p.truncated and "duplicate" in p.reason for p in duplicate.problems)
+    value: str = json.dumps({"t": "x"})
+    for _ in range(6):
+        value = base64.b64encode(json.dumps({"w": value}).encode()).decode()
+    deep = decode_request(Request.from_url("POST", "https://c.test/e", {"Content-Type": "application/json"},
+                                           json.dumps({"v": value}).encode()))
+    assert any(p.truncated and "nested" in p.reason for p in deep.problems)

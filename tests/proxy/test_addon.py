@@ -168,3 +168,11 @@ def test_flows_already_answered_are_left_alone(addon: TelemetryAudit) -> None:
         before = flow.response
         addon.request(flow)
     assert flow.response is before and METADATA_KEY not in flow.metadata
+
+
+def test_a_harmless_host_header_does_not_dodge_the_audit(addon: TelemetryAudit) -> None:
+    with taddons.context(addon):
+        flow = telemetry_flow({"token": GITHUB_TOKEN})  # to api.segment.io...
+        flow.request.headers["Host"] = "docs.example.org"  # ...claiming to be for somebody else
+        addon.request(flow)
+    assert flow.metadata[METADATA_KEY]["decision"] == "block"
