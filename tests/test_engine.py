@@ -279,6 +279,9 @@ FAST_PATH_VALUES = st.sampled_from([
     "C:\\Users\\alice\\x", "10.0.0.1", "8.8.8.8", "00:1a:2b:3c:4d:5e", "alice", "alice-laptop",
     "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlLXZhbHVlLTEyMzQ1", "https://bob:s3cretpass@host.test/x",
     "4.17.1", "2026-11-22T07:58:27Z", "0ba1fd90-e64a-11f1-a508-991b2c0cd370", "plain words",
+    base64.b64encode(json.dumps({"t": GITHUB_TOKEN}).encode()).decode(),
+    " " + base64.urlsafe_b64encode(json.dumps(["/home/alice/x"]).encode()).decode().rstrip("=") + " ",
+    "example-words-here", "environment", "W3sidCI6MX1d",
 ])
 fast_path_json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)

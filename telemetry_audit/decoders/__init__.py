@@ -100,7 +100,9 @@ def _audited_headers(request: Request) -> Iterator[tuple[str, str]]:
 
 
 # What `scan_text` cannot stand in for: strings that may hold base64 JSON (opened only by the full path).
-_SCAN_TEXT_BLOCKERS = re2.compile(r'"\s*[eyWw][A-Za-z0-9+/_=-]{11,}\s*"')
+# Base64 of a text starting with `{` begins `e` + one of [w-z0-9+/] (and `[` gives `W` + the same): only such
+# strings can be what `formats.sniff_embedded` opens.
+_SCAN_TEXT_BLOCKERS = re2.compile(r'"\s*[eW][w-z0-9+/_-][A-Za-z0-9+/_=-]{10,}\s*"')
 # Non-integer number literals: a detector sees `str(float)`, which may be spelled differently (1e5, 1.50).
 _FLOAT_LITERALS = re2.compile(r"[:\[,]\s*(-?[0-9]+(?:\.[0-9]+(?:[eE][+-]?[0-9]+)?|[eE][+-]?[0-9]+))")
 
