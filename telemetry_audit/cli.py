@@ -93,19 +93,24 @@ def load_policy_or_exit(args: argparse.Namespace) -> Any:
         _fatal(f"invalid policy\n{e}")
 
 
+def format_targets(args: argparse.Namespace, default_format: str) -> list[tuple[str, str]]:
+    """(format, output) pairs from repeated `--format`/`--output` options; `-` is standard output."""
+    formats = args.formats or [default_format]
+    outputs = args.outputs or []
+    if len(outputs) > len(formats):
+        _fatal("more --output than --format options: pair each --output with a --format")
+    targets = [(fmt, outputs[i] if i < len(outputs) else "-") for i, fmt in enumerate(formats)]
+    if sum(1 for _, target in targets if target == "-") > 1:
+        _fatal("only one --format may go to standard output: give the others an --output FILE")
+    return targets
+
+
 def emit_reports(args: argparse.Namespace, report: dict[str, Any]) -> None:
     """Write every requested format to its output; the terminal view goes to stdout."""
     from telemetry_audit.report import WRITERS
     from telemetry_audit.report.table import render_table
 
-    formats = args.formats or [args.default_format]
-    outputs = args.outputs or []
-    if len(outputs) > len(formats):
-        _fatal("more --output than --format options: pair each --output with a --format")
-    if sum(1 for i in range(len(formats)) if i >= len(outputs) or outputs[i] == "-") > 1:
-        _fatal("only one --format may go to standard output: give the others an --output FILE")
-    for index, fmt in enumerate(formats):
-        target = outputs[index] if index < len(outputs) else "-"
+    for fmt, target in format_targets(args, args.default_format):
         if fmt == "table":
             if target == "-":
                 # `run` keeps the audited command's stdout clean: its terminal view goes to stderr.

@@ -34,7 +34,15 @@ from rich.table import Table
 from rich.text import Text
 
 from telemetry_audit import __version__
-from telemetry_audit.cli import EXIT_CLEAN, EXIT_FINDINGS, _fatal, _stderr, add_policy_options, load_policy_or_exit
+from telemetry_audit.cli import (
+    EXIT_CLEAN,
+    EXIT_FINDINGS,
+    _fatal,
+    _stderr,
+    add_policy_options,
+    format_targets,
+    load_policy_or_exit,
+)
 from telemetry_audit.policy.model import OptOutSwitch, Policy
 from telemetry_audit.proxy.auditlog import read_log
 from telemetry_audit.proxy.child_env import child_environment, combined_ca_bundle, preload_path
@@ -420,14 +428,7 @@ def summary_line(report: Mapping[str, Any]) -> str:
 
 
 def _emit(args: argparse.Namespace, report: Mapping[str, Any]) -> None:
-    formats = args.formats or ["table"]
-    outputs = args.outputs or []
-    if len(outputs) > len(formats):
-        _fatal("more --output than --format options: pair each --output with a --format")
-    if sum(1 for i in range(len(formats)) if i >= len(outputs) or outputs[i] == "-") > 1:
-        _fatal("only one --format may go to standard output: give the others an --output FILE")
-    for index, fmt in enumerate(formats):
-        target = outputs[index] if index < len(outputs) else "-"
+    for fmt, target in format_targets(args, "table"):
         if fmt == "json":
             text = write_json(report)
             if target == "-":
