@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 import brotli
@@ -65,32 +66,34 @@ def _inflate_deflate(data: bytes, limit: int) -> bytes:
         return _inflate(data, -zlib.MAX_WBITS, limit, "deflate")
 
 
+def _feed(step: Callable[[bytes], bytes], data: bytes, limit: int, name: str) -> bytes:
+    """Feed `data` in small slices to a streaming decompressor's `step`, never holding more than `limit`."""
+    out = bytearray()
+    slice_size = _CHUNK // 16
+    for start in range(0, len(data), slice_size):
+        out += step(data[start : start + slice_size])
+        if len(out) > limit:
+            raise DecodeLimitError(f"{name} body expands beyond the {limit}-byte limit (compression bomb?)")
+    return bytes(out)
+
+
 def _unbrotli(data: bytes, limit: int) -> bytes:
     decompressor = brotli.Decompressor()
-    out = bytearray()
     try:
-        for start in range(0, len(data), _CHUNK // 16):
-            out += decompressor.process(data[start : start + _CHUNK // 16])
-            if len(out) > limit:
-                raise DecodeLimitError(f"br body expands beyond the {limit}-byte limit (compression bomb?)")
+        out = _feed(decompressor.process, data, limit, "br")
     except brotli.error as e:
         raise DecodeError(f"invalid br data: {e}") from None
     if not decompressor.is_finished():
         raise DecodeError("truncated br data")
-    return bytes(out)
+    return out
 
 
 def _unzstd(data: bytes, limit: int) -> bytes:
     decompressor = zstandard.ZstdDecompressor().decompressobj()
-    out = bytearray()
     try:
-        for start in range(0, len(data), _CHUNK // 16):
-            out += decompressor.decompress(data[start : start + _CHUNK // 16])
-            if len(out) > limit:
-                raise DecodeLimitError(f"zstd body expands beyond the {limit}-byte limit (compression bomb?)")
+        return _feed(decompressor.decompress, data, limit, "zstd")
     except zstandard.ZstdError as e:
         raise DecodeError(f"invalid zstd data: {e}") from None
-    return bytes(out)
 
 
 _DECODERS = {
