@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import re2
@@ -87,8 +87,10 @@ class DecodedRequest:
     sniffed_gzip: bool = False
     query_tree: FormPairs | None = None
     path: str = ""
-    tool_hint: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    request: Request | None = None
+    """The request this was decoded from (emulators answer from it without decoding again)."""
+    plain_body: bytes | None = None
+    """The body with its content codings (and sniffed gzip) undone; None when that failed."""
 
 
 def _audited_headers(request: Request) -> Iterator[tuple[str, str]]:
@@ -154,8 +156,13 @@ def scan_text(request: Request, limits: DecodeLimits | None = None) -> str | Non
     return headers + "\n" + text.replace('"', "\n\x00\n") + "\n" + floats
 
 
-def _decode_body(request: Request, limits: DecodeLimits) -> tuple[str, Any, tuple[str, ...], bool]:
-    """(format, tree, encodings, sniffed_gzip) of the body; raises DecodeError."""
+def _decode_body(
+    request: Request, limits: DecodeLimits, decoded: DecodedRequest | None = None
+) -> tuple[str, Any, tuple[str, ...], bool]:
+    """(format, tree, encodings, sniffed_gzip) of the body; raises DecodeError.
+
+    The decompressed body is kept on `decoded.plain_body` as soon as it is known.
+    """
     body = request.body
     encodings = request.content_encodings
     if encodings:
@@ -164,6 +171,8 @@ def _decode_body(request: Request, limits: DecodeLimits) -> tuple[str, Any, tupl
     if body[:2] == GZIP_MAGIC:  # posthog-js and others gzip without saying so
         body = decompress(body, ("gzip",), limits.max_decoded_bytes)
         sniffed = True
+    if decoded is not None:
+        decoded.plain_body = body
     if not body.strip():
         return "empty", None, encodings, sniffed
     if len(body) > limits.max_decoded_bytes:
@@ -324,9 +333,9 @@ def decode_request(request: Request, limits: DecodeLimits | None = None) -> Deco
         query_tree = FormPairs([FormPair((k, v)) for k, v in request.query])
         flattener.walk(query_tree, "query", "query", ("query",))
 
-    decoded = DecodedRequest(fields, problems, "empty", query_tree=query_tree, path=request.path)
+    decoded = DecodedRequest(fields, problems, "empty", query_tree=query_tree, path=request.path, request=request)
     try:
-        body_format, tree, encodings, sniffed = _decode_body(request, limits)
+        body_format, tree, encodings, sniffed = _decode_body(request, limits, decoded)
     except DecodeError as e:
         problems.append(DecodeProblem("body", str(e), isinstance(e, DecodeLimitError)))
         decoded.body_format = "raw"
