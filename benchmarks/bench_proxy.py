@@ -101,7 +101,7 @@ import os
 from mitmproxy import ctx, http
 
 
-class Responder:
+class Ready:
     def load(self, loader):
         loader.add_option("bench_ready_file", str, "", "Write the listening address here once ready.")
 
@@ -115,11 +115,13 @@ class Responder:
                 json.dump({"host": host, "port": port}, stream)
             os.replace(temp, ctx.options.bench_ready_file)
 
+
+class Responder:
     def request(self, flow):
         flow.response = http.Response.make(200, b'{"success":true}', {"Content-Type": "application/json"})
 
 
-addons = [Responder()]
+addons = [Ready(), Responder()] if os.environ.get("BENCH_RESPOND", "1") == "1" else [Ready()]
 '''
 
 
@@ -329,54 +331,49 @@ def _stop_process(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-def _start_mitmdump(mitmdump: str, workdir: str, confdir: str, script: str, settings: dict[str, str],
-                    ready_option: str, target: str, log_path: str = "") -> Server:
+def _start_mitmdump(mitmdump: str, workdir: str, confdir: str, scripts: list[str], settings: dict[str, str],
+                    target: str, log_path: str = "", respond: bool = True) -> Server:
     ready_file = os.path.join(workdir, f"{target}.ready.json")
     stderr_path = os.path.join(workdir, f"{target}.stderr")
-    command = [mitmdump, "-q", "--listen-host", "127.0.0.1", "--listen-port", "0", "-s", script,
-               "--set", f"confdir={confdir}", "--set", "connection_strategy=lazy",
-               "--set", f"{ready_option}={ready_file}"]
+    responder = os.path.join(workdir, "bench_responder.py")
+    Path(responder).write_text(RESPONDER_SCRIPT, encoding="utf-8")
+    command = [mitmdump, "-q", "--listen-host", "127.0.0.1", "--listen-port", "0", "-s", responder]
+    for script in scripts:
+        command += ["-s", script]
+    command += ["--set", f"confdir={confdir}", "--set", "connection_strategy=lazy",
+                "--set", f"bench_ready_file={ready_file}"]
     for name, value in settings.items():
         command += ["--set", f"{name}={value}"]
+    env = {**os.environ, "BENCH_RESPOND": "1" if respond else "0"}
     with open(stderr_path, "wb") as stderr:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
-                                   start_new_session=True)
+                                   start_new_session=True, env=env)
     ready = _wait_ready(ready_file, process, stderr_path)
     return Server(target, "127.0.0.1", int(ready["port"]), process.pid, lambda: _stop_process(process),
                   log_path=log_path)
 
 
 def start_bare(mitmdump: str, workdir: str, confdir: str) -> Server:
-    script = os.path.join(workdir, "bench_responder.py")
-    Path(script).write_text(RESPONDER_SCRIPT, encoding="utf-8")
-    return _start_mitmdump(mitmdump, workdir, confdir, script, {}, "bench_ready_file", BARE)
+    return _start_mitmdump(mitmdump, workdir, confdir, [], {}, BARE)
 
 
 def start_addon(mitmdump: str, workdir: str, confdir: str) -> Server:
     log_path = os.path.join(workdir, f"{ADDON}.audit.jsonl")
-    # mitmproxy puts a script's directory first on sys.path, where `addons/telemetry_audit.py` shadows the
-    # `telemetry_audit` package itself (ModuleNotFoundError: 'telemetry_audit' is not a package). The same
-    # script under another name loads.
-    script = os.path.join(workdir, "taudit_addon_script.py")
-    shutil.copyfile(ROOT / "addons" / "telemetry_audit.py", script)
-    return _start_mitmdump(mitmdump, workdir, confdir, script,
-                           {"taudit_offline": "true", "taudit_log": log_path}, "taudit_ready_file", ADDON,
-                           log_path)
+    script = str(ROOT / "addons" / "telemetry_audit_addon.py")
+    return _start_mitmdump(mitmdump, workdir, confdir, [script], {"taudit_offline": "true", "taudit_log": log_path},
+                           ADDON, log_path, respond=False)
 
 
 def start_ours(workdir: str, confdir: str) -> Server:
-    from telemetry_audit.proxy.commands import start_proxy
+    from telemetry_audit.proxy.settings import ProxySettings
+    from telemetry_audit.session import ProxySession
 
     run_dir = os.path.join(workdir, OURS)
     os.makedirs(run_dir, exist_ok=True)
     log_path = os.path.join(run_dir, "audit.jsonl")
-    proxy = start_proxy(run_dir, listen="127.0.0.1:0", confdir=confdir, policies=[], log_path=log_path,
-                        mode="enforce", offline=True)
-
-    def stop() -> None:
-        proxy.stop()
-
-    return Server(OURS, proxy.host, proxy.port, proxy.process.pid, stop, log_path=log_path)
+    session = ProxySession(ProxySettings(log=log_path), confdir=confdir, workdir=run_dir).start()
+    assert session.process is not None
+    return Server(OURS, session.host, session.port, session.process.pid, session.stop, log_path=log_path)
 
 
 _DIRECT_RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n"
@@ -693,7 +690,7 @@ def _start(target: str, config: Config, workdir: str, confdir: str, placement: P
 
 def run_benchmark(config: Config, *, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run every target over every scheme `config.repeat` times; return the figures (see `summarize`)."""
-    from telemetry_audit.proxy.commands import CA_CERT_NAME, ensure_ca
+    from telemetry_audit.proxy.ca import CA_CERT_NAME, ensure_ca
 
     say = progress or (lambda message: None)
     placement = Placement.choose(config.pin)

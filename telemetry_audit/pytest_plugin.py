@@ -39,7 +39,7 @@ import pytest
 if TYPE_CHECKING:
     from telemetry_audit.collectors.store import EventStore, StoredEvent
     from telemetry_audit.policy.model import Policy
-    from telemetry_audit.proxy.commands import ProxyProcess
+    from telemetry_audit.session import ProxySession
 
 MARKER = "telemetry_audit"
 RUN_TIMEOUT = 120.0
@@ -75,7 +75,7 @@ class AuditSettings:
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> AuditSettings:
         """Validated settings from marker or factory keyword arguments; `ValueError` says what is wrong."""
-        from telemetry_audit.proxy.addon import BLOCK_STYLES, MODES, UNKNOWN_HOST_CHOICES
+        from telemetry_audit.proxy.settings import BLOCK_STYLES, MODES, UNKNOWN_HOST_CHOICES
 
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(kwargs) - known)
@@ -119,7 +119,7 @@ class _RunningProxy:
 
     settings: AuditSettings
     policy: Policy
-    process: ProxyProcess
+    session: ProxySession
     workdir: Path
     log_path: Path
     store_path: Path
@@ -129,7 +129,7 @@ class _RunningProxy:
 
     @property
     def url(self) -> str:
-        return self.process.url
+        return self.session.url
 
     def store(self) -> EventStore:
         if self._store is None:
@@ -139,14 +139,14 @@ class _RunningProxy:
         return self._store
 
     def alive(self) -> bool:
-        return self.process.process.poll() is None
+        return self.session.alive()
 
     def stop(self) -> None:
         """Stop the child (it writes its closing stats record) and close our reader of the event store."""
         if self._store is not None:
             self._store.close()
             self._store = None
-        status = self.process.stop()
+        status = self.session.stop()
         if status not in (0, -signal.SIGTERM):
             # Leave a trace where the artifacts are; raising here would only hide the tests' own results.
             (self.workdir / "exit-status").write_text(f"{status}\n", encoding="utf-8")
@@ -165,7 +165,7 @@ class _ProxyPool:
     def ca_cert(self) -> str:
         """The session's CA, created once in a private confdir (never the user's `~/.telemetry-audit`)."""
         if self._confdir is None:
-            from telemetry_audit.proxy.commands import ensure_ca
+            from telemetry_audit.proxy.ca import ensure_ca
 
             self._confdir = self._factory.mktemp("telemetry-audit-home")
             self._ca_cert = ensure_ca(str(self._confdir))
@@ -175,21 +175,16 @@ class _ProxyPool:
         key = settings.proxy_key()
         proxy = self._shared.get(key)
         if proxy is not None and not proxy.alive():
-            raise RuntimeError(f"the session's telemetry-audit proxy exited ({proxy.process.process.returncode}):\n"
-                               f"{proxy.process.stderr_text().strip()}\nits files: {proxy.workdir}")
+            raise RuntimeError(f"the session's telemetry-audit proxy exited ({proxy.session.stop()}):\n"
+                               f"{proxy.session.stderr_text().strip()}\nits files: {proxy.workdir}")
         if proxy is None:
             proxy = self._shared[key] = self.start(settings)
         return proxy
 
     def start(self, settings: AuditSettings) -> _RunningProxy:
         from telemetry_audit.policy import PolicyError, load_policy
-        from telemetry_audit.proxy.child_env import combined_ca_bundle
-        from telemetry_audit.proxy.commands import (
-            ProxyStartError,
-            free_loopback_listen,
-            start_proxy,
-            write_environment_file,
-        )
+        from telemetry_audit.proxy.settings import ProxySettings
+        from telemetry_audit.session import ProxySession, ProxyStartError
 
         policies = [self._policy_reference(p) for p in settings.policy]
         try:
@@ -200,21 +195,18 @@ class _ProxyPool:
         workdir = self._factory.mktemp("telemetry-audit-proxy")
         workdir.chmod(0o700)
         log_path, store_path = workdir / "audit.jsonl", workdir / "events.sqlite"
-        env_file = write_environment_file(str(workdir), {**os.environ, **dict(settings.env)})
+        proxy_settings = ProxySettings(
+            policy=tuple(policies), mode=settings.mode, log=str(log_path), offline=not settings.online,
+            offline_unknown=settings.offline_unknown, audit_all=settings.audit_all, block_style=settings.block_style,
+            store=str(store_path), client_process=True,
+        )
+        session = ProxySession(proxy_settings, confdir=str(self._confdir), workdir=str(workdir),
+                               audited_env={**os.environ, **dict(settings.env)})
         try:
-            process = start_proxy(
-                str(workdir), listen=free_loopback_listen(), confdir=str(self._confdir), policies=policies,
-                log_path=str(log_path), mode=settings.mode, offline=not settings.online,
-                offline_unknown=settings.offline_unknown, audit_all=settings.audit_all,
-                block_style=settings.block_style, env_file=env_file, store=str(store_path), client_process=True,
-            )
+            session.start()
         except ProxyStartError as e:
             raise RuntimeError(f"the telemetry-audit proxy did not start: {e}\nits files: {workdir}") from None
-        finally:
-            # The proxy has read it; it holds the environment in clear, so it does not outlive the start.
-            Path(env_file).unlink(missing_ok=True)
-        bundle = combined_ca_bundle(ca_cert, str(workdir))
-        return _RunningProxy(settings, policy, process, workdir, log_path, store_path, ca_cert, bundle)
+        return _RunningProxy(settings, policy, session, workdir, log_path, store_path, ca_cert, session.ca_bundle)
 
     def _policy_reference(self, reference: str) -> str:
         """Built-in names pass through; relative paths are read from the rootdir, as pytest reads its ini paths."""
@@ -248,13 +240,9 @@ class AuditProxy:
         self._log_offset = proxy.log_path.stat().st_size if proxy.log_path.exists() else 0
         previous = proxy.store().all()
         self._first_event_id = previous[-1].id + 1 if previous else 0
-        from telemetry_audit.proxy.child_env import child_environment, preload_path
-
         base = {**os.environ, **dict(proxy.settings.env)}
-        self.env: dict[str, str] = child_environment(
-            base, proxy_url=proxy.url, ca_cert_path=proxy.ca_cert, ca_bundle_path=proxy.ca_bundle,
-            preload_path=preload_path(), bypass_loopback=not proxy.settings.proxy_loopback,
-        )
+        self.env: dict[str, str] = proxy.session.client_environment(
+            base, bypass_loopback=not proxy.settings.proxy_loopback)
         """A full environment for `subprocess.run(..., env=...)`: every runtime routed through the proxy (Node too)."""
 
     # --- routing a client --------------------------------------------------------------------------------------
@@ -344,8 +332,8 @@ class AuditProxy:
     def assert_no_violations(self, fail_on: str = "redact") -> None:
         """Fail when a finding reaches `fail_on`: an action (`log`, `redact`, `block`) or a severity; as `run`."""
         __tracebackhide__ = True
-        from telemetry_audit.cli import fails
         from telemetry_audit.model import Action, Severity
+        from telemetry_audit.report.build import reaches as fails
 
         if fail_on not in {*Action._value2member_map_, *Severity._value2member_map_}:
             raise ValueError(f"fail_on={fail_on!r}: expected an action, a severity or 'never'")
@@ -415,15 +403,15 @@ class AuditProxy:
     def _fail(self, lines: list[str]) -> NoReturn:
         __tracebackhide__ = True
         if not self._proxy.alive():
-            lines.append(f"the proxy has exited ({self._proxy.process.process.returncode}): "
-                         f"{self._proxy.process.stderr_text().strip()}")
+            lines.append(f"the proxy has exited ({self._proxy.session.stop()}): "
+                         f"{self._proxy.session.stderr_text().strip()}")
         log, report = self.write_artifacts()
         lines.append(f"audit log: {log}\nreport: {report}")
         raise AssertionError("\n".join(lines))
 
     def summary(self) -> str:
         """One paragraph for the terminal: counts, each request's decision, and where the artifacts are."""
-        from telemetry_audit.cli import summary_line
+        from telemetry_audit.report.build import summary_line
 
         report = self.report()
         lines = [summary_line(report)]

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
-from collections.abc import Sequence
 from typing import Any
 
 from mitmproxy import ctx, exceptions, http
@@ -27,14 +25,12 @@ from telemetry_audit.model import Action, Decision, Request
 from telemetry_audit.policy import PolicyError, load_policy
 from telemetry_audit.proxy.auditlog import AuditLog, AuditLogError, audit_record, stats_record
 from telemetry_audit.proxy.client_process import client_process
+from telemetry_audit.proxy.settings import option_specs
 from telemetry_audit.report.build import AuditedRequest
 
 logger = logging.getLogger(__name__)
 
 METADATA_KEY = "telemetry_audit"
-MODES = ("enforce", "audit")
-BLOCK_STYLES = ("empty", "kill", "403")
-UNKNOWN_HOST_CHOICES = ("fail", "pass")
 _MARKS = {Action.BLOCK: ":no_entry:", Action.REDACT: ":pencil2:", Action.LOG: ":mag:"}
 
 
@@ -76,7 +72,11 @@ def _load_environment(path: str) -> AuditEnvironment:
 class TelemetryAudit:
     """Audits telemetry flows: block, redact or log them as the policy says, and answer them offline."""
 
-    def __init__(self) -> None:
+    def __init__(self, environment: AuditEnvironment | None = None) -> None:
+        self.environment = environment
+        """The audited process's environment, handed over by the session (else `taudit_env_file`)."""
+        self.fatal_error = ""
+        """Why auditing had to stop (the audit log could not be written); the proxy exits non-zero."""
         self.auditor: Auditor | None = None
         self.log: AuditLog | None = None
         self.store: EventStore | None = None
@@ -86,32 +86,8 @@ class TelemetryAudit:
     # --- options ---------------------------------------------------------------------------------------------
 
     def load(self, loader: Any) -> None:
-        loader.add_option("taudit_policy", Sequence[str], [],
-                          "Policy files or built-in pack names, composed in order (default: the built-in policy).")
-        loader.add_option("taudit_mode", str, "enforce",
-                          "enforce: block and redact as the policy says; audit: record decisions, modify nothing.",
-                          choices=MODES)
-        loader.add_option("taudit_log", str, "", "Append one JSON line per audited request to this file.")
-        loader.add_option("taudit_offline", bool, False,
-                          "Answer telemetry with the emulated collectors; nothing is sent upstream.")
-        loader.add_option("taudit_offline_unknown", str, "fail",
-                          "Offline: what happens to requests for hosts no collector emulates "
-                          "(fail as with no network, or pass upstream).", choices=UNKNOWN_HOST_CHOICES)
-        loader.add_option("taudit_audit_all", bool, False,
-                          "Audit every request, not only those recognised as telemetry.")
-        loader.add_option("taudit_block_style", str, "empty",
-                          "How a blocked request is answered: an empty success (so the tool neither fails nor "
-                          "retries), a killed connection, or 403.", choices=BLOCK_STYLES)
-        loader.add_option("taudit_env_file", str, "",
-                          "JSON file with the audited process's environment (written by `telemetry-audit run`).")
-        loader.add_option("taudit_store", str, "",
-                          "SQLite file keeping the events the emulated collectors received (default: in memory).")
-        loader.add_option("taudit_baseline", str, "", "Baseline file of accepted finding fingerprints.")
-        loader.add_option("taudit_client_process", bool, False,
-                          "Name the local process behind each audited connection (Linux; scans /proc once per "
-                          "connection, a few ms: on for `telemetry-audit run`).")
-        loader.add_option("taudit_ready_file", str, "",
-                          "Write the listening address to this file once the proxy is ready.")
+        for spec in option_specs():
+            loader.add_option(spec.name, spec.typespec, spec.default, spec.help, choices=spec.choices)
 
     def configure(self, updated: set[str]) -> None:
         policy_options = {"taudit_policy", "taudit_env_file", "taudit_audit_all", "taudit_baseline"}
@@ -129,7 +105,7 @@ class TelemetryAudit:
             except PolicyError as e:
                 raise exceptions.OptionsError(f"invalid policy\n{e}") from e
             try:
-                environment = _load_environment(ctx.options.taudit_env_file)
+                environment = self.environment or _load_environment(ctx.options.taudit_env_file)
             except (OSError, ValueError) as e:
                 raise exceptions.OptionsError(f"cannot read {ctx.options.taudit_env_file}: {e}") from e
             self.auditor = Auditor(policy, environment, audit_all=ctx.options.taudit_audit_all)
@@ -145,23 +121,10 @@ class TelemetryAudit:
                 self.store.close()
             self.store = EventStore(ctx.options.taudit_store or ":memory:")
 
-    def running(self) -> None:
-        ready_file = ctx.options.taudit_ready_file
-        if not ready_file:
-            return
-        proxyserver = ctx.master.addons.get("proxyserver")
-        addresses = proxyserver.listen_addrs() if proxyserver else []
-        if addresses:
-            host, port = addresses[0][:2]
-            temp = f"{ready_file}.tmp"
-            with open(temp, "w", encoding="utf-8") as stream:
-                json.dump({"host": host, "port": port, "pid": os.getpid()}, stream)
-            os.replace(temp, ready_file)
-
     def done(self) -> None:
         if self.log is not None:
             try:
-                self.log.write(stats_record(self.seen, self.started))
+                self.log.write(stats_record(self.seen, self.started, ctx.options.taudit_session))
             except AuditLogError as e:
                 logger.error(str(e))
             self.log.close()
@@ -202,11 +165,14 @@ class TelemetryAudit:
         client = client_process(flow) if ctx.options.taudit_client_process else ""
         item = AuditedRequest(request, decision, time=time.time(), client=client)
         record = audit_record(item, mode=ctx.options.taudit_mode, enforced=enforce, answered_by=answered_by)
+        if ctx.options.taudit_session:
+            record["session"] = ctx.options.taudit_session
         try:
             self.log.write(record)
         except AuditLogError as e:
             # Like mitmproxy's save addon: never let traffic through unrecorded.
             logger.error(f"telemetry-audit: {e}; shutting down")
+            self.fatal_error = str(e)
             flow.kill()
             ctx.master.shutdown()
             return
@@ -344,3 +310,7 @@ def _apply_redaction(flow: http.HTTPFlow, request: Request, decision: Decision) 
     return Request(request.method, request.scheme, request.host, request.port, request.path, tuple(query),
                    tuple(headers), body)
 
+
+
+addons = [TelemetryAudit()]
+"""So that `mitmdump -s <path of this module>` loads it as a script (see the README)."""

@@ -71,13 +71,19 @@ class AuditLog:
                 self._fd = None
 
 
-def stats_record(requests: int, started: float) -> dict[str, Any]:
+def stats_record(requests: int, started: float, session: str = "") -> dict[str, Any]:
     """The closing record: how many requests the proxy saw in all (audited or not)."""
-    return {"record": "stats", "requests": requests, "started": started, "ended": time.time()}
+    record: dict[str, Any] = {"record": "stats", "requests": requests, "started": started, "ended": time.time()}
+    if session:
+        record["session"] = session
+    return record
 
 
-def read_log(path: str) -> tuple[list[dict[str, Any]], int]:
-    """(request records, total requests seen) from an audit log; tolerates a torn last line."""
+def read_log(path: str, session: str = "") -> tuple[list[dict[str, Any]], int]:
+    """(request records, total requests seen) from an audit log; tolerates a torn last line.
+
+    With `session`, only that session's records count (a log may be shared by several runs).
+    """
     records: list[dict[str, Any]] = []
     total = 0
     try:
@@ -86,6 +92,8 @@ def read_log(path: str) -> tuple[list[dict[str, Any]], int]:
                 try:
                     record = json.loads(line)
                 except ValueError:
+                    continue
+                if session and record.get("session") != session:
                     continue
                 if record.get("record") == "request":
                     records.append(record)

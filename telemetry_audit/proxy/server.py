@@ -1,7 +1,9 @@
 """The proxy process: a lean mitmproxy master carrying only the addons an auditing proxy needs.
 
-`telemetry-audit proxy` and `run` start this module as a child process
-(`python -m telemetry_audit.proxy.server ...`). A child keeps mitmproxy's
+`telemetry-audit proxy`, `run`, `collector`, `optout-check` and the pytest plugin start this module as a
+child process through `telemetry_audit.session.ProxySession` (`python -P -m telemetry_audit.proxy.server`,
+its configuration as one JSON object on standard input; it answers with one JSON line on standard output
+once it listens). A child keeps mitmproxy's
 event loop and signal handling away from the supervising CLI, and a crash
 of either side cannot silently take the other with it. Leaving out the ~30
 interactive default addons of `mitmdump` (playback, map-local, sticky
@@ -10,22 +12,29 @@ cookies, ...) removes most of the per-flow hook dispatch cost.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
+import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, TextIO
 
 from mitmproxy import exceptions, options
 from mitmproxy.addons import core, errorcheck, next_layer, proxyserver, tlsconfig
 from mitmproxy.master import Master
 
-from telemetry_audit.proxy.addon import BLOCK_STYLES, MODES, UNKNOWN_HOST_CHOICES, TelemetryAudit
+from telemetry_audit.detectors.base import AuditEnvironment
+from telemetry_audit.proxy.addon import TelemetryAudit
+
+EXIT_CONFIG = 2
+"""The configuration was refused (bad options, a policy that does not load)."""
+EXIT_AUDIT_FAILED = 3
+"""Auditing itself failed (the audit log could not be written): traffic was stopped, not passed."""
 
 
-def build_master(opts: options.Options, *, quiet: bool = True) -> Master:
+def build_master(opts: options.Options, audit: TelemetryAudit | None = None, *, quiet: bool = True) -> Master:
     """A master with the proxy core and the telemetry-audit addon, nothing else."""
     master = Master(opts, with_termlog=not quiet)
     master.addons.add(
@@ -33,82 +42,84 @@ def build_master(opts: options.Options, *, quiet: bool = True) -> Master:
         proxyserver.Proxyserver(),
         next_layer.NextLayer(),
         tlsconfig.TlsConfig(),
-        TelemetryAudit(),
+        audit or TelemetryAudit(),
         errorcheck.ErrorCheck(repeat_errors_on_stderr=True),
     )
     return master
 
 
-def parse_listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep:
-        host, port = "127.0.0.1", value
+class ReadyAnnouncer:
+    """Tells the supervisor where the proxy listens, once it does: one JSON line on standard output."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def running(self) -> None:
+        from mitmproxy import ctx
+
+        proxyserver = ctx.master.addons.get("proxyserver")
+        addresses = proxyserver.listen_addrs() if proxyserver else []
+        host, port = addresses[0][:2] if addresses else ("", 0)
+        self.stream.write(json.dumps({"host": host, "port": port, "pid": os.getpid()}) + "\n")
+        self.stream.flush()
+
+
+def read_config(stream: TextIO) -> dict[str, Any]:
+    """The session's configuration, handed over on standard input (never on the command line or on disk:
+    it carries the audited process's environment)."""
     try:
-        return host.strip("[]") or "127.0.0.1", int(port)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}") from None
+        config = json.loads(stream.read() or "{}")
+    except ValueError as e:
+        raise ValueError(f"the configuration on standard input is not JSON: {e}") from None
+    if not isinstance(config, dict):
+        raise ValueError("the configuration on standard input must be a JSON object")
+    return config
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m telemetry_audit.proxy.server")
-    parser.add_argument("--listen", type=parse_listen, default=("127.0.0.1", 8080))
-    parser.add_argument("--confdir", default="~/.telemetry-audit")
-    parser.add_argument("--policy", action="append", default=[])
-    parser.add_argument("--mode", choices=MODES, default="enforce")
-    parser.add_argument("--log", default="")
-    parser.add_argument("--offline", action="store_true")
-    parser.add_argument("--offline-unknown", choices=UNKNOWN_HOST_CHOICES, default="fail")
-    parser.add_argument("--audit-all", action="store_true")
-    parser.add_argument("--block-style", choices=BLOCK_STYLES, default="empty")
-    parser.add_argument("--env-file", default="")
-    parser.add_argument("--store", default="")
-    parser.add_argument("--baseline", default="")
-    parser.add_argument("--ready-file", default="")
-    parser.add_argument("--client-process", action="store_true")
-    parser.add_argument("--parent-pid", type=int, default=0,
-                        help="shut down when this process is gone (the CLI that started us was killed)")
-    parser.add_argument("--verbose", action="store_true")
-    return parser
+def environment_from(data: Mapping[str, Any] | None) -> AuditEnvironment | None:
+    """The audited process's environment from the hand-off (None: audit against this process's own)."""
+    if data is None:
+        return None
+    return AuditEnvironment(
+        env=dict(data.get("env", {})),
+        home=data.get("home", ""),
+        cwd=data.get("cwd", ""),
+        user=data.get("user", ""),
+        hostname=data.get("hostname", ""),
+        canaries=tuple(data.get("canaries", ())),
+    )
 
 
-async def serve(args: argparse.Namespace) -> int:
+async def serve(config: Mapping[str, Any]) -> int:
     opts = options.Options()
-    master = build_master(opts, quiet=not args.verbose)
-    host, port = args.listen
+    verbose = bool(config.get("verbose"))
+    audit = TelemetryAudit(environment=environment_from(config.get("environment")))
+    master = build_master(opts, audit, quiet=not verbose)
+    master.addons.add(ReadyAnnouncer(sys.stdout))
     try:
         opts.update(
-            listen_host=host,
-            listen_port=port,
-            confdir=args.confdir,
+            listen_host=config.get("listen_host", "127.0.0.1"),
+            listen_port=int(config.get("listen_port", 8080)),
+            confdir=config.get("confdir", "~/.telemetry-audit"),
             # Lazy: answer HTTPS locally without ever connecting upstream (offline collectors).
             connection_strategy="lazy",
-            taudit_policy=args.policy,
-            taudit_mode=args.mode,
-            taudit_log=args.log,
-            taudit_offline=args.offline,
-            taudit_offline_unknown=args.offline_unknown,
-            taudit_audit_all=args.audit_all,
-            taudit_block_style=args.block_style,
-            taudit_env_file=args.env_file,
-            taudit_store=args.store,
-            taudit_baseline=args.baseline,
-            taudit_ready_file=args.ready_file,
-            taudit_client_process=args.client_process,
+            **dict(config.get("mitmproxy", {})),
+            **dict(config.get("options", {})),
         )
     except exceptions.OptionsError as e:
         print(f"telemetry-audit: {e}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, master.shutdown)
     if hasattr(signal, "SIGPIPE"):
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    if args.parent_pid:
-        watcher = loop.create_task(_shutdown_when_orphaned(master, args.parent_pid))
+    parent_pid = int(config.get("parent_pid", 0))
+    watcher = loop.create_task(_shutdown_when_orphaned(master, parent_pid)) if parent_pid else None
     await master.run()
-    if args.parent_pid:
+    if watcher is not None:
         watcher.cancel()
-    return 0
+    return EXIT_AUDIT_FAILED if audit.fatal_error else 0
 
 
 async def _shutdown_when_orphaned(master: Master, parent_pid: int, interval: float = 1.0) -> None:
@@ -121,10 +132,19 @@ async def _shutdown_when_orphaned(master: Master, parent_pid: int, interval: flo
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.getLogger().setLevel(logging.WARNING if not args.verbose else logging.INFO)
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv:
+        print(__doc__, file=sys.stderr)
+        return EXIT_CONFIG
     try:
-        return asyncio.run(serve(args))
+        config = read_config(sys.stdin)
+    except ValueError as e:
+        print(f"telemetry-audit: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    logging.getLogger().setLevel(logging.INFO if config.get("verbose") else logging.WARNING)
+    try:
+        return asyncio.run(serve(config))
     except KeyboardInterrupt:
         return 130
 

@@ -6,7 +6,7 @@ through here, so the report means the same thing wherever it comes from.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -135,3 +135,25 @@ def report_from_entries(entries: list[dict[str, Any]], policy: Policy, *, total_
         "policy": policy_section(policy),
         "requests": entries,
     }
+
+
+def reaches(report: Mapping[str, Any], threshold: str) -> bool:
+    """True when an active finding reaches `threshold` (an action or a severity name; `never` for none)."""
+    if threshold == "never":
+        return False
+    findings = [f for r in report["requests"] for f in r["findings"] if not f.get("suppressed")]
+    if threshold in Action._value2member_map_:
+        rank = Action(threshold).rank
+        return any(Action(f["action"]).rank >= rank for f in findings)
+    rank = Severity(threshold).rank
+    return any(Severity(f["severity"]).rank >= rank for f in findings)
+
+
+def summary_line(report: Mapping[str, Any]) -> str:
+    """The one-line summary every front end prints."""
+    s = report["summary"]
+    text = (f"{s['telemetry']} telemetry request(s) of {s['requests']}: {s['blocked']} blocked, "
+            f"{s['redacted']} redacted, {s['logged']} logged; {s['findings']} finding(s)")
+    if s.get("suppressed"):
+        text += f", {s['suppressed']} suppressed by allowlist/baseline"
+    return text

@@ -62,7 +62,7 @@ def test_redaction_rewrites_gzip_body_and_length(addon: TelemetryAudit) -> None:
 
 def test_audit_mode_modifies_nothing(addon: TelemetryAudit) -> None:
     with taddons.context(addon) as tctx:
-        tctx.configure(addon, taudit_mode="audit")
+        tctx.configure(addon, taudit_mode="audit", taudit_offline=False)
         flow = telemetry_flow({"token": GITHUB_TOKEN})
         before = flow.request.raw_content
         addon.request(flow)
@@ -95,8 +95,16 @@ def test_offline_answers_with_the_emulated_collector_and_stores_events(addon: Te
     assert "deploy" in json.dumps(listing)
 
 
+def test_offline_is_the_default(addon: TelemetryAudit) -> None:
+    with taddons.context(addon):
+        flow = tflow.tflow(req=http.Request.make("GET", "https://pypi.org/simple/"))
+        addon.request(flow)
+        assert flow.response is not None and flow.response.status_code == 502
+
+
 def test_non_telemetry_passes_online_and_fails_offline(addon: TelemetryAudit) -> None:
     with taddons.context(addon) as tctx:
+        tctx.configure(addon, taudit_offline=False)
         flow = tflow.tflow(req=http.Request.make("GET", "https://pypi.org/simple/"))
         addon.request(flow)
         assert flow.response is None and METADATA_KEY not in flow.metadata

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from telemetry_audit.proxy.child_env import (
+from telemetry_audit.session.child_env import (
     CA_BUNDLE_VARIABLES,
     LOOPBACK_HOSTS,
     PROXY_VARIABLES,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from telemetry_audit.proxy.child_env import child_environment, combined_ca_bundle, preload_path
+from telemetry_audit.session.child_env import child_environment, combined_ca_bundle, preload_path
 
 if TYPE_CHECKING:
     from conftest import Catcher, Upstream

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from telemetry_audit.policy.model import OptOutSwitch
-from telemetry_audit.proxy.optout import (
+from telemetry_audit.optout import (
     DO_NOT_TRACK,
     RunOutcome,
     Verdict,
@@ -22,6 +21,7 @@ from telemetry_audit.proxy.optout import (
     switch_problem,
     switches_to_try,
 )
+from telemetry_audit.policy.model import OptOutSwitch
 
 
 def switch(kind: str = "env", expected: str = "stops", **fields: object) -> OptOutSwitch:

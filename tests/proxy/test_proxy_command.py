@@ -6,15 +6,31 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
+
+import telemetry_audit.proxy.addon as addon_module
+from tests.proxy.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 GITHUB_TOKEN = "ghp_" + "M1n2B3v4C5x6Z7l8K9j0H1g2F3d4S5a6P7o8"
+
+
+def wait_listening(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
 
 
 def _wait_for(pattern: str, stream_path: Path, timeout: float = 60) -> re.Match[str]:
@@ -53,21 +69,27 @@ def test_proxy_command_audits_live_traffic_and_flushes_on_ctrl_c(tmp_path: Path)
     assert GITHUB_TOKEN not in log.read_text() and GITHUB_TOKEN not in stderr.read_text()
 
 
-def test_addon_script_loads_in_plain_mitmdump(tmp_path: Path) -> None:
+ADDON_SCRIPTS = {
+    "the addons/ script": ROOT / "addons" / "telemetry_audit_addon.py",
+    "the module inside the package": Path(addon_module.__file__),
+}
+
+
+@pytest.mark.parametrize("script", list(ADDON_SCRIPTS.values()), ids=list(ADDON_SCRIPTS))
+def test_addon_script_loads_in_plain_mitmdump(tmp_path: Path, script: Path) -> None:
     mitmdump = Path(sys.executable).with_name("mitmdump")
     log = tmp_path / "audit.jsonl"
-    ready = tmp_path / "ready.json"
+    port = free_port()
     process = subprocess.Popen(
-        [str(mitmdump), "-q", "--listen-host", "127.0.0.1", "--listen-port", "0", "--set",
+        [str(mitmdump), "-q", "--listen-host", "127.0.0.1", "--listen-port", str(port), "--set",
          f"confdir={tmp_path / 'confdir'}", "--set", "connection_strategy=lazy", "-s",
-         str(ROOT / "addons" / "telemetry_audit.py"), "--set", "taudit_offline=true", "--set", f"taudit_log={log}",
-         "--set", f"taudit_ready_file={ready}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+         str(script), "--set", f"taudit_log={log}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
     try:
         deadline = time.monotonic() + 60
-        while not ready.exists() and time.monotonic() < deadline and process.poll() is None:
-            time.sleep(0.1)
-        port = json.loads(ready.read_text())["port"]
+        while not log.exists() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.1)  # the addon opens its log once configured, before the proxy listens
+        wait_listening(port)
         proxy = f"http://127.0.0.1:{port}"
         answer = requests.post("http://api.segment.io/v1/track", json={"event": "x", "cwd": "/home/alice/p"},
                                proxies={"http": proxy}, timeout=20)
@@ -85,7 +107,7 @@ def test_addon_script_refuses_a_broken_policy(tmp_path: Path) -> None:
     policy.write_text("rules:\n  - id: x\n    match: {telemetry: true}\n    action: deny\n")
     result = subprocess.run(
         [str(mitmdump), "-q", "--listen-host", "127.0.0.1", "--listen-port", "0", "--set",
-         f"confdir={tmp_path / 'confdir'}", "-s", str(ROOT / "addons" / "telemetry_audit.py"), "--set",
+         f"confdir={tmp_path / 'confdir'}", "-s", str(ROOT / "addons" / "telemetry_audit_addon.py"), "--set",
          f"taudit_policy={policy}"], capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert f"{policy}:4:13" in result.stderr + result.stdout

@@ -1,4 +1,4 @@
-"""`telemetry-audit optout-check`: do a tool's documented opt-out switches really stop its telemetry?
+"""Do a tool's documented opt-out switches really stop its telemetry? (`telemetry-audit optout-check`)
 
 The command runs CMD once with telemetry on (the baseline), then once per opt-out switch of a policy pack
 (`optout:` entries: an environment variable, a file under HOME, or a command run first) plus the cross-tool
@@ -13,14 +13,11 @@ pack documents as stopping telemetry did not, 2 usage or policy-file error.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -29,35 +26,12 @@ from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
-
 from telemetry_audit import __version__
-from telemetry_audit.cli import (
-    EXIT_CLEAN,
-    EXIT_FINDINGS,
-    _fatal,
-    _stderr,
-    add_policy_options,
-    format_targets,
-    load_policy_or_exit,
-)
 from telemetry_audit.policy.model import OptOutSwitch, Policy
-from telemetry_audit.proxy.auditlog import read_log
-from telemetry_audit.proxy.child_env import child_environment, combined_ca_bundle, preload_path
-from telemetry_audit.proxy.commands import (
-    audited_hosts,
-    default_confdir,
-    ensure_ca,
-    free_loopback_listen,
-    private_workdir,
-    start_proxy,
-    write_environment_file,
-)
+from telemetry_audit.proxy.settings import ProxySettings
+from telemetry_audit.session import ProxySession
 
 REPORT_VERSION = 1
-FORMATS: tuple[str, ...] = ("table", "json")
 
 DO_NOT_TRACK = OptOutSwitch(
     tool="", kind="env", name="DO_NOT_TRACK", value="1",
@@ -69,6 +43,10 @@ HOME_STATE_VARIABLES: tuple[str, ...] = ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "X
 """Removed from every run's environment so that a tool's config and caches follow the fresh HOME."""
 
 KILL_GRACE_S = 5.0
+
+
+class OptOutRunError(RuntimeError):
+    """A run could not even start (the command cannot be executed)."""
 
 
 class Verdict(StrEnum):
@@ -186,7 +164,6 @@ class RunSettings:
     command: tuple[str, ...]
     policies: tuple[str, ...]
     confdir: str
-    ca_cert: str
     base_env: Mapping[str, str]
     hosts: tuple[str, ...]
     timeout_s: float
@@ -203,7 +180,8 @@ def base_environment(environ: Mapping[str, str], switches: Iterable[OptOutSwitch
 def run_case(settings: RunSettings, index: int, switch: OptOutSwitch | None) -> RunOutcome:
     """Run CMD once behind its own offline proxy, in a fresh HOME, with `switch` applied (None: the baseline)."""
     started = time.monotonic()
-    with private_workdir() as workdir:
+    workdir = tempfile.mkdtemp(prefix="telemetry-audit-optout-")
+    try:
         keep = ""
         if settings.keep_root:
             keep = os.path.join(settings.keep_root, f"{index:02d}-{_slug(switch)}")
@@ -215,25 +193,22 @@ def run_case(settings: RunSettings, index: int, switch: OptOutSwitch | None) -> 
         env["HOME"] = home
         if switch is not None and switch.kind == "env":
             env[switch.name] = switch.value
-        log_path = os.path.join(place, "audit.jsonl")
-        proxy = start_proxy(
-            workdir, listen=free_loopback_listen(), confdir=settings.confdir, policies=settings.policies,
-            log_path=log_path, mode="enforce", offline=True, env_file=write_environment_file(workdir, env),
-        )
+        proxy_settings = ProxySettings(policy=settings.policies, mode="enforce", offline=True,
+                                       log=os.path.join(place, "audit.jsonl"))
+        session = ProxySession(proxy_settings, confdir=settings.confdir, audited_env=env, workdir=workdir)
+        session.start()
         try:
-            child_env = child_environment(
-                env, proxy_url=proxy.url, ca_cert_path=settings.ca_cert,
-                ca_bundle_path=combined_ca_bundle(settings.ca_cert, workdir), preload_path=preload_path(),
-                audited_hosts=settings.hosts,
-            )
+            child_env = session.client_environment(env, audited_hosts=settings.hosts)
             setup_error = _apply(switch, home, child_env, settings, os.path.join(place, "setup-output.log"))
-            setup_records = len(read_log(log_path)[0])
+            setup_records = len(session.records()[0])
             output = os.path.join(place, "output.log")
             exit_code = _run_command(list(settings.command), child_env, output, settings.timeout_s, settings.settle_s)
         finally:
-            proxy.stop()
-        records, _ = read_log(log_path)
+            session.stop()
+        records, _ = session.records()
         tail = _tail(output)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
     return RunOutcome(
         exit_code=exit_code, requests=tuple(records[setup_records:]), setup_requests=setup_records,
         setup_error=setup_error, duration_s=round(time.monotonic() - started, 2), kept_dir=keep, output_tail=tail,
@@ -273,7 +248,7 @@ def _run_command(command: list[str], env: dict[str, str], output: str, timeout_s
             child = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                                      start_new_session=True)
         except OSError as e:
-            _fatal(f"cannot run {command[0]}: {e.strerror or e}")
+            raise OptOutRunError(f"cannot run {command[0]}: {e.strerror or e}") from None
         try:
             code: int | None = child.wait(timeout_s)
         except subprocess.TimeoutExpired:
@@ -391,149 +366,3 @@ def optout_report(
     }
 
 
-def write_json(report: Mapping[str, Any]) -> str:
-    return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
-
-
-_VERDICT_STYLES = {"honoured": "green", "ignored": "yellow", "inconclusive": "dim", "setup-failed": "red"}
-
-
-def render_table(report: Mapping[str, Any], console: Console) -> None:
-    """One row per run: switch, documented source, expected, telemetry requests seen, verdict."""
-    table = Table(title=f"Opt-out switches of {report['pack']}", show_edge=False, pad_edge=False)
-    table.add_column("Switch", overflow="fold")
-    table.add_column("Documented source", overflow="fold")
-    table.add_column("Expected", no_wrap=True)
-    table.add_column("Telemetry requests seen", justify="right", no_wrap=True)
-    table.add_column("Verdict", overflow="fold")
-    baseline = report["baseline"]
-    table.add_row(Text("(baseline: telemetry on)", style="bold"), Text(""), Text("sends"),
-                  Text(str(baseline["telemetry_requests"])), Text(""))
-    for entry in report["switches"]:
-        verdict = Verdict(entry["verdict"])
-        text = Text(verdict.label, style="bold red" if entry["failed"] else _VERDICT_STYLES[verdict.value])
-        if entry["note"]:
-            text.append(f"\n{entry['note']}", style="dim")
-        expected = entry["switch"]["expected"] or "-"
-        table.add_row(Text(entry["label"]), Text(entry["switch"]["source"]), Text(expected),
-                      Text(str(entry["run"]["telemetry_requests"])), text)
-    console.print(table)
-
-
-def summary_line(report: Mapping[str, Any]) -> str:
-    s = report["summary"]
-    return (f"{s['switches']} switch(es) tried: {s['honoured']} honoured, {s['ignored']} ignored, "
-            f"{s['inconclusive']} inconclusive, {s['setup_failed']} setup failed; "
-            f"{s['failed']} documented switch(es) did not stop telemetry")
-
-
-def _emit(args: argparse.Namespace, report: Mapping[str, Any]) -> None:
-    for fmt, target in format_targets(args, "table"):
-        if fmt == "json":
-            text = write_json(report)
-            if target == "-":
-                sys.stdout.write(text)
-            else:
-                Path(target).write_text(text, encoding="utf-8")
-        elif target == "-":
-            render_table(report, Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 160))
-        else:
-            with open(target, "w", encoding="utf-8") as stream:
-                render_table(report, Console(file=stream, width=160, no_color=True))
-
-
-# --- command ----------------------------------------------------------------------------------------------------
-
-
-def cmd_optout_check(args: argparse.Namespace) -> int:
-    from telemetry_audit.policy import PolicyError, load_policy
-
-    command = list(args.cmd)
-    if command and command[0] == "--":
-        command = command[1:]
-    if not command:
-        _fatal("nothing to run: give the command after `--`, e.g. `telemetry-audit optout-check --pack sst -- "
-               "sst version`")
-    if shutil.which(command[0]) is None:
-        _fatal(f"command not found: {command[0]}")
-    if not args.pack and not args.policy:
-        _fatal("which tool's switches? give --pack NAME (a built-in pack such as `sst`, or a policy file)")
-    if args.timeout <= 0 or args.settle < 0:
-        _fatal("--timeout must be positive and --settle not negative")
-    declared: tuple[OptOutSwitch, ...] = ()
-    if args.pack:
-        try:
-            declared = load_policy([args.pack]).optout
-        except PolicyError as e:
-            _fatal(f"invalid policy\n{e}")
-        args.policy = args.policy or [args.pack]
-    policy = load_policy_or_exit(args)
-    if not args.pack:
-        declared = policy.optout
-    tools = sorted({s.tool for s in declared})
-    pack = ", ".join(tools) or (Path(args.pack).stem if args.pack else "policy")
-    switches = switches_to_try(declared, pack)
-    for switch in switches:
-        problem = switch_problem(switch)
-        if problem:
-            _fatal(f"invalid opt-out switch in {pack}: {problem}")
-    console = _stderr()
-    if not declared:
-        console.print(f"telemetry-audit: {pack} documents no opt-out switch; trying DO_NOT_TRACK only", markup=False)
-
-    keep_root = tempfile.mkdtemp(prefix="telemetry-audit-optout-") if args.keep_home else ""
-    settings = RunSettings(
-        command=tuple(command), policies=tuple(args.policy), confdir=args.confdir, ca_cert=ensure_ca(args.confdir),
-        base_env=base_environment(os.environ, switches), hosts=tuple(audited_hosts(policy)),
-        timeout_s=args.timeout, settle_s=args.settle, keep_root=keep_root,
-    )
-    console.print(f"telemetry-audit: running `{command[0]}` {len(switches) + 1} times (baseline + "
-                  f"{len(switches)} switch(es)), offline, each in a fresh HOME", markup=False)
-    baseline = run_case(settings, 0, None)
-    console.print(f"  baseline: {len(baseline.requests)} telemetry request(s), exit {baseline.exit_code}",
-                  markup=False)
-    if not baseline.requests and baseline.output_tail:
-        console.print(f"  the baseline sent no telemetry; its last output:\n{baseline.output_tail}", markup=False)
-    results = []
-    for index, switch in enumerate(switches, start=1):
-        outcome = run_case(settings, index, switch)
-        console.print(f"  {describe(switch)}: {len(outcome.requests)} telemetry request(s), exit {outcome.exit_code}"
-                      + (f" ({outcome.setup_error})" if outcome.setup_error else ""), markup=False)
-        results.append((switch, outcome))
-
-    report = optout_report(pack, policy, command, baseline, results)
-    _emit(args, report)
-    console.print(summary_line(report), markup=False)
-    if keep_root:
-        console.print(f"telemetry-audit: homes, outputs and audit logs kept in {keep_root}", markup=False)
-    return EXIT_FINDINGS if report["summary"]["failed"] else EXIT_CLEAN
-
-
-def register_optout(commands: Any) -> None:
-    """Add `optout-check` to the `telemetry-audit` subcommands."""
-    parser = commands.add_parser(
-        "optout-check", help="check that a tool's documented opt-out switches stop its telemetry",
-        description="Run CMD with telemetry on, then once per opt-out switch of the pack (and DO_NOT_TRACK=1), each "
-                    "time in a fresh temporary HOME behind the offline auditing proxy, and report which switches "
-                    "stopped telemetry. Exit 1 when a documented switch did not.",
-    )
-    parser.add_argument("--pack", metavar="NAME|FILE",
-                        help="the pack whose `optout:` switches are tried (also the policy unless --policy is given)")
-    add_policy_options(parser)
-    parser.add_argument("--format", "-f", action="append", dest="formats", choices=FORMATS, metavar="FORMAT",
-                        help="table or json (repeatable, paired with --output in order; default: table)")
-    parser.add_argument("--output", "-o", action="append", dest="outputs", metavar="FILE",
-                        help="write the matching --format to FILE (default: standard output)")
-    parser.add_argument("--keep-home", action="store_true",
-                        help="keep each run's temporary HOME, output and audit log, and print where")
-    parser.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
-                        help="give up on a run (or a switch's command) after this long (default: 300)")
-    parser.add_argument("--settle", type=float, default=1.0, metavar="SECONDS",
-                        help="after CMD exits, wait this long for late telemetry before stopping (default: 1)")
-    parser.add_argument("--confdir", default=default_confdir(), help="where the proxy CA lives")
-    parser.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
-    parser.set_defaults(handler=cmd_optout_check)
-
-
-__all__ = ["DO_NOT_TRACK", "Judgement", "Verdict", "cmd_optout_check", "describe", "judge", "optout_report",
-           "register_optout", "switch_problem", "switches_to_try"]

@@ -1,0 +1,57 @@
+"""The `telemetry-audit` command line: one module per command, registered here in order.
+
+The CLI is the only layer that prints and exits. Commands import the session and the core; nothing imports
+the CLI back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from telemetry_audit import __version__
+from telemetry_audit.cli import ca, check, collector, optout, proxy, rules, run
+from telemetry_audit.cli.common import EXIT_CLEAN, EXIT_USAGE, UsageError, stderr_console
+
+COMMANDS = (check, rules, run, proxy, optout, collector, ca)
+"""Every subcommand module; each has `register(subparsers) -> its parser`."""
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The top-level parser and each subcommand's own (for usage errors in the subcommand's words)."""
+    parser = argparse.ArgumentParser(
+        prog="telemetry-audit",
+        description="Audit what CLI tools send as telemetry: decode it, check it against policy, "
+        "block or redact leaks.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = {}
+    for module in COMMANDS:
+        sub = module.register(commands)
+        subparsers[sub.prog.rsplit(" ", 1)[-1]] = sub
+    return parser, subparsers
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser, subparsers = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    sub = subparsers.get(getattr(args, "command", None) or "")
+    if unknown:
+        (sub or parser).error(f"unrecognized arguments: {' '.join(unknown)}")
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        (sub or parser).print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(handler(args))
+    except UsageError as e:
+        stderr_console().print(f"[bold red]telemetry-audit {args.command}:[/] {e}", highlight=False)
+        if sub is not None:
+            stderr_console().print(f"usage: see `telemetry-audit {args.command} --help`", highlight=False)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_CLEAN

@@ -1,0 +1,264 @@
+"""One audited proxy session: what `run`, `proxy`, `collector`, `optout-check` and the pytest plugin share.
+
+A session owns a private working directory, makes sure the CA exists, starts the lean proxy child
+(`telemetry_audit.proxy.server`) with its settings and the audited process's environment handed over on a
+pipe (never on disk, never on a command line), waits until it listens, gives clients the environment that
+routes them through it, and reads its audit log back for the report.
+
+The child runs in its own session (so the terminal's Ctrl-C reaches the audited command first and the proxy
+stays up to record its last requests) and shuts itself down if its supervisor dies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from telemetry_audit.proxy.auditlog import read_log
+from telemetry_audit.proxy.ca import default_confdir, ensure_ca
+from telemetry_audit.proxy.settings import ProxySettings
+from telemetry_audit.session.child_env import child_environment, combined_ca_bundle, preload_path
+
+READY_TIMEOUT = 60.0
+STOP_TIMEOUT = 20.0
+
+
+class ProxyStartError(RuntimeError):
+    """The proxy child exited or never listened; the message carries its own error output."""
+
+
+class ProxyFailedError(RuntimeError):
+    """The proxy child stopped on its own (crashed, or the audit log could not be written)."""
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """`HOST:PORT`, `[V6]:PORT` or `PORT` (on 127.0.0.1); `ValueError` says what is wrong."""
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        host, port = "127.0.0.1", value
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        number = int(port)
+    except ValueError:
+        raise ValueError(f"expected HOST:PORT or PORT, got {value!r}") from None
+    if not 0 <= number <= 65535:
+        raise ValueError(f"port {number} is out of range (0-65535)")
+    return host, number
+
+
+def audit_environment_data(env: Mapping[str, str], canaries: Sequence[str] = ()) -> dict[str, Any]:
+    """The audited process's environment as the proxy child receives it (for the env-value detector)."""
+    from telemetry_audit.detectors.base import AuditEnvironment
+
+    current = AuditEnvironment.current(dict(env))
+    return {"env": dict(env), "home": current.home, "cwd": current.cwd, "user": current.user,
+            "hostname": current.hostname, "canaries": list(canaries)}
+
+
+class ProxySession:
+    """One proxy child, its files and the environment that routes a client through it."""
+
+    def __init__(
+        self,
+        settings: ProxySettings,
+        *,
+        listen: tuple[str, int] = ("127.0.0.1", 0),
+        confdir: str = "",
+        audited_env: Mapping[str, str] | None = None,
+        canaries: Sequence[str] = (),
+        workdir: str | None = None,
+        verbose: bool = False,
+        mitmproxy_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.confdir = confdir or default_confdir()
+        self.listen = listen
+        self.audited_env = dict(audited_env) if audited_env is not None else None
+        self.canaries = tuple(canaries)
+        self.verbose = verbose
+        self.mitmproxy_options = dict(mitmproxy_options or {})
+        self._own_workdir = workdir is None
+        self.workdir = workdir or ""
+        self.settings = settings if settings.session else replace(settings, session=uuid.uuid4().hex[:16])
+        self.process: subprocess.Popen[bytes] | None = None
+        self.host = ""
+        self.port = 0
+        self.ca_cert = ""
+        self._ca_bundle = ""
+
+    # --- life cycle ---------------------------------------------------------------------------------------------
+
+    def launch(self) -> ProxySession:
+        """Start the child and hand it its configuration; `wait_ready()` waits for it to listen.
+
+        Split in two so the caller can do its own start-up work (load the policy for the report) meanwhile.
+        """
+        if not self.workdir:
+            self.workdir = tempfile.mkdtemp(prefix="telemetry-audit-")
+        os.chmod(self.workdir, 0o700)
+        self.ca_cert = ensure_ca(self.confdir)
+        if not self.settings.log:
+            self.settings = replace(self.settings, log=os.path.join(self.workdir, "audit.jsonl"))
+        config: dict[str, Any] = {
+            "listen_host": self.listen[0],
+            "listen_port": self.listen[1],
+            "confdir": self.confdir,
+            "options": self.settings.to_options(),
+            "mitmproxy": self.mitmproxy_options,
+            "parent_pid": os.getpid(),
+            "verbose": self.verbose,
+        }
+        if self.audited_env is not None:
+            config["environment"] = audit_environment_data(self.audited_env, self.canaries)
+        # -P: never import from the current directory (a source checkout there would shadow the installed package).
+        command = [sys.executable, "-P", "-m", "telemetry_audit.proxy.server"]
+        with open(self.stderr_path, "wb") as stderr:
+            self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+                                            start_new_session=True)
+        assert self.process.stdin is not None
+        try:
+            self.process.stdin.write(json.dumps(config).encode("utf-8"))
+            self.process.stdin.close()
+        except BrokenPipeError:
+            pass
+        return self
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> ProxySession:
+        """Block until the child listens; `ProxyStartError` with its own message when it does not."""
+        assert self.process is not None and self.process.stdout is not None
+        deadline = time.monotonic() + timeout
+        line = b""
+        fd = self.process.stdout.fileno()
+        while not line.endswith(b"\n") and time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            line += chunk
+        try:
+            announced = json.loads(line.decode("utf-8")) if line else {}
+        except ValueError:
+            announced = {}
+        if not announced.get("port"):
+            self.stop()
+            message = self.stderr_text().strip() or "the proxy did not start"
+            host, port = self.listen
+            raise ProxyStartError(f"cannot start the proxy on {host}:{port}:\n{message}")
+        self.host = "127.0.0.1" if announced["host"] in ("", "0.0.0.0", "::") else announced["host"]
+        self.port = int(announced["port"])
+        return self
+
+    def start(self) -> ProxySession:
+        return self.launch().wait_ready()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int:
+        """Ask the child to shut down (it flushes its log and store) and wait; its exit status."""
+        if self.process is None:
+            return 0
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        return int(self.process.returncode or 0)
+
+    def close(self) -> int:
+        """Stop the child and remove the private working directory (and with it the default log)."""
+        status = self.stop()
+        if self._own_workdir and self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        return status
+
+    def __enter__(self) -> ProxySession:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- what a client needs ------------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def log_path(self) -> str:
+        return self.settings.log
+
+    @property
+    def stderr_path(self) -> str:
+        return os.path.join(self.workdir, "proxy.stderr")
+
+    def stderr_text(self) -> str:
+        try:
+            return Path(self.stderr_path).read_text("utf-8", "replace")
+        except OSError:
+            return ""
+
+    @property
+    def ca_bundle(self) -> str:
+        """System CAs plus the proxy CA, for variables that replace a client's trust store (written once)."""
+        if not self._ca_bundle:
+            self._ca_bundle = combined_ca_bundle(self.ca_cert, self.workdir)
+        return self._ca_bundle
+
+    def client_environment(
+        self,
+        base: Mapping[str, str],
+        *,
+        bypass_loopback: bool = True,
+        audited_hosts: Iterable[str] = (),
+        node_preload: bool = True,
+    ) -> dict[str, str]:
+        """`base` plus every proxy and CA variable (and the Node preload) that routes a client through us."""
+        return child_environment(base, proxy_url=self.url, ca_cert_path=self.ca_cert, ca_bundle_path=self.ca_bundle,
+                                 preload_path=preload_path() if node_preload else None,
+                                 audited_hosts=audited_hosts, bypass_loopback=bypass_loopback)
+
+    # --- what it saw --------------------------------------------------------------------------------------------
+
+    def records(self) -> tuple[list[dict[str, Any]], int]:
+        """(request records, requests seen) of this session so far."""
+        return read_log(self.log_path, self.settings.session)
+
+    def report(self, policy: Any) -> dict[str, Any]:
+        """The JSON report (version 1) of this session's requests."""
+        from telemetry_audit.report.build import report_from_entries
+
+        records, total = self.records()
+        return report_from_entries(records, policy, total_requests=total)
+
+
+def audited_hosts(policy: Any) -> list[str]:
+    """Host names that a user's NO_PROXY must not let bypass the proxy: known collectors and the packs' hosts."""
+    from telemetry_audit.endpoints import TELEMETRY_HOSTS
+
+    names = [h[2:] if h.startswith("*.") else h for h in TELEMETRY_HOSTS]
+    for rule in policy.rules:
+        for match in rule.match:
+            names += [h[2:] if h.startswith("*.") else h for h in match.hosts if h != "*"]
+    names += [h[2:] if h.startswith("*.") else h for h in policy.settings.telemetry_hosts]
+    return sorted(set(names))
+
+
+__all__ = ["ProxyFailedError", "ProxySession", "ProxySettings", "ProxyStartError", "audited_hosts", "parse_listen"]
