@@ -1,32 +1,42 @@
 """The mitmproxy addon: a thin adapter from live flows to the core engine and collectors.
 
-Options are declared in `load()` (prefixed `taudit_`), validated in
-`configure()` through the core, and each decision is stored on
-`flow.metadata["telemetry_audit"]`, marked and commented for mitmweb, and
-written to the audit log before the flow moves on. Anything that goes wrong
-while auditing a flow fails closed in enforce mode.
+Options are declared in `load()` (prefixed `taudit_`, from `ProxySettings`), validated in `configure()`
+through the core, and each decision is stored on `flow.metadata["telemetry_audit"]`, marked and commented for
+mitmweb, and written to the audit log before the flow moves on. Anything that goes wrong while auditing a flow
+fails closed in enforce mode.
+
+Every channel a client can use is accounted for: HTTP requests (headers, trailers, body; under every name the
+request goes by: URL host, Host header, TLS SNI), WebSocket messages, raw TCP streams inside a tunnel, and TLS
+handshakes that fail. Every request is recorded, telemetry or not. Offline, nothing connects upstream at all:
+`server_connect` refuses every upstream connection a local answer did not already make unnecessary.
+
+Load it in plain mitmproxy with `mitmdump -s <this file>` (it defines `addons`), or through the thin script
+`addons/telemetry_audit_addon.py` of a source checkout.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 from typing import Any
 
-from mitmproxy import ctx, exceptions, http
+from mitmproxy import ctx, exceptions, http, tcp, tls
 
 from telemetry_audit.collectors import find_collector
 from telemetry_audit.collectors.inspection import INSPECTION_HOST, handle_inspection
 from telemetry_audit.collectors.store import EventStore
 from telemetry_audit.detectors.base import AuditEnvironment
 from telemetry_audit.engine import Auditor
-from telemetry_audit.model import Action, Decision, Request
+from telemetry_audit.model import Action, Decision, Request, mask
 from telemetry_audit.policy import PolicyError, load_policy
 from telemetry_audit.proxy.auditlog import AuditLog, AuditLogError, audit_record, stats_record
+from telemetry_audit.proxy import h1_trailers
 from telemetry_audit.proxy.client_process import client_process
 from telemetry_audit.proxy.settings import option_specs
-from telemetry_audit.report.build import AuditedRequest
+from telemetry_audit.proxy.workers import OFF_LOOP_BYTES, AuditorRecipe, AuditPool, audit_in_worker
+from telemetry_audit.report.build import AuditedRequest, safe_path
 
 logger = logging.getLogger(__name__)
 
@@ -34,13 +44,20 @@ METADATA_KEY = "telemetry_audit"
 _MARKS = {Action.BLOCK: ":no_entry:", Action.REDACT: ":pencil2:", Action.LOG: ":mag:"}
 
 
-def request_from_flow(flow: http.HTTPFlow, host: str | None = None) -> Request:
-    """The core's plain record of a flow's request (body still content-encoded).
+TRAILER_PREFIX = "trailer:"
+"""Request trailers reach the core as headers named `trailer:<name>` (no real header name holds a colon)."""
 
-    `host` defaults to the name the client asked for (Host / :authority); see `audit_hosts`.
+
+def request_from_flow(flow: http.HTTPFlow, host: str | None = None) -> Request:
+    """The core's plain record of a flow's request (body still content-encoded), trailers included.
+
+    `host` defaults to the name the client asked for (Host / :authority); see `audited_names`.
     """
     req = flow.request
     host = host or req.pretty_host or req.host
+    headers = [(k, v) for k, v in req.headers.items(multi=True)]
+    if req.trailers:
+        headers += [(TRAILER_PREFIX + k, v) for k, v in req.trailers.items(multi=True)]
     return Request(
         method=req.method,
         scheme=req.scheme,
@@ -48,9 +65,38 @@ def request_from_flow(flow: http.HTTPFlow, host: str | None = None) -> Request:
         port=req.port,
         path=req.path.split("?", 1)[0],
         query=tuple(req.query.items(multi=True)),
-        headers=tuple((k, v) for k, v in req.headers.items(multi=True)),
+        headers=tuple(headers),
         body=req.raw_content or b"",
     )
+
+
+def audited_names(flow: http.HTTPFlow | tcp.TCPFlow) -> list[str]:
+    """Every name a flow goes by: the Host header, the URL or CONNECT host, and the TLS SNI.
+
+    mitmproxy connects to the CONNECT target while the Host header or SNI may name another host: a client
+    must not dodge the audit by naming a harmless host in one of them (or a token in a host label).
+    """
+    names = []
+    if isinstance(flow, http.HTTPFlow):
+        names += [flow.request.pretty_host, flow.request.host]
+    elif flow.server_conn.address:
+        names.append(str(flow.server_conn.address[0]))
+    sni = getattr(flow.client_conn, "sni", None)
+    if sni:
+        names.append(sni)
+    return list(dict.fromkeys(n.lower().rstrip(".") for n in names if n))
+
+
+def stream_request(flow: http.HTTPFlow | tcp.TCPFlow, host: str, method: str, body: bytes) -> Request:
+    """A WebSocket message or a raw TCP chunk as the core sees a request: its bytes as the body."""
+    if isinstance(flow, http.HTTPFlow):
+        scheme = "wss" if flow.request.scheme == "https" else "ws"
+        port, path = flow.request.port, flow.request.path.split("?", 1)[0]
+    else:
+        scheme, port, path = "tcp", int(flow.server_conn.address[1]) if flow.server_conn.address else 0, "/"
+    kind = "application/json" if body.lstrip()[:1] in (b"{", b"[") else "application/octet-stream"
+    return Request(method=method, scheme=scheme, host=host, port=port, path=path,
+                   headers=(("content-type", kind),), body=body)
 
 
 def _load_environment(path: str) -> AuditEnvironment:
@@ -78,6 +124,9 @@ class TelemetryAudit:
         self.fatal_error = ""
         """Why auditing had to stop (the audit log could not be written); the proxy exits non-zero."""
         self.auditor: Auditor | None = None
+        self.url_auditor: Auditor | None = None
+        """Audits only the names and path of traffic that is not telemetry, to mask them in its record."""
+        self.pool: AuditPool | None = None
         self.log: AuditLog | None = None
         self.store: EventStore | None = None
         self.seen = 0
@@ -86,6 +135,7 @@ class TelemetryAudit:
     # --- options ---------------------------------------------------------------------------------------------
 
     def load(self, loader: Any) -> None:
+        h1_trailers.install()
         for spec in option_specs():
             loader.add_option(spec.name, spec.typespec, spec.default, spec.help, choices=spec.choices)
 
@@ -109,6 +159,11 @@ class TelemetryAudit:
             except (OSError, ValueError) as e:
                 raise exceptions.OptionsError(f"cannot read {ctx.options.taudit_env_file}: {e}") from e
             self.auditor = Auditor(policy, environment, audit_all=ctx.options.taudit_audit_all)
+            self.url_auditor = Auditor(policy, environment, audit_all=True)
+            if self.pool is not None:
+                self.pool.close()
+            self.pool = AuditPool(AuditorRecipe(tuple(ctx.options.taudit_policy), fingerprints, environment,
+                                                ctx.options.taudit_audit_all))
         if "taudit_log" in updated or self.log is None:
             if self.log is not None:
                 self.log.close()
@@ -119,7 +174,10 @@ class TelemetryAudit:
         if "taudit_store" in updated or self.store is None:
             if self.store is not None:
                 self.store.close()
-            self.store = EventStore(ctx.options.taudit_store or ":memory:")
+            try:
+                self.store = EventStore(ctx.options.taudit_store or ":memory:")
+            except Exception as e:  # sqlite3.Error, OSError: a corrupt, read-only or foreign file
+                raise exceptions.OptionsError(f"cannot use --store {ctx.options.taudit_store}: {e}") from e
 
     def done(self) -> None:
         if self.log is not None:
@@ -130,6 +188,8 @@ class TelemetryAudit:
             self.log.close()
         if self.store is not None:
             self.store.close()
+        if self.pool is not None:
+            self.pool.close()
 
     # --- flows -----------------------------------------------------------------------------------------------
 
@@ -145,36 +205,81 @@ class TelemetryAudit:
         if (flow.request.pretty_host or "").lower() == INSPECTION_HOST:
             self._answer_inspection(flow)
             return
-        enforce = ctx.options.taudit_mode == "enforce"
+        self._ensure_configured()
+        assert self.auditor is not None
+        try:
+            requests = [request_from_flow(flow, name) for name in audited_names(flow)]
+        except Exception as e:  # guards the adapter itself: fail closed
+            logger.exception("telemetry-audit: reading the flow failed")
+            bare = Request(flow.request.method, flow.request.scheme, flow.request.pretty_host.lower(),
+                           flow.request.port, flow.request.path.split("?", 1)[0])
+            self._act(flow, bare, _error_decision(e, self.auditor.policy.settings.error_action))
+            return
+        if _audit_cost(flow) >= OFF_LOOP_BYTES and _loop_running():
+            # Audited in a worker process while the loop serves every other flow; the flow waits, intercepted.
+            flow.intercept()
+            asyncio.get_running_loop().create_task(self._audit_off_loop(flow, requests))
+            return
+        self._act(flow, *self._decide(requests))
+
+    def _ensure_configured(self) -> None:
         if self.auditor is None or self.log is None:
             self.configure(set())  # hosts that add the addon without a configure round (test harnesses)
-        assert self.auditor is not None and self.log is not None
+
+    def _decide(self, requests: list[Request]) -> tuple[Request, Decision]:
+        """Audit under every name, keeping the strictest decision; an adapter failure fails closed."""
+        assert self.auditor is not None
         try:
-            request, decision = self._evaluate(flow)
+            audited = [(r, self.auditor.evaluate(r)) for r in requests]
         except Exception as e:  # the engine already fails closed; this guards the adapter itself
             logger.exception("telemetry-audit: auditing failed")
-            request = Request(flow.request.method, flow.request.scheme, flow.request.pretty_host, flow.request.port,
-                              flow.request.path)
-            decision = _error_decision(e, self.auditor.policy.settings.error_action)
+            return requests[0], _error_decision(e, self.auditor.policy.settings.error_action)
+        return max(audited, key=lambda pair: (pair[1].telemetry, pair[1].action.rank))
+
+    async def _audit_off_loop(self, flow: http.HTTPFlow, requests: list[Request]) -> None:
+        assert self.pool is not None and self.auditor is not None
+        try:
+            decisions = await asyncio.get_running_loop().run_in_executor(
+                self.pool.executor(), audit_in_worker, requests)
+            decided = max(zip(requests, decisions, strict=True),
+                          key=lambda pair: (pair[1].telemetry, pair[1].action.rank))
+        except Exception as e:  # a worker died or raised: fail closed, like the engine
+            logger.exception("telemetry-audit: auditing in a worker failed")
+            decided = (requests[0], _error_decision(e, self.auditor.policy.settings.error_action))
+        # Resume first (killing an intercepted flow would leave it waiting forever), then act before the loop
+        # lets the flow move on.
+        flow.resume()
+        if flow.live and not flow.response and not flow.error:
+            self._act(flow, *decided)
+
+    def _act(self, flow: http.HTTPFlow, request: Request, decision: Decision) -> None:
+        """Record the decision, then block, redact, answer offline or let the request go upstream."""
+        enforce = ctx.options.taudit_mode == "enforce"
+        offline = ctx.options.taudit_offline
         if not decision.telemetry:
-            self._pass_other(flow)
+            refused = offline and ctx.options.taudit_offline_unknown == "fail"
+            if not self._write(flow, self._other_record(flow, request, "refused offline" if refused else "upstream",
+                                                         502 if refused else None)):
+                return
+            if refused:
+                flow.response = http.Response.make(
+                    502, b"telemetry-audit offline mode: no network for requests that are not telemetry\n",
+                    {"Content-Type": "text/plain"},
+                )
             return
 
         collector = find_collector(request)
-        answered_by = collector.name if collector is not None and ctx.options.taudit_offline else ""
+        if enforce and decision.action is Action.BLOCK:
+            answered_by = "blocked"
+        elif offline:
+            answered_by = f"emulator:{collector.name}" if collector is not None else "no emulator"
+        else:
+            answered_by = "upstream"
         client = client_process(flow) if ctx.options.taudit_client_process else ""
         item = AuditedRequest(request, decision, time=time.time(), client=client)
         record = audit_record(item, mode=ctx.options.taudit_mode, enforced=enforce, answered_by=answered_by)
-        if ctx.options.taudit_session:
-            record["session"] = ctx.options.taudit_session
-        try:
-            self.log.write(record)
-        except AuditLogError as e:
-            # Like mitmproxy's save addon: never let traffic through unrecorded.
-            logger.error(f"telemetry-audit: {e}; shutting down")
-            self.fatal_error = str(e)
-            flow.kill()
-            ctx.master.shutdown()
+        record["telemetry"] = True
+        if not self._write(flow, record):
             return
         self._annotate(flow, decision, record)
 
@@ -183,19 +288,161 @@ class TelemetryAudit:
             return
         if enforce and decision.action is Action.REDACT:
             request = _apply_redaction(flow, request, decision)
-        if ctx.options.taudit_offline:
+        if offline:
             self._answer_offline(flow, request, decision, collector)
+        elif flow.request.trailers and flow.request.http_version.startswith("HTTP/1"):
+            # Audited already; mitmproxy cannot send HTTP/1 trailers upstream, so they stay here.
+            flow.request.trailers = None
 
-    def _evaluate(self, flow: http.HTTPFlow) -> tuple[Request, Decision]:
-        """Audit under every name the request goes by, keeping the strictest decision.
+    def _write(self, flow: http.HTTPFlow | tcp.TCPFlow | None, record: dict[str, Any]) -> bool:
+        """Write one audit-log record; on failure stop the flow and the proxy (never pass traffic unrecorded)."""
+        assert self.log is not None
+        if ctx.options.taudit_session:
+            record["session"] = ctx.options.taudit_session
+        if flow is not None:
+            record.setdefault("id", flow.id)
+        try:
+            self.log.write(record)
+        except AuditLogError as e:
+            # Like mitmproxy's save addon: never let traffic through unrecorded.
+            logger.error(f"telemetry-audit: {e}; shutting down")
+            self.fatal_error = str(e)
+            if flow is not None and flow.killable:
+                flow.kill()
+            ctx.master.shutdown()
+            return False
+        return True
 
-        mitmproxy connects to `request.host` (the CONNECT target or absolute URL) while the Host header may
-        name another host: a client must not dodge the audit by naming a harmless host in its Host header.
-        """
+    def _other_record(self, flow: http.HTTPFlow | tcp.TCPFlow, request: Request, answered_by: str,
+                      status: int | None, channel: str = "http") -> dict[str, Any]:
+        """The record of a request that is not telemetry: no payload, its names and path masked if they hold
+        anything a detector flags (a token in a path or a host label)."""
+        assert self.url_auditor is not None
+        bare = Request(request.method, request.scheme, request.host, request.port, request.path)
+        try:
+            decision = self.url_auditor.evaluate(bare)
+        except Exception:
+            decision = _error_decision(RuntimeError("url audit failed"), Action.BLOCK)
+        flagged_host = any(f.field.startswith("url.host") for f in decision.findings)
+        record: dict[str, Any] = {
+            "record": "request",
+            "telemetry": False,
+            "channel": channel,
+            "method": request.method,
+            "host": mask(request.host) if flagged_host else request.host,
+            "port": request.port,
+            "path": safe_path(request, decision),
+            "query_keys": len(request.query),
+            "time": time.time(),
+            "answered_by": answered_by,
+            "decision": "allow",
+            "findings": [],
+        }
+        if status is not None:
+            record["status"] = status
+        if ctx.options.taudit_client_process and isinstance(flow, http.HTTPFlow):
+            record["client"] = client_process(flow)
+        return record
+
+    # --- what happened after the request ---------------------------------------------------------------------
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        """The status an upstream answered with (local answers carry theirs in the request record)."""
+        if self.log is not None and flow.response is not None and flow.server_conn.timestamp_start is not None:
+            self._write(None, {"record": "status", "id": flow.id, "status": flow.response.status_code})
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        if self.log is not None and flow.error is not None and not flow.error.msg == flow.error.KILLED_MESSAGE:
+            self._write(None, {"record": "status", "id": flow.id, "error": flow.error.msg[:300]})
+
+    def server_connect(self, data: Any) -> None:
+        """Offline, nothing connects upstream: whatever a local answer did not settle is refused here."""
+        if not ctx.options.taudit_offline:
+            return
+        if ctx.options.taudit_offline_unknown == "pass":
+            host = data.server.sni or (data.server.address[0] if data.server.address else "")
+            self._ensure_configured()
+            assert self.auditor is not None
+            probe = Request("CONNECT", "https", str(host).lower(), int(data.server.address[1]) if
+                            data.server.address else 0, "/")
+            if not self.auditor.is_telemetry(probe):
+                return
+        data.server.error = "telemetry-audit offline mode: no upstream connections"
+
+    def tls_failed_client(self, data: tls.TlsData) -> None:
+        """A client that rejected our certificate (not trusting the CA, or pinning): recorded with the reason."""
+        self._ensure_configured()
+        host = data.context.client.sni or (data.context.server.address[0] if data.context.server.address else "")
+        port = data.context.server.address[1] if data.context.server.address else 0
         assert self.auditor is not None
-        names = dict.fromkeys(h.lower() for h in (flow.request.pretty_host, flow.request.host) if h)
-        audited = [(r, self.auditor.evaluate(r)) for r in (request_from_flow(flow, name) for name in names)]
-        return max(audited, key=lambda pair: (pair[1].telemetry, pair[1].action.rank))
+        probe = Request("CONNECT", "https", str(host).lower(), int(port), "/")
+        record = {
+            "record": "request", "telemetry": False, "channel": "tls", "method": "CONNECT",
+            "host": str(host).lower(), "port": port, "path": "", "time": time.time(), "decision": "allow",
+            "findings": [], "answered_by": "TLS handshake failed",
+            "error": str(data.conn.error or "the client rejected the proxy's certificate")[:300],
+            "telemetry_host": self.auditor.is_telemetry(probe),
+        }
+        self._write(None, record)
+
+    # --- other channels ------------------------------------------------------------------------------------
+
+    def tcp_start(self, flow: tcp.TCPFlow) -> None:
+        """Raw TCP inside a tunnel (not HTTP): recorded; offline it never reaches anything (`server_connect`)."""
+        self.seen += 1
+        self._ensure_configured()
+        host = (audited_names(flow) or [""])[0]
+        request = stream_request(flow, host, "TCP", b"")
+        refused = ctx.options.taudit_offline
+        self._write(flow, self._other_record(flow, request, "refused offline" if refused else "upstream", None,
+                                             channel="tcp"))
+
+    def tcp_message(self, flow: tcp.TCPFlow) -> None:
+        """What a client sends over raw TCP is scanned like a body, and blocked as the policy says."""
+        message = flow.messages[-1]
+        if not message.from_client or not flow.live:
+            return
+        self._ensure_configured()
+        requests = [stream_request(flow, name, "TCP", message.content) for name in audited_names(flow)]
+        request, decision = self._decide(requests)
+        if self._stream_decision(flow, request, decision, "tcp"):
+            message.content = b""  # a kill does not stop a message already in transit: empty it first
+            if flow.killable:
+                flow.kill()
+
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        """Each WebSocket message a client sends is scanned like a body; a blocked one is dropped."""
+        assert flow.websocket is not None
+        message = flow.websocket.messages[-1]
+        if not message.from_client:
+            return
+        self._ensure_configured()
+        requests = [stream_request(flow, name, "WEBSOCKET", message.content) for name in audited_names(flow)]
+        request, decision = self._decide(requests)
+        if self._stream_decision(flow, request, decision, "websocket"):
+            message.drop()
+        elif (ctx.options.taudit_mode == "enforce" and decision.action is Action.REDACT
+              and decision.redacted_body is not None):
+            message.content = decision.redacted_body
+
+    def _stream_decision(self, flow: http.HTTPFlow | tcp.TCPFlow, request: Request, decision: Decision,
+                         channel: str) -> bool:
+        """Record one message of a stream; True when it must not go on (blocked, or unrecordable)."""
+        if not decision.telemetry:
+            return False
+        enforce = ctx.options.taudit_mode == "enforce"
+        item = AuditedRequest(request, decision, time=time.time())
+        blocked = enforce and decision.action is Action.BLOCK
+        record = audit_record(item, mode=ctx.options.taudit_mode, enforced=enforce,
+                              answered_by="blocked" if blocked else "upstream")
+        record["telemetry"] = True
+        record["channel"] = channel
+        messages = flow.messages if isinstance(flow, tcp.TCPFlow) else (
+            flow.websocket.messages if flow.websocket else [])
+        record["id"] = f"{flow.id}:{len(messages)}"
+        if not self._write(None, record):
+            return True
+        return blocked
 
     # --- actions ---------------------------------------------------------------------------------------------
 
@@ -260,14 +507,6 @@ class TelemetryAudit:
             self.store.add(answer.events, good=answer.good, reason=answer.bad_reason,
                            decision=flow.metadata.get(METADATA_KEY), request_meta=_meta(request))
 
-    def _pass_other(self, flow: http.HTTPFlow) -> None:
-        """A request that is not telemetry: untouched online; offline, it fails as with no network."""
-        if ctx.options.taudit_offline and ctx.options.taudit_offline_unknown == "fail":
-            flow.response = http.Response.make(
-                502, b"telemetry-audit offline mode: no network for hosts without an emulated collector\n",
-                {"Content-Type": "text/plain"},
-            )
-
     def _answer_inspection(self, flow: http.HTTPFlow) -> None:
         if self.store is None:
             self.configure(set())
@@ -277,6 +516,20 @@ class TelemetryAudit:
             flow.response = http.Response.make(404, b'{"error":"not found"}', {"Content-Type": "application/json"})
         else:
             flow.response = http.Response.make(answer.status, answer.body, dict(answer.headers))
+
+
+def _audit_cost(flow: http.HTTPFlow) -> int:
+    """Bytes the audit will read: compressed bodies count as their usual expansion (about 10x for JSON)."""
+    size = len(flow.request.raw_content or b"")
+    return size * 10 if "content-encoding" in flow.request.headers else size
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _meta(request: Request) -> dict[str, Any]:
@@ -298,7 +551,11 @@ def _apply_redaction(flow: http.HTTPFlow, request: Request, decision: Decision) 
     headers = decision.redacted_headers if decision.redacted_headers is not None else request.headers
     query = decision.redacted_query if decision.redacted_query is not None else request.query
     if decision.redacted_headers is not None:
-        flow.request.headers = http.Headers([(k.encode(), v.encode()) for k, v in headers])
+        plain = [(k, v) for k, v in headers if not k.startswith(TRAILER_PREFIX)]
+        trailers = [(k[len(TRAILER_PREFIX):], v) for k, v in headers if k.startswith(TRAILER_PREFIX)]
+        flow.request.headers = http.Headers([(k.encode(), v.encode()) for k, v in plain])
+        if flow.request.trailers is not None or trailers:
+            flow.request.trailers = http.Headers([(k.encode(), v.encode()) for k, v in trailers]) if trailers else None
     if decision.redacted_query is not None:
         flow.request.query = list(query)
     if decision.redacted_body is not None:

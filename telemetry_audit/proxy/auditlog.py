@@ -85,6 +85,7 @@ def read_log(path: str, session: str = "") -> tuple[list[dict[str, Any]], int]:
     With `session`, only that session's records count (a log may be shared by several runs).
     """
     records: list[dict[str, Any]] = []
+    statuses: dict[str, dict[str, Any]] = {}
     total = 0
     try:
         with open(path, encoding="utf-8") as stream:
@@ -97,10 +98,16 @@ def read_log(path: str, session: str = "") -> tuple[list[dict[str, Any]], int]:
                     continue
                 if record.get("record") == "request":
                     records.append(record)
+                elif record.get("record") == "status":
+                    statuses[str(record.get("id"))] = record
                 elif record.get("record") == "stats":
                     total += int(record.get("requests", 0))
     except FileNotFoundError:
         pass
+    for record in records:  # what upstream answered, logged when it answered
+        status = statuses.get(str(record.get("id")))
+        if status is not None:
+            record.update({key: status[key] for key in ("status", "error") if key in status})
     return records, max(total, len(records))
 
 

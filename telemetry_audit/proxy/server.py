@@ -19,14 +19,15 @@ import os
 import signal
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, TextIO
-
-from mitmproxy import exceptions, options
-from mitmproxy.addons import core, errorcheck, next_layer, proxyserver, tlsconfig
-from mitmproxy.master import Master
+from typing import TYPE_CHECKING, Any, TextIO
 
 from telemetry_audit.detectors.base import AuditEnvironment
-from telemetry_audit.proxy.addon import TelemetryAudit
+
+if TYPE_CHECKING:
+    from mitmproxy import options
+    from mitmproxy.master import Master
+
+    from telemetry_audit.proxy.addon import TelemetryAudit
 
 EXIT_CONFIG = 2
 """The configuration was refused (bad options, a policy that does not load)."""
@@ -34,8 +35,31 @@ EXIT_AUDIT_FAILED = 3
 """Auditing itself failed (the audit log could not be written): traffic was stopped, not passed."""
 
 
+def skip_default_addons_import() -> None:
+    """Let `from mitmproxy.addons import core` load only that module.
+
+    `mitmproxy/addons/__init__.py` imports all ~35 default addons (the onboarding web app, proxy auth, ...) to
+    build `default_addons()`, which this master never calls: about 0.6 s of every `run`'s start-up. Registering
+    the package without running its `__init__` keeps the submodules importable. Only for the proxy child's own
+    process (`main`), never in a process that may want `default_addons()`.
+    """
+    import importlib.util
+
+    if "mitmproxy.addons" in sys.modules:
+        return
+    spec = importlib.util.find_spec("mitmproxy.addons")
+    if spec is None or spec.submodule_search_locations is None:
+        return
+    sys.modules["mitmproxy.addons"] = importlib.util.module_from_spec(spec)
+
+
 def build_master(opts: options.Options, audit: TelemetryAudit | None = None, *, quiet: bool = True) -> Master:
     """A master with the proxy core and the telemetry-audit addon, nothing else."""
+    from mitmproxy.addons import core, errorcheck, next_layer, proxyserver, tlsconfig
+    from mitmproxy.master import Master
+
+    from telemetry_audit.proxy.addon import TelemetryAudit
+
     master = Master(opts, with_termlog=not quiet)
     master.addons.add(
         core.Core(),
@@ -57,11 +81,13 @@ class ReadyAnnouncer:
     def running(self) -> None:
         from mitmproxy import ctx
 
+        if self.stream.closed:
+            return
         proxyserver = ctx.master.addons.get("proxyserver")
         addresses = proxyserver.listen_addrs() if proxyserver else []
         host, port = addresses[0][:2] if addresses else ("", 0)
         self.stream.write(json.dumps({"host": host, "port": port, "pid": os.getpid()}) + "\n")
-        self.stream.flush()
+        self.stream.close()  # the supervisor stops reading after this line
 
 
 def read_config(stream: TextIO) -> dict[str, Any]:
@@ -91,11 +117,18 @@ def environment_from(data: Mapping[str, Any] | None) -> AuditEnvironment | None:
 
 
 async def serve(config: Mapping[str, Any]) -> int:
+    from mitmproxy import exceptions, options
+
+    from telemetry_audit.proxy.addon import TelemetryAudit
+
     opts = options.Options()
     verbose = bool(config.get("verbose"))
     audit = TelemetryAudit(environment=environment_from(config.get("environment")))
     master = build_master(opts, audit, quiet=not verbose)
-    master.addons.add(ReadyAnnouncer(sys.stdout))
+    # Standard output carries the ready line alone: everything else mitmproxy prints goes to standard error.
+    ready = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    master.addons.add(ReadyAnnouncer(ready))
     try:
         opts.update(
             listen_host=config.get("listen_host", "127.0.0.1"),
@@ -143,6 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"telemetry-audit: {e}", file=sys.stderr)
         return EXIT_CONFIG
     logging.getLogger().setLevel(logging.INFO if config.get("verbose") else logging.WARNING)
+    skip_default_addons_import()
     try:
         return asyncio.run(serve(config))
     except KeyboardInterrupt:

@@ -117,11 +117,18 @@ def build_report(items: Iterable[AuditedRequest], policy: Policy) -> dict[str, A
 
 
 def report_from_entries(entries: list[dict[str, Any]], policy: Policy, *, total_requests: int) -> dict[str, Any]:
-    """The JSON report around already-built request entries (e.g. read back from an audit log)."""
+    """The JSON report around already-built request entries (e.g. read back from an audit log).
+
+    Entries flagged `telemetry: false` (other traffic the proxy saw: refused offline, passed upstream, TLS
+    handshakes that failed, raw TCP) are listed apart under `other_traffic`.
+    """
+    other = [e for e in entries if e.get("telemetry") is False]
+    entries = [e for e in entries if e.get("telemetry") is not False]
     findings = [f for e in entries for f in e["findings"]]
     summary = {
-        "requests": max(total_requests, len(entries)),
+        "requests": max(total_requests, len(entries) + len(other)),
         "telemetry": len(entries),
+        "other": len(other),
         "blocked": sum(e["decision"] == Action.BLOCK.value for e in entries),
         "redacted": sum(e["decision"] == Action.REDACT.value for e in entries),
         "logged": sum(e["decision"] == Action.LOG.value for e in entries),
@@ -134,6 +141,7 @@ def report_from_entries(entries: list[dict[str, Any]], policy: Policy, *, total_
         "summary": summary,
         "policy": policy_section(policy),
         "requests": entries,
+        "other_traffic": other,
     }
 
 
