@@ -31,8 +31,8 @@ from telemetry_audit.detectors.base import AuditEnvironment
 from telemetry_audit.engine import Auditor
 from telemetry_audit.model import Action, Decision, Request, mask
 from telemetry_audit.policy import PolicyError, load_policy
-from telemetry_audit.proxy.auditlog import AuditLog, AuditLogError, audit_record, stats_record
 from telemetry_audit.proxy import h1_trailers
+from telemetry_audit.proxy.auditlog import AuditLog, AuditLogError, audit_record, stats_record
 from telemetry_audit.proxy.client_process import client_process
 from telemetry_audit.proxy.settings import option_specs
 from telemetry_audit.proxy.workers import OFF_LOOP_BYTES, AuditorRecipe, AuditPool, audit_in_worker
