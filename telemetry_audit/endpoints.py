@@ -23,7 +23,7 @@ from typing import Any
 import re2
 
 from telemetry_audit.catalogue import CATALOGUE, Endpoint
-from telemetry_audit.hosts import canonical_host, compile_host_patterns, host_matches
+from telemetry_audit.hosts import HostPatterns, canonical_host, compile_host_patterns, host_matches
 from telemetry_audit.model import Request
 from telemetry_audit.policy.model import glob_to_regex
 
@@ -65,7 +65,11 @@ def _path_program(globs: Sequence[str]) -> Any:
     return re2.compile("^(?:" + "|".join(glob_to_regex(g) for g in globs) + ")$")
 
 
-_ENTRY_PATHS: dict[int, Any] = {id(entry): _path_program(entry.paths) for entry in CATALOGUE if entry.paths}
+_COMPILED: tuple[tuple[Endpoint, HostPatterns, Any], ...] = tuple(
+    (entry, compile_host_patterns(entry.hosts), _path_program(entry.paths) if entry.paths else None)
+    for entry in CATALOGUE
+)
+"""Each entry with its hosts and paths compiled once."""
 
 
 def _path_only(path: str) -> str:
@@ -75,23 +79,21 @@ def _path_only(path: str) -> str:
     return path or "/"
 
 
-def _entry_matches(entry: Endpoint, host: str, path: str) -> bool:
-    if not host_matches(host, entry.hosts):
-        return False
-    program = _ENTRY_PATHS.get(id(entry))
-    return program is None or program.match(path) is not None
-
-
 def catalogue_entry(request: Request) -> Endpoint | None:
     """The catalogue entry `request` goes to, the most specific first (a tool's marker, then a tool, then a vendor).
 
     On a host that several tools share (Google Analytics, App Insights) a tool whose `markers` appear in the query
     or body wins; a tool without markers comes next; then the vendor.
     """
-    if not _CATALOGUE_HOSTS.matches(request.host):
+    name = canonical_host(request.host)
+    if not _CATALOGUE_HOSTS.matches_canonical(name):
         return None
     path = _path_only(request.path)
-    matching = [entry for entry in CATALOGUE if _entry_matches(entry, request.host, path)]
+    matching = [
+        entry
+        for entry, hosts, paths in _COMPILED
+        if hosts.matches_canonical(name) and (paths is None or paths.match(path) is not None)
+    ]
     if not matching:
         return None
     with_markers = [entry for entry in matching if entry.markers]
@@ -109,7 +111,7 @@ def catalogue_entry(request: Request) -> Endpoint | None:
 def host_says_telemetry(host: str) -> bool:
     """True when a label of `host` (not its top-level one) has a telemetry word as one of its `-` parts."""
     name = canonical_host(host)
-    if _HOST_GLOBS.matches(name):
+    if _HOST_GLOBS.matches_canonical(name):
         return True
     labels = name.split(".")[:-1]
     return any(part in HOST_KEYWORDS for label in labels for part in label.split("-"))
