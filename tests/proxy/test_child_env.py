@@ -471,3 +471,22 @@ def test_java_truststore_bad_input(tmp_path: Path) -> None:
     assert java_truststore(str(bogus), str(tmp_path), keytool=str(tmp_path / "no-keytool")) is None
     with pytest.raises(ValueError, match="not a PEM certificate"):
         java_truststore(str(bogus), str(tmp_path), keytool=shutil.which("true") or "/bin/true", cacerts=str(cacerts))
+
+
+def test_pip_trusts_the_proxy(catcher: Catcher, client_env: dict[str, str], tmp_path: Path) -> None:
+    """pip (its own vendored requests and certifi) reads PIP_CERT; the index request arrives with TLS verified."""
+    token = uuid.uuid4().hex
+    env = {**client_env, "PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    env.pop("PIP_INDEX_URL", None)
+    env.pop("PIP_EXTRA_INDEX_URL", None)
+    env.pop("PIP_FIND_LINKS", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--retries", "0", "--timeout", "20", "-d",
+         str(tmp_path), "--index-url", f"https://pypi-index.test/{token}/simple/", "telemetry-audit-probe"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    # The catcher is no package index, so pip finds nothing; what matters is that it asked, over verified TLS.
+    assert "SSL" not in result.stderr and "CERTIFICATE" not in result.stderr.upper(), result.stderr
+    [caught] = catcher.requests(token)
+    assert (caught.method, caught.scheme, caught.host) == ("GET", "https", "pypi-index.test")
+    assert caught.path == f"/{token}/simple/telemetry-audit-probe/"
