@@ -55,6 +55,9 @@ VENDORS: tuple[Endpoint, ...] = (
              vendor=True),
     Endpoint("Keen", ("*.keen.io",), source="https://keen.io/docs/api/", vendor=True),
     Endpoint("Bugsnag", ("*.bugsnag.com",), source="https://bugsnagerrorreportingapi.docs.apiary.io/", vendor=True),
+    Endpoint("Vercel telemetry (other clients)", ("telemetry.vercel.com",),
+             source="https://github.com/vercel/turborepo/blob/main/crates/turborepo-telemetry/src/config.rs",
+             vendor=True),
     Endpoint("Mozilla Telemetry", ("*.telemetry.mozilla.org",),
              source="https://docs.telemetry.mozilla.org/concepts/pipeline/http_edge_spec", vendor=True),
 )
@@ -79,8 +82,6 @@ TOOLS: tuple[Endpoint, ...] = (
              source="https://github.com/vercel/vercel/blob/main/packages/cli/src/util/telemetry/index.ts"),
     Endpoint("Turborepo", ("telemetry.vercel.com",), ("/api/turborepo/**",),
              source="https://github.com/vercel/turborepo/blob/main/crates/turborepo-api-client/src/telemetry.rs"),
-    Endpoint("Vercel (other clients)", ("telemetry.vercel.com",),
-             source="https://github.com/vercel/turborepo/blob/main/crates/turborepo-telemetry/src/config.rs"),
     Endpoint("Storybook", ("storybook.js.org",), ("/event-log",),
              source="https://github.com/storybookjs/storybook/blob/next/code/core/src/telemetry/telemetry.ts"),
     Endpoint("Expo CLI / EAS CLI", ("cdp.expo.dev",), ("/v1/batch",),
