@@ -90,9 +90,10 @@ TOOLS: tuple[Endpoint, ...] = (
     Endpoint("Yarn (Berry)", ("browser-http-intake.logs.datadoghq.eu",), ("/v1/input/*",), markers=("ddsource=yarn",),
              source="https://github.com/yarnpkg/berry/blob/master/packages/yarnpkg-core/sources/TelemetryManager.ts"),
     Endpoint("Prisma", ("checkpoint.prisma.io",),
-             source="https://github.com/prisma/checkpoint-client (TELEMETRY_ENDPOINT_URL_PRODUCTION)"),
+             source="https://www.npmjs.com/package/checkpoint-client (endpoint: defaults to https://checkpoint.prisma.io)"),
     Endpoint("Cloudflare Wrangler", ("sparrow.cloudflare.com",), ("/api/v1/event",),
-             source="https://github.com/cloudflare/workers-sdk/tree/main/packages/wrangler/src/metrics"),
+             source="https://github.com/cloudflare/workers-sdk/blob/main/packages/wrangler/src/metrics/"
+                    "metrics-dispatcher.ts"),
     Endpoint("Shopify CLI", ("monorail-edge.shopifysvc.com",), ("/v1/produce", "/unstable/produce_batch"),
              source="https://github.com/Shopify/cli/blob/main/packages/cli-kit/src/public/node/monorail.ts"),
     Endpoint("Firebase CLI", ("www.google-analytics.com",), ("/mp/collect", "/debug/mp/collect"),
