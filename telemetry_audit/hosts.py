@@ -163,6 +163,43 @@ def _glob_regex(pattern: str) -> str:
     return "".join(parts)
 
 
+_PATTERN_CHARACTERS = re2.compile(r"^[a-z0-9*_.:\[\]/%-]+$")
+
+
+def host_pattern_error(pattern: str) -> str | None:
+    """Why `pattern` is not a usable host pattern (for loaders to report), or None when it is.
+
+    A pattern that fails here would silently match nothing (`a..b`, `*..com`, `http://x`, `10.0.0.0/99`).
+    """
+    text = pattern.strip()
+    if not text:
+        return "an empty host pattern matches nothing"
+    if text == "*":
+        return None
+    if "://" in text or text.startswith("/"):
+        return f"{pattern!r} is a URL or a path; give the host name only (e.g. api.example.com)"
+    if "/" in text:
+        try:
+            ipaddress.ip_network(text.strip("[]"), strict=False)
+        except ValueError:
+            return f"{pattern!r} is not an IP network (e.g. 10.0.0.0/8)"
+        return None
+    lowered = text.lower()
+    if lowered.isascii() and not _PATTERN_CHARACTERS.match(lowered):
+        return f"{pattern!r} has characters no host name has"
+    if "**" in lowered:
+        return f"{pattern!r}: `**` means nothing in a host pattern; a leading `*.` already covers any depth"
+    if "*" in lowered and _ip_literal(lowered.replace("*", "0")) is not None:
+        return f"{pattern!r}: wildcards never match IP literals; use a network such as 10.0.0.0/8"
+    if "*" in lowered and not _glob_regex(_canonical_pattern(lowered)):
+        return f"{pattern!r} has an empty label"
+    if "*" not in lowered and not canonical_host(lowered):
+        return f"{pattern!r} names no host"
+    if "*" not in lowered and _ip_literal(canonical_host(lowered)) is None and ".." in lowered.rstrip("."):
+        return f"{pattern!r} has an empty label"
+    return None
+
+
 def host_matches(host: str, patterns: str | Iterable[str]) -> bool:
     """True when `host` matches `patterns`: one pattern or several (semantics in the module docstring).
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from telemetry_audit.hosts import canonical_host, compile_host_patterns, host_matches
+from telemetry_audit.hosts import canonical_host, compile_host_patterns, host_matches, host_pattern_error
 
 
 @pytest.mark.parametrize(
@@ -117,3 +117,33 @@ def test_canonical_host(host: str, expected: str) -> None:
 def test_patterns_compile_once() -> None:
     patterns = ("*.example.com", "telemetry.*")
     assert compile_host_patterns(patterns) is compile_host_patterns(patterns)
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    ["*", "api.segment.io", "*.sentry.io", "telemetry.*", "*.telemetry.*", "api*.amplitude.com", "10.0.0.0/8",
+     "::1", "[::1]", "127.0.0.1", "bücher.example", "API.Segment.IO.", "host:8443", "fd00::/8"],
+)
+def test_good_host_patterns(pattern: str) -> None:
+    assert host_pattern_error(pattern) is None
+
+
+@pytest.mark.parametrize(
+    ("pattern", "says"),
+    [
+        ("", "empty"),
+        ("   ", "empty"),
+        ("https://api.segment.io/v1", "URL"),
+        ("/v1/batch", "URL or a path"),
+        ("10.0.0.0/99", "not an IP network"),
+        ("a..b", "empty label"),
+        ("*..com", "empty label"),
+        ("**.example.com", "`**`"),
+        ("10.*.0.1", "IP literals"),
+        ("api segment.io", "characters"),
+        ("api.segment.io?x=1", "characters"),
+    ],
+)
+def test_bad_host_patterns_are_named(pattern: str, says: str) -> None:
+    error = host_pattern_error(pattern)
+    assert error is not None and says in error
