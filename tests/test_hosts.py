@@ -147,3 +147,11 @@ def test_good_host_patterns(pattern: str) -> None:
 def test_bad_host_patterns_are_named(pattern: str, says: str) -> None:
     error = host_pattern_error(pattern)
     assert error is not None and says in error
+
+
+def test_hostile_hosts_are_matched_in_linear_time() -> None:
+    """RE2 has no backtracking: a name of 100k labels against the widest globs returns (no timing asserted)."""
+    many = "a." * 100_000
+    assert host_matches(many + "telemetry.test", "*.telemetry.*")
+    assert not host_matches(many + "x", ("*.telemetry.*", "telemetry.*", "*.example.com", "a.*.b"))
+    assert not host_matches("\x00\n" * 1000, "*.example.com")
