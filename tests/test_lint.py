@@ -35,7 +35,7 @@ def test_package_type_checks() -> None:
 
 
 CORE = ["model.py", "engine.py", "endpoints.py", "captures.py", "canary.py", "policy", "decoders", "detectors",
-        "collectors", "report"]
+        "collectors", "report", "hosts.py", "catalogue.py"]
 
 
 @pytest.mark.parametrize("part", CORE)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from telemetry_audit.hosts import host_matches
 from telemetry_audit.model import Request
 
 TRANSPARENT_GIF = bytes.fromhex(
@@ -105,18 +106,6 @@ class Collector(Protocol):
     def handle(self, request: Request) -> CollectorResponse:
         """Answer `request` as the real collector would; never raises on bad input."""
         ...
-
-
-def host_matches(host: str, patterns: Iterable[str]) -> bool:
-    """True when `host` is one of `patterns` (`*.example.com` also matches subdomains only)."""
-    host = host.lower().rstrip(".")
-    for pattern in patterns:
-        if pattern.startswith("*."):
-            if host.endswith(pattern[1:]):
-                return True
-        elif host == pattern:
-            return True
-    return False
 
 
 def json_response(

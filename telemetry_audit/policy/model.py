@@ -8,21 +8,8 @@ from typing import Any
 
 import re2
 
+from telemetry_audit.hosts import host_matches
 from telemetry_audit.model import Action, FindingKind, RedactMode, Request, Severity
-
-
-def host_matches(pattern: str, host: str) -> bool:
-    """`*` any host; `*.example.com` the domain and its sub-domains; else an exact, case-insensitive name."""
-    pattern = pattern.lower()
-    host = host.lower().rstrip(".")
-    if pattern == "*":
-        return True
-    if pattern.startswith("*."):
-        suffix = pattern[1:]
-        return host.endswith(suffix) or host == pattern[2:]
-    if "*" in pattern:
-        return bool(re2.fullmatch(glob_to_regex(pattern, "."), host))
-    return host == pattern
 
 
 def _translate(glob: str, one_segment: str, one_char: str | None) -> str:
@@ -84,7 +71,7 @@ class MatchSpec:
             return False
         if self.methods and request.method.upper() not in self.methods:
             return False
-        if self.hosts and not any(host_matches(h, request.host) for h in self.hosts):
+        if self.hosts and not host_matches(request.host, self.hosts):
             return False
         if self.path_regex is not None and not self.path_regex.match(request.path):
             return False

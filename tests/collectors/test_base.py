@@ -13,7 +13,7 @@ from telemetry_audit.collectors.base import host_matches, iso_timestamp
         ("api.segment.io", ("api.segment.io",), True),
         ("API.Segment.io.", ("api.segment.io",), True),
         ("o1.ingest.sentry.io", ("*.sentry.io",), True),
-        ("sentry.io", ("*.sentry.io",), False),
+        ("sentry.io", ("*.sentry.io",), True),  # the apex too: see telemetry_audit/hosts.py
         ("evilsentry.io", ("*.sentry.io",), False),
     ],
 )
