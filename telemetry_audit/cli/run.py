@@ -41,6 +41,9 @@ def register(commands: Any) -> argparse.ArgumentParser:
                      help="exit status when findings reach --fail-on (default: 1)")
     run.add_argument("--proxy-loopback", action="store_true",
                      help="route requests to localhost through the proxy too (default: loopback goes direct)")
+    run.add_argument("--no-proxy-for", action="append", default=[], metavar="HOST",
+                     help="let HOST (a NO_PROXY entry) bypass the proxy; refused for telemetry hosts (repeatable). "
+                          "Your own NO_PROXY keeps only its loopback entries, so nothing skips the audit by accident")
     run.add_argument("--canary", action="store_true",
                      help="plant unique marker values (fake token, path, user name) and report any that leave")
     run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
@@ -60,6 +63,7 @@ def report_targets(args: argparse.Namespace) -> list[tuple[str, str]]:
 def cmd_run(args: argparse.Namespace) -> int:
     from telemetry_audit.report.build import reaches, summary_line
     from telemetry_audit.session import ProxySession, ProxyStartError, audited_hosts
+    from telemetry_audit.session.child_env import no_proxy_plan
 
     command = command_after_dashes(args, "telemetry-audit run -- sst version")
     targets = report_targets(args)
@@ -86,8 +90,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             session.wait_ready()
         except ProxyStartError as e:
             raise UsageError(str(e)) from None
-        env = session.client_environment(base_env, bypass_loopback=not args.proxy_loopback,
-                                         audited_hosts=audited_hosts(policy))
+        hosts = audited_hosts(policy)
+        env = session.client_environment(base_env, bypass_loopback=not args.proxy_loopback, audited_hosts=hosts,
+                                         no_proxy_for=args.no_proxy_for)
+        for entry, reason in no_proxy_plan(base_env, audited_hosts=hosts, no_proxy_for=args.no_proxy_for,
+                                           bypass_loopback=not args.proxy_loopback).dropped:
+            console.print(f"telemetry-audit: NO_PROXY entry {entry!r} not kept: {reason}", markup=False)
         console.print(f"telemetry-audit: proxy on {session.url} ({'online' if args.online else 'offline'}, "
                       f"{args.mode} mode); running {os.path.basename(command[0])}"
                       + (f" with {len(command) - 1} argument(s)" if len(command) > 1 else ""), markup=False)

@@ -29,7 +29,7 @@ from typing import Any
 from telemetry_audit.proxy.auditlog import read_log
 from telemetry_audit.proxy.ca import default_confdir, ensure_ca
 from telemetry_audit.proxy.settings import ProxySettings
-from telemetry_audit.session.child_env import child_environment, combined_ca_bundle, preload_path
+from telemetry_audit.session.child_env import child_environment, combined_ca_bundle, java_truststore, preload_path
 
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
@@ -228,12 +228,22 @@ class ProxySession:
         *,
         bypass_loopback: bool = True,
         audited_hosts: Iterable[str] = (),
+        no_proxy_for: Iterable[str] = (),
         node_preload: bool = True,
     ) -> dict[str, str]:
-        """`base` plus every proxy and CA variable (and the Node preload) that routes a client through us."""
+        """`base` plus every proxy and CA variable (the Node preload, a Java truststore) that routes a client
+        through us; see `no_proxy_plan` for what NO_PROXY keeps."""
         return child_environment(base, proxy_url=self.url, ca_cert_path=self.ca_cert, ca_bundle_path=self.ca_bundle,
                                  preload_path=preload_path() if node_preload else None,
-                                 audited_hosts=audited_hosts, bypass_loopback=bypass_loopback)
+                                 audited_hosts=audited_hosts, bypass_loopback=bypass_loopback,
+                                 no_proxy_for=no_proxy_for, java_truststore=self.java_truststore())
+
+    def java_truststore(self) -> str | None:
+        """The JDK's CAs plus ours for JVMs (built once per CA and JDK, cached beside the CA); None without Java."""
+        try:
+            return java_truststore(self.ca_cert, self.confdir)
+        except (OSError, RuntimeError, ValueError):
+            return None
 
     # --- what it saw --------------------------------------------------------------------------------------------
 

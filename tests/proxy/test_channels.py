@@ -221,7 +221,8 @@ def test_a_client_that_rejects_our_certificate_is_recorded_with_the_reason(tmp_p
 
 
 def test_small_requests_are_answered_while_a_large_body_is_audited(tmp_path: Path, confdir: Path) -> None:
-    events = [{"event": "cli.run", "distinct_id": f"d{i}", "properties": {"cwd": f"/home/alice/project-{i}", "email": f"u{i}@example.com"}}
+    events = [{"event": "cli.run", "distinct_id": f"d{i}",
+               "properties": {"cwd": f"/home/alice/project-{i}", "email": f"u{i}@example.com"}}
               for i in range(20_000)]
     large = gzip.compress(json.dumps({"api_key": "phc_x", "batch": events}).encode())
     with session(tmp_path, confdir) as proxy:
