@@ -158,7 +158,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             _fatal(str(e))
     auditor = Auditor(policy, AuditEnvironment.current(), audit_all=not args.known_only)
     items = [AuditedRequest(request, auditor.evaluate(request)) for _, request in requests]
-    report = build_report(items, policy)
+    report = build_report(items, policy, with_payload=True)
     sources = [path for (path, _), item in zip(requests, items, strict=True) if item.decision.telemetry]
     for entry, path in zip(report["requests"], sources, strict=True):
         entry["source"] = path

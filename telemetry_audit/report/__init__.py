@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from telemetry_audit.report.html import write_html
 from telemetry_audit.report.json_report import Report, write_json
 from telemetry_audit.report.junit import write_junit
 from telemetry_audit.report.markdown import write_markdown
@@ -24,6 +25,7 @@ WRITERS: dict[str, Writer] = {
     "sarif": write_sarif,
     "junit": write_junit,
     "markdown": write_markdown,
+    "html": write_html,
 }
 
 FORMATS: tuple[str, ...] = tuple(WRITERS)
