@@ -65,7 +65,8 @@ def add_report_options(parser: argparse.ArgumentParser, default_format: str = "t
 
     parser.add_argument(
         "--format", "-f", action="append", dest="formats", choices=[TERMINAL_FORMAT, *FORMATS], metavar="FORMAT",
-        help=f"report format: {', '.join([TERMINAL_FORMAT, *FORMATS])} (repeatable, paired with --output in order)",
+        help=f"report format: {', '.join([TERMINAL_FORMAT, *FORMATS])} (repeatable, paired with --output in order; "
+        "without it, each --output's extension names its format: .json .sarif .xml .md .html .txt)",
     )
     parser.add_argument("--output", "-o", action="append", dest="outputs", metavar="FILE",
                         help="write the report in the matching --format to FILE (default: standard output)")
@@ -95,10 +96,17 @@ def load_policy_or_exit(args: argparse.Namespace) -> Any:
 
 def format_targets(args: argparse.Namespace, default_format: str) -> list[tuple[str, str]]:
     """(format, output) pairs from repeated `--format`/`--output` options; `-` is standard output."""
-    formats = args.formats or [default_format]
+    from telemetry_audit.report import EXTENSIONS, format_for_path
+
+    formats = list(args.formats or [])
     outputs = args.outputs or []
-    if len(outputs) > len(formats):
-        _fatal("more --output than --format options: pair each --output with a --format")
+    for output in outputs[len(formats):]:  # an --output without its --format: the extension says
+        inferred = format_for_path(output)
+        if inferred is None:
+            _fatal(f"--output {output}: cannot tell the format from the file name; give --format "
+                   f"(or use one of {', '.join(EXTENSIONS)})")
+        formats.append(inferred)
+    formats = formats or [default_format]
     targets = [(fmt, outputs[i] if i < len(outputs) else "-") for i, fmt in enumerate(formats)]
     if sum(1 for _, target in targets if target == "-") > 1:
         _fatal("only one --format may go to standard output: give the others an --output FILE")
@@ -143,19 +151,18 @@ def summary_line(report: dict[str, Any]) -> str:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from telemetry_audit.captures import CaptureError, load_requests
+    from telemetry_audit.captures import CaptureError, InputReaders, load_inputs
     from telemetry_audit.detectors.base import AuditEnvironment
     from telemetry_audit.engine import Auditor
-    from telemetry_audit.model import Request
+    from telemetry_audit.proxy.flowfile import read_flow_file, wants_own_har_reader
     from telemetry_audit.report.build import AuditedRequest, build_report
 
     policy = load_policy_or_exit(args)
-    requests: list[tuple[str, Request]] = []
-    for path in args.inputs:
-        try:
-            requests.extend((path, r) for r in load_requests(path, raw_url=args.url, raw_method=args.method))
-        except CaptureError as e:
-            _fatal(str(e))
+    try:
+        requests = load_inputs(args.inputs, raw_url=args.url, raw_method=args.method,
+                               readers=InputReaders(read_flow_file, wants_own_har_reader))
+    except CaptureError as e:
+        _fatal(str(e))
     auditor = Auditor(policy, AuditEnvironment.current(), audit_all=not args.known_only)
     items = [AuditedRequest(request, auditor.evaluate(request)) for _, request in requests]
     report = build_report(items, policy, with_payload=True)
@@ -233,11 +240,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    check = commands.add_parser("check", help="audit recorded requests (JSON captures, HAR files, raw bodies)")
-    check.add_argument("inputs", nargs="+", metavar="INPUT", help="capture (.json), HAR (.har) or raw body file")
+    check = commands.add_parser("check", help="audit recorded requests (JSON captures, HAR, mitmproxy flows, raw bodies)")
+    check.add_argument("inputs", nargs="+", metavar="INPUT",
+                       help="capture (.json), HAR (.har), mitmproxy flow file (.mitm), a directory of them "
+                            "(recursively) or - for standard input; a raw body needs --url")
     add_policy_options(check)
     add_report_options(check)
-    check.add_argument("--url", default="http://capture.invalid/", help="URL to assume for raw body files")
+    check.add_argument("--url", default=None,
+                       help="treat inputs that are not captures as raw request bodies sent to this URL")
     check.add_argument("--method", default="POST", help="method to assume for raw body files")
     check.add_argument("--known-only", action="store_true",
                        help="audit only requests recognised as telemetry (default: every input is audited)")

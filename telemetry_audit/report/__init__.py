@@ -34,4 +34,26 @@ FORMATS: tuple[str, ...] = tuple(WRITERS)
 TERMINAL_FORMAT = "table"
 """The rich terminal view's format name (not a writer: see `report.table`)."""
 
-__all__ = ["FORMATS", "TERMINAL_FORMAT", "WRITERS", "Report", "Writer"]
+EXTENSIONS: dict[str, str] = {
+    ".json": "json",
+    ".sarif": "sarif",
+    ".xml": "junit",
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".html": "html",
+    ".htm": "html",
+    ".txt": TERMINAL_FORMAT,
+}
+"""The format an `--output FILE` means when no `--format` is paired with it."""
+
+
+def format_for_path(path: str) -> str | None:
+    """The format an output file's extension names (`report.sarif` -> `sarif`), or None when it names none."""
+    name = path.lower()
+    if name.endswith(".sarif.json"):
+        return "sarif"
+    dot = name.rfind(".")
+    return EXTENSIONS.get(name[dot:]) if dot > name.rfind("/") else None
+
+
+__all__ = ["EXTENSIONS", "FORMATS", "TERMINAL_FORMAT", "WRITERS", "Report", "Writer", "format_for_path"]
