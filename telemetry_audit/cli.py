@@ -48,6 +48,16 @@ def fails(report: dict[str, Any], threshold: str) -> bool:
     return any(Severity(f["severity"]).rank >= rank for f in findings)
 
 
+def fails_after_reports(args: argparse.Namespace, report: dict[str, Any]) -> bool:
+    """`fails` for a command's exit status: with `--write-baseline`, only findings the written baseline does
+    not accept count (those of kind `error` are never baselined), so writing a baseline exits 0."""
+    if getattr(args, "write_baseline", None):
+        from telemetry_audit.report.baseline import accepted_by_own_baseline
+
+        report = accepted_by_own_baseline(report)
+    return fails(report, args.fail_on)
+
+
 # --- shared options ----------------------------------------------------------------------------------------------
 
 
@@ -174,7 +184,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from telemetry_audit.report.conformance import conformance, render_conformance
 
     render_conformance(conformance(report), _stderr())
-    return EXIT_FINDINGS if fails(report, args.fail_on) else EXIT_CLEAN
+    return EXIT_FINDINGS if fails_after_reports(args, report) else EXIT_CLEAN
 
 
 # --- rules -------------------------------------------------------------------------------------------------------
@@ -240,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    check = commands.add_parser("check", help="audit recorded requests (JSON captures, HAR, mitmproxy flows, raw bodies)")
+    check = commands.add_parser("check", help="audit recorded requests (captures, HAR, mitmproxy flows, raw bodies)")
     check.add_argument("inputs", nargs="+", metavar="INPUT",
                        help="capture (.json), HAR (.har), mitmproxy flow file (.mitm), a directory of them "
                             "(recursively) or - for standard input; a raw body needs --url")

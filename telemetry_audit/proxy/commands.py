@@ -33,7 +33,7 @@ from telemetry_audit.cli import (
     add_policy_options,
     add_report_options,
     emit_reports,
-    fails,
+    fails_after_reports,
     load_policy_or_exit,
     summary_line,
 )
@@ -258,7 +258,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     report["command"] = {"argv_length": len(command), "exit_code": status}
     emit_reports(args, report)
     console.print(summary_line(report), markup=False)
-    if fails(report, args.fail_on):
+    if fails_after_reports(args, report):
         return int(args.exit_code)
     return status
 
@@ -326,7 +326,7 @@ def cmd_proxy(args: argparse.Namespace) -> int:
     if args.formats or args.outputs:
         emit_reports(args, report)
     console.print(summary_line(report), markup=False)
-    return EXIT_FINDINGS if fails(report, args.fail_on) else 0
+    return EXIT_FINDINGS if fails_after_reports(args, report) else 0
 
 
 def _print_usage(console: Console, proxy: ProxyProcess, ca_cert: str, bundle: str, offline: bool) -> None:

@@ -11,7 +11,7 @@ values; the payload tree is the report's optional `payload` entry (`report.paylo
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
 
@@ -148,7 +148,7 @@ def _badge(text: str, cls: str) -> str:
 # --- docs conformance ------------------------------------------------------------------------------------------
 
 
-def _conformance(summary: Conformance, requests: list[Mapping[str, Any]]) -> str:
+def _conformance(summary: Conformance, requests: Sequence[Mapping[str, Any]]) -> str:
     if not summary.tools:
         return ""
     out = ['<h2 id="conformance">Docs conformance</h2>']
