@@ -18,6 +18,7 @@ from rich.console import Console
 
 from telemetry_audit import __version__
 from telemetry_audit.model import Action, Severity
+from telemetry_audit.report.table import summary_text as summary_line  # the one summary line of every command
 
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
@@ -132,7 +133,9 @@ def emit_reports(args: argparse.Namespace, report: dict[str, Any]) -> None:
         if fmt == "table":
             if target == "-":
                 # `run` keeps the audited command's stdout clean: its terminal view goes to stderr.
-                render_table(report, Console(highlight=False, soft_wrap=False, stderr=args.table_to_stderr))
+                # The command prints the summary line itself, once, after every report is written.
+                render_table(report, Console(highlight=False, soft_wrap=False, stderr=args.table_to_stderr),
+                             summary=False)
             else:
                 with open(target, "w", encoding="utf-8") as stream:
                     render_table(report, Console(file=stream, width=140, no_color=True))
@@ -146,15 +149,6 @@ def emit_reports(args: argparse.Namespace, report: dict[str, Any]) -> None:
         from telemetry_audit.report.baseline import write_baseline
 
         Path(args.write_baseline).write_text(write_baseline(report), encoding="utf-8")
-
-
-def summary_line(report: dict[str, Any]) -> str:
-    s = report["summary"]
-    text = (f"{s['telemetry']} telemetry request(s) of {s['requests']}: {s['blocked']} blocked, "
-            f"{s['redacted']} redacted, {s['logged']} logged; {s['findings']} finding(s)")
-    if s.get("suppressed"):
-        text += f", {s['suppressed']} suppressed by allowlist/baseline"
-    return text
 
 
 # --- check -------------------------------------------------------------------------------------------------------
