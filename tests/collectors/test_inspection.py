@@ -171,7 +171,8 @@ def test_real_snowplow_event_filtered_over_http() -> None:
     co = {"schema": "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0",
           "data": [{"schema": WEB_PAGE, "data": {"id": "p1"}}]}
     payload = {"schema": "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4",
-               "data": [{"e": "ue", "eid": "a", "ue_pr": json.dumps(ue), "co": json.dumps(co), "p": "srv", "tv": "py-1.0"},
+               "data": [{"e": "ue", "eid": "a", "ue_pr": json.dumps(ue), "co": json.dumps(co), "p": "srv",
+                         "tv": "py-1.0"},
                         {"e": "pv", "eid": "b", "url": "http://x/", "p": "srv", "tv": "py-1.0"}]}
     with CollectorServer(EventStore()) as server:
         sent = requests.post(f"{server.url}/com.snowplowanalytics.snowplow/tp2", json=payload, timeout=5)
