@@ -124,3 +124,36 @@ def test_flow_file_without_reader_is_an_error(tmp_path: Path) -> None:
     _mitm_dump(dump, [b"{}"])
     with pytest.raises(CaptureError, match="need mitmproxy"):
         load_inputs([str(dump)])
+
+
+# --- through the CLI ---------------------------------------------------------------------------------------------
+
+
+def test_check_reads_a_directory_and_names_sources(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from telemetry_audit.cli import main
+
+    code = main(["check", "--policy", "all", "-f", "json", str(CAPTURES)])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 1  # LocalStack's raw token is blocked by its pack
+    expected = sorted(str(p) for p in CAPTURES.glob("*.json"))
+    assert sorted({r["source"] for r in report["requests"]}) == expected
+
+
+def test_check_reads_stdin(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from telemetry_audit.cli import main
+
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO((CAPTURES / "serverless3-01.json").read_bytes())))
+    main(["check", "--policy", "serverless", "-f", "json", "-"])
+    [entry] = json.loads(capsys.readouterr().out)["requests"]
+    assert entry["source"] == "<stdin>" and entry["tool"] == "serverless"
+
+
+def test_check_refuses_an_unrecognised_file_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from telemetry_audit.cli import main
+
+    path = tmp_path / "notes.txt"
+    path.write_text("hello")
+    with pytest.raises(SystemExit) as exited:
+        main(["check", str(path)])
+    assert exited.value.code == 2
+    assert f"{path}: not a JSON capture, HAR or mitmproxy flow file" in capsys.readouterr().err

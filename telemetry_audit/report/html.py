@@ -45,7 +45,7 @@ background:var(--muted);white-space:nowrap}
 .v-ignored{background:var(--redact)}.v-inconclusive,.v-setup-failed{background:var(--muted)}
 table{border-collapse:collapse;width:100%;margin:6px 0}
 th,td{border:1px solid var(--line);padding:3px 6px;text-align:left;vertical-align:top;overflow-wrap:anywhere}
-th{background:var(--soft)}
+th{background:var(--soft);white-space:nowrap}
 td.nw{white-space:nowrap}
 details.req{border:1px solid var(--line);border-radius:6px;margin:6px 0;background:var(--bg)}
 details.req>summary{padding:6px 10px;cursor:pointer;background:var(--soft);border-radius:6px;overflow-wrap:anywhere}
@@ -59,6 +59,7 @@ details.req[open]>summary{border-bottom:1px solid var(--line);border-radius:6px 
 color:var(--block);margin-left:6px}
 .toolbar{margin:8px 0}.toolbar button{margin-right:6px}
 footer{margin-top:24px;color:var(--muted);font-size:12px}
+.toc{margin:6px 0 0}.toc a{color:var(--log)}
 """
 
 _SCRIPT = """
@@ -95,10 +96,21 @@ def write_html(report: Mapping[str, Any]) -> str:
     parts.append(f'<p class="muted">{_e(tool.get("name", "telemetry-audit"))} {_e(tool.get("version", ""))}'
                  f"{_policy_files(data)}</p>")
     requests = list(data.get("requests", []))
-    if "summary" in data and "telemetry" in data.get("summary", {}):
-        parts.append(_summary(data.get("summary", {})))
     telemetry = [r for r in requests if is_telemetry(r)]
     other = [r for r in requests if not is_telemetry(r)]
+    links = [("summary", "Summary")] if requests or "telemetry" in data.get("summary", {}) else []
+    if telemetry and conformance(report).tools:
+        links.append(("conformance", "Docs conformance"))
+    if requests:
+        links.append(("requests", f"Telemetry requests ({len(telemetry)})"))
+    if other:
+        links.append(("other", f"Other traffic ({len(other)})"))
+    if isinstance(report.get("optout"), Mapping) or "switches" in report:
+        links.append(("optout", "Opt-out switches"))
+    if links:
+        parts.append('<nav class="toc">' + " · ".join(f'<a href="#{a}">{_e(t)}</a>' for a, t in links) + "</nav>")
+    if "summary" in data and "telemetry" in data.get("summary", {}):
+        parts.append(_summary(data.get("summary", {})))
     if requests:
         parts.append(_conformance(conformance(report), telemetry))
         parts.append('<div class="toolbar"><button type="button" data-toggle="open">Expand all</button>'

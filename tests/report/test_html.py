@@ -156,3 +156,16 @@ def test_browser_shows_seed_tool_captures(tmp_path: Path) -> None:
     for tool in ("localstack", "serverless", "sst"):
         assert f'data-tool="{tool}"' in dom
     print(f"screenshot: {tmp_path / 'report.png'}")
+
+
+def test_check_infers_html_from_the_output_extension(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from telemetry_audit.cli import main
+
+    out = tmp_path / "report.html"
+    main(["check", "--policy", "all", "-o", str(out), str(ROOT / "tests/data/captures")])
+    text = out.read_text(encoding="utf-8")
+    assert text.startswith("<!DOCTYPE html>") and 'class="finding"' in text
+    with pytest.raises(SystemExit) as exited:
+        main(["check", "-o", str(tmp_path / "report.bin"), str(ROOT / "tests/data/captures")])
+    assert exited.value.code == 2
+    assert "report.bin: cannot tell the format from the file name" in capsys.readouterr().err
