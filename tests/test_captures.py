@@ -157,3 +157,61 @@ def test_check_refuses_an_unrecognised_file_naming_it(tmp_path: Path, capsys: py
         main(["check", str(path)])
     assert exited.value.code == 2
     assert f"{path}: not a JSON capture, HAR or mitmproxy flow file" in capsys.readouterr().err
+
+
+def test_a_real_mitmdump_recording_is_audited(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """mitmdump -w records a real request (to a local server); `check` audits the recording."""
+    import http.server
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    import requests
+
+    from telemetry_audit.cli import main
+
+    class Sink(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    dump = tmp_path / "flows.mitm"
+    mitmdump = Path(sys.executable).with_name("mitmdump")
+    proxy = subprocess.Popen([str(mitmdump), "-q", "--listen-host", "127.0.0.1", "-p", str(port), "-w", str(dump),
+                              "--set", f"confdir={tmp_path / 'mitm'}"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proxy.poll() is None, proxy.stderr.read() if proxy.stderr else ""
+                time.sleep(0.1)
+        url = f"http://127.0.0.1:{server.server_port}/v1/track"
+        proxies = {"http": f"http://127.0.0.1:{port}"}
+        token = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
+        sent = requests.post(url, json={"event": "e", "properties": {"token": token}}, proxies=proxies, timeout=10)
+        assert sent.status_code == 200
+    finally:
+        os.kill(proxy.pid, signal.SIGINT)
+        proxy.wait(timeout=30)
+        server.shutdown()
+    code = main(["check", "-f", "json", str(dump)])
+    [entry] = json.loads(capsys.readouterr().out)["requests"]
+    assert code == 1 and entry["decision"] == "block" and entry["source"] == str(dump)
+    assert entry["path"] == "/v1/track" and entry["findings"][0]["kind"] == "secret"
