@@ -1,15 +1,25 @@
 from __future__ import annotations
 
+import http.server
 import io
 import json
+import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
+import requests
 from mitmproxy.io import FlowWriter
 from mitmproxy.test import tflow
 
 from telemetry_audit.captures import CaptureError, InputReaders, expand_inputs, load_inputs
+from telemetry_audit.cli import main
 from telemetry_audit.proxy.flowfile import read_flow_file, wants_own_har_reader
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,8 +140,6 @@ def test_flow_file_without_reader_is_an_error(tmp_path: Path) -> None:
 
 
 def test_check_reads_a_directory_and_names_sources(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from telemetry_audit.cli import main
-
     code = main(["check", "--policy", "all", "-f", "json", str(CAPTURES)])
     report = json.loads(capsys.readouterr().out)
     assert code == 1  # LocalStack's raw token is blocked by its pack
@@ -140,8 +148,6 @@ def test_check_reads_a_directory_and_names_sources(tmp_path: Path, capsys: pytes
 
 
 def test_check_reads_stdin(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from telemetry_audit.cli import main
-
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO((CAPTURES / "serverless3-01.json").read_bytes())))
     main(["check", "--policy", "serverless", "-f", "json", "-"])
     [entry] = json.loads(capsys.readouterr().out)["requests"]
@@ -149,8 +155,6 @@ def test_check_reads_stdin(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captu
 
 
 def test_check_refuses_an_unrecognised_file_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from telemetry_audit.cli import main
-
     path = tmp_path / "notes.txt"
     path.write_text("hello")
     with pytest.raises(SystemExit) as exited:
@@ -161,19 +165,6 @@ def test_check_refuses_an_unrecognised_file_naming_it(tmp_path: Path, capsys: py
 
 def test_a_real_mitmdump_recording_is_audited(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """mitmdump -w records a real request (to a local server); `check` audits the recording."""
-    import http.server
-    import os
-    import signal
-    import socket
-    import subprocess
-    import sys
-    import threading
-    import time
-
-    import requests
-
-    from telemetry_audit.cli import main
-
     class Sink(http.server.BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
             self.rfile.read(int(self.headers.get("content-length", 0)))
