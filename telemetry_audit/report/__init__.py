@@ -1,7 +1,8 @@
 """Report writers: the JSON report in, text out.
 
 Every writer takes the JSON report dict (`json_report.Report`) and returns the
-text of one format; callers decide where it goes. `WRITERS` is the complete,
+text of one format (JSON, SARIF, JUnit XML, Markdown, a self-contained HTML page);
+callers decide where it goes. `WRITERS` is the complete,
 explicit list of file formats. The terminal view is separate
 (`telemetry_audit.report.table.render_table`) because it prints with rich.
 """
