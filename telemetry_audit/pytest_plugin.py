@@ -411,7 +411,7 @@ class AuditProxy:
 
     def summary(self) -> str:
         """One paragraph for the terminal: counts, each request's decision, and where the artifacts are."""
-        from telemetry_audit.report.build import summary_line
+        from telemetry_audit.report.table import summary_text as summary_line
 
         report = self.report()
         lines = [summary_line(report)]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up and run the whole test suite: the fast suite and the real-tool tests on the default python3
 # (mitmproxy 11), then the fast suite again on Python 3.12 where present (mitmproxy 12).
-# Needs only Python >= 3.11, pip, Node/npm and git; installs everything else itself.
+# Needs only Python >= 3.11, pip, Node/npm and git; installs everything else itself (chromium with apt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +10,9 @@ setup() {  # setup PYTHON... VENV
   "${@:1:$#-1}" -m venv "$venv"
   "$venv/bin/python" -m pip install -q -e '.[test]'
 }
+
+# A real headless browser renders the HTML report in tests/report/test_html.py (Debian's chromium; CI runs as root).
+command -v chromium >/dev/null 2>&1 || (apt-get update && apt-get install -y chromium)
 
 setup python3 .venv
 .venv/bin/python -m pytest -m "not realtool" -p no:cacheprovider

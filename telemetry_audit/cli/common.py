@@ -28,11 +28,6 @@ EXIT_AUDIT_FAILED = 3
 
 FAIL_ON_CHOICES = [a.value for a in Action if a is not Action.ALLOW] + [s.value for s in Severity] + ["never"]
 
-FORMAT_BY_EXTENSION = {".json": "json", ".sarif": "sarif", ".xml": "junit", ".md": "markdown",
-                       ".markdown": "markdown", ".html": "html", ".htm": "html", ".txt": "table"}
-"""`-o FILE` without `-f`: the format its extension names."""
-
-
 class UsageError(Exception):
     """A user error found while checking options; the CLI prints it and exits 2."""
 
@@ -80,7 +75,7 @@ def add_report_options(parser: argparse.ArgumentParser, default_format: str = "t
     parser.add_argument(
         "--format", "-f", action="append", dest="formats", choices=[TERMINAL_FORMAT, *FORMATS], metavar="FORMAT",
         help=f"report format: {', '.join([TERMINAL_FORMAT, *FORMATS])} (repeatable, paired with --output in "
-             "order; without --format, an --output's extension names it)",
+             "order; without it, each --output's extension names its format: .json .sarif .xml .md .html .txt)",
     )
     parser.add_argument("--output", "-o", action="append", dest="outputs", metavar="FILE",
                         help="write the report in the matching --format to FILE (default: standard output)")
@@ -154,20 +149,17 @@ def format_targets(args: argparse.Namespace, default_format: str) -> list[tuple[
 
     Without `--format`, each `--output` gets the format its extension names.
     """
+    from telemetry_audit.report import EXTENSIONS, format_for_path
+
     formats = list(args.formats or [])
     outputs = list(args.outputs or [])
-    if not formats:
-        if not outputs:
-            return [(default_format, "-")]
-        for output in outputs:
-            extension = Path(output).suffix.lower()
-            if extension not in FORMAT_BY_EXTENSION:
-                raise UsageError(f"--output {output}: cannot tell the format from its extension; add --format "
-                                 f"(one of {', '.join(sorted(set(FORMAT_BY_EXTENSION.values())))})")
-            formats.append(FORMAT_BY_EXTENSION[extension])
-        return list(zip(formats, outputs, strict=True))
-    if len(outputs) > len(formats):
-        raise UsageError("more --output than --format options: pair each --output with a --format")
+    for output in outputs[len(formats):]:  # an --output without its --format: the extension says
+        inferred = format_for_path(output)
+        if inferred is None:
+            raise UsageError(f"--output {output}: cannot tell the format from the file name; give --format "
+                             f"(or use one of {', '.join(EXTENSIONS)})")
+        formats.append(inferred)
+    formats = formats or [default_format]
     targets = [(fmt, outputs[i] if i < len(outputs) else "-") for i, fmt in enumerate(formats)]
     if sum(1 for _, target in targets if target == "-") > 1:
         raise UsageError("only one --format may go to standard output: give the others an --output FILE")
@@ -234,7 +226,9 @@ def emit_reports(args: argparse.Namespace, report: dict[str, Any], targets: Sequ
         if fmt == "table":
             if target == "-":
                 # `run` keeps the audited command's stdout clean: its terminal view goes to stderr.
-                render_table(report, Console(highlight=False, soft_wrap=False, stderr=args.table_to_stderr))
+                # The command prints the summary line itself, once, after every report is written.
+                render_table(report, Console(highlight=False, soft_wrap=False, stderr=args.table_to_stderr),
+                             summary=False)
             else:
                 with open(private_file(target), "w", encoding="utf-8") as stream:
                     render_table(report, Console(file=stream, width=140, no_color=True))
@@ -250,6 +244,18 @@ def emit_reports(args: argparse.Namespace, report: dict[str, Any], targets: Sequ
 
         with open(private_file(args.write_baseline), "w", encoding="utf-8") as stream:
             stream.write(write_baseline(report))
+
+
+def reaches_fail_on(args: argparse.Namespace, report: dict[str, Any]) -> bool:
+    """Whether the findings reach `--fail-on`; with `--write-baseline`, only findings the written baseline does
+    not accept count (those of kind `error` are never baselined), so writing a baseline exits 0."""
+    from telemetry_audit.report.build import reaches
+
+    if getattr(args, "write_baseline", None):
+        from telemetry_audit.report.baseline import accepted_by_own_baseline
+
+        report = accepted_by_own_baseline(report)
+    return reaches(report, args.fail_on)
 
 
 def private_file(path: str) -> int:

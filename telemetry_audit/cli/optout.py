@@ -47,17 +47,21 @@ from telemetry_audit.optout import (
 from telemetry_audit.proxy.ca import default_confdir
 from telemetry_audit.session import ProxyStartError, audited_hosts
 
-FORMATS: tuple[str, ...] = ("table", "json")
+FORMATS: tuple[str, ...] = ("table", "json", "html")
 
 
 def check_targets(args: argparse.Namespace) -> list[tuple[str, str]]:
     """(format, output) pairs, checked before any run starts."""
+    from telemetry_audit.report import format_for_path
+
     formats = list(args.formats or [])
     outputs = list(args.outputs or [])
-    if not formats:
-        formats = ["json" if o.endswith(".json") else "table" for o in outputs] or ["table"]
-    if len(outputs) > len(formats):
-        raise UsageError("more --output than --format options: pair each --output with a --format")
+    for output in outputs[len(formats):]:  # an --output without its --format: the extension says
+        inferred = format_for_path(output)
+        if inferred not in FORMATS:
+            raise UsageError(f"--output {output}: give --format (optout-check writes {', '.join(FORMATS)})")
+        formats.append(inferred)
+    formats = formats or ["table"]
     targets = [(fmt, outputs[i] if i < len(outputs) else "-") for i, fmt in enumerate(formats)]
     if sum(1 for _, target in targets if target == "-") > 1:
         raise UsageError("only one --format may go to standard output: give the others an --output FILE")
@@ -67,9 +71,11 @@ def check_targets(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 
 def emit(report: Mapping[str, Any], targets: list[tuple[str, str]]) -> None:
+    from telemetry_audit.report.html import write_html
+
     for fmt, target in targets:
-        if fmt == "json":
-            text = write_json(report)
+        if fmt in ("json", "html"):
+            text = write_json(report) if fmt == "json" else write_html(report)
             if target == "-":
                 sys.stdout.write(text)
             else:
@@ -203,7 +209,7 @@ def register(commands: Any) -> argparse.ArgumentParser:
                         help="the pack whose `optout:` switches are tried (also the policy unless --policy is given)")
     add_policy_options(parser)
     parser.add_argument("--format", "-f", action="append", dest="formats", choices=FORMATS, metavar="FORMAT",
-                        help="table or json (repeatable, paired with --output in order; default: table)")
+                        help="table, json or html (repeatable, paired with --output in order; default: table)")
     parser.add_argument("--output", "-o", action="append", dest="outputs", metavar="FILE",
                         help="write the matching --format to FILE (default: standard output)")
     parser.add_argument("--keep-home", action="store_true",

@@ -29,6 +29,7 @@ from telemetry_audit.cli.common import (
     listen_argument,
     load_policy_or_exit,
     proxy_settings,
+    reaches_fail_on,
     stderr_console,
 )
 
@@ -50,7 +51,7 @@ def register(commands: Any) -> argparse.ArgumentParser:
 
 
 def cmd_proxy(args: argparse.Namespace) -> int:
-    from telemetry_audit.report.build import reaches, summary_line
+    from telemetry_audit.report.table import summary_text as summary_line
     from telemetry_audit.session import ProxySession, ProxyStartError
 
     targets = check_report_options(args) if (args.formats or args.outputs) else []
@@ -97,7 +98,7 @@ def cmd_proxy(args: argparse.Namespace) -> int:
     if status not in (0, -signal.SIGTERM):
         console.print(f"[bold red]telemetry-audit:[/] the proxy stopped on its own (exit {status})")
         return EXIT_AUDIT_FAILED
-    return EXIT_FINDINGS if reaches(report, args.fail_on) else EXIT_CLEAN
+    return EXIT_FINDINGS if reaches_fail_on(args, report) else EXIT_CLEAN
 
 
 def print_usage(console: Console, session: Any, online: bool, listen_host: str) -> None:

@@ -23,6 +23,7 @@ from telemetry_audit.cli.common import (
     fatal,
     load_policy_or_exit,
     proxy_settings,
+    reaches_fail_on,
     stderr_console,
 )
 
@@ -61,7 +62,7 @@ def report_targets(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from telemetry_audit.report.build import reaches, summary_line
+    from telemetry_audit.report.table import summary_text as summary_line
     from telemetry_audit.session import ProxySession, ProxyStartError, audited_hosts
     from telemetry_audit.session.child_env import no_proxy_plan
 
@@ -115,7 +116,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.print(f"[bold red]telemetry-audit:[/] {failure}; {report['summary']['requests']} request(s) were "
                       "audited before it stopped, later ones were refused, not passed", highlight=False)
         return EXIT_AUDIT_FAILED
-    if reaches(report, args.fail_on):
+    if reaches_fail_on(args, report):
         return int(args.exit_code)
     return status
 

@@ -177,12 +177,14 @@ class EventStore:
         event: str | None,
         collector: str | None,
         limit: int | None,
+        offset: int = 0,
+        newest_first: bool = False,
     ) -> list[StoredEvent]:
         where, args = self._where(good, tool, event, collector)
-        sql = f"SELECT {_COLUMNS} FROM events{where} ORDER BY id"
-        if limit is not None:
-            sql += " LIMIT ?"
-            args.append(limit)
+        sql = f"SELECT {_COLUMNS} FROM events{where} ORDER BY id{' DESC' if newest_first else ''}"
+        if limit is not None or offset:
+            sql += " LIMIT ? OFFSET ?"
+            args += [-1 if limit is None else limit, offset]
         with self._lock:
             rows = self._db.execute(sql, args).fetchall()
         return [
@@ -226,9 +228,11 @@ class EventStore:
         event: str | None = None,
         collector: str | None = None,
         limit: int | None = None,
+        offset: int = 0,
+        newest_first: bool = False,
     ) -> list[StoredEvent]:
-        """Every record, oldest first, optionally filtered."""
-        return self._select(None, tool, event, collector, limit)
+        """Every record, oldest first (or newest first), optionally filtered and paged."""
+        return self._select(None, tool, event, collector, limit, offset, newest_first)
 
     def good(
         self,
@@ -237,9 +241,11 @@ class EventStore:
         event: str | None = None,
         collector: str | None = None,
         limit: int | None = None,
+        offset: int = 0,
+        newest_first: bool = False,
     ) -> list[StoredEvent]:
         """Events the emulated collector accepted."""
-        return self._select(True, tool, event, collector, limit)
+        return self._select(True, tool, event, collector, limit, offset, newest_first)
 
     def bad(
         self,
@@ -248,9 +254,11 @@ class EventStore:
         event: str | None = None,
         collector: str | None = None,
         limit: int | None = None,
+        offset: int = 0,
+        newest_first: bool = False,
     ) -> list[StoredEvent]:
         """Requests (or parts) that did not fit their protocol, with the reason."""
-        return self._select(False, tool, event, collector, limit)
+        return self._select(False, tool, event, collector, limit, offset, newest_first)
 
     def counts(
         self, *, tool: str | None = None, event: str | None = None, collector: str | None = None

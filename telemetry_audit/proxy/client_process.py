@@ -24,6 +24,34 @@ def _socket_inode(port: int) -> str | None:
     return None
 
 
+COMM_LENGTH = 15
+"""The kernel cuts `/proc/PID/comm` to this many characters."""
+
+
+def process_name(pid: str) -> str:
+    """The process's full name: `comm`, or when the kernel cut it, the program name it was cut from
+    (argv[0] or the executable, without any argument)."""
+    with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as stream:
+        comm = stream.read().strip()
+    if len(comm) < COMM_LENGTH:
+        return comm
+    candidates = []
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as raw:
+            candidates.append(raw.read().split(b"\0", 1)[0].decode("utf-8", "replace"))
+    except OSError:
+        pass
+    try:
+        candidates.append(os.readlink(f"/proc/{pid}/exe"))
+    except OSError:
+        pass
+    for candidate in candidates:
+        name = os.path.basename(candidate)
+        if name.startswith(comm):
+            return name
+    return comm
+
+
 def process_for_port(port: int) -> str:
     """`name[pid]` of the process owning the local socket on `port`, or "" when unknown."""
     inode = _socket_inode(port)
@@ -39,8 +67,7 @@ def process_for_port(port: int) -> str:
         try:
             for fd in os.listdir(fd_dir):
                 if os.readlink(f"{fd_dir}/{fd}") == target:
-                    with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as stream:
-                        return f"{stream.read().strip()}[{pid}]"
+                    return f"{process_name(pid)}[{pid}]"
         except OSError:
             continue
     return ""

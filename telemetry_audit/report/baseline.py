@@ -165,6 +165,11 @@ def apply_baseline(report: Mapping[str, Any], fingerprints: Collection[str]) -> 
     return copied
 
 
+def accepted_by_own_baseline(report: Mapping[str, Any]) -> dict[str, Any]:
+    """`report` as it reads once the baseline written from it is applied: what `--write-baseline` gates on."""
+    return apply_baseline(report, load_baseline(write_baseline(report)))
+
+
 def _decision(request: RequestRecord, before: Action) -> Action:
     after = strictest(action_of(f.get("action", "")) for f in active_findings(request))
     return after if after.rank <= before.rank else before

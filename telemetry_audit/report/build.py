@@ -46,7 +46,8 @@ def safe_url(request: Request, decision: Decision) -> str:
     return f"{url}?{urlencode(query)}"
 
 
-def request_entry(item: AuditedRequest) -> dict[str, Any]:
+def request_entry(item: AuditedRequest, *, with_payload: bool = False) -> dict[str, Any]:
+    """One request's report entry; `with_payload` adds the masked payload tree (`report.payload`)."""
     request, decision = item.request, item.decision
     entry: dict[str, Any] = {
         "method": request.method,
@@ -61,6 +62,10 @@ def request_entry(item: AuditedRequest) -> dict[str, Any]:
     }
     if item.client:
         entry["client"] = item.client
+    if with_payload:
+        from telemetry_audit.report.payload import payload_tree
+
+        entry["payload"] = payload_tree(request, decision)
     return entry
 
 
@@ -109,10 +114,13 @@ def _engine_rules(policy: Policy) -> list[tuple[str, str, Severity, Action]]:
     ]
 
 
-def build_report(items: Iterable[AuditedRequest], policy: Policy) -> dict[str, Any]:
-    """The JSON report for `items` (telemetry requests only; others are counted)."""
+def build_report(items: Iterable[AuditedRequest], policy: Policy, *, with_payload: bool = False) -> dict[str, Any]:
+    """The JSON report for `items` (telemetry requests only; others are counted).
+
+    `with_payload` adds each request's masked payload tree (what the HTML report shows).
+    """
     items = list(items)
-    entries = [request_entry(i) for i in items if i.decision.telemetry]
+    entries = [request_entry(i, with_payload=with_payload) for i in items if i.decision.telemetry]
     return report_from_entries(entries, policy, total_requests=len(items))
 
 
@@ -156,12 +164,3 @@ def reaches(report: Mapping[str, Any], threshold: str) -> bool:
     rank = Severity(threshold).rank
     return any(Severity(f["severity"]).rank >= rank for f in findings)
 
-
-def summary_line(report: Mapping[str, Any]) -> str:
-    """The one-line summary every front end prints."""
-    s = report["summary"]
-    text = (f"{s['telemetry']} telemetry request(s) of {s['requests']}: {s['blocked']} blocked, "
-            f"{s['redacted']} redacted, {s['logged']} logged; {s['findings']} finding(s)")
-    if s.get("suppressed"):
-        text += f", {s['suppressed']} suppressed by allowlist/baseline"
-    return text

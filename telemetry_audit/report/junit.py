@@ -1,7 +1,7 @@
 """JUnit XML output, for CI systems that show test results.
 
 One test suite; one test case per audited telemetry request, named
-`METHOD host/path` with the tool as its class. A request fails when it was
+`METHOD host/path` (` #2`, ` #3` on repeats: names are unique) with the tool as its class. A request fails when it was
 blocked or redacted (or carries an unsuppressed block/redact finding); it is
 an error when the audit itself failed on it (an `error` finding); log-only and
 suppressed findings are listed in `<system-out>` of a passing case.
@@ -43,9 +43,10 @@ def write_junit(data: Mapping[str, Any]) -> str:
         ET.SubElement(properties, "property", name="policy", value=name)
 
     tests = failures = errors = 0
+    seen: dict[str, int] = {}
     for request in telemetry_requests(report):
         tests += 1
-        outcome = _add_case(suite, request)
+        outcome = _add_case(suite, request, seen)
         failures += outcome == "failure"
         errors += outcome == "error"
 
@@ -58,9 +59,19 @@ def write_junit(data: Mapping[str, Any]) -> str:
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
 
-def _add_case(suite: ET.Element, request: RequestRecord) -> str:
-    """Append the test case for `request`; return `failure`, `error` or `pass`."""
-    name = f"{request.get('method', '').upper()} {request_target(request)}"
+def _add_case(suite: ET.Element, request: RequestRecord, seen: dict[str, int]) -> str:
+    """Append the test case for `request`; return `failure`, `error` or `pass`.
+
+    Names are unique within the suite (CI systems merge cases that share a name): a repeated
+    `METHOD host/path` gets ` #2`, ` #3`, ... in report order.
+    """
+    base = f"{request.get('method', '').upper()} {request_target(request)}"
+    seen[base] = seen.get(base, 0) + 1
+    name = base if seen[base] == 1 else f"{base} #{seen[base]}"
+    while name in seen and name != base:  # a request whose own target ends in ` #2`
+        seen[base] += 1
+        name = f"{base} #{seen[base]}"
+    seen.setdefault(name, 1)
     case = ET.SubElement(suite, "testcase", classname=request.get("tool") or "unknown", name=name)
     active = active_findings(request)
     decision = action_of(request.get("decision", "allow"))

@@ -30,7 +30,8 @@ from telemetry_audit.report.json_report import (
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 SARIF_VERSION = "2.1.0"
 INFORMATION_URI = "https://github.com/telemetry-audit/telemetry-audit"
-BUILTIN_PACK = "<builtin>/default.yaml"
+BUILTIN_PREFIX = "<builtin>/"
+"""How the report names a rule file shipped inside the package (never a path in the user's repository)."""
 FINGERPRINT_KEY = "telemetryAudit/v1"
 """The `partialFingerprints` key; bump the suffix if fingerprints ever change meaning."""
 
@@ -188,32 +189,35 @@ def _first_sentence(text: str) -> str:
 
 
 def _location(file: str, line: int) -> dict[str, Any]:
-    """A repository-relative pseudo location: the YAML rule behind the result.
-
-    Built-in packs (`<builtin>/default.yaml`) are not in the user's repository;
-    the path is percent-encoded so it stays a valid relative reference.
-    """
-    name = file or BUILTIN_PACK
+    """A repository-relative pseudo location: the YAML rule behind the result."""
     artifact: dict[str, Any]
-    if PureWindowsPath(name).drive:  # absolute paths cannot be relative to %SRCROOT%
-        artifact = {"uri": PureWindowsPath(name).as_uri()}
-    elif PurePosixPath(name).is_absolute():
-        artifact = {"uri": PurePosixPath(name).as_uri()}
+    if PureWindowsPath(file).drive:  # absolute paths cannot be relative to %SRCROOT%
+        artifact = {"uri": PureWindowsPath(file).as_uri()}
+    elif PurePosixPath(file).is_absolute():
+        artifact = {"uri": PurePosixPath(file).as_uri()}
     else:
-        name = name.replace("\\", "/")
+        name = file.replace("\\", "/")
         artifact = {"uri": quote(name.removeprefix("./"), safe="/"), "uriBaseId": "%SRCROOT%"}
     return {"physicalLocation": {"artifactLocation": artifact, "region": {"startLine": max(1, line)}}}
 
 
-def _rule_location(rule_id: str, policy_rules: dict[str, RuleRecord], files: list[str]) -> dict[str, Any]:
-    """Where a result points: its policy rule, or for a bare detector id the first policy file.
+def _is_builtin(file: str) -> bool:
+    return not file or file.startswith(BUILTIN_PREFIX)
 
-    Detectors are enabled by the policy pack, and code scanning needs some location.
+
+def _rule_locations(rule_id: str, policy_rules: dict[str, RuleRecord], files: list[str]) -> list[dict[str, Any]]:
+    """Where a result points: its rule's YAML file, else the first policy file of the user's own, else nowhere.
+
+    Built-in packs ship inside the package, not in the user's repository, so a rule from one (or a bare
+    detector id) points at the user's policy file that loaded it when there is one; with built-in packs
+    only, the result has no location (GitHub code scanning then needs a policy file in the repository:
+    see the README's CI section).
     """
     rule = policy_rules.get(rule_id)
-    if rule is not None and rule.get("file"):
-        return _location(rule["file"], int(rule.get("line") or 1))
-    return _location(files[0] if files else BUILTIN_PACK, 1)
+    if rule is not None and not _is_builtin(rule.get("file", "")):
+        return [_location(rule["file"], int(rule.get("line") or 1))]
+    own = next((f for f in files if not _is_builtin(f)), None)
+    return [_location(own, 1)] if own else []
 
 
 def _request_text(request: RequestRecord) -> str:
@@ -253,10 +257,12 @@ def _result(
         "ruleIndex": index[rule_id],
         "level": sarif_level(finding.get("severity", "")),
         "message": {"text": text},
-        "locations": [_rule_location(rule_id, policy_rules, files)],
         "partialFingerprints": {FINGERPRINT_KEY: finding["fingerprint"]},
         "properties": properties,
     }
+    locations = _rule_locations(rule_id, policy_rules, files)
+    if locations:
+        result["locations"] = locations
     if finding.get("suppressed"):
         result["suppressions"] = [{"kind": "external", "justification": "baseline"}]
     return result

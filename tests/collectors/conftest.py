@@ -23,20 +23,21 @@ def server() -> Iterator[CollectorServer]:
         yield srv
 
 
-def inspect(server: CollectorServer, kind: str = "all", **filters: str) -> dict[str, Any]:
-    """What the inspection API says (through HTTP, like a user's CI step would ask)."""
+def inspect(server: CollectorServer, kind: str = "all", **filters: str) -> Any:
+    """What the inspection API says (through HTTP, like a user's CI step would ask): counts for `all`, for
+    `good` and `bad` the events oldest first (the API answers newest first, as Snowplow Micro does)."""
     response = requests.get(f"{server.url}/micro/{kind}", params=filters, timeout=5)
     response.raise_for_status()
-    result: dict[str, Any] = response.json()
-    return result
+    result = response.json()
+    return list(reversed(result)) if isinstance(result, list) else result
 
 
 def good_events(server: CollectorServer, **filters: str) -> list[dict[str, Any]]:
-    return [e["event"] for e in inspect(server, "good", **filters)["events"]]
+    return [e["event"] for e in inspect(server, "good", **filters)]
 
 
 def bad_reasons(server: CollectorServer, **filters: str) -> list[str]:
-    return [e["reason"] for e in inspect(server, "bad", **filters)["events"]]
+    return [e["reason"] for e in inspect(server, "bad", **filters)]
 
 
 def load_capture(name: str) -> tuple[str, str, list[tuple[str, str]], bytes]:

@@ -81,7 +81,7 @@ def test_localstack_through_the_collector_as_http_proxy(server: CollectorServer)
 
 
 def inspect_request_host(server: CollectorServer) -> str:
-    return str(requests.get(f"{server.url}/micro/good", timeout=5).json()["events"][0]["request"]["host"])
+    return str(requests.get(f"{server.url}/micro/good", timeout=5).json()[0]["request"]["host"])
 
 
 @pytest.mark.parametrize("capture", ["sst-v2.49.8-CLI_COMMAND", "sst-v2.49.8-CLI_COMMAND_SUCCEEDED"])

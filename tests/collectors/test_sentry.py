@@ -50,7 +50,7 @@ def test_official_sdk_envelope_is_accepted(
     assert event["context"]["release"] == "cli@1.2.3"
     assert event["context"]["server_name"] == "build-host"
     assert event["context"]["project"] == "42"
-    assert inspect(server, "good")["events"][0]["request"]["content_encoding"] == algo
+    assert inspect(server, "good")[0]["request"]["content_encoding"] == algo
 
 
 def test_legacy_store_with_base64_zlib_body(server: CollectorServer) -> None:

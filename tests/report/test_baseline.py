@@ -9,6 +9,7 @@ import pytest
 
 from telemetry_audit.report.baseline import (
     BaselineError,
+    accepted_by_own_baseline,
     apply_baseline,
     generic_field,
     load_baseline,
@@ -199,3 +200,17 @@ def test_bad_baseline_text_is_named() -> None:
 )
 def test_generic_field(field: str, generic: str) -> None:
     assert generic_field(field) == generic
+
+
+def test_own_baseline_accepts_everything_but_audit_errors(
+    make_report: Callable[..., dict[str, Any]],
+    make_request: Callable[..., dict[str, Any]],
+    make_finding: Callable[..., dict[str, Any]],
+) -> None:
+    leak = make_finding(action="block", kind="secret")
+    broken = make_finding(action="block", kind="error", rule_id="audit-error", fingerprint="f" * 32)
+    accepted = accepted_by_own_baseline(make_report([make_request([leak], decision="block")]))
+    assert accepted["requests"][0]["decision"] == "allow" and accepted["requests"][0]["findings"][0]["suppressed"]
+    kept = accepted_by_own_baseline(make_report([make_request([leak, broken], decision="block")]))
+    assert [f.get("suppressed", False) for f in kept["requests"][0]["findings"]] == [True, False]
+    assert kept["requests"][0]["decision"] == "block"

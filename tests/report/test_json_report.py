@@ -20,7 +20,7 @@ from tests.report.samples import PLAINTEXT, REPORTS, load
 
 
 def test_registry_lists_every_file_format() -> None:
-    assert FORMATS == ("json", "sarif", "junit", "markdown")
+    assert FORMATS == ("json", "sarif", "junit", "markdown", "html")
     assert set(WRITERS) == set(FORMATS)
 
 

@@ -107,3 +107,14 @@ def test_no_plaintext_in_output(ci_report: dict[str, Any]) -> None:
     text = write_junit(ci_report)
     for fragment in PLAINTEXT:
         assert fragment not in text
+
+
+def test_case_names_are_unique(
+    make_report: Callable[..., dict[str, Any]],
+    make_request: Callable[..., dict[str, Any]],
+) -> None:
+    requests = [make_request(), make_request(), make_request(path="/batch/ #2"), make_request()]
+    root = ET.fromstring(write_junit(make_report(requests)))
+    names = [case.get("name") for case in root.iter("testcase")]
+    assert names == ["POST us.i.posthog.com/batch/", "POST us.i.posthog.com/batch/ #2",
+                     "POST us.i.posthog.com/batch/ #2 #2", "POST us.i.posthog.com/batch/ #3"]

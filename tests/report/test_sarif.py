@@ -107,15 +107,22 @@ def test_locations_point_at_the_rule_yaml(ci_report: dict[str, Any]) -> None:
         assert not urlsplit(uri).scheme and not uri.startswith("/"), uri  # code scanning rejects URLs
 
 
-def test_builtin_pack_location_is_a_valid_relative_reference(
+def test_builtin_pack_rule_points_at_the_users_policy_file_or_nowhere(
     make_report: Callable[..., dict[str, Any]],
     make_request: Callable[..., dict[str, Any]],
     make_finding: Callable[..., dict[str, Any]],
+    sarif_schema: dict[str, Any],
 ) -> None:
     report = make_report([make_request([make_finding(rule_id="werf-otlp")], tool="werf")])
     location = to_sarif(report)["runs"][0]["results"][0]["locations"][0]["physicalLocation"]
-    assert location["artifactLocation"] == {"uri": "%3Cbuiltin%3E/default.yaml", "uriBaseId": "%SRCROOT%"}
-    assert location["region"] == {"startLine": 42}
+    # werf-otlp lives in a built-in pack: the result points at the first policy file of the user's own.
+    assert location == {"artifactLocation": {"uri": "rules/localstack.yaml", "uriBaseId": "%SRCROOT%"},
+                        "region": {"startLine": 1}}
+    report["policy"]["files"] = ["<builtin>/default.yaml", "<builtin>/werf.yaml"]
+    log = to_sarif(report)
+    _validate(log, sarif_schema)
+    assert "locations" not in log["runs"][0]["results"][0]
+    assert "%3C" not in json.dumps(log) and "<builtin>/" not in json.dumps(log["runs"][0]["results"])
 
 
 def test_rule_line_zero_becomes_line_one(
