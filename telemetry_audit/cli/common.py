@@ -97,7 +97,8 @@ def add_proxy_options(parser: argparse.ArgumentParser) -> None:
                         help="audit every request with the full policy, not only telemetry")
     parser.add_argument("--store", metavar="FILE", help="keep received events in this SQLite file")
     parser.add_argument("--confdir", default=default_confdir(), help="where the proxy CA lives")
-    parser.add_argument("--verbose", action="store_true", help="show mitmproxy's own log")
+    parser.add_argument("--verbose", action="store_true",
+                        help="list every request of other traffic in the table, and show mitmproxy's own log")
     online = parser.add_mutually_exclusive_group()
     online.add_argument("--online", dest="online", action="store_true", default=False,
                         help="forward allowed and redacted requests upstream")
@@ -228,7 +229,7 @@ def emit_reports(args: argparse.Namespace, report: dict[str, Any], targets: Sequ
                 # `run` keeps the audited command's stdout clean: its terminal view goes to stderr.
                 # The command prints the summary line itself, once, after every report is written.
                 render_table(report, Console(highlight=False, soft_wrap=False, stderr=args.table_to_stderr),
-                             summary=False)
+                             summary=False, verbose=bool(getattr(args, "verbose", False)))
             else:
                 with open(private_file(target), "w", encoding="utf-8") as stream:
                     render_table(report, Console(file=stream, width=140, no_color=True))

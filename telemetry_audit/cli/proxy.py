@@ -111,7 +111,8 @@ def print_usage(console: Console, session: Any, online: bool, listen_host: str) 
         console.print(f"[yellow]warning:[/] listening on every interface ({listen_host or '*'}:{session.port}): "
                       "other machines can use this proxy")
     console.print(f"CA certificate: {ca_cert}  (system CAs + this one: {bundle})")
-    console.print(f"Inspection API: {url} as a proxy for http://telemetry-audit.local/micro/all")
+    console.print(f"Inspection API: http://telemetry-audit.local/micro/all through {url} "
+                  f"(other local users: header X-Telemetry-Audit-Token: {session.settings.inspection_token})")
     console.print("Use it from a shell:")
     for line in (f"export HTTP_PROXY={url} HTTPS_PROXY={url} http_proxy={url} https_proxy={url}",
                  f"export SSL_CERT_FILE={bundle} REQUESTS_CA_BUNDLE={bundle} CURL_CA_BUNDLE={bundle} "

@@ -17,8 +17,10 @@ Load it in plain mitmproxy with `mitmdump -s <this file>` (it defines `addons`),
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
+import os
 import time
 from typing import Any
 
@@ -33,7 +35,7 @@ from telemetry_audit.model import Action, Decision, Request, mask
 from telemetry_audit.policy import PolicyError, load_policy
 from telemetry_audit.proxy import h1_trailers
 from telemetry_audit.proxy.auditlog import AuditLog, AuditLogError, audit_record, stats_record
-from telemetry_audit.proxy.client_process import client_process
+from telemetry_audit.proxy.client_process import client_process, peer_uid
 from telemetry_audit.proxy.settings import option_specs
 from telemetry_audit.proxy.workers import OFF_LOOP_BYTES, AuditorRecipe, AuditPool, audit_in_worker
 from telemetry_audit.report.build import AuditedRequest, safe_path
@@ -511,11 +513,25 @@ class TelemetryAudit:
         if self.store is None:
             self.configure(set())
         assert self.store is not None
+        if not inspection_allowed(flow, ctx.options.taudit_inspection_token):
+            flow.response = http.Response.make(
+                403, b'{"error":"the inspection API needs this session\'s token (X-Telemetry-Audit-Token) or the '
+                     b'same local user"}', {"Content-Type": "application/json"})
+            return
         answer = handle_inspection(request_from_flow(flow), self.store)
         if answer is None:
             flow.response = http.Response.make(404, b'{"error":"not found"}', {"Content-Type": "application/json"})
         else:
             flow.response = http.Response.make(answer.status, answer.body, dict(answer.headers))
+
+
+def inspection_allowed(flow: http.HTTPFlow, token: str) -> bool:
+    """The event store holds what tools sent: only this session's token, or a client of the same local user."""
+    offered = flow.request.headers.get("x-telemetry-audit-token", "")
+    bearer = flow.request.headers.get("authorization", "")
+    if token and (hmac.compare_digest(offered, token) or hmac.compare_digest(bearer, f"Bearer {token}")):
+        return True
+    return peer_uid(flow) == os.getuid()
 
 
 def _audit_cost(flow: http.HTTPFlow) -> int:

@@ -9,8 +9,8 @@ import os
 from typing import Any
 
 
-def _socket_inode(port: int) -> str | None:
-    """The inode of the local TCP socket bound to `port` (the client's side of the connection)."""
+def _socket_entry(port: int) -> list[str] | None:
+    """The /proc/net/tcp row of the local TCP socket bound to `port` (the client's side of the connection)."""
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(table, encoding="ascii") as stream:
@@ -18,10 +18,30 @@ def _socket_inode(port: int) -> str | None:
                 for line in stream:
                     parts = line.split()
                     if len(parts) > 9 and int(parts[1].rsplit(":", 1)[1], 16) == port:
-                        return parts[9]
+                        return parts
         except OSError:
             continue
     return None
+
+
+def _socket_inode(port: int) -> str | None:
+    entry = _socket_entry(port)
+    return entry[9] if entry else None
+
+
+def peer_uid(flow: Any) -> int | None:
+    """The user id owning a loopback client's socket (Linux), None when unknown or not loopback."""
+    try:
+        host, port = flow.client_conn.peername[:2]
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if host not in ("127.0.0.1", "::1", "::ffff:127.0.0.1"):
+        return None
+    entry = _socket_entry(int(port))
+    try:
+        return int(entry[7]) if entry else None
+    except ValueError:
+        return None
 
 
 COMM_LENGTH = 15

@@ -52,6 +52,9 @@ class ProxySettings:
     session: str = field(default="", metadata=_option(
         "An id written on every audit-log record, so a report counts only this session's requests in a "
         "shared log."))
+    inspection_token: str = field(default="", metadata=_option(
+        "A secret that opens the /micro inspection API (header X-Telemetry-Audit-Token) to clients of other "
+        "local users; clients of the proxy's own user need none."))
     collector: bool = field(default=False, metadata=_option(
         "Standalone collector: every request is offered to the emulated collectors (routed by path and payload, "
         "as requests arrive at the collector's own address)."))

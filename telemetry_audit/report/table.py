@@ -107,14 +107,36 @@ def finding_hint(finding: Mapping[str, Any]) -> str:
     return " ".join(p for p in parts if p)
 
 
-def render_table(report: Mapping[str, Any], console: Console, *, summary: bool = True) -> None:
-    """Print the summary line (unless `summary=False`: the caller prints it) and every telemetry request."""
+def render_table(report: Mapping[str, Any], console: Console, *, summary: bool = True, verbose: bool = False) -> None:
+    """Print the summary line (unless `summary=False`: the caller prints it), every telemetry request, and the
+    other traffic the proxy saw: one line, or one line per request with `verbose`."""
     if summary:
         console.print(summary_line(report))
     width = max(40, console.width)
     for request in telemetry_requests(report):
         for line in _request_lines(request, width):
             console.print(line, soft_wrap=True)
+    other: list[Mapping[str, Any]] = list(report.get("other_traffic") or [])
+    if not other:
+        return
+    hosts = {str(entry.get("host", "")) for entry in other}
+    failed_tls = sum(1 for entry in other if entry.get("channel") == "tls")
+    counts = f"other traffic: {len(other)} request(s) to {len(hosts)} host(s)"
+    if failed_tls:
+        counts += f", {failed_tls} TLS handshake(s) failed"
+    console.print(Text(counts + ("" if verbose else " (--verbose lists them)"), style="dim"), soft_wrap=True)
+    if verbose:
+        for entry in other:
+            target = f"{entry.get('host', '')}{entry.get('path', '')}"
+            outcome = entry.get("answered_by", "")
+            if entry.get("status"):
+                outcome += f" {entry['status']}"
+            if entry.get("error"):
+                outcome += f": {entry['error']}"
+            pieces: list[Piece] = [(f"{entry.get('channel', 'http'):<12}", "dim"),
+                                   (str(entry.get("method", "")).upper(), "bold"), (target, ""), (outcome, "dim")]
+            for wrapped in wrap(pieces, width, indent=13):
+                console.print(wrapped, soft_wrap=True)
 
 
 def _request_lines(request: Mapping[str, Any], width: int) -> list[Text]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import select
 import shutil
 import signal
@@ -32,6 +33,8 @@ from telemetry_audit.proxy.settings import ProxySettings
 from telemetry_audit.session.child_env import child_environment, combined_ca_bundle, java_truststore, preload_path
 
 READY_TIMEOUT = 60.0
+TOKEN_VARIABLE = "TELEMETRY_AUDIT_TOKEN"
+"""Carries the session's inspection-API token to the audited command (send it as X-Telemetry-Audit-Token)."""
 STOP_TIMEOUT = 20.0
 
 
@@ -91,6 +94,8 @@ class ProxySession:
         self._own_workdir = workdir is None
         self.workdir = workdir or ""
         self.settings = settings if settings.session else replace(settings, session=uuid.uuid4().hex[:16])
+        if not self.settings.inspection_token:
+            self.settings = replace(self.settings, inspection_token=secrets.token_urlsafe(24))
         self.process: subprocess.Popen[bytes] | None = None
         self.host = ""
         self.port = 0
@@ -233,10 +238,12 @@ class ProxySession:
     ) -> dict[str, str]:
         """`base` plus every proxy and CA variable (the Node preload, a Java truststore) that routes a client
         through us; see `no_proxy_plan` for what NO_PROXY keeps."""
-        return child_environment(base, proxy_url=self.url, ca_cert_path=self.ca_cert, ca_bundle_path=self.ca_bundle,
-                                 preload_path=preload_path() if node_preload else None,
-                                 audited_hosts=audited_hosts, bypass_loopback=bypass_loopback,
-                                 no_proxy_for=no_proxy_for, java_truststore=self.java_truststore())
+        env = child_environment(base, proxy_url=self.url, ca_cert_path=self.ca_cert, ca_bundle_path=self.ca_bundle,
+                                preload_path=preload_path() if node_preload else None,
+                                audited_hosts=audited_hosts, bypass_loopback=bypass_loopback,
+                                no_proxy_for=no_proxy_for, java_truststore=self.java_truststore())
+        env[TOKEN_VARIABLE] = self.settings.inspection_token
+        return env
 
     def java_truststore(self) -> str | None:
         """The JDK's CAs plus ours for JVMs (built once per CA and JDK, cached beside the CA); None without Java."""

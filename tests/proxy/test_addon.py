@@ -84,13 +84,17 @@ def test_block_styles(addon: TelemetryAudit, style: str, check: Any) -> None:
 
 def test_offline_answers_with_the_emulated_collector_and_stores_events(addon: TelemetryAudit) -> None:
     with taddons.context(addon) as tctx:
-        tctx.configure(addon, taudit_offline=True)
+        tctx.configure(addon, taudit_offline=True, taudit_inspection_token="s3ssion-token")
         flow = telemetry_flow({"type": "track", "event": "deploy", "userId": "u1"})
         addon.request(flow)
         assert flow.response is not None and json.loads(flow.response.content) == {"success": True}
-        inspect = tflow.tflow(req=http.Request.make("GET", "http://telemetry-audit.local/micro/good"))
+        stranger = tflow.tflow(req=http.Request.make("GET", "http://telemetry-audit.local/micro/good"))
+        addon.request(stranger)  # tflow's client is no local user we can name, and it has no token
+        assert stranger.response is not None and stranger.response.status_code == 403
+        inspect = tflow.tflow(req=http.Request.make("GET", "http://telemetry-audit.local/micro/good",
+                                                    headers={"X-Telemetry-Audit-Token": "s3ssion-token"}))
         addon.request(inspect)
-    assert inspect.response is not None
+    assert inspect.response is not None and inspect.response.status_code == 200
     listing = json.loads(inspect.response.content)
     assert "deploy" in json.dumps(listing)
 
