@@ -125,7 +125,9 @@ def proxy_failure(status: int, stderr: str) -> str:
     """Why the proxy stopped on its own ('' when it stopped because we asked it to)."""
     if status in (0, -signal.SIGTERM):
         return ""
-    last = next((line for line in reversed(stderr.strip().splitlines()) if line.strip()), "")
+    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    ours = [line.removeprefix("telemetry-audit: ") for line in lines if line.startswith("telemetry-audit:")]
+    last = (ours or lines or [""])[-1]
     reason = "the audit log could not be written" if status == EXIT_AUDIT_FAILED else f"exit status {status}"
     return f"the auditing proxy failed ({reason})" + (f": {last.strip()[:300]}" if last else "")
 

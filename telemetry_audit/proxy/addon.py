@@ -21,6 +21,7 @@ import hmac
 import json
 import logging
 import os
+import sys
 import time
 from typing import Any
 
@@ -308,6 +309,8 @@ class TelemetryAudit:
         except AuditLogError as e:
             # Like mitmproxy's save addon: never let traffic through unrecorded.
             logger.error(f"telemetry-audit: {e}; shutting down")
+            print(f"telemetry-audit: {e}; the proxy stopped (nothing passes unrecorded)", file=sys.stderr,
+                  flush=True)
             self.fatal_error = str(e)
             if flow is not None and flow.killable:
                 flow.kill()

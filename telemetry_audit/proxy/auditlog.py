@@ -87,8 +87,10 @@ def read_log(path: str, session: str = "") -> tuple[list[dict[str, Any]], int]:
     records: list[dict[str, Any]] = []
     statuses: dict[str, dict[str, Any]] = {}
     total = 0
+    if not os.path.isfile(path):  # a device (/dev/full reads zeros forever) or nothing at all
+        return records, 0
     try:
-        with open(path, encoding="utf-8") as stream:
+        with open(path, encoding="utf-8", errors="replace") as stream:
             for line in stream:
                 try:
                     record = json.loads(line)

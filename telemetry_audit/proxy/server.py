@@ -150,6 +150,10 @@ async def serve(config: Mapping[str, Any]) -> int:
     parent_pid = int(config.get("parent_pid", 0))
     watcher = loop.create_task(_shutdown_when_orphaned(master, parent_pid)) if parent_pid else None
     await master.run()
+    # Stopped: a late SIGTERM from the supervisor must not replace the exit status with a signal death.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.remove_signal_handler(sig)
+        signal.signal(sig, signal.SIG_IGN)
     if watcher is not None:
         watcher.cancel()
     return EXIT_AUDIT_FAILED if audit.fatal_error else 0

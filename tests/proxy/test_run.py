@@ -242,3 +242,34 @@ def test_run_ignores_a_telemetry_audit_folder_in_the_current_directory(confdir: 
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"success": True}
+
+
+@needs_curl
+def test_run_whose_audit_log_fails_exits_3_and_lets_nothing_through(confdir: Path, tmp_path: Path) -> None:
+    # /dev/full accepts the open and fails every write (ENOSPC): the proxy must stop, not pass traffic unrecorded.
+    result = run_cli(["run", "--log", "/dev/full", "--", "curl", "-s", "-m", "20", "-o", "/dev/null", "-w",
+                      "%{http_code}", "-d", "{}", "http://api.segment.io/v1/track"], confdir, tmp_path)
+    assert result.returncode == 3, result.stderr
+    assert result.stdout != "200"
+    assert "the audit log could not be written" in result.stderr and "No space left" in result.stderr
+
+
+def test_report_counts_only_this_runs_requests_in_a_shared_log(confdir: Path, tmp_path: Path) -> None:
+    log = tmp_path / "shared.jsonl"
+    report = tmp_path / "report.json"
+    code = ("import urllib.request as u; u.urlopen(u.Request('http://api.segment.io/v1/track', data=b'{}',"
+            " headers={'content-type': 'application/json'}), timeout=20).read()")
+    for _ in range(2):
+        result = run_cli(["run", "--log", str(log), "--report", str(report), "--", *python_client(code)],
+                         confdir, tmp_path)
+        assert result.returncode == 0, result.stderr
+    assert len(read_log(log)) == 2  # both runs appended to the shared log
+    assert json.loads(report.read_text())["summary"]["telemetry"] == 1  # the second report counts its own only
+
+
+def test_run_with_a_corrupt_store_is_a_one_line_usage_error(confdir: Path, tmp_path: Path) -> None:
+    store = tmp_path / "events.sqlite"
+    store.write_bytes(b"not a database at all" * 100)
+    result = run_cli(["run", "--store", str(store), "--", "true"], confdir, tmp_path)
+    assert result.returncode == 2
+    assert "cannot use --store" in result.stderr and "Traceback" not in result.stderr
