@@ -39,6 +39,18 @@ from telemetry_audit.cli import (
 )
 from telemetry_audit.proxy.auditlog import read_log
 from telemetry_audit.proxy.child_env import child_environment, combined_ca_bundle, preload_path
+from telemetry_audit.sandbox import (
+    CAPTURE_PROXY_VARIABLES,
+    CAPTURE_SEALED,
+    SEAL_CHOICES,
+    LingeringProcess,
+    SealedRun,
+    SealSupport,
+    probe_seal,
+    run_sealed,
+)
+from telemetry_audit.sandbox.descendants import linger_for_marked
+from telemetry_audit.sandbox.environment import RUN_MARKER, sealed_environment, upstream_proxy_from
 
 CA_CERT_NAME = "mitmproxy-ca-cert.pem"
 READY_TIMEOUT = 60.0
@@ -125,17 +137,11 @@ def start_proxy(
     """Start the proxy child and wait until it listens (or fail with its own error message)."""
     ready_file = os.path.join(workdir, "ready.json")
     stderr_path = os.path.join(workdir, "proxy.stderr")
-    # -P: never import from the current directory (a source checkout there would shadow the installed package).
-    command = [sys.executable, "-P", "-m", "telemetry_audit.proxy.server", "--listen", listen, "--confdir", confdir,
-               "--mode", mode, "--log", log_path, "--ready-file", ready_file, "--block-style", block_style,
-               "--offline-unknown", offline_unknown, "--parent-pid", str(os.getpid())]
-    for policy in policies:
-        command += ["--policy", policy]
-    flags = {"--offline": offline, "--audit-all": audit_all, "--verbose": verbose, "--client-process": client_process}
-    command += [flag for flag, enabled in flags.items() if enabled]
-    for option, path in (("--env-file", env_file), ("--store", store), ("--baseline", baseline)):
-        if path:
-            command += [option, path]
+    command = proxy_server_argv(
+        listen=listen, confdir=confdir, policies=policies, log_path=log_path, mode=mode, offline=offline,
+        offline_unknown=offline_unknown, audit_all=audit_all, block_style=block_style, env_file=env_file,
+        store=store, baseline=baseline, verbose=verbose, client_process=client_process,
+    ) + ["--ready-file", ready_file, "--parent-pid", str(os.getpid())]
     with open(stderr_path, "wb") as stderr:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
                                    start_new_session=True)
@@ -153,6 +159,37 @@ def start_proxy(
     proxy.stop()
     message = proxy.stderr_text().strip() or "the proxy did not start"
     raise ProxyStartError(f"cannot start the proxy on {listen}:\n{message}")
+
+
+def proxy_server_argv(
+    *,
+    listen: str,
+    confdir: str,
+    policies: Sequence[str],
+    log_path: str,
+    mode: str,
+    offline: bool,
+    offline_unknown: str = "fail",
+    audit_all: bool = False,
+    block_style: str = "empty",
+    env_file: str = "",
+    store: str = "",
+    baseline: str = "",
+    verbose: bool = False,
+    client_process: bool = False,
+) -> list[str]:
+    """The proxy server's command line (shared by `start_proxy` and the sealed launcher, which runs it inside)."""
+    # -P: never import from the current directory (a source checkout there would shadow the installed package).
+    command = [sys.executable, "-P", "-m", "telemetry_audit.proxy.server", "--listen", listen, "--confdir", confdir,
+               "--mode", mode, "--log", log_path, "--block-style", block_style, "--offline-unknown", offline_unknown]
+    for policy in policies:
+        command += ["--policy", policy]
+    flags = {"--offline": offline, "--audit-all": audit_all, "--verbose": verbose, "--client-process": client_process}
+    command += [flag for flag, enabled in flags.items() if enabled]
+    for option, path in (("--env-file", env_file), ("--store", store), ("--baseline", baseline)):
+        if path:
+            command += [option, path]
+    return command
 
 
 def free_loopback_listen() -> str:
@@ -221,6 +258,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         _fatal(f"command not found: {command[0]}")
     policy = load_policy_or_exit(args)
     console = _stderr()
+    support = seal_support_or_exit(args.seal, console)
     ca_cert = ensure_ca(args.confdir)
     base_env = dict(os.environ)
     canaries: list[str] = []
@@ -234,33 +272,98 @@ def cmd_run(args: argparse.Namespace) -> int:
                           f"USER={planted.user}, HOME={planted.home}", markup=False)
         log_path = args.log or os.path.join(workdir, "audit.jsonl")
         env_file = write_environment_file(workdir, base_env, canaries)
-        proxy = start_proxy_or_exit(
-            workdir, listen=free_loopback_listen(), confdir=args.confdir, policies=args.policy or [],
-            log_path=log_path, mode=args.mode, offline=not args.online,
-            offline_unknown="pass" if args.online else args.offline_unknown, audit_all=args.audit_all,
-            block_style=args.block_style, env_file=env_file, store=args.store or "", baseline=args.baseline or "",
-            verbose=args.verbose, client_process=True,
+        server_options: dict[str, Any] = dict(
+            confdir=args.confdir, policies=args.policy or [], log_path=log_path, mode=args.mode,
+            offline=not args.online, offline_unknown="pass" if args.online else args.offline_unknown,
+            audit_all=args.audit_all, block_style=args.block_style, env_file=env_file, store=args.store or "",
+            baseline=args.baseline or "", verbose=args.verbose,
         )
         bundle = combined_ca_bundle(ca_cert, workdir)
-        env = child_environment(base_env, proxy_url=proxy.url, ca_cert_path=ca_cert, ca_bundle_path=bundle,
-                                preload_path=preload_path(), bypass_loopback=not args.proxy_loopback,
-                                audited_hosts=audited_hosts(policy))
-        console.print(f"telemetry-audit: proxy on {proxy.url} ({'online' if args.online else 'offline'}, "
-                      f"{args.mode} mode); running: {' '.join(command)}", markup=False)
-        status = _run_child(command, env)
-        proxy_status = proxy.stop()
+        where = f"{'online' if args.online else 'offline'}, {args.mode} mode"
+        if support.ok:
+            capture = sealed_capture(args, command, base_env, workdir, server_options, ca_cert, bundle, support,
+                                     banner=f"telemetry-audit: sealed run ({where}); running: {' '.join(command)}")
+        else:
+            proxy = start_proxy_or_exit(workdir, listen=free_loopback_listen(), client_process=True,
+                                        **server_options)
+            marker = os.urandom(8).hex()
+            env = child_environment(base_env, proxy_url=proxy.url, ca_cert_path=ca_cert, ca_bundle_path=bundle,
+                                    preload_path=preload_path(), bypass_loopback=not args.proxy_loopback,
+                                    audited_hosts=audited_hosts(policy))
+            env[RUN_MARKER] = marker
+            console.print(f"telemetry-audit: proxy on {proxy.url} ({where}, captured through proxy variables); "
+                          f"running: {' '.join(command)}", markup=False)
+            status = _run_child(command, env)
+            lingering = linger_for_marked(marker, args.linger)
+            capture = RunCapture(status, CAPTURE_PROXY_VARIABLES, support.reason, tuple(lingering))
+            proxy_failed = proxy.stop() not in (0, -signal.SIGTERM)
         records, total = read_log(log_path)
-        if proxy_status not in (0, -signal.SIGTERM) and not records:
-            console.print(proxy.stderr_text(), markup=False)
+        if (proxy_failed if capture.mode == CAPTURE_PROXY_VARIABLES else bool(capture.error)) and not records:
+            console.print(Path(workdir, "proxy.stderr").read_text("utf-8", "replace") if
+                          os.path.exists(os.path.join(workdir, "proxy.stderr")) else "", markup=False)
+        for item in capture.lingering:
+            console.print(f"telemetry-audit: {item.name}[{item.pid}] outlived the command: {item.outcome} after "
+                          f"{item.seconds:g} s", markup=False)
+        if capture.error:
+            console.print(f"telemetry-audit: {capture.error}", markup=False)
+        status = capture.status
     from telemetry_audit.report.build import report_from_entries
 
     report = report_from_entries(records, policy, total_requests=total)
     report["command"] = {"argv_length": len(command), "exit_code": status}
+    report["capture"] = capture.to_report()
     emit_reports(args, report)
     console.print(summary_line(report), markup=False)
     if fails(report, args.fail_on):
         return int(args.exit_code)
     return status
+
+
+@dataclass(frozen=True)
+class RunCapture:
+    """How `run` captured the command's traffic and how the command ended."""
+
+    status: int
+    mode: str
+    """`sealed` or `proxy variables`."""
+    reason: str = ""
+    """Why the run was not sealed (empty when sealed or when sealing was turned off)."""
+    lingering: tuple[LingeringProcess, ...] = ()
+    error: str = ""
+
+    def to_report(self) -> dict[str, Any]:
+        report: dict[str, Any] = {"mode": self.mode}
+        if self.reason:
+            report["not_sealed_because"] = self.reason
+        report["lingering"] = [{"name": p.name, "pid": p.pid, "seconds": p.seconds, "outcome": p.outcome}
+                               for p in self.lingering]
+        return report
+
+
+def seal_support_or_exit(seal: str, console: Console) -> SealSupport:
+    """`--seal`: off -> not sealed; on -> sealed or exit 2 with the reason; auto -> sealed, else a notice."""
+    if seal == "off":
+        return SealSupport(False, "")
+    support = probe_seal()
+    if support.ok:
+        return support
+    if seal == "on":
+        _fatal(f"cannot seal the run (--seal on): {support.reason}")
+    console.print(f"telemetry-audit: not sealed ({support.reason}); capturing through proxy variables",
+                  markup=False)
+    return support
+
+
+def sealed_capture(args: argparse.Namespace, command: list[str], base_env: dict[str, str], workdir: str,
+                   server_options: dict[str, Any], ca_cert: str, bundle: str, support: SealSupport,
+                   *, banner: str) -> RunCapture:
+    """Run the command and its proxy sealed (see `telemetry_audit.sandbox`)."""
+    argv = proxy_server_argv(listen=free_loopback_listen(), **server_options)
+    env = sealed_environment(base_env, ca_cert_path=ca_cert, ca_bundle_path=bundle, marker=os.urandom(8).hex())
+    _stderr().print(banner, markup=False)
+    outcome = run_sealed(SealedRun(argv, command, env, workdir, linger=args.linger, online=args.online,
+                                   upstream_proxy=upstream_proxy_from(base_env) if args.online else ""), support)
+    return RunCapture(outcome.status, CAPTURE_SEALED, "", outcome.lingering, outcome.error)
 
 
 def _run_child(command: list[str], env: dict[str, str]) -> int:
@@ -418,6 +521,12 @@ def register(commands: Any) -> None:
                      help="route requests to localhost through the proxy too (default: loopback goes direct)")
     run.add_argument("--canary", action="store_true",
                      help="plant unique marker values (fake token, path, user name) and report any that leave")
+    run.add_argument("--seal", choices=SEAL_CHOICES, default="auto",
+                     help="run the command in its own network namespace whose only way out is the proxy: auto "
+                          "(default: when the kernel allows, else proxy variables with a notice), on (or exit 2), off")
+    run.add_argument("--linger", type=float, default=15.0, metavar="SECONDS",
+                     help="after the command exits, keep capturing while processes it started still run, up to "
+                          "SECONDS (default: 15), then end them (sealed) or warn (proxy variables)")
     run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
     run.set_defaults(handler=_with_report_file(cmd_run), table_to_stderr=True)
 

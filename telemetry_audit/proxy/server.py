@@ -25,17 +25,21 @@ from mitmproxy.master import Master
 from telemetry_audit.proxy.addon import BLOCK_STYLES, MODES, UNKNOWN_HOST_CHOICES, TelemetryAudit
 
 
-def build_master(opts: options.Options, *, quiet: bool = True) -> Master:
-    """A master with the proxy core and the telemetry-audit addon, nothing else."""
+def build_master(opts: options.Options, *, quiet: bool = True, sealed: bool = False) -> Master:
+    """A master with the proxy core and the telemetry-audit addon, nothing else.
+
+    `sealed`: the proxy runs inside a sealed run's sandbox (tun mode) and also answers DNS and guards the way out
+    (`proxy.dns`, `proxy.sealed`), before the audit addon so that flows reach it already named.
+    """
     master = Master(opts, with_termlog=not quiet)
-    master.addons.add(
-        core.Core(),
-        proxyserver.Proxyserver(),
-        next_layer.NextLayer(),
-        tlsconfig.TlsConfig(),
-        TelemetryAudit(),
-        errorcheck.ErrorCheck(repeat_errors_on_stderr=True),
-    )
+    master.addons.add(core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig())
+    if sealed:
+        from telemetry_audit.proxy.dns import SyntheticDNS
+        from telemetry_audit.proxy.sealed import SealedNetwork
+
+        resolver = SyntheticDNS()
+        master.addons.add(resolver, SealedNetwork(resolver))
+    master.addons.add(TelemetryAudit(), errorcheck.ErrorCheck(repeat_errors_on_stderr=True))
     return master
 
 
@@ -68,14 +72,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--parent-pid", type=int, default=0,
                         help="shut down when this process is gone (the CLI that started us was killed)")
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--tun", default="", metavar="NAME",
+                        help="sealed run: capture through tun interface NAME (inside the run's network namespace)")
+    parser.add_argument("--tun-ready-file", default="", help="sealed run: written once the tun interface is up")
+    parser.add_argument("--relay", default="", help="sealed online run: the relay's Unix socket outside")
     return parser
 
 
 async def serve(args: argparse.Namespace) -> int:
     opts = options.Options()
-    master = build_master(opts, quiet=not args.verbose)
+    master = build_master(opts, quiet=not args.verbose, sealed=bool(args.tun))
     host, port = args.listen
     try:
+        if args.tun:
+            # Every packet of the sandbox arrives here; QUIC stays plain UDP so that the sealed addon refuses it.
+            opts.update(mode=[f"tun:{args.tun}"], http3=False, taudit_tun_ready_file=args.tun_ready_file,
+                        taudit_relay=args.relay)
         opts.update(
             listen_host=host,
             listen_port=port,
