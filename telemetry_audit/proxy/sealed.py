@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 from mitmproxy import connection, ctx, http, tcp, udp
-from mitmproxy.proxy import server_hooks
+from mitmproxy.proxy import layer, layers, server_hooks
 
 from telemetry_audit.model import Request
 from telemetry_audit.proxy.auditlog import AuditLog, AuditLogError
@@ -49,6 +49,7 @@ class SealedNetwork:
         self._bridges: dict[tuple[str, int], int] = {}
         self._bridge_servers: list[asyncio.Server] = []
         self._sent: dict[str, bytearray] = {}
+        self._first: dict[str, bytes] = {}
 
     def load(self, loader: Any) -> None:
         loader.add_option("taudit_tun_ready_file", str, "",
@@ -143,6 +144,12 @@ class SealedNetwork:
 
     # --- raw channels ------------------------------------------------------------------------------------------
 
+    def next_layer(self, nextlayer: layer.NextLayer) -> None:
+        # Offline a raw TCP flow ends before its first message is relayed: keep what the client sent first.
+        if isinstance(nextlayer.layer, layers.TCPLayer):
+            first = nextlayer.data_client()[:_SCAN_LIMIT]
+            self._first[nextlayer.context.client.id] = first
+
     def tcp_start(self, flow: tcp.TCPFlow) -> None:
         self._sent[flow.id] = bytearray()
 
@@ -167,10 +174,13 @@ class SealedNetwork:
 
     def _record_tcp(self, flow: tcp.TCPFlow) -> None:
         scanned = bytes(self._sent.pop(flow.id, b""))
+        first = self._first.pop(flow.client_conn.id, b"")
         if flow.metadata.get("telemetry_audit_recorded"):
             return
         flow.metadata["telemetry_audit_recorded"] = True
         sent = sum(len(m.content) for m in flow.messages if m.from_client)
+        if not scanned and first:  # never relayed: what the client had sent when the connection was refused
+            scanned, sent = first, len(first)
         received = sum(len(m.content) for m in flow.messages if not m.from_client)
         host, port = self.name_of(flow.server_conn), _port(flow.server_conn)
         record: dict[str, Any] = {
