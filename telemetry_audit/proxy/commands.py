@@ -358,11 +358,12 @@ def sealed_capture(args: argparse.Namespace, command: list[str], base_env: dict[
                    server_options: dict[str, Any], ca_cert: str, bundle: str, support: SealSupport,
                    *, banner: str) -> RunCapture:
     """Run the command and its proxy sealed (see `telemetry_audit.sandbox`)."""
-    argv = proxy_server_argv(listen=free_loopback_listen(), **server_options)
+    argv = proxy_server_argv(listen=free_loopback_listen(), client_process=True, **server_options)
     env = sealed_environment(base_env, ca_cert_path=ca_cert, ca_bundle_path=bundle, marker=os.urandom(8).hex())
     _stderr().print(banner, markup=False)
+    upstream = upstream_proxy_from(base_env) if args.online else ""
     outcome = run_sealed(SealedRun(argv, command, env, workdir, linger=args.linger, online=args.online,
-                                   upstream_proxy=upstream_proxy_from(base_env) if args.online else ""), support)
+                                   audit_loopback=args.proxy_loopback, upstream_proxy=upstream), support)
     return RunCapture(outcome.status, CAPTURE_SEALED, "", outcome.lingering, outcome.error)
 
 

@@ -27,6 +27,7 @@ from mitmproxy.proxy import layer, layers, server_hooks
 
 from telemetry_audit.model import Request
 from telemetry_audit.proxy.auditlog import AuditLog, AuditLogError
+from telemetry_audit.proxy.client_process import process_for_port
 from telemetry_audit.proxy.dns import SyntheticDNS
 from telemetry_audit.report.build import AuditedRequest, request_entry
 from telemetry_audit.sandbox.names import is_synthetic
@@ -88,6 +89,12 @@ class SealedNetwork:
         return self.dns.name_for(host) or host
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if ctx.options.taudit_client_process and getattr(flow.client_conn, "telemetry_audit_client", None) is None:
+            # Inside the sandbox the client's socket is in this namespace too, bound to the tun address.
+            try:
+                flow.client_conn.telemetry_audit_client = process_for_port(int(flow.client_conn.peername[1]))
+            except (AttributeError, TypeError, ValueError, IndexError):
+                pass
         if is_synthetic(flow.request.pretty_host):
             name = self.dns.name_for(flow.request.pretty_host)
             if name:

@@ -49,6 +49,8 @@ class InsideSpec:
     """Used once more to give the command back the caller's user id (a nested user namespace, no capabilities)."""
     relay_path: str = ""
     loopback_ports: list[int] = field(default_factory=list)
+    audit_loopback: bool = False
+    """Send the loopback bridges' traffic through the proxy (`run --proxy-loopback`)."""
     resolv_conf: str = ""
     """A resolv.conf to mount over /etc/resolv.conf (when the host's names a loopback resolver), or ''."""
 
@@ -96,7 +98,8 @@ class Supervisor:
         except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
             self._finish(status=125, error=f"cannot set up the sealed network: {e}")
             return 125
-        bridges = LoopbackBridges(spec.relay_path, spec.loopback_ports) if spec.relay_path else None
+        bridges = LoopbackBridges(spec.relay_path, spec.loopback_ports, via_proxy=spec.audit_loopback) \
+            if spec.relay_path else None
         status = self._run_command()
         lingerers = self._linger()
         if bridges is not None:

@@ -76,6 +76,8 @@ class SealedRun:
     """The user's own proxy for online mode (`http://host:port`), or ''."""
     loopback: bool = True
     """Relay the host's loopback services into the sandbox (reached unaudited, as they are today)."""
+    audit_loopback: bool = False
+    """Send loopback traffic through the proxy (audited; reaches the host's service only online)."""
     cwd: str = field(default_factory=os.getcwd)
 
 
@@ -109,6 +111,7 @@ def run_sealed(run: SealedRun, support: SealSupport) -> SealedOutcome:
         unshare=support.unshare or "unshare",
         relay_path=relay_path if run.loopback else "",
         loopback_ports=ports,
+        audit_loopback=run.audit_loopback,
         resolv_conf=_resolv_conf_override(workdir),
     )
     spec_path = os.path.join(workdir, "sealed-spec.json")

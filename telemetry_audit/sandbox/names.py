@@ -15,6 +15,10 @@ SYNTHETIC_NETWORK = ipaddress.IPv4Network("198.18.0.0/15")
 
 _FIRST_HOST = 2  # 198.18.0.1 is left for the resolver address in a generated resolv.conf
 
+LOOPBACK_ALIAS = str(SYNTHETIC_NETWORK[-2])
+"""198.19.255.254 stands for the host's 127.0.0.1 when loopback traffic is audited (`run --proxy-loopback`): the
+sandbox's loopback bridges connect here, through the proxy, which names it back to 127.0.0.1."""
+
 
 def is_synthetic(address: str) -> bool:
     """Whether `address` is one a sealed run hands out (a string that is no IPv4 address is not)."""
@@ -37,7 +41,7 @@ class SyntheticNames:
         address = self._by_name.get(key)
         if address is None:
             index = len(self._by_name) + _FIRST_HOST
-            if index >= SYNTHETIC_NETWORK.num_addresses - 1:
+            if index >= SYNTHETIC_NETWORK.num_addresses - 2:
                 raise OverflowError(f"more than {index - _FIRST_HOST} names in one run: no synthetic address left")
             address = SYNTHETIC_NETWORK[index]
             self._by_name[key] = address
@@ -50,6 +54,8 @@ class SyntheticNames:
             ip = ipaddress.ip_address(address)
         except ValueError:
             return None
+        if str(ip) == LOOPBACK_ALIAS:
+            return "127.0.0.1"
         return self._by_address.get(ip) if isinstance(ip, ipaddress.IPv4Address) else None
 
     def __len__(self) -> int:

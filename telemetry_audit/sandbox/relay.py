@@ -18,6 +18,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from telemetry_audit.sandbox.names import LOOPBACK_ALIAS
+
 _MAX_HEADER = 8192
 _CONNECT_TIMEOUT = 15.0
 
@@ -212,10 +214,12 @@ def _through_proxy(proxy_url: str, host: str, port: int) -> socket.socket:
 
 class LoopbackBridges:
     """Inside the sandbox: listeners on 127.0.0.1:PORT for the host's loopback services, each tunnelled through
-    the relay to the same port of the host."""
+    the relay to the same port of the host; with `via_proxy` (audited loopback) through the proxy instead, which
+    forwards to the host's port only in online mode."""
 
-    def __init__(self, relay_path: str, ports: Iterable[int]) -> None:
+    def __init__(self, relay_path: str, ports: Iterable[int], *, via_proxy: bool = False) -> None:
         self.relay_path = relay_path
+        self.via_proxy = via_proxy
         self.ports: list[int] = []
         self._servers: list[socket.socket] = []
         for port in sorted(set(ports)):
@@ -241,7 +245,11 @@ class LoopbackBridges:
 
     def _bridge(self, client: socket.socket, port: int) -> None:
         try:
-            upstream = open_through_relay(self.relay_path, "127.0.0.1", port)
+            if self.via_proxy:
+                upstream = socket.create_connection((LOOPBACK_ALIAS, port), timeout=_CONNECT_TIMEOUT)
+                upstream.settimeout(None)
+            else:
+                upstream = open_through_relay(self.relay_path, "127.0.0.1", port)
         except (OSError, ValueError):
             client.close()
             return
