@@ -92,7 +92,8 @@ class SealedNetwork:
         if ctx.options.taudit_client_process and getattr(flow.client_conn, "telemetry_audit_client", None) is None:
             # Inside the sandbox the client's socket is in this namespace too, bound to the tun address.
             try:
-                flow.client_conn.telemetry_audit_client = process_for_port(int(flow.client_conn.peername[1]))
+                setattr(flow.client_conn, "telemetry_audit_client",  # noqa: B010 - read by client_process()
+                        process_for_port(int(flow.client_conn.peername[1])))
             except (AttributeError, TypeError, ValueError, IndexError):
                 pass
         if is_synthetic(flow.request.pretty_host):
