@@ -133,6 +133,7 @@ def start_proxy(
     baseline: str = "",
     verbose: bool = False,
     client_process: bool = False,
+    upstream_proxy: str = "",
 ) -> ProxyProcess:
     """Start the proxy child and wait until it listens (or fail with its own error message)."""
     ready_file = os.path.join(workdir, "ready.json")
@@ -142,6 +143,8 @@ def start_proxy(
         offline_unknown=offline_unknown, audit_all=audit_all, block_style=block_style, env_file=env_file,
         store=store, baseline=baseline, verbose=verbose, client_process=client_process,
     ) + ["--ready-file", ready_file, "--parent-pid", str(os.getpid())]
+    if upstream_proxy:
+        command += ["--upstream-proxy", upstream_proxy]
     with open(stderr_path, "wb") as stderr:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
                                    start_new_session=True)
@@ -285,6 +288,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                                      banner=f"telemetry-audit: sealed run ({where}); running: {' '.join(command)}")
         else:
             proxy = start_proxy_or_exit(workdir, listen=free_loopback_listen(), client_process=True,
+                                        upstream_proxy=upstream_proxy_from(base_env) if args.online else "",
                                         **server_options)
             marker = os.urandom(8).hex()
             env = child_environment(base_env, proxy_url=proxy.url, ca_cert_path=ca_cert, ca_bundle_path=bundle,

@@ -153,6 +153,15 @@ class SealedNetwork:
     # --- raw channels ------------------------------------------------------------------------------------------
 
     def next_layer(self, nextlayer: layer.NextLayer) -> None:
+        if nextlayer.layer is None:
+            return
+        context = nextlayer.context
+        if context.client.transport_protocol == "udp" and not isinstance(nextlayer.layer, (layers.DNSLayer,
+                                                                                            layers.UDPLayer)):
+            # QUIC would be taken apart by mitmproxy's QUIC layers without a flow hook to refuse it in: make it a
+            # plain UDP flow, which `udp_start` records and refuses.
+            nextlayer.layer = layers.UDPLayer(context)
+            return
         # Offline a raw TCP flow ends before its first message is relayed: keep what the client sent first.
         if isinstance(nextlayer.layer, layers.TCPLayer):
             first = nextlayer.data_client()[:_SCAN_LIMIT]

@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="sealed run: capture through tun interface NAME (inside the run's network namespace)")
     parser.add_argument("--tun-ready-file", default="", help="sealed run: written once the tun interface is up")
     parser.add_argument("--relay", default="", help="sealed online run: the relay's Unix socket outside")
+    parser.add_argument("--upstream-proxy", default="", metavar="URL",
+                        help="online: forward through this HTTP proxy (the user's own, e.g. a corporate proxy)")
     return parser
 
 
@@ -88,6 +90,8 @@ async def serve(args: argparse.Namespace) -> int:
             # Every packet of the sandbox arrives here; QUIC stays plain UDP so that the sealed addon refuses it.
             opts.update(mode=[f"tun:{args.tun}"], http3=False, taudit_tun_ready_file=args.tun_ready_file,
                         taudit_relay=args.relay)
+        elif args.upstream_proxy:
+            opts.update(mode=[f"upstream:{args.upstream_proxy}"])
         opts.update(
             listen_host=host,
             listen_port=port,

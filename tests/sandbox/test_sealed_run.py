@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +78,17 @@ except OSError as e:
     print("error", e)
 """
 
+UDP_CLIENT = """
+import socket
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.settimeout(1)
+sock.sendto(b"\\xc0\\x00\\x00\\x00\\x01 a QUIC-like initial", ("api.segment.io", 443))
+try:
+    print("received", sock.recvfrom(100))
+except OSError as e:
+    print("error", e)
+"""
+
 DETACHED_SENDER = f"""
 import subprocess, sys
 late = '''
@@ -115,7 +128,7 @@ def _write_driver(home: Path, loopback_port: int, java: bool) -> Path:
     out = home / "out"
     out.mkdir()
     scripts = {"python.py": PYTHON_CLIENT, "node.js": NODE_HTTP2_CLIENT, "raw.py": RAW_TCP_CLIENT,
-               "detach.py": DETACHED_SENDER}
+               "udp.py": UDP_CLIENT, "detach.py": DETACHED_SENDER}
     for name, text in scripts.items():
         (home / name).write_text(text, encoding="utf-8")
     curl_body = json.dumps({"userId": "u", "traits": {"t": GITHUB_TOKEN}})
@@ -131,6 +144,7 @@ def _write_driver(home: Path, loopback_port: int, java: bool) -> Path:
         f"java -Djavax.net.ssl.trustStore=truststore.p12 -Djavax.net.ssl.trustStorePassword=changeit -cp . Telemetry "
         f"https://eu.i.posthog.com/capture/ '{java_body}' > out/java.txt 2>&1" if java else ": no java",
         f'"{sys.executable}" raw.py > out/raw.txt 2>&1',
+        f'"{sys.executable}" udp.py > out/udp.txt 2>&1',
         f"curl -sS http://127.0.0.1:{loopback_port}/from-the-sandbox > out/loopback.txt 2>&1"
         if shutil.which("curl") else ": no curl",
         f'"{sys.executable}" detach.py "{home}/out/detached.txt" > out/detach.txt 2>&1',
@@ -240,6 +254,12 @@ def test_raw_tcp_is_recorded_with_its_host_name_and_reaches_nothing(sealed: Seal
     assert sealed.outputs["raw"] == "received b''" or sealed.outputs["raw"].startswith("error")
 
 
+def test_udp_other_than_dns_is_refused_and_recorded(sealed: SealedOutcome) -> None:
+    [record] = [r for r in sealed.records if r.get("record") == "connection" and r["protocol"] == "udp"]
+    assert (record["host"], record["port"], record["outcome"]) == ("api.segment.io", 443, "refused")
+    assert sealed.outputs["udp"] == "error timed out"
+
+
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
 def test_host_loopback_services_stay_reachable_unaudited(sealed: SealedOutcome) -> None:
     assert sealed.outputs["loopback"] == "host loopback service /from-the-sandbox"
@@ -298,6 +318,18 @@ def test_unprivileged_user_without_tun_access_falls_back_naming_the_device(unpri
         assert capture["mode"] == "proxy variables" and TUN in capture["not_sealed_because"]
 
 
+def test_a_detached_child_outliving_linger_is_ended_and_named(sealable: None, home: Path) -> None:
+    code = ("import subprocess, sys; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], "
+            "start_new_session=True); print('parent exits')")
+    report = home / "report.json"
+    result = run_cli(["run", "--seal", "on", "--linger", "0.5", "--report", str(report), "--", sys.executable, "-c",
+                      code], home)
+    assert result.returncode == 0, result.stderr
+    [lingerer] = json.loads(report.read_text())["capture"]["lingering"]
+    assert lingerer["outcome"] == "ended" and 0.5 <= lingerer["seconds"] < 10
+    assert f"{lingerer['name']}[{lingerer['pid']}] outlived the command: ended after" in result.stderr
+
+
 def test_unsealed_detached_child_is_waited_for_and_reported(home: Path) -> None:
     code = ("import subprocess, sys; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(1.5)'], "
             "start_new_session=True); print('parent exits')")
@@ -311,3 +343,74 @@ def test_unsealed_detached_child_is_waited_for_and_reported(home: Path) -> None:
 
 def stat_mode(path: str) -> int:
     return os.stat(path).st_mode & 0o777
+
+
+# --- online, behind the user's own (corporate) proxy ---------------------------------------------------------
+
+
+@dataclass
+class CorporateProxy:
+    """A stand-in for a corporate HTTP proxy on 127.0.0.1: it records what it was asked for and answers every
+    request itself (so nothing is resolved or sent anywhere)."""
+
+    port: int
+    asked: list[str]
+
+
+def _serve_corporate(server: socket.socket, asked: list[str]) -> None:
+    while True:
+        try:
+            conn, _ = server.accept()
+        except OSError:
+            return
+        with conn:
+            try:
+                head = _read_head(conn)
+                first = head.split(b"\r\n", 1)[0].decode()
+                asked.append(first)
+                if first.startswith("CONNECT "):
+                    conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    first = _read_head(conn).split(b"\r\n", 1)[0].decode()
+                body = f"corporate proxy answered {first.split(' ')[1]}".encode()
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+                             + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            except (OSError, IndexError, UnicodeDecodeError):
+                continue
+
+
+def _read_head(conn: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(4096)
+        if not chunk:
+            raise ConnectionError("closed")
+        data += chunk
+    return data
+
+
+@pytest.fixture
+def corporate_proxy() -> Iterator[CorporateProxy]:
+    server = socket.create_server(("127.0.0.1", 0))
+    proxy = CorporateProxy(int(server.getsockname()[1]), [])
+    threading.Thread(target=_serve_corporate, args=(server, proxy.asked), daemon=True).start()
+    yield proxy
+    server.close()
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
+@pytest.mark.parametrize("seal", ["on", "off"])
+def test_online_forwards_through_the_users_own_proxy(seal: str, home: Path, corporate_proxy: CorporateProxy,
+                                                     request: pytest.FixtureRequest) -> None:
+    if seal == "on":
+        request.getfixturevalue("sealable")
+    url = "http://downloads.example.test/file"
+    result = run_cli(["run", "--online", "--seal", seal, "--", "curl", "-sS", url], home,
+                     extra_env={"HTTPS_PROXY": f"http://127.0.0.1:{corporate_proxy.port}",
+                                "HTTP_PROXY": f"http://127.0.0.1:{corporate_proxy.port}"})
+    assert result.returncode == 0, result.stderr
+    if seal == "on":  # the proxy inside tunnels through the relay, which asks the corporate proxy for a tunnel
+        assert result.stdout == "corporate proxy answered /file"
+        assert corporate_proxy.asked == ["CONNECT downloads.example.test:80 HTTP/1.1"]
+    else:  # mitmproxy's upstream mode: plain HTTP goes to the corporate proxy in absolute form
+        assert result.stdout == f"corporate proxy answered {url}"
+        assert corporate_proxy.asked == [f"GET {url} HTTP/1.1"]
