@@ -283,10 +283,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         bundle = combined_ca_bundle(ca_cert, workdir)
         where = f"{'online' if args.online else 'offline'}, {args.mode} mode"
+        capture: RunCapture | None = None
         if support.ok:
             capture = sealed_capture(args, command, base_env, workdir, server_options, ca_cert, bundle, support,
                                      banner=f"telemetry-audit: sealed run ({where}); running: {' '.join(command)}")
-        else:
+            if capture.setup_failed and args.seal == "on":
+                _fatal(f"cannot seal the run (--seal on): {capture.error}\n{_proxy_stderr(workdir)}".rstrip())
+            if capture.setup_failed and args.seal == "auto":  # the command never ran: run it unsealed instead
+                console.print(f"telemetry-audit: not sealed ({capture.error}); capturing through proxy variables",
+                              markup=False)
+                support, capture = SealSupport(False, capture.error), None
+        proxy_failed = False
+        if capture is None:
             proxy = start_proxy_or_exit(workdir, listen=free_loopback_listen(), client_process=True,
                                         upstream_proxy=upstream_proxy_from(base_env) if args.online else "",
                                         **server_options)
@@ -303,8 +311,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             proxy_failed = proxy.stop() not in (0, -signal.SIGTERM)
         records, total = read_log(log_path)
         if (proxy_failed if capture.mode == CAPTURE_PROXY_VARIABLES else bool(capture.error)) and not records:
-            console.print(Path(workdir, "proxy.stderr").read_text("utf-8", "replace") if
-                          os.path.exists(os.path.join(workdir, "proxy.stderr")) else "", markup=False)
+            console.print(_proxy_stderr(workdir), markup=False)
         for item in capture.lingering:
             console.print(f"telemetry-audit: {item.name}[{item.pid}] outlived the command: {item.outcome} after "
                           f"{item.seconds:g} s", markup=False)
@@ -334,6 +341,7 @@ class RunCapture:
     """Why the run was not sealed (empty when sealed or when sealing was turned off)."""
     lingering: tuple[LingeringProcess, ...] = ()
     error: str = ""
+    setup_failed: bool = False
 
     def to_report(self) -> dict[str, Any]:
         report: dict[str, Any] = {"mode": self.mode}
@@ -342,6 +350,13 @@ class RunCapture:
         report["lingering"] = [{"name": p.name, "pid": p.pid, "seconds": p.seconds, "outcome": p.outcome}
                                for p in self.lingering]
         return report
+
+
+def _proxy_stderr(workdir: str) -> str:
+    try:
+        return Path(workdir, "proxy.stderr").read_text("utf-8", "replace")
+    except OSError:
+        return ""
 
 
 def seal_support_or_exit(seal: str, console: Console) -> SealSupport:
@@ -368,7 +383,7 @@ def sealed_capture(args: argparse.Namespace, command: list[str], base_env: dict[
     upstream = upstream_proxy_from(base_env) if args.online else ""
     outcome = run_sealed(SealedRun(argv, command, env, workdir, linger=args.linger, online=args.online,
                                    audit_loopback=args.proxy_loopback, upstream_proxy=upstream), support)
-    return RunCapture(outcome.status, CAPTURE_SEALED, "", outcome.lingering, outcome.error)
+    return RunCapture(outcome.status, CAPTURE_SEALED, "", outcome.lingering, outcome.error, outcome.setup_failed)
 
 
 def _run_child(command: list[str], env: dict[str, str]) -> int:

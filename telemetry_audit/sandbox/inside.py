@@ -95,7 +95,12 @@ class Supervisor:
             self._ip("link", "set", "lo", "up")
             self._start_proxy()
             self._ip("route", "add", "default", "dev", spec.tun_name)
-        except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
+        except subprocess.CalledProcessError as e:
+            detail = (e.stderr or b"").decode("utf-8", "replace").strip().splitlines()
+            self._finish(status=125, error=f"cannot set up the sealed network: `{' '.join(map(str, e.cmd))}` failed"
+                                          + (f": {detail[-1]}" if detail else f" with status {e.returncode}"))
+            return 125
+        except (OSError, RuntimeError) as e:
             self._finish(status=125, error=f"cannot set up the sealed network: {e}")
             return 125
         bridges = LoopbackBridges(spec.relay_path, spec.loopback_ports, via_proxy=spec.audit_loopback) \
@@ -219,11 +224,10 @@ class Supervisor:
 
     def _finish(self, *, status: int, lingerers: Sequence[Lingerer] = (), proxy_status: int = 0,
                 error: str = "") -> None:
-        if error:
-            print(f"telemetry-audit: {error}", file=sys.stderr)
+        if error:  # the launcher's caller reports it (or falls back to proxy variables)
             self._stop_proxy()
         result = {"status": status, "lingerers": [asdict(item) for item in lingerers], "proxy_status": proxy_status,
-                  "error": error}
+                  "error": error, "setup_failed": bool(error)}
         temp = f"{self.spec.result_file}.tmp"
         with open(temp, "w", encoding="utf-8") as stream:
             json.dump(result, stream)

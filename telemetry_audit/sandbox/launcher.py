@@ -56,8 +56,10 @@ class SealedOutcome:
     lingering: tuple[LingeringProcess, ...] = ()
     capture: str = CAPTURE_SEALED
     error: str = ""
-    """Why the sandbox could not be set up (then `status` is 125), else ''."""
+    """Why the sandbox failed (then `status` is 125), else ''."""
     proxy_status: int = 0
+    setup_failed: bool = False
+    """The sandbox could not be set up and the command never ran: running it unsealed instead is safe."""
 
 
 @dataclass(frozen=True)
@@ -185,7 +187,7 @@ def _read_outcome(path: str, unshare_status: int) -> SealedOutcome:
     lingering = tuple(LingeringProcess(str(item["name"]), int(item["pid"]), float(item["seconds"]),
                                        "ended" if item["ended"] else "finished") for item in data.get("lingerers", ()))
     return SealedOutcome(int(data["status"]), lingering, error=str(data.get("error", "")),
-                         proxy_status=int(data.get("proxy_status", 0)))
+                         proxy_status=int(data.get("proxy_status", 0)), setup_failed=bool(data.get("setup_failed")))
 
 
 def _resolv_conf_override(workdir: str, resolv_conf: str = "/etc/resolv.conf") -> str:

@@ -318,6 +318,29 @@ def test_unprivileged_user_without_tun_access_falls_back_naming_the_device(unpri
         assert capture["mode"] == "proxy variables" and TUN in capture["not_sealed_because"]
 
 
+@pytest.mark.parametrize(("seal", "status"), [("auto", 0), ("on", 2)])
+def test_a_sandbox_that_cannot_be_set_up(sealable: None, home: Path, seal: str, status: int) -> None:
+    """The checks pass but the network cannot be configured (here: an `ip` that fails): the command never ran
+    sealed, so auto runs it once unsealed and on stops with the reason."""
+    tools = home / "bin"
+    tools.mkdir()
+    failing_ip = tools / "ip"
+    failing_ip.write_text("#!/bin/sh\necho 'RTNETLINK answers: Operation not permitted' >&2\nexit 2\n")
+    failing_ip.chmod(0o755)
+    ran = home / "ran.txt"
+    result = run_cli(["run", "--seal", seal, "--", "sh", "-c", f"echo once >> {ran}"], home,
+                     extra_env={"PATH": f"{tools}:{os.environ['PATH']}"})
+    assert result.returncode == status, result.stderr
+    reason = (f"cannot set up the sealed network: `{failing_ip} link set lo up` failed: RTNETLINK answers: "
+              "Operation not permitted")
+    if seal == "auto":
+        assert f"not sealed ({reason}); capturing through proxy variables" in result.stderr
+        assert ran.read_text() == "once\n"
+    else:
+        assert f"cannot seal the run (--seal on): {reason}" in result.stderr
+        assert not ran.exists()
+
+
 def test_a_detached_child_outliving_linger_is_ended_and_named(sealable: None, home: Path) -> None:
     code = ("import subprocess, sys; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], "
             "start_new_session=True); print('parent exits')")
