@@ -96,7 +96,8 @@ def run_sealed(run: SealedRun, support: SealSupport) -> SealedOutcome:
     workdir = run.workdir
     relay_path = os.path.join(workdir, RELAY_SOCKET)
     need_relay = run.online or run.loopback
-    ports = [p for p in loopback_listening_ports() if run.loopback] if run.loopback else []
+    # Services listening when the run starts; one started later is not bridged (see the README).
+    ports = loopback_listening_ports() if run.loopback else []
     spec = InsideSpec(
         proxy_argv=[*run.proxy_argv, *sealed_proxy_options(workdir, online=run.online)],
         proxy_ready_file=os.path.join(workdir, "tun-ready"),

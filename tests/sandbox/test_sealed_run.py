@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from typing import Any
 import pytest
 from mitmproxy.certs import CertStore
 
-from tests.sandbox.sealing import TUN, User, home_for, run_cli, tun_mode
+from tests.sandbox.sealing import TUN, User, cli_env, home_for, run_cli, tun_mode
 
 GITHUB_TOKEN = "ghp_" + "Z9y8X7w6V5u4T3s2R1q0P9o8N7m6L5k4J3i2"
 SELF = User("self", os.getuid(), os.getgid())
@@ -437,3 +438,32 @@ def test_online_forwards_through_the_users_own_proxy(seal: str, home: Path, corp
     else:  # mitmproxy's upstream mode: plain HTTP goes to the corporate proxy in absolute form
         assert result.stdout == f"corporate proxy answered {url}"
         assert corporate_proxy.asked == [f"GET {url} HTTP/1.1"]
+
+
+def test_ctrl_c_reaches_the_command_and_its_last_request_is_still_captured(sealable: None, home: Path) -> None:
+    """The terminal sends SIGINT to the whole foreground group: the sealed command gets it, sends a last event,
+    and exits; the sandbox and proxy outlive it long enough to audit that event."""
+    code = (
+        "import http.client, json, ssl, sys, time\n"
+        "print('ready', flush=True)\n"
+        "try:\n"
+        "    time.sleep(60)\n"
+        "except KeyboardInterrupt:\n"
+        "    conn = http.client.HTTPSConnection('api.segment.io', context=ssl.create_default_context(), timeout=20)\n"
+        f"    conn.request('POST', '/v1/track', json.dumps({{'event': 'interrupted', 't': '{GITHUB_TOKEN}'}}))\n"
+        "    print(conn.getresponse().status, flush=True)\n"
+        "    sys.exit(130)\n"
+    )
+    log = home / "audit.jsonl"
+    argv = [sys.executable, "-m", "telemetry_audit", "run", "--seal", "on", "--log", str(log), "--", sys.executable,
+            "-c", code]
+    process = subprocess.Popen(argv, cwd=home, env=cli_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    assert process.stdout is not None
+    assert process.stdout.readline() == "ready\n"
+    os.killpg(process.pid, signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert stdout == "200\n", stderr
+    assert process.returncode == 1  # the blocked token reaches --fail-on; without it the command's 130
+    [record] = [json.loads(line) for line in log.read_text().splitlines() if '"record":"request"' in line]
+    assert record["decision"] == "block" and record["host"] == "api.segment.io"
