@@ -95,6 +95,10 @@ class Supervisor:
             self._ip("link", "set", "lo", "up")
             self._start_proxy()
             self._ip("route", "add", "default", "dev", spec.tun_name)
+            try:  # IPv6 literals reach the proxy too (names resolve to IPv4); a kernel without IPv6 has no need
+                self._ip("-6", "route", "add", "default", "dev", spec.tun_name)
+            except subprocess.CalledProcessError:
+                pass
         except subprocess.CalledProcessError as e:
             detail = (e.stderr or b"").decode("utf-8", "replace").strip().splitlines()
             self._finish(status=125, error=f"cannot set up the sealed network: `{' '.join(map(str, e.cmd))}` failed"
