@@ -89,7 +89,8 @@ class SealedNetwork:
         return self.dns.name_for(host) or host
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        if ctx.options.taudit_client_process and getattr(flow.client_conn, "telemetry_audit_client", None) is None:
+        wanted = "taudit_client_process" in ctx.options and ctx.options.taudit_client_process  # the audit addon's
+        if wanted and getattr(flow.client_conn, "telemetry_audit_client", None) is None:
             # Inside the sandbox the client's socket is in this namespace too, bound to the tun address.
             try:
                 setattr(flow.client_conn, "telemetry_audit_client",  # noqa: B010 - read by client_process()
