@@ -19,7 +19,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -312,6 +312,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         records, total = read_log(log_path)
         if (proxy_failed if capture.mode == CAPTURE_PROXY_VARIABLES else bool(capture.error)) and not records:
             console.print(_proxy_stderr(workdir), markup=False)
+        connections = _connection_records(log_path)
+        if connections:
+            capture = replace(capture, connections=tuple(connections))
+            console.print(f"telemetry-audit: {len(connections)} non-HTTP connection(s): " + ", ".join(
+                f"{c.get('protocol')} {c.get('host')}:{c.get('port')} {c.get('outcome')}" for c in connections[:5])
+                + (" ..." if len(connections) > 5 else ""), markup=False)
         for item in capture.lingering:
             console.print(f"telemetry-audit: {item.name}[{item.pid}] outlived the command: {item.outcome} after "
                           f"{item.seconds:g} s", markup=False)
@@ -342,6 +348,8 @@ class RunCapture:
     lingering: tuple[LingeringProcess, ...] = ()
     error: str = ""
     setup_failed: bool = False
+    connections: tuple[dict[str, Any], ...] = ()
+    """Sealed: the audit log's non-HTTP connection records (raw TCP, refused UDP)."""
 
     def to_report(self) -> dict[str, Any]:
         report: dict[str, Any] = {"mode": self.mode}
@@ -349,7 +357,27 @@ class RunCapture:
             report["not_sealed_because"] = self.reason
         report["lingering"] = [{"name": p.name, "pid": p.pid, "seconds": p.seconds, "outcome": p.outcome}
                                for p in self.lingering]
+        report["connections"] = [dict(c) for c in self.connections]
         return report
+
+
+def _connection_records(log_path: str) -> list[dict[str, Any]]:
+    """The sealed proxy's `"record": "connection"` lines (raw TCP, UDP) from the audit log."""
+    found: list[dict[str, Any]] = []
+    try:
+        with open(log_path, encoding="utf-8") as stream:
+            for line in stream:
+                if '"record":"connection"' not in line:
+                    continue
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                record.pop("record", None)
+                found.append(record)
+    except OSError:
+        pass
+    return found
 
 
 def _proxy_stderr(workdir: str) -> str:

@@ -253,12 +253,16 @@ def test_raw_tcp_is_recorded_with_its_host_name_and_reaches_nothing(sealed: Seal
     assert record["bytes_sent"] == len(GITHUB_TOKEN) + 13 and record["bytes_received"] == 0
     assert record["decision"] == "block" and record["findings"][0]["kind"] == "secret"
     assert sealed.outputs["raw"] == "received b''" or sealed.outputs["raw"].startswith("error")
+    [in_report] = [c for c in sealed.report["capture"]["connections"] if c["protocol"] == "tcp"]
+    assert in_report["host"] == "api.segment.io" and in_report["findings"][0]["preview"] == "ghp_…[40 chars]"
+    assert "tcp api.segment.io:5555 reached nothing" in sealed.result.stderr
 
 
 def test_udp_other_than_dns_is_refused_and_recorded(sealed: SealedOutcome) -> None:
     [record] = [r for r in sealed.records if r.get("record") == "connection" and r["protocol"] == "udp"]
     assert (record["host"], record["port"], record["outcome"]) == ("api.segment.io", 443, "refused")
     assert sealed.outputs["udp"] == "error timed out"
+    assert [c["protocol"] for c in sealed.report["capture"]["connections"]].count("udp") == 1
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
@@ -445,8 +449,8 @@ def test_ctrl_c_reaches_the_command_and_its_last_request_is_still_captured(seala
     and exits; the sandbox and proxy outlive it long enough to audit that event."""
     code = (
         "import http.client, json, ssl, sys, time\n"
-        "print('ready', flush=True)\n"
         "try:\n"
+        "    print('ready', flush=True)\n"
         "    time.sleep(60)\n"
         "except KeyboardInterrupt:\n"
         "    conn = http.client.HTTPSConnection('api.segment.io', context=ssl.create_default_context(), timeout=20)\n"
