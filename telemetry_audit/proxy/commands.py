@@ -572,7 +572,7 @@ def register(commands: Any) -> None:
     run.add_argument("--seal", choices=SEAL_CHOICES, default="auto",
                      help="run the command in its own network namespace whose only way out is the proxy: auto "
                           "(default: when the kernel allows, else proxy variables with a notice), on (or exit 2), off")
-    run.add_argument("--linger", type=float, default=15.0, metavar="SECONDS",
+    run.add_argument("--linger", type=_seconds, default=15.0, metavar="SECONDS",
                      help="after the command exits, keep capturing while processes it started still run, up to "
                           "SECONDS (default: 15), then end them (sealed) or warn (proxy variables)")
     run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
@@ -590,6 +590,17 @@ def register(commands: Any) -> None:
     ca.add_argument("--confdir", default=default_confdir())
     ca.add_argument("--path-only", action="store_true", help="print only the certificate path")
     ca.set_defaults(handler=cmd_ca)
+
+
+def _seconds(value: str) -> float:
+    """A duration for `--linger`: a finite number of seconds, zero or more."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {value!r}") from None
+    if not 0 <= seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected zero or more seconds, got {value!r}")
+    return seconds
 
 
 def _with_report_file(handler: Any) -> Any:

@@ -286,6 +286,17 @@ def home(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["--seal", "sometimes"], "argument --seal: invalid choice: 'sometimes'"),
+    (["--linger", "-1"], "argument --linger: expected zero or more seconds, got '-1'"),
+    (["--linger", "soon"], "argument --linger: expected a number of seconds, got 'soon'"),
+    (["--linger", "nan"], "argument --linger: expected zero or more seconds, got 'nan'"),
+])
+def test_bad_seal_options_are_named(home: Path, args: list[str], message: str) -> None:
+    result = run_cli(["run", *args, "--", "true"], home)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
 def test_seal_on_fails_with_exit_2_and_the_reason(home: Path) -> None:
     result = run_cli(["run", "--seal", "on", "--", "true"], home, extra_env={"TELEMETRY_AUDIT_UNSHARE": "/bin/false"})
     assert result.returncode == 2, result.stderr
