@@ -109,6 +109,8 @@ class Supervisor:
             return 125
         bridges = LoopbackBridges(spec.relay_path, spec.loopback_ports, via_proxy=spec.audit_loopback) \
             if spec.relay_path else None
+        if bridges is not None:
+            bridges.follow_host()
         status = self._run_command()
         lingerers = self._linger()
         if bridges is not None:

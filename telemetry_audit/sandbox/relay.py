@@ -64,6 +64,25 @@ def read_head(sock: socket.socket) -> tuple[bytes, bytes]:
     return head, rest
 
 
+PORTS_REQUEST = b"GET /loopback-ports HTTP/1.1\r\n\r\n"
+"""Asks the relay which ports listen on the host's loopback now (answered with `8080,4566`)."""
+
+
+def host_loopback_ports(relay_path: str, timeout: float = 5.0) -> list[int]:
+    """The host's listening loopback ports, as the relay outside sees them."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(relay_path)
+        sock.sendall(PORTS_REQUEST)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise ValueError(f"relay answered {head[:80]!r}")
+    return [int(p) for p in body.decode("ascii").split(",") if p.strip()]
+
+
 def open_through_relay(relay_path: str, host: str, port: int, timeout: float = _CONNECT_TIMEOUT) -> socket.socket:
     """A connected stream to (host, port) through the relay; RelayRefused with the relay's answer otherwise."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -164,6 +183,11 @@ class Relay:
         try:
             client.settimeout(_CONNECT_TIMEOUT)
             head, rest = read_head(client)
+            if head.startswith(PORTS_REQUEST.split(b"\r\n", 1)[0]):
+                ports = ",".join(str(p) for p in loopback_listening_ports())
+                client.sendall(b"HTTP/1.1 200 OK\r\n\r\n" + ports.encode("ascii"))
+                client.close()
+                return
             host, port = parse_connect(head)
             upstream = self._connect(host, port)
         except (OSError, ValueError) as e:
@@ -221,8 +245,15 @@ class LoopbackBridges:
         self.relay_path = relay_path
         self.via_proxy = via_proxy
         self.ports: list[int] = []
+        self._tried: set[int] = set()
         self._servers: list[socket.socket] = []
-        for port in sorted(set(ports)):
+        self._stop = threading.Event()
+        self.add(ports)
+
+    def add(self, ports: Iterable[int]) -> None:
+        """Bridge each port not tried yet; a port already taken inside (by the command itself) is left to it."""
+        for port in sorted(set(ports) - self._tried):
+            self._tried.add(port)
             server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
@@ -234,6 +265,19 @@ class LoopbackBridges:
             self._servers.append(server)
             self.ports.append(port)
             threading.Thread(target=self._serve, args=(server, port), daemon=True).start()
+
+    def follow_host(self, interval: float = 0.5) -> None:
+        """Keep bridging services that start listening on the host during the run (a container whose port
+        is published after the command started it, say): asks the relay every `interval` seconds."""
+
+        def poll() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    self.add(host_loopback_ports(self.relay_path))
+                except (OSError, ValueError):
+                    continue
+
+        threading.Thread(target=poll, name="telemetry-audit-loopback-ports", daemon=True).start()
 
     def _serve(self, server: socket.socket, port: int) -> None:
         while True:
@@ -256,6 +300,7 @@ class LoopbackBridges:
         pipe(client, upstream)
 
     def close(self) -> None:
+        self._stop.set()
         for server in self._servers:
             try:
                 server.shutdown(socket.SHUT_RDWR)

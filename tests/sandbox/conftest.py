@@ -9,13 +9,12 @@ import sys
 import threading
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import ThreadingHTTPServer
 
 import pytest
 
 from telemetry_audit.sandbox import probe_seal
-from tests.sandbox.sealing import User, hidden_prefix
+from tests.sandbox.sealing import LoopbackHandler, User, hidden_prefix
 
 
 @pytest.fixture(scope="session")
@@ -25,24 +24,10 @@ def sealable() -> None:
         pytest.skip(f"cannot seal here: {support.reason}")
 
 
-class _Loopback(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:  # noqa: N802
-        body = f"host loopback service {self.path}".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture(scope="session")
 def loopback_service() -> Iterator[int]:
     """A service on the host's 127.0.0.1 (a stand-in for a local database or LocalStack): its port."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Loopback)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), LoopbackHandler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

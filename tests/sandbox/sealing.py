@@ -15,7 +15,9 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import Any
 
 TUN = "/dev/net/tun"
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY",
@@ -97,3 +99,19 @@ def tun_mode(mode: int) -> Iterator[None]:
         yield
     finally:
         os.chmod(TUN, before)
+
+
+class LoopbackHandler(BaseHTTPRequestHandler):
+    """Answers GET with `host loopback service <path>`: a stand-in for a local database or LocalStack."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802
+        body = f"host loopback service {self.path}".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass

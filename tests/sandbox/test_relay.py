@@ -14,6 +14,7 @@ from telemetry_audit.sandbox.relay import (
     Relay,
     RelayPolicy,
     RelayRefused,
+    host_loopback_ports,
     loopback_listening_ports,
     open_through_relay,
     parse_connect,
@@ -157,3 +158,7 @@ def test_a_refusing_corporate_proxy_is_reported(tmp_path: Path) -> None:
     finally:
         relay.close()
         corporate.close()
+
+
+def test_the_relay_tells_which_host_loopback_ports_listen(relay_path: str, echo_port: int) -> None:
+    assert echo_port in host_loopback_ports(relay_path)

@@ -16,15 +16,17 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from mitmproxy.certs import CertStore
 
-from tests.sandbox.sealing import TUN, User, cli_env, home_for, run_cli, tun_mode
+from tests.sandbox.sealing import TUN, LoopbackHandler, User, cli_env, home_for, run_cli, tun_mode
 
 GITHUB_TOKEN = "ghp_" + "Z9y8X7w6V5u4T3s2R1q0P9o8N7m6L5k4J3i2"
 SELF = User("self", os.getuid(), os.getgid())
@@ -276,6 +278,37 @@ def test_log_and_report_name_hosts_never_synthetic_addresses_nor_secrets(sealed:
     for text in (sealed.log_text, sealed.report_text):
         assert "198.18." not in text and "198.19." not in text
         assert GITHUB_TOKEN not in text
+
+
+def test_a_host_service_started_during_the_run_is_reachable(sealable: None, tmp_path: Path) -> None:
+    """Like a container whose port is published after the command started it: bridged within half a second."""
+    port_file = tmp_path / "port"
+    code = (
+        "import os, sys, time, urllib.request\n"
+        f"while not os.path.exists({str(port_file)!r}):\n"
+        "    time.sleep(0.05)\n"
+        f"url = 'http://127.0.0.1:' + open({str(port_file)!r}).read() + '/late-service'\n"
+        "for attempt in range(100):\n"
+        "    try:\n"
+        "        print(urllib.request.urlopen(url, timeout=5).read().decode())\n"
+        "        break\n"
+        "    except OSError:\n"
+        "        time.sleep(0.1)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-m", "telemetry_audit", "run", "--seal", "on", "--", sys.executable,
+                                "-c", code], cwd=tmp_path, env=cli_env(tmp_path), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)  # the run has started (the command waits for the port file)
+        with ThreadingHTTPServer(("127.0.0.1", 0), LoopbackHandler) as server:
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            port_file.write_text(str(server.server_address[1]))
+            stdout, stderr = process.communicate(timeout=60)
+            server.shutdown()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert stdout.strip() == "host loopback service /late-service", stderr
 
 
 # --- when sealing is impossible ------------------------------------------------------------------------------
