@@ -60,10 +60,9 @@ def client_process(flow: Any) -> str:
         return ""
     if host not in ("127.0.0.1", "::1", "::ffff:127.0.0.1") or not os.path.isdir("/proc/net"):
         return ""
-    if cached is None:
-        cached = process_for_port(int(port))
-        try:
-            setattr(flow.client_conn, key, cached)
-        except AttributeError:
-            pass
+    cached = process_for_port(int(port))
+    try:
+        setattr(flow.client_conn, key, cached)
+    except AttributeError:
+        pass
     return str(cached)
