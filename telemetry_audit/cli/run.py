@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
+import uuid
 from typing import Any
 
 from telemetry_audit.cli.common import (
@@ -47,9 +49,38 @@ def register(commands: Any) -> argparse.ArgumentParser:
                           "Your own NO_PROXY keeps only its loopback entries, so nothing skips the audit by accident")
     run.add_argument("--canary", action="store_true",
                      help="plant unique marker values (fake token, path, user name) and report any that leave")
+    run.add_argument("--seal", choices=("auto", "on", "off"), default="auto",
+                     help="run CMD in a sandbox whose only way out is the proxy: auto (default: where the kernel "
+                          "allows it, else proxy variables with a notice), on (exit 2 when it cannot), off")
+    run.add_argument("--linger", type=_seconds, default=15.0, metavar="SECONDS",
+                     help="after CMD exits, wait this long for processes it started (late telemetry flushers) "
+                          "before ending them (default: 15)")
     run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
     run.set_defaults(handler=cmd_run, table_to_stderr=True)
     return run
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {value!r}") from None
+    if not seconds >= 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected zero or more seconds, got {value!r}")
+    return seconds
+
+
+def seal_support(seal: str) -> Any:
+    """`--seal`: off -> not sealed; on -> sealed or a usage error with the reason; auto -> whatever the kernel
+    allows. The probe runs before anything starts."""
+    from telemetry_audit.sandbox.probe import SealSupport, probe_seal
+
+    if seal == "off":
+        return SealSupport(False, "")
+    support = probe_seal()
+    if not support.ok and seal == "on":
+        raise UsageError(f"cannot seal the run (--seal on): {support.reason}")
+    return support
 
 
 def report_targets(args: argparse.Namespace) -> list[tuple[str, str]]:
@@ -63,13 +94,14 @@ def report_targets(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from telemetry_audit.report.table import summary_text as summary_line
-    from telemetry_audit.session import ProxySession, ProxyStartError, audited_hosts
-    from telemetry_audit.session.child_env import no_proxy_plan
+    from telemetry_audit.sandbox.launcher import CAPTURE_PROXY_VARIABLES, CAPTURE_SEALED
+    from telemetry_audit.session import ProxySession, ProxyStartError
 
     command = command_after_dashes(args, "telemetry-audit run -- sst version")
     targets = report_targets(args)
     if args.log:
         check_writable(args.log, "--log")
+    support = seal_support(args.seal)
     console = stderr_console()
     base_env = dict(os.environ)
     workdir = tempfile.mkdtemp(prefix="telemetry-audit-")
@@ -83,34 +115,58 @@ def cmd_run(args: argparse.Namespace) -> int:
                       f"USER={planted.user}, HOME={planted.home}", markup=False)
     session = ProxySession(proxy_settings(args, client_process=True), confdir=args.confdir, audited_env=base_env,
                            canaries=canaries, workdir=workdir, verbose=args.verbose)
+    where = f"{'online' if args.online else 'offline'}, {args.mode} mode"
+    program = os.path.basename(command[0]) + (f" with {len(command) - 1} argument(s)" if len(command) > 1 else "")
+    capture: dict[str, Any] = {}
     try:
-        # The proxy child starts first; the policy loads here meanwhile (the child loads its own copy).
-        session.launch()
-        try:
+        outcome = None
+        if support.ok:
+            session.prepare()
             policy = load_policy_or_exit(args)
-            session.wait_ready()
-        except ProxyStartError as e:
-            raise UsageError(str(e)) from None
-        hosts = audited_hosts(policy)
-        env = session.client_environment(base_env, bypass_loopback=not args.proxy_loopback, audited_hosts=hosts,
-                                         no_proxy_for=args.no_proxy_for)
-        for entry, reason in no_proxy_plan(base_env, audited_hosts=hosts, no_proxy_for=args.no_proxy_for,
-                                           bypass_loopback=not args.proxy_loopback).dropped:
-            console.print(f"telemetry-audit: NO_PROXY entry {entry!r} not kept: {reason}", markup=False)
-        console.print(f"telemetry-audit: proxy on {session.url} ({'online' if args.online else 'offline'}, "
-                      f"{args.mode} mode); running {os.path.basename(command[0])}"
-                      + (f" with {len(command) - 1} argument(s)" if len(command) > 1 else ""), markup=False)
-        status = run_foreground(command, env)
-        proxy_status = session.stop()
+            console.print(f"telemetry-audit: sealed run ({where}); running {program}", markup=False)
+            outcome = session.run_sealed(command, base_env, support, linger=args.linger, online=args.online,
+                                         audit_loopback=args.proxy_loopback)
+            if outcome.setup_failed:  # the command never ran: unsealed is still possible
+                if args.seal == "on":
+                    raise UsageError(f"cannot seal the run (--seal on): {outcome.error}")
+                support = type(support)(False, outcome.error)
+                console.print(f"telemetry-audit: not sealed ({support.reason}); capturing through proxy variables",
+                              markup=False)
+                outcome = None
+        elif args.seal != "off":
+            console.print(f"telemetry-audit: not sealed ({support.reason}); capturing through proxy variables",
+                          markup=False)
+        if outcome is not None:
+            status, lingering = outcome.status, outcome.lingering
+            failure = outcome.error or proxy_failure(outcome.proxy_status, session.stderr_text())
+            capture["mode"] = CAPTURE_SEALED
+        else:
+            status, lingering, failure = _run_unsealed(args, session, command, base_env, console, where, program)
+            capture["mode"] = CAPTURE_PROXY_VARIABLES
+            if support.reason:
+                capture["not_sealed_because"] = support.reason
+            policy = load_policy_or_exit(args)
         report = session.report(policy)
-        failure = proxy_failure(proxy_status, session.stderr_text())
+        connections = session.connections()
+        failure = failure or proxy_failure(session.stop(), session.stderr_text())
+    except ProxyStartError as e:
+        raise UsageError(str(e)) from None
     finally:
         session.close()
-        import shutil
-
         shutil.rmtree(workdir, ignore_errors=True)
+    capture["lingering"] = [{"name": p.name, "pid": p.pid, "seconds": p.seconds, "outcome": p.outcome}
+                            for p in lingering]
+    capture["connections"] = connections
+    report["capture"] = capture
     report["command"] = {"program": os.path.basename(command[0]), "argv_length": len(command), "exit_code": status}
     emit_reports(args, report, targets)
+    if connections:
+        console.print(f"telemetry-audit: {len(connections)} non-HTTP connection(s): " + ", ".join(
+            f"{c.get('protocol')} {c.get('host')}:{c.get('port')} {c.get('outcome')}" for c in connections[:5])
+            + (" ..." if len(connections) > 5 else ""), markup=False)
+    for item in lingering:
+        console.print(f"telemetry-audit: {item.name}[{item.pid}] outlived the command: {item.outcome} after "
+                      f"{item.seconds:g} s", markup=False)
     console.print(summary_line(report), markup=False)
     if failure:
         console.print(f"[bold red]telemetry-audit:[/] {failure}; {report['summary']['requests']} request(s) were "
@@ -121,9 +177,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     return status
 
 
+def _run_unsealed(args: argparse.Namespace, session: Any, command: list[str], base_env: dict[str, str],
+                  console: Any, where: str, program: str) -> tuple[int, list[Any], str]:
+    """Proxy variables (and the Node preload): the command's descendants are followed by an environment marker."""
+    from telemetry_audit.sandbox.descendants import linger_for_marked
+    from telemetry_audit.sandbox.environment import RUN_MARKER, upstream_proxy_from
+    from telemetry_audit.session import audited_hosts
+    from telemetry_audit.session.child_env import no_proxy_plan
+
+    # The proxy child starts first; the policy loads here meanwhile (the child loads its own copy).
+    session.launch(upstream_proxy=upstream_proxy_from(base_env) if args.online else "")
+    policy = load_policy_or_exit(args)
+    session.wait_ready()
+    hosts = audited_hosts(policy)
+    env = session.client_environment(base_env, bypass_loopback=not args.proxy_loopback, audited_hosts=hosts,
+                                     no_proxy_for=args.no_proxy_for)
+    for entry, reason in no_proxy_plan(base_env, audited_hosts=hosts, no_proxy_for=args.no_proxy_for,
+                                       bypass_loopback=not args.proxy_loopback).dropped:
+        console.print(f"telemetry-audit: NO_PROXY entry {entry!r} not kept: {reason}", markup=False)
+    marker = uuid.uuid4().hex[:16]
+    env[RUN_MARKER] = marker
+    console.print(f"telemetry-audit: proxy on {session.url} ({where}, captured through proxy variables); "
+                  f"running {program}", markup=False)
+    status = run_foreground(command, env)
+    lingering = linger_for_marked(marker, args.linger)
+    return status, lingering, ""
+
+
 def proxy_failure(status: int, stderr: str) -> str:
     """Why the proxy stopped on its own ('' when it stopped because we asked it to)."""
-    if status in (0, -signal.SIGTERM):
+    if status in (0, -signal.SIGTERM, 128 + signal.SIGTERM):
         return ""
     lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
     ours = [line.removeprefix("telemetry-audit: ") for line in lines if line.startswith("telemetry-audit:")]

@@ -83,7 +83,9 @@ def audited_names(flow: http.HTTPFlow | tcp.TCPFlow) -> list[str]:
     if isinstance(flow, http.HTTPFlow):
         names += [flow.request.pretty_host, flow.request.host]
     elif flow.server_conn.address:
-        names.append(str(flow.server_conn.address[0]))
+        # Inside a sealed run, raw TCP goes to a synthetic address: the sealed addon knows the name behind it.
+        sealed = ctx.master.addons.get("sealednetwork") if ctx.master else None
+        names.append(sealed.name_of(flow.server_conn) if sealed else str(flow.server_conn.address[0]))
     sni = getattr(flow.client_conn, "sni", None)
     if sni:
         names.append(sni)

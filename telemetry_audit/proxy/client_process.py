@@ -95,19 +95,21 @@ def process_for_port(port: int) -> str:
 
 def client_process(flow: Any) -> str:
     """The client process of a mitmproxy flow, when it connected over loopback."""
+    # Cache per connection: every flow on a keep-alive connection has the same client. (A sealed run names its
+    # clients itself, arriving through the tun interface rather than loopback, and fills this in.)
+    key = "telemetry_audit_client"
+    cached = getattr(flow.client_conn, key, None)
+    if cached is not None:
+        return str(cached)
     try:
         host, port = flow.client_conn.peername[:2]
     except (AttributeError, TypeError, ValueError):
         return ""
     if host not in ("127.0.0.1", "::1", "::ffff:127.0.0.1") or not os.path.isdir("/proc/net"):
         return ""
-    # Cache per connection: every flow on a keep-alive connection has the same client.
-    key = "telemetry_audit_client"
-    cached = getattr(flow.client_conn, key, None)
-    if cached is None:
-        cached = process_for_port(int(port))
-        try:
-            setattr(flow.client_conn, key, cached)
-        except AttributeError:
-            pass
+    cached = process_for_port(int(port))
+    try:
+        setattr(flow.client_conn, key, cached)
+    except AttributeError:
+        pass
     return str(cached)

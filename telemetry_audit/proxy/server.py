@@ -53,22 +53,27 @@ def skip_default_addons_import() -> None:
     sys.modules["mitmproxy.addons"] = importlib.util.module_from_spec(spec)
 
 
-def build_master(opts: options.Options, audit: TelemetryAudit | None = None, *, quiet: bool = True) -> Master:
-    """A master with the proxy core and the telemetry-audit addon, nothing else."""
+def build_master(opts: options.Options, audit: TelemetryAudit | None = None, *, quiet: bool = True,
+                 sealed: bool = False) -> Master:
+    """A master with the proxy core and the telemetry-audit addon, nothing else.
+
+    `sealed`: the proxy runs inside a sealed run's sandbox (tun mode) and also answers DNS and guards the way out
+    (`proxy.synthetic_dns`, `proxy.sealed`), before the audit addon so that flows reach it already named.
+    """
     from mitmproxy.addons import core, errorcheck, next_layer, proxyserver, tlsconfig
     from mitmproxy.master import Master
 
     from telemetry_audit.proxy.addon import TelemetryAudit
 
     master = Master(opts, with_termlog=not quiet)
-    master.addons.add(
-        core.Core(),
-        proxyserver.Proxyserver(),
-        next_layer.NextLayer(),
-        tlsconfig.TlsConfig(),
-        audit or TelemetryAudit(),
-        errorcheck.ErrorCheck(repeat_errors_on_stderr=True),
-    )
+    master.addons.add(core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig())
+    if sealed:
+        from telemetry_audit.proxy.sealed import SealedNetwork
+        from telemetry_audit.proxy.synthetic_dns import SyntheticDNS
+
+        resolver = SyntheticDNS()
+        master.addons.add(resolver, SealedNetwork(resolver))
+    master.addons.add(audit or TelemetryAudit(), errorcheck.ErrorCheck(repeat_errors_on_stderr=True))
     return master
 
 
@@ -124,12 +129,20 @@ async def serve(config: Mapping[str, Any]) -> int:
     opts = options.Options()
     verbose = bool(config.get("verbose"))
     audit = TelemetryAudit(environment=environment_from(config.get("environment")))
-    master = build_master(opts, audit, quiet=not verbose)
+    sealed: Mapping[str, Any] = config.get("sealed") or {}
+    master = build_master(opts, audit, quiet=not verbose, sealed=bool(sealed))
     # Standard output carries the ready line alone: everything else mitmproxy prints goes to standard error.
     ready = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     master.addons.add(ReadyAnnouncer(ready))
     try:
+        if sealed:
+            # Every packet of the sandbox arrives here; QUIC stays plain UDP so that the sealed addon refuses it.
+            opts.update(mode=[f"tun:{sealed['tun']}"], http3=False,
+                        taudit_tun_ready_file=sealed.get("tun_ready_file", ""), taudit_relay=sealed.get("relay", ""))
+        elif config.get("upstream_proxy"):
+            # Online behind the user's own (corporate) proxy: forward through it rather than around it.
+            opts.update(mode=[f"upstream:{config['upstream_proxy']}"])
         opts.update(
             listen_host=config.get("listen_host", "127.0.0.1"),
             listen_port=int(config.get("listen_port", 8080)),
@@ -182,9 +195,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger().setLevel(logging.INFO if config.get("verbose") else logging.WARNING)
     skip_default_addons_import()
     try:
-        return asyncio.run(serve(config))
+        status = asyncio.run(serve(config))
     except KeyboardInterrupt:
-        return 130
+        status = 130
+    # Everything is flushed (the audit log's closing record, the store). Leave without the interpreter's own
+    # teardown: in tun mode mitmproxy's Rust side crashes there now and then (SIGSEGV), which would read as a
+    # proxy failure after a clean run.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 if __name__ == "__main__":

@@ -104,28 +104,45 @@ class ProxySession:
 
     # --- life cycle ---------------------------------------------------------------------------------------------
 
-    def launch(self) -> ProxySession:
-        """Start the child and hand it its configuration; `wait_ready()` waits for it to listen.
-
-        Split in two so the caller can do its own start-up work (load the policy for the report) meanwhile.
-        """
+    def prepare(self) -> ProxySession:
+        """The private working directory, the CA and the log path (idempotent; `launch` and `run_sealed` call it)."""
         if not self.workdir:
             self.workdir = tempfile.mkdtemp(prefix="telemetry-audit-")
         os.chmod(self.workdir, 0o700)
         self.ca_cert = ensure_ca(self.confdir)
         if not self.settings.log:
             self.settings = replace(self.settings, log=os.path.join(self.workdir, "audit.jsonl"))
+        return self
+
+    def config(self, *, upstream_proxy: str = "", supervised: bool = True) -> dict[str, Any]:
+        """What the proxy child receives on standard input (see `telemetry_audit.proxy.server`).
+
+        `supervised`: the child watches this process and stops if it dies (not inside a sealed run, where the
+        sandbox's own supervisor is its parent).
+        """
         config: dict[str, Any] = {
             "listen_host": self.listen[0],
             "listen_port": self.listen[1],
             "confdir": self.confdir,
             "options": self.settings.to_options(),
             "mitmproxy": self.mitmproxy_options,
-            "parent_pid": os.getpid(),
             "verbose": self.verbose,
         }
+        if supervised:
+            config["parent_pid"] = os.getpid()
+        if upstream_proxy:
+            config["upstream_proxy"] = upstream_proxy
         if self.audited_env is not None:
             config["environment"] = audit_environment_data(self.audited_env, self.canaries)
+        return config
+
+    def launch(self, *, upstream_proxy: str = "") -> ProxySession:
+        """Start the child and hand it its configuration; `wait_ready()` waits for it to listen.
+
+        Split in two so the caller can do its own start-up work (load the policy for the report) meanwhile.
+        """
+        self.prepare()
+        config = self.config(upstream_proxy=upstream_proxy)
         # -P: never import from the current directory (a source checkout there would shadow the installed package).
         command = [sys.executable, "-P", "-m", "telemetry_audit.proxy.server"]
         with open(self.stderr_path, "wb") as stderr:
@@ -138,6 +155,22 @@ class ProxySession:
         except BrokenPipeError:
             pass
         return self
+
+    def run_sealed(self, command: Sequence[str], env: Mapping[str, str], support: Any, *, linger: float,
+                   online: bool, audit_loopback: bool) -> Any:
+        """Run `command` and this session's proxy together in a sealed sandbox (see `telemetry_audit.sandbox`);
+        the `SealedOutcome`. The proxy inside reads the same configuration and writes the same log."""
+        from telemetry_audit.sandbox.environment import sealed_environment, upstream_proxy_from
+        from telemetry_audit.sandbox.launcher import SealedRun, run_sealed
+
+        self.prepare()
+        child_env = sealed_environment(env, ca_cert_path=self.ca_cert, ca_bundle_path=self.ca_bundle,
+                                       marker=uuid.uuid4().hex[:16])
+        child_env[TOKEN_VARIABLE] = self.settings.inspection_token
+        run = SealedRun(self.config(supervised=False), list(command), child_env, self.workdir, linger=linger,
+                        online=online, audit_loopback=audit_loopback,
+                        upstream_proxy=upstream_proxy_from(env) if online else "")
+        return run_sealed(run, support)
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> ProxySession:
         """Block until the child listens; `ProxyStartError` with its own message when it does not."""
@@ -257,6 +290,25 @@ class ProxySession:
     def records(self) -> tuple[list[dict[str, Any]], int]:
         """(request records, requests seen) of this session so far."""
         return read_log(self.log_path, self.settings.session)
+
+    def connections(self) -> list[dict[str, Any]]:
+        """A sealed run's non-HTTP connection records (raw TCP, refused UDP) of this session."""
+        found: list[dict[str, Any]] = []
+        if not os.path.isfile(self.log_path):
+            return found
+        with open(self.log_path, encoding="utf-8", errors="replace") as stream:
+            for line in stream:
+                if '"record":"connection"' not in line:
+                    continue
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if record.get("session", self.settings.session) == self.settings.session:
+                    record.pop("record", None)
+                    record.pop("session", None)
+                    found.append(record)
+        return found
 
     def report(self, policy: Any) -> dict[str, Any]:
         """The JSON report (version 1) of this session's requests."""

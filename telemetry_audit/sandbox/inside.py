@@ -1,0 +1,296 @@
+"""The sealed run's first process inside its namespaces (PID 1 there): network up, proxy, command, linger.
+
+Started by `launcher.run_sealed` through `unshare` as `python -m telemetry_audit.sandbox SPEC`. As PID 1
+of the run's PID namespace every process the command leaves behind becomes its child, so after the command exits
+it can see (in the namespace's own /proc) which are still running, give them `linger` seconds to finish their
+work (telemetry flushed by detached children), then end them. When it exits, the kernel ends whatever is left.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from telemetry_audit.sandbox.relay import LoopbackBridges
+
+_PROXY_READY_TIMEOUT = 60.0
+_STOP_GRACE = 2.0
+_MS_BIND = 4096
+
+
+@dataclass(frozen=True)
+class InsideSpec:
+    """Everything the supervisor needs, handed over as a JSON file in the run's private directory."""
+
+    proxy_argv: list[str]
+    """The proxy server command, started first."""
+    proxy_config: dict[str, Any]
+    """Its configuration (tun mode included), written to its standard input: it holds the audited environment."""
+    proxy_ready_file: str
+    """The proxy writes this file once its tun interface is up."""
+    proxy_stderr: str
+    """The proxy's output goes here."""
+    tun_name: str
+    command: list[str]
+    env: dict[str, str]
+    cwd: str
+    result_file: str
+    """Where the outcome (exit status, lingering processes) is written for the launcher."""
+    ip: str = "ip"
+    linger: float = 15.0
+    outer_uid: int = 0
+    outer_gid: int = 0
+    unshare: str = "unshare"
+    """Used once more to give the command back the caller's user id (a nested user namespace, no capabilities)."""
+    relay_path: str = ""
+    loopback_ports: list[int] = field(default_factory=list)
+    audit_loopback: bool = False
+    """Send the loopback bridges' traffic through the proxy (`run --proxy-loopback`)."""
+    resolv_conf: str = ""
+    """A resolv.conf to mount over /etc/resolv.conf (when the host's names a loopback resolver), or ''."""
+
+
+@dataclass(frozen=True)
+class Lingerer:
+    """A process the command started that was still running when the command exited."""
+
+    name: str
+    pid: int
+    """Its pid inside the run's PID namespace."""
+    seconds: float
+    """How long it ran after the command exited."""
+    ended: bool
+    """True when the linger time ran out and it was ended; False when it finished on its own."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1:
+        print("usage: python -m telemetry_audit.sandbox SPEC.json", file=sys.stderr)
+        return 2
+    with open(args[0], encoding="utf-8") as stream:
+        spec = InsideSpec(**json.load(stream))
+    os.unlink(args[0])  # it holds the command's environment: read once, never left on disk
+    return Supervisor(spec).run()
+
+
+class Supervisor:
+    def __init__(self, spec: InsideSpec) -> None:
+        self.spec = spec
+        self.proxy: subprocess.Popen[bytes] | None = None
+        self.command_pid = 0
+
+    def run(self) -> int:
+        spec = self.spec
+        signal.signal(signal.SIGINT, lambda *_: None)  # the terminal's Ctrl-C reaches the command itself
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, self._forward)
+        try:
+            if spec.resolv_conf:
+                _bind_mount(spec.resolv_conf, "/etc/resolv.conf")
+            self._ip("link", "set", "lo", "up")
+            self._start_proxy()
+            self._ip("route", "add", "default", "dev", spec.tun_name)
+            try:  # IPv6 literals reach the proxy too (names resolve to IPv4); a kernel without IPv6 has no need
+                self._ip("-6", "route", "add", "default", "dev", spec.tun_name)
+            except subprocess.CalledProcessError:
+                pass
+        except subprocess.CalledProcessError as e:
+            detail = (e.stderr or b"").decode("utf-8", "replace").strip().splitlines()
+            self._finish(status=125, error=f"cannot set up the sealed network: `{' '.join(map(str, e.cmd))}` failed"
+                                          + (f": {detail[-1]}" if detail else f" with status {e.returncode}"))
+            return 125
+        except (OSError, RuntimeError) as e:
+            self._finish(status=125, error=f"cannot set up the sealed network: {e}")
+            return 125
+        bridges = LoopbackBridges(spec.relay_path, spec.loopback_ports, via_proxy=spec.audit_loopback) \
+            if spec.relay_path else None
+        if bridges is not None:
+            bridges.follow_host()
+        status = self._run_command()
+        lingerers = self._linger()
+        if bridges is not None:
+            bridges.close()
+        proxy_status = self._stop_proxy()
+        self._finish(status=status, lingerers=lingerers, proxy_status=proxy_status)
+        return status
+
+    # --- setup -------------------------------------------------------------------------------------------------
+
+    def _ip(self, *args: str) -> None:
+        subprocess.run([self.spec.ip, *args], check=True, stdin=subprocess.DEVNULL, capture_output=True)
+
+    def _start_proxy(self) -> None:
+        spec = self.spec
+        with open(spec.proxy_stderr, "ab") as out:
+            self.proxy = subprocess.Popen(spec.proxy_argv, stdin=subprocess.PIPE, stdout=out, stderr=out,
+                                          start_new_session=True)
+        assert self.proxy.stdin is not None
+        try:
+            self.proxy.stdin.write(json.dumps(spec.proxy_config).encode("utf-8"))
+            self.proxy.stdin.close()
+        except BrokenPipeError:
+            pass
+        deadline = time.monotonic() + _PROXY_READY_TIMEOUT
+        while time.monotonic() < deadline:
+            if os.path.exists(spec.proxy_ready_file):
+                return
+            if self.proxy.poll() is not None:
+                raise RuntimeError(f"the proxy exited with status {self.proxy.returncode}")
+            time.sleep(0.02)
+        raise RuntimeError("the proxy did not bring its tun interface up in time")
+
+    # --- the command -------------------------------------------------------------------------------------------
+
+    def _run_command(self) -> int:
+        spec = self.spec
+        # A nested user namespace maps the caller's ids back: the command runs as the user, without capabilities.
+        wrapper = [spec.unshare, "--user", f"--map-user={spec.outer_uid}", f"--map-group={spec.outer_gid}", "--"]
+        try:
+            child = subprocess.Popen([*wrapper, *spec.command], env=spec.env, cwd=spec.cwd or None)
+        except OSError as e:
+            print(f"telemetry-audit: cannot run {spec.command[0]}: {e.strerror or e}", file=sys.stderr)
+            return 127
+        self.command_pid = child.pid
+        while True:
+            try:
+                pid, wait_status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                return 1
+            except InterruptedError:
+                continue
+            if pid == child.pid:
+                child.returncode = 0  # reaped here, keep Popen from waiting again
+                return _exit_code(wait_status)
+
+    def _forward(self, signum: int, frame: object) -> None:
+        if self.command_pid:
+            try:
+                os.kill(self.command_pid, signum)
+            except ProcessLookupError:
+                pass
+
+    # --- after the command -------------------------------------------------------------------------------------
+
+    def _descendants(self) -> dict[int, str]:
+        """Processes of the namespace other than this one and the proxy's session: what the command left behind."""
+        proxy_pid = self.proxy.pid if self.proxy is not None else -1
+        found: dict[int, str] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) in (1, proxy_pid):
+                continue
+            stat = _read_stat(int(entry))
+            if stat is None:
+                continue
+            name, state, session = stat
+            if session == proxy_pid or state == "Z":
+                continue
+            found[int(entry)] = name
+        return found
+
+    def _linger(self) -> list[Lingerer]:
+        started = time.monotonic()
+        seen: dict[int, tuple[str, float | None]] = {}
+        deadline = started + max(self.spec.linger, 0.0)
+        while True:
+            _reap()
+            alive = self._descendants()
+            now = time.monotonic()
+            for pid, name in alive.items():
+                seen.setdefault(pid, (name, None))
+            for pid, (name, gone) in list(seen.items()):
+                if gone is None and pid not in alive:
+                    seen[pid] = (name, now)
+            if not alive or now >= deadline:
+                break
+            time.sleep(0.05)
+        survivors = self._descendants()
+        for pid in survivors:
+            _signal(pid, signal.SIGTERM)
+        grace = time.monotonic() + _STOP_GRACE
+        while self._descendants() and time.monotonic() < grace:
+            _reap()
+            time.sleep(0.05)
+        for pid in self._descendants():
+            _signal(pid, signal.SIGKILL)
+        _reap()
+        end = time.monotonic()
+        return [Lingerer(name, pid, round((gone or end) - started, 2), pid in survivors)
+                for pid, (name, gone) in sorted(seen.items())]
+
+    def _stop_proxy(self) -> int:
+        if self.proxy is None:
+            return 0
+        if self.proxy.poll() is None:
+            self.proxy.send_signal(signal.SIGTERM)
+            try:
+                self.proxy.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proxy.kill()
+                self.proxy.wait()
+        return int(self.proxy.returncode or 0)
+
+    def _finish(self, *, status: int, lingerers: Sequence[Lingerer] = (), proxy_status: int = 0,
+                error: str = "") -> None:
+        if error:  # the launcher's caller reports it (or falls back to proxy variables)
+            self._stop_proxy()
+        result = {"status": status, "lingerers": [asdict(item) for item in lingerers], "proxy_status": proxy_status,
+                  "error": error, "setup_failed": bool(error)}
+        temp = f"{self.spec.result_file}.tmp"
+        with open(temp, "w", encoding="utf-8") as stream:
+            json.dump(result, stream)
+        os.replace(temp, self.spec.result_file)
+
+
+def _exit_code(wait_status: int) -> int:
+    if os.WIFSIGNALED(wait_status):
+        return 128 + os.WTERMSIG(wait_status)
+    return os.WEXITSTATUS(wait_status)
+
+
+def _reap() -> None:
+    """Collect every exited child (orphans are re-parented to us, PID 1 of the namespace)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _read_stat(pid: int) -> tuple[str, str, int] | None:
+    """(name, state, session id) from /proc/PID/stat, or None when the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as stream:
+            text = stream.read()
+    except OSError:
+        return None
+    name = text[text.find("(") + 1 : text.rfind(")")]
+    fields = text[text.rfind(")") + 2 :].split()
+    if len(fields) < 4:
+        return None
+    return name, fields[0], int(fields[3])
+
+
+def _bind_mount(source: str, target: str) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mount(source.encode(), target.encode(), None, _MS_BIND, None) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"cannot mount {source} on {target}: {os.strerror(errno)}")
+

@@ -1,0 +1,216 @@
+"""Run a command sealed: it and the auditing proxy in fresh user + network + PID + mount namespaces.
+
+The proxy runs in tun mode inside the namespace and the default route points at its interface, so every packet
+the command or any of its descendants sends reaches the proxy, whatever the client and whatever its proxy
+settings; there is no other route. Names resolve to synthetic addresses (the proxy answers DNS). The only ways
+out are a relay in this (the parent) namespace: to the host's loopback services, and for the proxy alone in
+online mode (see `relay`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from telemetry_audit.sandbox.inside import InsideSpec
+from telemetry_audit.sandbox.probe import UNSHARE_FLAGS, SealSupport
+from telemetry_audit.sandbox.relay import Relay, RelayPolicy, loopback_listening_ports
+
+TUN_NAME = "taudit0"
+RELAY_SOCKET = "relay.sock"
+
+CAPTURE_SEALED = "sealed"
+CAPTURE_PROXY_VARIABLES = "proxy variables"
+
+
+@dataclass(frozen=True)
+class LingeringProcess:
+    """A process the command started that outlived it."""
+
+    name: str
+    """Its executable name (never its arguments: they can carry tokens)."""
+    pid: int
+    """Its pid (inside the sandbox when sealed)."""
+    seconds: float
+    """How long it kept running after the command exited."""
+    outcome: str
+    """`finished` on its own, `ended` by telemetry-audit when `--linger` ran out (sealed), or `left running`
+    (unsealed: outside a sandbox it cannot be told apart from something the user meant to keep)."""
+
+    def describe(self) -> str:
+        return f"{self.name}[{self.pid}] {self.outcome} after {self.seconds:g} s"
+
+
+@dataclass(frozen=True)
+class SealedOutcome:
+    """How a sealed run ended."""
+
+    status: int
+    """The command's exit status (128+N for a signal, 125 when the sandbox could not be set up)."""
+    lingering: tuple[LingeringProcess, ...] = ()
+    capture: str = CAPTURE_SEALED
+    error: str = ""
+    """Why the sandbox failed (then `status` is 125), else ''."""
+    proxy_status: int = 0
+    setup_failed: bool = False
+    """The sandbox could not be set up and the command never ran: running it unsealed instead is safe."""
+
+
+@dataclass(frozen=True)
+class SealedRun:
+    """What to run sealed."""
+
+    proxy_config: Mapping[str, Any]
+    """The proxy server's configuration (`ProxySession.config()`), without the tun part (added here)."""
+    command: Sequence[str]
+    env: Mapping[str, str]
+    workdir: str
+    """The run's private directory (spec, relay socket, readiness and result files)."""
+    linger: float = 15.0
+    online: bool = False
+    upstream_proxy: str = ""
+    """The user's own proxy for online mode (`http://host:port`), or ''."""
+    loopback: bool = True
+    """Relay the host's loopback services into the sandbox (reached unaudited, as they are today)."""
+    audit_loopback: bool = False
+    """Send loopback traffic through the proxy (audited; reaches the host's service only online)."""
+    cwd: str = field(default_factory=os.getcwd)
+
+
+PROXY_ARGV = (sys.executable, "-P", "-m", "telemetry_audit.proxy.server")
+"""The proxy server; its configuration arrives on standard input (see `telemetry_audit.proxy.server`)."""
+
+
+def sealed_proxy_config(workdir: str, *, online: bool) -> dict[str, str]:
+    """The server configuration's `sealed` part: tun mode, synthetic DNS, where to forward."""
+    config = {"tun": TUN_NAME, "tun_ready_file": os.path.join(workdir, "tun-ready")}
+    if online:
+        config["relay"] = os.path.join(workdir, RELAY_SOCKET)
+    return config
+
+
+def run_sealed(run: SealedRun, support: SealSupport) -> SealedOutcome:
+    """Run `run.command` sealed and wait for it (and its lingering descendants, up to `run.linger`)."""
+    workdir = run.workdir
+    relay_path = os.path.join(workdir, RELAY_SOCKET)
+    need_relay = run.online or run.loopback
+    # Services listening when the run starts; one started later is not bridged (see the README).
+    ports = loopback_listening_ports() if run.loopback else []
+    spec = InsideSpec(
+        proxy_argv=list(PROXY_ARGV),
+        proxy_config={**run.proxy_config, "sealed": sealed_proxy_config(workdir, online=run.online)},
+        proxy_ready_file=os.path.join(workdir, "tun-ready"),
+        proxy_stderr=os.path.join(workdir, "proxy.stderr"),
+        tun_name=TUN_NAME,
+        command=list(run.command),
+        env=dict(run.env),
+        cwd=run.cwd,
+        result_file=os.path.join(workdir, "sealed-result.json"),
+        ip=support.ip or "ip",
+        linger=run.linger,
+        outer_uid=os.getuid(),
+        outer_gid=os.getgid(),
+        unshare=support.unshare or "unshare",
+        relay_path=relay_path if run.loopback else "",
+        loopback_ports=ports,
+        audit_loopback=run.audit_loopback,
+        resolv_conf=_resolv_conf_override(workdir),
+    )
+    spec_path = os.path.join(workdir, "sealed-spec.json")
+    fd = os.open(spec_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as stream:
+        json.dump(asdict(spec), stream)
+    relay = Relay(relay_path, RelayPolicy(allow_remote=run.online, upstream_proxy=run.upstream_proxy)) \
+        if need_relay else None
+    try:
+        argv = [support.unshare or "unshare", *UNSHARE_FLAGS, "--", sys.executable, "-P", "-m",
+                "telemetry_audit.sandbox", spec_path]
+        status = _wait_in_foreground(argv)
+    finally:
+        if relay is not None:
+            relay.close()
+    return _read_outcome(spec.result_file, status)
+
+
+def _wait_in_foreground(argv: list[str]) -> int:
+    """Run the sandbox; Ctrl-C goes to the command (same terminal group), SIGTERM/SIGHUP are passed on."""
+    try:
+        child = subprocess.Popen(argv)
+    except OSError as e:
+        return _failed(f"cannot start {argv[0]}: {e.strerror or e}")
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+
+    def forward(signum: int, frame: Any) -> None:
+        if signum == signal.SIGINT:
+            return  # the command got it from the terminal too; the supervisor outlives it to flush
+        supervisor = _first_child(child.pid)
+        if supervisor:
+            try:
+                os.kill(supervisor, signum)
+            except ProcessLookupError:
+                pass
+
+    for sig in previous:
+        signal.signal(sig, forward)
+    try:
+        while True:
+            try:
+                return child.wait()
+            except KeyboardInterrupt:  # pragma: no cover - the handler above replaces the default
+                continue
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _failed(message: str) -> int:
+    print(f"telemetry-audit: {message}", file=sys.stderr)
+    return 125
+
+
+def _first_child(pid: int) -> int:
+    """The supervisor's pid as seen from here (unshare --fork's only child)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as stream:
+            children = stream.read().split()
+    except OSError:
+        return 0
+    return int(children[0]) if children else 0
+
+
+def _read_outcome(path: str, unshare_status: int) -> SealedOutcome:
+    try:
+        with open(path, encoding="utf-8") as stream:
+            data = json.load(stream)
+    except (OSError, ValueError):
+        return SealedOutcome(125, error=f"the sandbox ended without a result (unshare exited with {unshare_status})")
+    lingering = tuple(LingeringProcess(str(item["name"]), int(item["pid"]), float(item["seconds"]),
+                                       "ended" if item["ended"] else "finished") for item in data.get("lingerers", ()))
+    return SealedOutcome(int(data["status"]), lingering, error=str(data.get("error", "")),
+                         proxy_status=int(data.get("proxy_status", 0)), setup_failed=bool(data.get("setup_failed")))
+
+
+def _resolv_conf_override(workdir: str, resolv_conf: str = "/etc/resolv.conf") -> str:
+    """A resolv.conf naming a resolver the tun route reaches, when the host's names a loopback one (or none).
+
+    systemd-resolved's 127.0.0.53 would be the sandbox's own (empty) loopback; any non-loopback address goes
+    through the tun and reaches the proxy's DNS answers.
+    """
+    try:
+        with open(resolv_conf, encoding="utf-8", errors="replace") as stream:
+            servers = [line.split()[1] for line in stream if line.startswith("nameserver") and len(line.split()) > 1]
+    except OSError:
+        servers = []
+    if servers and not any(s.startswith("127.") or s == "::1" for s in servers):
+        return ""
+    path = os.path.join(workdir, "resolv.conf")
+    with open(path, "w", encoding="ascii") as stream:
+        stream.write("nameserver 198.18.0.1\noptions timeout:2 attempts:2\n")
+    os.chmod(path, 0o644)
+    return path
