@@ -56,7 +56,7 @@ class StoredEvent:
     collector: str | None
     tool: str | None
     name: str | None
-    """None for a bad request that yielded no event at all."""
+    """None when the event (or the rejected request) has no name."""
     distinct_id: str | None
     anonymous_id: str | None
     timestamp: str | None
@@ -136,9 +136,9 @@ class EventStore:
                 now,
                 int(good),
                 reason,
-                e.collector,
-                e.tool,
-                e.name,
+                e.collector or None,
+                e.tool or None,
+                e.name or None,
                 e.distinct_id,
                 e.anonymous_id,
                 e.timestamp,
