@@ -214,7 +214,7 @@ class OtlpCollector(HostAndPathCollector):
             document = self._decode(signal, data, protobuf)
             events, rejected = self._events(signal, document, protobuf)
         except (ValueError, TypeError, KeyError, AttributeError) as e:
-            return self._error(400, _INVALID_ARGUMENT, protobuf, f"invalid OTLP {signal} request: {e}")
+            return self._error(400, _INVALID_ARGUMENT, protobuf, str(e))
         return self._success(signal, protobuf, events, rejected)
 
     @staticmethod

@@ -13,6 +13,7 @@ from posthog import Posthog
 from telemetry_audit.collectors import find_collector
 from telemetry_audit.collectors.posthog import PostHogCollector
 from telemetry_audit.collectors.server import CollectorServer
+from telemetry_audit.decoders import decode_request
 from telemetry_audit.model import Request
 
 from .conftest import bad_reasons, good_events, load_capture
@@ -91,7 +92,7 @@ def test_sst_v4_capture_by_host_uses_the_sst_emulator(server: CollectorServer) -
     request = Request.from_url(method, "https://telemetry.ion.sst.dev" + path, headers, body)
     collector = find_collector(request)
     assert collector is not None and collector.name == "sst-ion"
-    assert {e.tool for e in collector.handle(request).events} == {"sst"}
+    assert {e.tool for e in collector.handle(decode_request(request)).events} == {"sst"}
 
 
 @pytest.mark.parametrize(
@@ -111,5 +112,5 @@ def test_bad_requests_get_posthogs_errors(server: CollectorServer, body: bytes, 
 
 def test_bare_batch_path_is_not_posthogs_by_path_alone() -> None:
     request = Request.from_url("POST", "http://127.0.0.1/batch", {}, b'{"api_key": "k", "events": []}')
-    assert not PostHogCollector().matches_path(request)
+    assert not PostHogCollector().matches_path(decode_request(request))
     assert PostHogCollector().matches(Request.from_url("POST", "https://us.i.posthog.com/batch", {}, b""))
