@@ -155,7 +155,7 @@ class SnowplowCollector(HostAndPathCollector):
         if not isinstance(params, dict):
             raise ValueError("event is not a JSON object")
         kind = params.get("e")
-        if kind not in _EVENT_NAMES:
+        if not isinstance(kind, str) or kind not in _EVENT_NAMES:
             raise ValueError(f"unknown or missing event type e={kind!r}")
         if not params.get("tv"):
             raise ValueError("missing tracker version tv")

@@ -22,7 +22,7 @@ from telemetry_audit.collectors import find_collector
 from telemetry_audit.collectors.server import CollectorServer
 from telemetry_audit.model import Request
 
-from .conftest import bad_reasons, good_events
+from .conftest import bad_reasons, good_events, inspect
 
 
 @pytest.mark.parametrize("compression", [Compression.NoCompression, Compression.Gzip])
@@ -164,3 +164,49 @@ def test_garbage_protobuf_gets_400_with_a_status(server: CollectorServer) -> Non
 def test_unsupported_content_type_gets_415(server: CollectorServer) -> None:
     response = requests.post(f"{server.url}/v1/traces", data=b"x", headers={"Content-Type": "text/plain"}, timeout=5)
     assert response.status_code == 415
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"resourceSpans": [1]},
+        {"resourceSpans": [{"scopeSpans": [{"spans": [None]}]}]},
+        {"resourceSpans": {"a": 1}},
+        {"resourceSpans": [{"resource": [], "scopeSpans": []}]},
+        {"resourceSpans": [{"scopeSpans": [{"spans": [{"attributes": [{"key": "k", "value": {"intValue": "x"}}]}]}]}]},
+        {"resourceSpans": [{"scopeSpans": [{"spans": [{"attributes": [{"key": "k", "value": {
+            "arrayValue": {"values": [1]}}}]}]}]}]},
+    ],
+)
+def test_malformed_otlp_json_is_400_with_a_status_not_a_crash(server: CollectorServer, document: object) -> None:
+    response = requests.post(f"{server.url}/v1/traces", json=document, timeout=5)
+    assert response.status_code == 400
+    status = response.json()
+    assert status["code"] == 3 and status["message"]
+    assert inspect(server, "bad", collector="otlp")["count"] == 1
+
+
+def test_rejected_spans_are_reported_in_partial_success(server: CollectorServer) -> None:
+    """A werf-looking span that breaks werf's schema is rejected; the valid span is kept (spec: partial_success)."""
+    from google.protobuf import json_format
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+    broken = {"name": "werf", "attributes": [{"key": "eventType", "value": {"stringValue": "x"}},
+                                             {"key": "executionID", "value": {"stringValue": "1"}}]}
+    document = {"resourceSpans": [{"scopeSpans": [{"spans": [{"name": "fine"}, broken]}]}]}
+    response = requests.post(f"{server.url}/v1/traces", json=document, timeout=5)
+    assert response.status_code == 200
+    answer = json_format.Parse(response.text, ExportTraceServiceResponse())
+    assert answer.partial_success.rejected_spans == 1
+    assert "lacks attributes" in answer.partial_success.error_message
+    assert [e["name"] for e in good_events(server)] == ["fine"]
+    (bad,) = inspect(server, "bad", collector="otlp")["events"]
+    assert bad["event"]["name"] == "werf" and bad["event"]["raw"] == broken
+
+
+def test_oversized_otlp_body_is_413_with_a_status(server: CollectorServer) -> None:
+    body = b'{"resourceSpans":[],"pad":"' + b"x" * (20 * 1024 * 1024) + b'"}'
+    response = requests.post(f"{server.url}/v1/traces", data=body, headers={"Content-Type": "application/json"},
+                             timeout=30)
+    assert response.status_code == 413
+    assert response.json()["code"] == 8
