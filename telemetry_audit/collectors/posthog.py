@@ -13,7 +13,7 @@ evaluation polls `GET /flags/definitions?token=...` with a Bearer personal or
 secret key and reads `flags`, `group_type_mapping`, `cohorts`); PostHog's
 capture service answers 401 without a project key, 400 `invalid_payload` when
 an event lacks `event` or `distinct_id`, 413 above 20 MB per request or 2 MB
-per event (the issue's reading of the capture limits).
+per event (AI events on `/i/v0/ai/batch/` only the request limit).
 """
 
 from __future__ import annotations
@@ -154,6 +154,8 @@ class PostHogCollector(HostAndPathCollector):
                 "API key not provided. You can find your project API key in PostHog project settings.",
             )
 
+        # AI events (LLM inputs and outputs) may be larger: posthog-python allows 8 MiB each there.
+        ai_batch = request.path.rstrip("/") == "/i/v0/ai/batch"
         events: list[Event] = []
         problems: list[str] = []
         for index, item in enumerate(items):
@@ -168,7 +170,7 @@ class PostHogCollector(HostAndPathCollector):
             if not as_str(distinct_id):
                 problems.append(f"batch[{index}]: All events must have the distinct_id field")
                 continue
-            if _decoding.json_size(item) > MAX_EVENT_BYTES:
+            if not ai_batch and _decoding.json_size(item) > MAX_EVENT_BYTES:
                 return _error(413, "payload_too_large", f"Payload too large: event {index} exceeds 2 MB")
             events.append(self._event(document, item, properties, distinct_id))
         if problems:
