@@ -60,10 +60,10 @@ def _ga4_problems(item: Any, index: int) -> list[tuple[str, str, str]]:
     name = item.get("name") if isinstance(item, dict) else None
     if not isinstance(name, str) or not name:
         return [(f"{where}.name", "Event name is required.", "VALUE_REQUIRED")]
-    if not _EVENT_NAME.match(name):
-        return [(f"{where}.name", f"Event name {name!r} is invalid.", "NAME_INVALID")]
     if name.startswith(_RESERVED_PREFIXES):
         return [(f"{where}.name", f"Event name {name!r} is reserved.", "NAME_RESERVED")]
+    if not _EVENT_NAME.match(name):
+        return [(f"{where}.name", f"Event name {name!r} is invalid.", "NAME_INVALID")]
     params = item.get("params", {})
     if not isinstance(params, dict):
         return [(f"{where}.params", "params must be an object.", "VALUE_INVALID")]
