@@ -210,3 +210,34 @@ def test_oversized_otlp_body_is_413_with_a_status(server: CollectorServer) -> No
                              timeout=30)
     assert response.status_code == 413
     assert response.json()["code"] == 8
+
+
+def _spans(*attribute_sets: dict[str, object]) -> list[object]:
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "my-cli"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("cli")
+    for index, attributes in enumerate(attribute_sets):
+        with tracer.start_as_current_span(f"span-{index}", attributes=attributes):  # type: ignore[arg-type]
+            pass
+    return list(memory.get_finished_spans())
+
+
+def test_official_exporter_treats_partial_success_as_success(server: CollectorServer) -> None:
+    """Rejected spans are reported in `partial_success`; the spec says not to retry, and the exporter does not."""
+    spans = _spans({"command": "ok"}, {"eventType": "CommandStarted", "executionID": "1"})
+    exporter = OTLPSpanExporter(endpoint=f"{server.url}/v1/traces", timeout=5)
+    assert exporter.export(spans) == SpanExportResult.SUCCESS  # type: ignore[arg-type]
+    assert [e["name"] for e in good_events(server)] == ["span-0"]
+    (bad,) = inspect(server, "bad", collector="otlp")["events"]
+    assert bad["event"]["name"] == "span-1" and "lacks attributes" in bad["reason"]
+
+
+def test_official_exporter_gives_up_on_a_413(server: CollectorServer, caplog: pytest.LogCaptureFixture) -> None:
+    """A batch over the 20 MiB body limit: 413 is not retryable, so the exporter reports failure once."""
+    spans = _spans({"blob": "x" * (21 * 1024 * 1024)})
+    exporter = OTLPSpanExporter(endpoint=f"{server.url}/v1/traces", timeout=30)
+    assert exporter.export(spans) == SpanExportResult.FAILURE  # type: ignore[arg-type]
+    assert any("413" in record.getMessage() for record in caplog.records)
+    (bad,) = inspect(server, "bad", collector="otlp")["events"]
+    assert bad["request"]["status"] == 413
