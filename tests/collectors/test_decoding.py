@@ -42,7 +42,9 @@ def test_a_decompression_bomb_is_too_large_for_the_emulator() -> None:
         _decoding.body(decoded)
 
 
-@pytest.mark.parametrize(("coding", "message"), [("gzip", "invalid gzip"), ("br", "invalid br"), ("lzma", "unsupported")])
+@pytest.mark.parametrize(
+    ("coding", "message"), [("gzip", "invalid gzip"), ("br", "invalid br"), ("lzma", "unsupported")]
+)
 def test_a_broken_content_coding_is_a_value_error(coding: str, message: str) -> None:
     decoded = decode_request(Request.from_url("POST", "http://x/", {"Content-Encoding": coding}, b"nope"))
     with pytest.raises(ValueError, match=message) as raised:

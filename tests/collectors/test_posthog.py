@@ -147,12 +147,17 @@ def test_ai_events_may_exceed_the_capture_event_limit(server: CollectorServer) -
     assert requests.post(f"{server.url}/i/v0/ai/batch/", json=body, timeout=10).status_code == 200
 
 
+LZ64_BATCH = (
+    "N4IghgDglg+g1gUwJ4gFwggCwMYwC4IDOeIANCAEZh7aZoDaoCAbggHYnoAkEYA5iygIA7mRAATKMShtseGFHFoJARjEQATgHsICDXiGE0o"
+    "LtgCuGje3kWANssx48EVAHpXAD1cAfsWzQqAL6BALqBQA"
+)
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
         # compressToBase64 output of lz-string 1.5.0 (the library posthog-js used for `lz64`).
-        ("N4IghgDglg+g1gUwJ4gFwggCwMYwC4IDOeIANCAEZh7aZoDaoCAbggHYnoAkEYA5iygIA7mRAATKMShtseGFHFoJARjEQATgHsICDXiGE0o"
-         "LtgCuGje3kWANssx48EVAHpXAD1cAfsWzQqAL6BALqBQA",
+        (LZ64_BATCH,
          '{"api_key":"phc_test","batch":[{"event":"$pageview","distinct_id":"d1","properties":'
          '{"$current_url":"http://x/ü","n":1}}]}'),
         ("IY18ZXQRkA==", "a" * 45 + "b"),
@@ -167,9 +172,7 @@ def test_lz64_decompression_matches_lz_string(text: str, expected: str) -> None:
 
 
 def test_posthog_js_lz64_form_body(server: CollectorServer) -> None:
-    lz64 = ("N4IghgDglg+g1gUwJ4gFwggCwMYwC4IDOeIANCAEZh7aZoDaoCAbggHYnoAkEYA5iygIA7mRAATKMShtseGFHFoJARjEQATgHsICDXiGE0o"
-            "LtgCuGje3kWANssx48EVAHpXAD1cAfsWzQqAL6BALqBQA")
-    response = requests.post(f"{server.url}/e/", params={"compression": "lz64"}, data={"data": lz64}, timeout=5)
+    response = requests.post(f"{server.url}/e/", params={"compression": "lz64"}, data={"data": LZ64_BATCH}, timeout=5)
     assert response.status_code == 200
     (event,) = good_events(server)
     assert (event["name"], event["distinct_id"]) == ("$pageview", "d1")
@@ -187,7 +190,8 @@ def test_malformed_lz64_is_a_value_error_or_empty(text: str) -> None:
 
 
 def test_ai_batch_endpoint_is_a_capture_endpoint(server: CollectorServer) -> None:
-    body = {"api_key": "phc", "batch": [{"event": "$ai_generation", "distinct_id": "d", "properties": {"$ai_model": "m"}}]}
+    event = {"event": "$ai_generation", "distinct_id": "d", "properties": {"$ai_model": "m"}}
+    body = {"api_key": "phc", "batch": [event]}
     response = requests.post(f"{server.url}/i/v0/ai/batch/", json=body, timeout=5)
     assert response.status_code == 200
     assert [e["name"] for e in good_events(server)] == ["$ai_generation"]
