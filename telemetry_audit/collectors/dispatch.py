@@ -152,7 +152,12 @@ def record(
     if not rejected:
         return
     bad_meta = {**meta, "body_preview": request.body[:BODY_PREVIEW_CHARS].decode("utf-8", "replace")}
-    for rejection in rejected:
-        item = rejection.item if isinstance(rejection.item, dict) else {}
-        event = Event(collector=collector or "", tool=tool or "", name=rejection.name or "", raw=item)
-        store.add((event,), good=False, reason=rejection.reason, decision=decision, request_meta=bad_meta)
+    judged = [
+        (
+            Event(collector=collector or "", tool=tool or "", name=rejection.name or "",
+                  raw=rejection.item if isinstance(rejection.item, dict) else {}),
+            rejection.reason,
+        )
+        for rejection in rejected
+    ]
+    store.add_judged(judged, good=False, decision=decision, request_meta=bad_meta)
