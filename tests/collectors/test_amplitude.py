@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import pytest
@@ -121,3 +122,16 @@ def test_server_upload_time_is_the_servers_clock(server: CollectorServer) -> Non
     body = {"api_key": "k", "events": [{"event_type": "e", "device_id": "device-1", "time": 1}]}
     answer = requests.post(f"{server.url}/2/httpapi", json=body, timeout=5).json()
     assert before <= answer["server_upload_time"] <= int(time.time() * 1000)
+
+
+def test_official_client_logs_an_invalid_api_key(server: CollectorServer, caplog: pytest.LogCaptureFixture) -> None:
+    """`Invalid API key:` makes the SDK raise InvalidAPIKeyError inside its worker, which logs it."""
+    config = Config(server_url=server.url + "/2/httpapi", flush_queue_size=1, flush_max_retries=1)
+    client = Amplitude("not a key!", configuration=config)
+    with caplog.at_level(logging.ERROR, logger="amplitude"):
+        client.track(BaseEvent("E", device_id="device-1"))
+        client.flush()
+        client.shutdown()
+    assert any(record.getMessage() == "Invalid API Key" for record in caplog.records)
+    assert good_events(server) == []
+    assert bad_reasons(server, collector="amplitude") == ["invalid api_key"]
