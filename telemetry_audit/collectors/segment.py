@@ -10,7 +10,9 @@ catalog/libraries/server/http-api/, "Errors"): single calls up to 32 KB, else
 (more: 200, and the events beyond are rejected) of under 32 KB each (larger ones
 are dropped); every message needs `userId` or `anonymousId`, track needs
 `event`. analytics-python (`consumer.py`) keeps its batches under 475,000 bytes
-and drops messages over 32 KB itself; a 400 is not retried.
+and drops messages over 32 KB itself; a 400 is not retried. Write keys are not
+checked: Segment's edge is stateless and answers 200 to any key (maintainers in
+segmentio/analytics-ruby#136, analytics-node#59), so there is no auth error to emulate.
 """
 
 from __future__ import annotations
