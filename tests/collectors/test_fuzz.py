@@ -161,7 +161,7 @@ def mutated(draw: Any) -> Request:
     return Request("POST", "https", host, 443, path, query, headers, body)
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated())
 def test_no_emulator_raises_on_broken_valid_requests(request: Request) -> None:
     decoded = decode_request(request)
@@ -171,7 +171,7 @@ def test_no_emulator_raises_on_broken_valid_requests(request: Request) -> None:
         assert response.good or response.bad_reason or response.rejected
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(requests())
 def test_no_emulator_raises_on_hostile_input(request: Request) -> None:
     decoded = decode_request(request)
