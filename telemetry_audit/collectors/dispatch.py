@@ -117,10 +117,10 @@ def dispatch(
     else:
         response, rejected = _answer_with(collector, decoded)
         accepted = response.events
-        if blocked:
-            if not 200 <= response.status < 300:
-                response = json_response(200, {})
-            accepted, rejected = (), (Rejection(BLOCKED_REASON),)
+    if blocked:
+        if not 200 <= response.status < 300:
+            response = json_response(200, {})
+        accepted, rejected = (), (Rejection(BLOCKED_REASON),)
     name = collector.name if collector is not None else None
     tool = _tool(collector, accepted)
     if store is not None:

@@ -165,6 +165,12 @@ def test_a_blocked_request_the_emulator_would_refuse_gets_a_generic_success(stor
     assert [r.reason for r in store.bad()] == [BLOCKED_REASON]
 
 
+def test_a_blocked_request_nobody_emulates_is_still_recorded_as_blocked(store: EventStore) -> None:
+    answer = dispatch(decoded("POST", "https://telemetry.example.org/x", {}, b"{}"), store, blocked=True)
+    assert (answer.status, answer.body, answer.collector) == (200, b"{}", None)
+    assert [r.reason for r in store.bad()] == [BLOCKED_REASON]
+
+
 @pytest.mark.parametrize(("not_found", "status"), [(False, 200), (True, 404)])
 def test_no_emulator(store: EventStore, not_found: bool, status: int) -> None:
     answer = dispatch(decoded("POST", "https://telemetry.example.org/collect-it", {}, b"{}"), store,
