@@ -1,7 +1,8 @@
-"""Body decoding helpers for the emulators; content codings come from `telemetry_audit.decoders`.
+"""Body helpers for the emulators; content codings are undone once, by `telemetry_audit.decoders`.
 
-Every function raises `ValueError` with a short reason the emulator can put
-in its error response and in the bad-event record.
+An emulator reads `DecodedRequest.plain_body` through `body()` and never
+decompresses again. Every function raises `ValueError` with a short reason the
+emulator can put in its error response and in the bad-event record.
 """
 
 from __future__ import annotations
@@ -12,30 +13,28 @@ import json
 from typing import Any
 from urllib.parse import parse_qsl
 
-from telemetry_audit.decoders.content_encoding import GZIP_MAGIC
-from telemetry_audit.decoders.content_encoding import decompress as core_decompress
+from telemetry_audit.decoders import DecodedRequest
 from telemetry_audit.model import Request
 
-MAX_DECODED_BYTES = 32 * 1024 * 1024
-"""Refuse to inflate a body beyond this: a few KB of gzip can expand to gigabytes."""
+
+class BodyTooLarge(ValueError):
+    """The body, once its content codings are undone, is beyond the decoder's size limit."""
 
 
-def decompress(data: bytes, coding: str, limit: int = MAX_DECODED_BYTES) -> bytes:
-    """Undo one content coding (the core's size-limited decompressors)."""
-    return core_decompress(data, (coding,), limit)
+def body(decoded: DecodedRequest) -> bytes:
+    """The request body with its content codings undone (by the decoder, once).
 
-
-def body(request: Request, limit: int = MAX_DECODED_BYTES) -> bytes:
-    """The request body with its content codings undone, last applied first."""
-    return core_decompress(request.body, request.content_encodings, limit)
-
-
-def looks_gzip(data: bytes) -> bool:
-    return data[:2] == GZIP_MAGIC
-
-
-def gunzip(data: bytes, limit: int = MAX_DECODED_BYTES) -> bytes:
-    return core_decompress(data, ("gzip",), limit)
+    Raises `BodyTooLarge` when the decoder refused it for its size and `ValueError` when its
+    content coding is broken: both are the client's fault and answered as the vendor would.
+    """
+    if decoded.plain_body is not None:
+        return decoded.plain_body
+    problem = next((p for p in decoded.problems if p.where == "body"), None)
+    if problem is None:
+        return decoded.request.body if decoded.request is not None else b""
+    if problem.truncated:
+        raise BodyTooLarge(problem.reason)
+    raise ValueError(problem.reason)
 
 
 def b64decode(text: str | bytes) -> bytes:

@@ -3,18 +3,21 @@
 An emulator answers a telemetry request the way the vendor's collector would,
 so a tool keeps working offline, and normalises what it received into
 `Event`s, so one field policy can be written across vendors. `handle()` is a
-pure function of the request: the proxy adapter and the standalone server
-both call it and do their own I/O.
+pure function of the already decoded request (`DecodedRequest`: content codings
+undone once, by `telemetry_audit.decoders`); `collectors.dispatch` picks the
+emulator, records the outcome and is what both adapters (the proxy addon and
+the standalone server) call.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from telemetry_audit.decoders import DecodedRequest
 from telemetry_audit.hosts import host_matches
 from telemetry_audit.model import Request
 
@@ -71,15 +74,29 @@ class CollectorResponse:
     events: tuple[Event, ...] = ()
     """The events the real collector would accept (recorded as good)."""
     bad_reason: str | None = None
-    """Set when the request, or part of it, does not fit the protocol (recorded as one bad event).
+    """Set when the request, or part of it, does not fit the protocol.
 
     When the whole request is rejected the response is the vendor's error and `events` is empty;
-    collectors that silently drop invalid messages (Segment) answer success and keep the valid ones.
+    collectors that accept part of a batch (Segment, Mixpanel `/track`, OTLP `partial_success`, App
+    Insights 206) answer success and keep the valid ones. Without `rejected`, it is recorded as one bad row.
     """
+    rejected: tuple[Rejection, ...] = ()
+    """The items the real collector would drop, one bad row each (takes precedence over `bad_reason`)."""
 
     @property
     def good(self) -> bool:
-        return self.bad_reason is None
+        return self.bad_reason is None and not self.rejected
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """One item of a request that the collector drops, and why."""
+
+    reason: str
+    item: Any = None
+    """The item as decoded (recorded as the bad row's `raw` when it is an object)."""
+    name: str | None = None
+    """The event name, when the item says one."""
 
 
 class Collector(Protocol):
@@ -93,19 +110,31 @@ class Collector(Protocol):
     """Exact host names, or `*.example.com` wildcards, of the real collector."""
 
     def matches(self, request: Request) -> bool:
-        """True when `request` goes to this collector (host and path)."""
+        """True when `request` goes to this collector's own host and one of its endpoints (no body read)."""
         ...
 
-    def matches_path(self, request: Request) -> bool:
-        """True when the path (and at most a cheap look at the body) says this protocol.
+    def matches_path(self, decoded: DecodedRequest) -> bool:
+        """True when the path and payload shape say this protocol, whatever the host.
 
-        Used by the standalone server, where every request arrives at 127.0.0.1.
+        Picks the emulator for self-hosted collectors (`otel.example.com/v1/traces`) and for the
+        standalone server, where every request arrives at 127.0.0.1.
         """
         ...
 
-    def handle(self, request: Request) -> CollectorResponse:
-        """Answer `request` as the real collector would; never raises on bad input."""
+    def handle(self, decoded: DecodedRequest) -> CollectorResponse:
+        """Answer the request as the real collector would; never raises on bad input."""
         ...
+
+    def server_error(self, decoded: DecodedRequest, message: str) -> CollectorResponse:
+        """The vendor's answer to a failure on its side (used when the emulator itself fails)."""
+        ...
+
+
+def request_of(decoded: DecodedRequest) -> Request:
+    """The request `decoded` was made from (`decode_request` always sets it)."""
+    if decoded.request is None:
+        raise ValueError("DecodedRequest without its request: build it with decode_request()")
+    return decoded.request
 
 
 def json_response(
@@ -125,11 +154,6 @@ def json_response(
         events=tuple(events),
         bad_reason=bad_reason,
     )
-
-
-def with_tool(events: Iterable[Event], tool: str) -> tuple[Event, ...]:
-    """The same events attributed to `tool` (for tool-specific hosts on a vendor protocol)."""
-    return tuple(replace(e, tool=tool) for e in events)
 
 
 def iso_timestamp(value: Any) -> str | None:
@@ -176,17 +200,25 @@ def as_str(value: Any) -> str | None:
 
 
 class HostAndPathCollector:
-    """Shared `matches()` for emulators: one of `hosts`, then `matches_path()`."""
+    """Shared routing for emulators: one of `hosts` and `owns_path()`, or by path and shape alone."""
 
     name: str = ""
     tool: str = ""
     hosts: tuple[str, ...] = ()
 
     def matches(self, request: Request) -> bool:
-        return host_matches(request.host, self.hosts) and self.matches_path(request)
+        return host_matches(request.host, self.hosts) and self.owns_path(request.path, request.method)
 
-    def matches_path(self, request: Request) -> bool:
+    def owns_path(self, path: str, method: str) -> bool:
+        """True when `path` is one of this collector's endpoints."""
         raise NotImplementedError
+
+    def matches_path(self, decoded: DecodedRequest) -> bool:
+        request = request_of(decoded)
+        return self.owns_path(request.path, request.method)
+
+    def server_error(self, decoded: DecodedRequest, message: str) -> CollectorResponse:
+        return json_response(500, {"error": "internal server error"}, bad_reason=message)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"

@@ -18,7 +18,9 @@ from telemetry_audit.collectors.base import (
     as_str,
     iso_timestamp,
     json_response,
+    request_of,
 )
+from telemetry_audit.decoders import DecodedRequest
 from telemetry_audit.model import Request
 
 _PATHS = {"/v1/session": "session", "/v1/events": "events"}
@@ -35,15 +37,16 @@ class LocalStackCollector(HostAndPathCollector):
     tool = "localstack"
     hosts: tuple[str, ...] = ("analytics.localstack.cloud",)
 
-    def matches_path(self, request: Request) -> bool:
-        return request.path.rstrip("/") in _PATHS
+    def owns_path(self, path: str, method: str) -> bool:
+        return path.rstrip("/") in _PATHS
 
-    def handle(self, request: Request) -> CollectorResponse:
+    def handle(self, decoded: DecodedRequest) -> CollectorResponse:
+        request = request_of(decoded)
         endpoint = _PATHS.get(request.path.rstrip("/"), "events")
         if request.method != "POST":
             return _error(405, "method not allowed")
         try:
-            document = _decoding.json_loads(_decoding.body(request))
+            document = _decoding.json_loads(_decoding.body(decoded))
         except ValueError as e:
             return _error(400, str(e))
         if not isinstance(document, dict):

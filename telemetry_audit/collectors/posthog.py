@@ -1,8 +1,19 @@
 """PostHog capture and feature-flag endpoints, also SST v3/v4's `telemetry.ion.sst.dev`.
 
 Bodies come as plain JSON (server SDKs, posthog-go), gzip (content-encoding,
-or posthog-js' `?compression=gzip-js` with a bare gzip body), or a form
-`data=` field holding base64 JSON (`?compression=base64`, older posthog-js).
+or posthog-js' `?compression=gzip-js` with a bare gzip body, undone by the
+decoder), a form `data=` field holding base64 JSON (`?compression=base64`,
+older posthog-js) or LZ-string (`?compression=lz64`, posthog-js before 1.x).
+
+Sources: posthog-python (`request.py`: `/batch/` and `/i/v0/ai/batch/` capture,
+`/flags/?v=4`, errors read from `{"detail"}`; `consumer.py`: a 4xx other than
+408/429 is not retried, events are capped at 900 KiB and AI events at 8 MiB
+"to keep the sum under the 20MiB server body cap"; `client.py`: local
+evaluation polls `GET /flags/definitions?token=...` with a Bearer personal or
+secret key and reads `flags`, `group_type_mapping`, `cohorts`); PostHog's
+capture service answers 401 without a project key, 400 `invalid_payload` when
+an event lacks `event` or `distinct_id`, 413 above 20 MB per request or 2 MB
+per event (AI events on `/i/v0/ai/batch/` only the request limit).
 """
 
 from __future__ import annotations
@@ -18,14 +29,18 @@ from telemetry_audit.collectors.base import (
     HostAndPathCollector,
     as_dict,
     as_str,
-    host_matches,
     iso_timestamp,
     json_response,
+    request_of,
 )
+from telemetry_audit.collectors.lzstring import decompress_from_base64
+from telemetry_audit.decoders import DecodedRequest
 from telemetry_audit.model import Request
 
-_CAPTURE = re.compile(r"^/(batch|capture|e|track|engage|i/v0/e)/?$")
-_FLAGS = re.compile(r"^/(decide|flags)/?$")
+_CAPTURE = re.compile(r"^/(batch|capture|e|track|engage|i/v0/e|i/v0/ai/batch)/?$")
+_FLAGS = re.compile(r"^/(decide|flags|flags/definitions|api/feature_flag/local_evaluation)/?$")
+MAX_REQUEST_BYTES = 20 * 1024 * 1024
+MAX_EVENT_BYTES = 2 * 1024 * 1024
 _KNOWN_PROJECT_KEYS = {
     # Public project keys compiled into tools, so path-only traffic is still attributed.
     "phc_M0b2lW4smpsGIufiTBZ22USKwCy0fyqljMOGufJc79p": "sst",
@@ -33,30 +48,32 @@ _KNOWN_PROJECT_KEYS = {
 
 
 def _error(status: int, code: str, detail: str) -> CollectorResponse:
-    kind = "authentication_error" if status == 401 else "validation_error"
+    kind = "authentication_error" if status == 401 else "server_error" if status >= 500 else "validation_error"
     return json_response(status, {"type": kind, "code": code, "detail": detail, "attr": None}, bad_reason=detail)
 
 
-def _payload(request: Request) -> Any:
+def _payload(decoded: DecodedRequest, request: Request) -> Any:
     """The decoded JSON document, whichever of PostHog's encodings carried it."""
     params = _decoding.query(request)
     if request.method == "GET":
         if "data" not in params:
             raise ValueError("no data parameter")
         return _decoding.json_or_base64(params["data"])
-    data = _decoding.body(request)
+    data = _decoding.body(decoded)  # content codings and posthog-js' bare gzip already undone
+    if len(data) > MAX_REQUEST_BYTES:
+        raise _decoding.BodyTooLarge(f"request body of {len(data)} bytes exceeds {MAX_REQUEST_BYTES}")
     compression = params.get("compression", "").lower()
-    if compression == "lz64":
-        raise ValueError("lz64 compression is not supported by this emulator")
-    if compression == "gzip-js" or compression == "gzip" or _decoding.looks_gzip(data):
-        data = _decoding.gunzip(data)
     if not data.strip():
         raise ValueError("empty body")
     if request.content_type == "application/x-www-form-urlencoded" or data.startswith(b"data="):
         fields = _decoding.form(data)
         if "data" not in fields:
             raise ValueError("form body has no data field")
+        if compression == "lz64":
+            return _decoding.json_loads(decompress_from_base64(fields["data"]))
         return _decoding.json_or_base64(fields["data"])
+    if compression == "lz64":
+        return _decoding.json_loads(decompress_from_base64(data.decode("ascii", "replace")))
     try:
         return _decoding.json_loads(data)
     except ValueError:
@@ -91,26 +108,34 @@ class PostHogCollector(HostAndPathCollector):
         "*.i.posthog.com",
     )
 
-    def matches(self, request: Request) -> bool:
-        path = request.path
-        return host_matches(request.host, self.hosts) and bool(_CAPTURE.match(path) or _FLAGS.match(path))
+    def owns_path(self, path: str, method: str) -> bool:
+        return bool(_CAPTURE.match(path) or _FLAGS.match(path))
 
-    def matches_path(self, request: Request) -> bool:
-        path = request.path
+    def matches_path(self, decoded: DecodedRequest) -> bool:
+        path = request_of(decoded).path
         # `/batch` without the slash is Amplitude's or Universal Analytics'; the slash form is PostHog's.
         # PostHog also takes Mixpanel's `/track` and `/engage`, but by path alone those are Mixpanel's.
         if path == "/batch" or path.rstrip("/") in ("/track", "/engage"):
             return False
-        return _CAPTURE.match(path) is not None or _FLAGS.match(path) is not None
+        return self.owns_path(path, "")
 
-    def handle(self, request: Request) -> CollectorResponse:
+    def server_error(self, decoded: DecodedRequest, message: str) -> CollectorResponse:
+        response = _error(500, "server_error", "A server error occurred.")
+        return CollectorResponse(response.status, response.headers, response.body, bad_reason=message)
+
+    def handle(self, decoded: DecodedRequest) -> CollectorResponse:
+        request = request_of(decoded)
         if request.method not in ("POST", "GET"):
             return _error(405, "method_not_allowed", f"Method {request.method} not allowed")
+        flags = _FLAGS.match(request.path)
+        if flags and flags.group(1) in ("flags/definitions", "api/feature_flag/local_evaluation"):
+            return self._definitions(request)
         try:
-            document = _payload(request)
+            document = _payload(decoded, request)
+        except _decoding.BodyTooLarge as e:
+            return _error(413, "payload_too_large", f"Payload too large: {e}")
         except ValueError as e:
             return _error(400, "invalid_payload", f"Malformed request data: {e}")
-        flags = _FLAGS.match(request.path)
         if flags:
             return self._flags(flags.group(1), document)
 
@@ -129,6 +154,8 @@ class PostHogCollector(HostAndPathCollector):
                 "API key not provided. You can find your project API key in PostHog project settings.",
             )
 
+        # AI events (LLM inputs and outputs) may be larger: posthog-python allows 8 MiB each there.
+        ai_batch = request.path.rstrip("/") == "/i/v0/ai/batch"
         events: list[Event] = []
         problems: list[str] = []
         for index, item in enumerate(items):
@@ -143,6 +170,8 @@ class PostHogCollector(HostAndPathCollector):
             if not as_str(distinct_id):
                 problems.append(f"batch[{index}]: All events must have the distinct_id field")
                 continue
+            if not ai_batch and _decoding.json_size(item) > MAX_EVENT_BYTES:
+                return _error(413, "payload_too_large", f"Payload too large: event {index} exceeds 2 MB")
             events.append(self._event(document, item, properties, distinct_id))
         if problems:
             # PostHog rejects the whole request when any event is invalid.
@@ -172,6 +201,15 @@ class PostHogCollector(HostAndPathCollector):
             context=context,
             raw=item,
         )
+
+    def _definitions(self, request: Request) -> CollectorResponse:
+        """Local evaluation's flag definitions: none (needs a personal or secret key as Bearer)."""
+        if not request.header("authorization").lower().startswith("bearer "):
+            return _error(401, "not_authenticated", "Authentication credentials were not provided.")
+        params = _decoding.query(request)
+        event = Event(collector=self.name, tool=self.tool, name="$flags_definitions",
+                      context={"api_key": params.get("token")}, raw={})
+        return json_response(200, {"flags": [], "group_type_mapping": {}, "cohorts": {}}, [event])
 
     def _flags(self, kind: str, document: Any) -> CollectorResponse:
         if not isinstance(document, dict):

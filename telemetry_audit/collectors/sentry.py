@@ -3,6 +3,13 @@
 An envelope is a JSON header line followed by items, each a JSON item header
 line and a payload whose byte length the header may give. Sentry answers
 `{"id": "<event id>"}`; Relay's errors are `{"detail": ...}`.
+
+Sources: Relay's size limits (docs.sentry.io/product/relay/options/, `limits`:
+`max_event_size` 1 MiB, `max_envelope_size` 100 MiB) answered 413, which
+sentry-sdk (`transport.py`, `_handle_response`) logs as "Event dropped due to
+exceeded envelope size limit" and counts as a lost event; a request without
+`sentry_key` (X-Sentry-Auth, `?sentry_key=` or the envelope's `dsn`) is 401.
+Self-hosted Sentry uses the same paths, so any host is recognised by path.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import zlib
 from typing import Any
 
 from telemetry_audit.collectors import _decoding
+from telemetry_audit.collectors._decoding import BodyTooLarge
 from telemetry_audit.collectors.base import (
     CollectorResponse,
     Event,
@@ -20,10 +28,14 @@ from telemetry_audit.collectors.base import (
     as_str,
     iso_timestamp,
     json_response,
+    request_of,
 )
+from telemetry_audit.decoders import DecodedRequest
 from telemetry_audit.model import Request
 
 _PATH = re.compile(r"^/api/(\d+)/(envelope|store)/?$")
+MAX_EVENT_BYTES = 1024 * 1024
+MAX_ENVELOPE_BYTES = 100 * 1024 * 1024
 _JSON_ITEMS = ("event", "transaction", "session", "sessions", "client_report", "check_in", "user_report", "feedback")
 
 
@@ -80,21 +92,29 @@ class SentryCollector(HostAndPathCollector):
     tool = "sentry"
     hosts: tuple[str, ...] = ("sentry.io", "*.sentry.io")
 
-    def matches_path(self, request: Request) -> bool:
-        return _PATH.match(request.path) is not None
+    def owns_path(self, path: str, method: str) -> bool:
+        return _PATH.match(path) is not None
 
-    def handle(self, request: Request) -> CollectorResponse:
+    def server_error(self, decoded: DecodedRequest, message: str) -> CollectorResponse:
+        return json_response(500, {"detail": "internal server error"}, bad_reason=message)
+
+    def handle(self, decoded: DecodedRequest) -> CollectorResponse:
+        request = request_of(decoded)
         match = _PATH.match(request.path)
         if not match or request.method != "POST":
             return _error(405, f"{request.method} is not allowed here")
         project = match.group(1)
         try:
-            data = _decoding.body(request)
+            data = _decoding.body(decoded)
+            if len(data) > MAX_ENVELOPE_BYTES:
+                raise BodyTooLarge("envelope exceeded size limits")
             if match.group(2) == "store":
                 header: dict[str, Any] = {}
                 items = [({"type": "event"}, self._store_body(data))]
             else:
                 header, items = parse_envelope(data)
+        except BodyTooLarge:
+            return _error(413, "envelope exceeded size limits")
         except ValueError as e:
             return _error(400, f"invalid {match.group(2)} payload: {e}")
         if not _auth_key(request, header):
@@ -103,6 +123,8 @@ class SentryCollector(HostAndPathCollector):
         events: list[Event] = []
         event_id = header.get("event_id")
         for index, (item_header, payload) in enumerate(items):
+            if str(item_header.get("type")) in _JSON_ITEMS and len(payload) > MAX_EVENT_BYTES:
+                return _error(413, f"item {index} ({item_header.get('type')}) exceeded the event size limit")
             try:
                 event = self._event(project, header, item_header, payload)
             except ValueError as e:
@@ -117,9 +139,13 @@ class SentryCollector(HostAndPathCollector):
         if data.lstrip()[:1] == b"{":
             return data
         try:
-            return zlib.decompress(_decoding.b64decode(data))
+            # Bounded: a few KB of deflate can expand to gigabytes.
+            inflated = zlib.decompressobj().decompress(_decoding.b64decode(data), MAX_EVENT_BYTES + 1)
         except zlib.error as e:
             raise ValueError(f"not JSON and not base64 zlib: {e}") from None
+        if len(inflated) > MAX_EVENT_BYTES:
+            raise BodyTooLarge("event exceeded the event size limit")
+        return inflated
 
     def _event(self, project: str, header: dict[str, Any], item_header: dict[str, Any], payload: bytes) -> Event:
         kind = str(item_header["type"])

@@ -20,18 +20,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from telemetry_audit.collectors import find_collector
 from telemetry_audit.collectors.base import CollectorResponse, json_response
+from telemetry_audit.collectors.dispatch import dispatch as dispatch_offline
 from telemetry_audit.collectors.inspection import handle_inspection
 from telemetry_audit.collectors.store import EventStore
+from telemetry_audit.decoders import DecodeLimits, decode_request
 from telemetry_audit.model import Request
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LISTEN = "127.0.0.1:9090"
-MAX_BODY_BYTES = 16 * 1024 * 1024
-"""Larger request bodies get 413 (no collector accepts anything near this)."""
-BODY_PREVIEW_CHARS = 2048
+MAX_BODY_BYTES = 32 * 1024 * 1024
+"""Larger request bodies get 413 before any emulator sees them (vendors' own limits are lower: OTLP's 20 MiB)."""
+DECODE_LIMITS = DecodeLimits(max_decoded_bytes=MAX_BODY_BYTES)
 
 RequestHook = Callable[[Request], Mapping[str, Any] | None]
 """Called for every collector request before it is answered; a returned mapping is stored as the decision."""
@@ -41,44 +42,14 @@ class CollectorServerError(Exception):
     """The collector cannot start (bad address, port in use); the message is for the user."""
 
 
-def request_meta(request: Request, response: CollectorResponse) -> dict[str, Any]:
-    """What the store keeps about the request itself (query values stay out: they hold api secrets)."""
-    return {
-        "method": request.method,
-        "url": request.url,
-        "host": request.host,
-        "path": request.path,
-        "query_keys": sorted({k for k, _ in request.query}),
-        "content_type": request.content_type,
-        "content_encoding": ",".join(request.content_encodings),
-        "user_agent": request.header("user-agent"),
-        "body_bytes": len(request.body),
-        "status": response.status,
-    }
-
-
 def dispatch(request: Request, store: EventStore, on_request: RequestHook | None = None) -> CollectorResponse:
-    """Answer one request and record it: inspection, else the matching emulator, else 404."""
+    """Answer one request and record it: inspection, else the offline dispatcher (404 for unknown paths)."""
     inspection = handle_inspection(request, store)
     if inspection is not None:
         return inspection
     decision = on_request(request) if on_request is not None else None
-    collector = find_collector(request, by_path=True)
-    if collector is None:
-        reason = f"no collector emulates {request.method} {request.path}"
-        response = json_response(404, {"error": reason}, bad_reason=reason)
-    else:
-        response = collector.handle(request)
-    meta = request_meta(request, response)
-    if collector is not None:
-        meta["collector"] = collector.name
-    if response.events:
-        store.add(response.events, good=True, decision=decision, request_meta=meta)
-    if response.bad_reason is not None:
-        preview = request.body[:BODY_PREVIEW_CHARS].decode("utf-8", "replace")
-        bad_meta = {**meta, "body_preview": preview}
-        store.add((), good=False, reason=response.bad_reason, decision=decision, request_meta=bad_meta)
-    return response
+    answer = dispatch_offline(decode_request(request, DECODE_LIMITS), store, decision=decision, not_found=True)
+    return CollectorResponse(answer.status, answer.headers, answer.body, answer.accepted)
 
 
 def _read_chunked(stream: Any, limit: int) -> bytes:

@@ -19,8 +19,9 @@ from telemetry_audit.collectors.base import (
     as_str,
     iso_timestamp,
     json_response,
+    request_of,
 )
-from telemetry_audit.model import Request
+from telemetry_audit.decoders import DecodedRequest
 
 V4_PATH = "/api/events/publish/bulk"
 
@@ -36,23 +37,25 @@ class ServerlessV3Collector(HostAndPathCollector):
     tool = "serverless"
     hosts: tuple[str, ...] = ("sp-notifications-and-metrics-v1.serverless-platform.com",)
 
-    def matches_path(self, request: Request) -> bool:
+    def owns_path(self, path: str, method: str) -> bool:
+        return path == "/"
+
+    def matches_path(self, decoded: DecodedRequest) -> bool:
+        request = request_of(decoded)
         if request.path != "/" or request.method != "POST":
             return False
         # The root path says nothing by itself: require the JSON array this client sends.
         try:
-            return _decoding.body(request).lstrip()[:1] == b"["
+            return _decoding.body(decoded).lstrip()[:1] == b"["
         except ValueError:
             return False
 
-    def matches(self, request: Request) -> bool:
-        return request.host in self.hosts and request.path == "/"
-
-    def handle(self, request: Request) -> CollectorResponse:
+    def handle(self, decoded: DecodedRequest) -> CollectorResponse:
+        request = request_of(decoded)
         if request.method != "POST":
             return _error(405, "Method Not Allowed")
         try:
-            document = _decoding.json_loads(_decoding.body(request))
+            document = _decoding.json_loads(_decoding.body(decoded))
         except ValueError as e:
             return _error(400, str(e))
         if not isinstance(document, list):
@@ -86,16 +89,17 @@ class ServerlessV4Collector(HostAndPathCollector):
     tool = "serverless"
     hosts: tuple[str, ...] = ("core.serverless.com",)
 
-    def matches_path(self, request: Request) -> bool:
-        return request.path.rstrip("/") == V4_PATH
+    def owns_path(self, path: str, method: str) -> bool:
+        return path.rstrip("/") == V4_PATH
 
-    def handle(self, request: Request) -> CollectorResponse:
+    def handle(self, decoded: DecodedRequest) -> CollectorResponse:
+        request = request_of(decoded)
         if request.method != "POST":
             return _error(405, "Method Not Allowed")
         if not request.header("authorization").lower().startswith("bearer "):
             return _error(401, "Unauthorized")
         try:
-            document = _decoding.json_loads(_decoding.body(request))
+            document = _decoding.json_loads(_decoding.body(decoded))
         except ValueError as e:
             return _error(400, str(e))
         items = document.get("events") if isinstance(document, dict) else None

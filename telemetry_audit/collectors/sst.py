@@ -14,8 +14,9 @@ from telemetry_audit.collectors.base import (
     as_dict,
     as_str,
     json_response,
+    request_of,
 )
-from telemetry_audit.model import Request
+from telemetry_audit.decoders import DecodedRequest
 
 
 def _error(message: str) -> CollectorResponse:
@@ -29,14 +30,15 @@ class SstV2Collector(HostAndPathCollector):
     tool = "sst"
     hosts: tuple[str, ...] = ("telemetry.sst.dev",)
 
-    def matches_path(self, request: Request) -> bool:
-        return request.path.rstrip("/") == "/events"
+    def owns_path(self, path: str, method: str) -> bool:
+        return path.rstrip("/") == "/events"
 
-    def handle(self, request: Request) -> CollectorResponse:
+    def handle(self, decoded: DecodedRequest) -> CollectorResponse:
+        request = request_of(decoded)
         if request.method != "POST":
             return json_response(405, {"error": "method not allowed"}, bad_reason="method not allowed")
         try:
-            document = _decoding.json_loads(_decoding.body(request))
+            document = _decoding.json_loads(_decoding.body(decoded))
         except ValueError as e:
             return _error(str(e))
         if not isinstance(document, dict) or not isinstance(document.get("events"), list):

@@ -56,7 +56,7 @@ class StoredEvent:
     collector: str | None
     tool: str | None
     name: str | None
-    """None for a bad request that yielded no event at all."""
+    """None when the event (or the rejected request) has no name."""
     distinct_id: str | None
     anonymous_id: str | None
     timestamp: str | None
@@ -128,6 +128,19 @@ class EventStore:
         request_meta: Mapping[str, Any] | None = None,
     ) -> list[int]:
         """Record `events` from one request; a bad request without events still gets one row."""
+        return self.add_judged(((e, reason) for e in events), good=good, empty_reason=reason, decision=decision,
+                               request_meta=request_meta)
+
+    def add_judged(
+        self,
+        judged: Iterable[tuple[Event, str | None]],
+        *,
+        good: bool,
+        empty_reason: str | None = None,
+        decision: Mapping[str, Any] | None = None,
+        request_meta: Mapping[str, Any] | None = None,
+    ) -> list[int]:
+        """Record (event, reason) pairs from one request in one transaction (a batch's rejected items)."""
         now = time.time()
         meta = _dump(dict(request_meta or {}))
         verdict = _dump(dict(decision)) if decision is not None else None
@@ -135,10 +148,10 @@ class EventStore:
             (
                 now,
                 int(good),
-                reason,
-                e.collector,
-                e.tool,
-                e.name,
+                event_reason,
+                e.collector or None,
+                e.tool or None,
+                e.name or None,
                 e.distinct_id,
                 e.anonymous_id,
                 e.timestamp,
@@ -148,10 +161,10 @@ class EventStore:
                 verdict,
                 meta,
             )
-            for e in events
+            for e, event_reason in judged
         ]
         if not rows and not good:
-            rows.append((now, 0, reason, None, None, None, None, None, None, "{}", "{}", "{}", verdict, meta))
+            rows.append((now, 0, empty_reason, None, None, None, None, None, None, "{}", "{}", "{}", verdict, meta))
         ids: list[int] = []
         with self._lock:
             self._db.execute("BEGIN")

@@ -28,8 +28,10 @@ from typing import Any
 from mitmproxy import ctx, exceptions, http, tcp, tls
 
 from telemetry_audit.collectors import find_collector
+from telemetry_audit.collectors.dispatch import dispatch
 from telemetry_audit.collectors.inspection import INSPECTION_HOST, handle_inspection
 from telemetry_audit.collectors.store import EventStore
+from telemetry_audit.decoders import decode_request
 from telemetry_audit.detectors.base import AuditEnvironment
 from telemetry_audit.engine import Auditor
 from telemetry_audit.model import Action, Decision, Request, mask
@@ -273,7 +275,7 @@ class TelemetryAudit:
                 )
             return
 
-        collector = find_collector(request)
+        collector = find_collector(request, by_path=True)  # the dispatcher's choice, for the record
         if enforce and decision.action is Action.BLOCK:
             answered_by = "blocked"
         elif offline:
@@ -479,40 +481,14 @@ class TelemetryAudit:
                 403, b'{"error":"blocked by telemetry-audit policy"}', {"Content-Type": "application/json"}
             )
             return
-        # A well-formed success, so the tool neither crashes nor retries; the emulator knows the shape.
-        status, headers, body = 200, {"Content-Type": "application/json"}, b"{}"
-        if collector is not None:
-            try:
-                answer = collector.handle(request)
-                if 200 <= answer.status < 300:
-                    status, headers, body = answer.status, dict(answer.headers), answer.body
-            except Exception:
-                logger.exception("telemetry-audit: collector emulator failed")
-        flow.response = http.Response.make(status, body, headers)
-        if self.store is not None:
-            self.store.add((), good=False, reason="blocked by policy",
-                           decision=flow.metadata.get(METADATA_KEY), request_meta=_meta(request))
+        # A well-formed success, so the tool neither crashes nor retries; the dispatcher knows the shape.
+        answer = dispatch(decode_request(request), self.store, decision=flow.metadata.get(METADATA_KEY), blocked=True)
+        flow.response = http.Response.make(answer.status, answer.body, _headers(answer.headers))
 
     def _answer_offline(self, flow: http.HTTPFlow, request: Request, decision: Decision, collector: Any) -> None:
-        if collector is None:
-            # Telemetry to an endpoint nobody emulates: a generic success keeps the tool quiet.
-            flow.response = http.Response.make(200, b"{}", {"Content-Type": "application/json"})
-            if self.store is not None:
-                self.store.add((), good=False, reason="no emulator for this endpoint",
-                               decision=flow.metadata.get(METADATA_KEY), request_meta=_meta(request))
-            return
-        try:
-            answer = collector.handle(request)
-        except Exception as e:
-            logger.exception("telemetry-audit: collector emulator failed")
-            flow.response = http.Response.make(200, b"{}", {"Content-Type": "application/json"})
-            if self.store is not None:
-                self.store.add((), good=False, reason=f"emulator error: {e}", request_meta=_meta(request))
-            return
-        flow.response = http.Response.make(answer.status, answer.body, dict(answer.headers))
-        if self.store is not None:
-            self.store.add(answer.events, good=answer.good, reason=answer.bad_reason,
-                           decision=flow.metadata.get(METADATA_KEY), request_meta=_meta(request))
+        # The one offline dispatcher (shared with the standalone collector) picks the emulator by protocol.
+        answer = dispatch(decode_request(request), self.store, decision=flow.metadata.get(METADATA_KEY))
+        flow.response = http.Response.make(answer.status, answer.body, _headers(answer.headers))
 
     def _answer_inspection(self, flow: http.HTTPFlow) -> None:
         if self.store is None:
@@ -553,8 +529,8 @@ def _loop_running() -> bool:
     return True
 
 
-def _meta(request: Request) -> dict[str, Any]:
-    return {"method": request.method, "host": request.host, "path": request.path}
+def _headers(pairs: tuple[tuple[str, str], ...]) -> http.Headers:
+    return http.Headers([(k.encode(), v.encode()) for k, v in pairs])
 
 
 def _error_decision(error: Exception, action: Action) -> Decision:

@@ -12,6 +12,7 @@ import requests
 
 from telemetry_audit.collectors.server import CollectorServer
 from telemetry_audit.collectors.store import EventStore
+from telemetry_audit.decoders import DecodedRequest, decode_request
 from telemetry_audit.model import Request
 
 CAPTURES = Path(__file__).resolve().parent.parent / "data" / "captures"
@@ -63,3 +64,8 @@ def capture_request(name: str, url: str | None = None) -> Request:
             host = document.get("host") or dict((k.lower(), v) for k, v in headers).get("host", "127.0.0.1")
             url = f"{document.get('scheme', 'http')}://{host}{path}"
     return Request.from_url(method, url, headers, body)
+
+
+def decoded(method: str, url: str, headers: dict[str, str] | None = None, body: bytes = b"") -> DecodedRequest:
+    """A request decoded once, as both adapters hand it to the dispatcher and the emulators."""
+    return decode_request(Request.from_url(method, url, headers or {}, body))

@@ -9,7 +9,7 @@ import requests
 
 from telemetry_audit.collectors.server import CollectorServer
 
-from .conftest import bad_reasons, good_events
+from .conftest import bad_reasons, good_events, inspect
 
 
 def _envelope(name: str = "CommandRun", **extra: object) -> dict[str, object]:
@@ -52,3 +52,17 @@ def test_unreadable_body_gets_400(server: CollectorServer) -> None:
     assert response.status_code == 400
     assert response.json()["itemsAccepted"] == 0
     assert bad_reasons(server)[0].startswith("Invalid payload")
+
+
+def test_items_with_an_invalid_instrumentation_key_are_refused_with_206(server: CollectorServer) -> None:
+    good = {"name": "Microsoft.ApplicationInsights.Event", "time": "2026-01-01T00:00:00Z",
+            "iKey": "00000000-0000-0000-0000-000000000000",
+            "data": {"baseType": "EventData", "baseData": {"name": "cli.run"}}}
+    bad = {**good, "iKey": "not-a-guid"}
+    response = requests.post(f"{server.url}/v2/track", json=[good, bad], timeout=5)
+    assert response.status_code == 206
+    assert response.json() == {"itemsReceived": 2, "itemsAccepted": 1,
+                               "errors": [{"index": 1, "statusCode": 400, "message": "Invalid instrumentation key"}]}
+    assert [e["name"] for e in good_events(server)] == ["cli.run"]
+    (refused,) = inspect(server, "bad", collector="app-insights")["events"]
+    assert refused["event"]["raw"]["iKey"] == "not-a-guid"

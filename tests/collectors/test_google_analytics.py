@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import requests
 
 from telemetry_audit.collectors.base import TRANSPARENT_GIF
@@ -63,3 +64,45 @@ def test_universal_analytics_missing_fields_are_bad(server: CollectorServer) -> 
     response = requests.get(f"{server.url}/collect", params={"v": "1", "t": "event"}, timeout=5)
     assert response.status_code == 200
     assert bad_reasons(server) == ["hit 0: missing tid, cid or uid"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "code"),
+    [
+        ({"client_id": "c", "events": [{"name": "_x"}]}, "events[0].name", "NAME_RESERVED"),
+        ({"client_id": "c", "events": [{"name": "9bad"}]}, "events[0].name", "NAME_INVALID"),
+        ({"client_id": "c", "events": [{}]}, "events[0].name", "VALUE_REQUIRED"),
+        ({"events": [{"name": "ok"}]}, "client_id", "VALUE_REQUIRED"),
+        ({"client_id": "c", "events": [{"name": "e"}] * 26}, "events", "EXCEEDED_MAX_ENTITIES"),
+        ({"client_id": "c", "events": [{"name": "e", "params": {"p": "x" * 101}}]}, "events[0].params.p",
+         "VALUE_OUT_OF_BOUNDS"),
+        ({"client_id": "c", "events": [{"name": "e", "params": {f"p{i}": 1 for i in range(26)}}]},
+         "events[0].params", "EXCEEDED_MAX_ENTITIES"),
+    ],
+)
+def test_ga4_debug_validation_codes(server: CollectorServer, body: dict[str, object], field: str, code: str) -> None:
+    response = requests.post(f"{server.url}/debug/mp/collect", params=GA4, json=body, timeout=5)
+    messages = response.json()["validationMessages"]
+    assert {"fieldPath": field, "validationCode": code} in [
+        {"fieldPath": m["fieldPath"], "validationCode": m["validationCode"]} for m in messages
+    ]
+
+
+def test_gtag_g_collect_events_per_body_line(server: CollectorServer) -> None:
+    """gtag.js: shared parameters in the query, one event per line; answered 204 like Google."""
+    query = {"v": "2", "tid": "G-TEST123", "cid": "123.456", "uid": "user-1", "dl": "https://app/x"}
+    body = "en=page_view&ep.page=home\nen=cli_command&ep.command=deploy&epn.duration=1.5&up.plan=pro"
+    response = requests.post(f"{server.url}/g/collect", params=query, data=body, timeout=5)
+    assert (response.status_code, response.content) == (204, b"")
+    events = good_events(server, collector="ga4")
+    assert [(e["name"], e["anonymous_id"], e["distinct_id"]) for e in events] == [
+        ("page_view", "123.456", "user-1"), ("cli_command", "123.456", "user-1"),
+    ]
+    assert events[1]["properties"] == {"command": "deploy", "duration": 1.5}
+    assert events[1]["context"]["user_properties"] == {"plan": "pro"}
+
+
+def test_gtag_hit_without_measurement_id_is_dropped_and_recorded(server: CollectorServer) -> None:
+    response = requests.get(f"{server.url}/g/collect", params={"v": "2", "en": "x", "cid": "1"}, timeout=5)
+    assert response.status_code == 204
+    assert bad_reasons(server, collector="ga4") == ["hit 0: missing tid"]

@@ -22,7 +22,7 @@ from telemetry_audit.collectors import find_collector
 from telemetry_audit.collectors.server import CollectorServer
 from telemetry_audit.model import Request
 
-from .conftest import bad_reasons, good_events
+from .conftest import bad_reasons, good_events, inspect
 
 
 @pytest.mark.parametrize("compression", [Compression.NoCompression, Compression.Gzip])
@@ -164,3 +164,80 @@ def test_garbage_protobuf_gets_400_with_a_status(server: CollectorServer) -> Non
 def test_unsupported_content_type_gets_415(server: CollectorServer) -> None:
     response = requests.post(f"{server.url}/v1/traces", data=b"x", headers={"Content-Type": "text/plain"}, timeout=5)
     assert response.status_code == 415
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"resourceSpans": [1]},
+        {"resourceSpans": [{"scopeSpans": [{"spans": [None]}]}]},
+        {"resourceSpans": {"a": 1}},
+        {"resourceSpans": [{"resource": [], "scopeSpans": []}]},
+        {"resourceSpans": [{"scopeSpans": [{"spans": [{"attributes": [{"key": "k", "value": {"intValue": "x"}}]}]}]}]},
+        {"resourceSpans": [{"scopeSpans": [{"spans": [{"attributes": [{"key": "k", "value": {
+            "arrayValue": {"values": [1]}}}]}]}]}]},
+    ],
+)
+def test_malformed_otlp_json_is_400_with_a_status_not_a_crash(server: CollectorServer, document: object) -> None:
+    response = requests.post(f"{server.url}/v1/traces", json=document, timeout=5)
+    assert response.status_code == 400
+    status = response.json()
+    assert status["code"] == 3 and status["message"]
+    assert inspect(server, "bad", collector="otlp")["count"] == 1
+
+
+def test_rejected_spans_are_reported_in_partial_success(server: CollectorServer) -> None:
+    """A werf-looking span that breaks werf's schema is rejected; the valid span is kept (spec: partial_success)."""
+    from google.protobuf import json_format
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+    broken = {"name": "werf", "attributes": [{"key": "eventType", "value": {"stringValue": "x"}},
+                                             {"key": "executionID", "value": {"stringValue": "1"}}]}
+    document = {"resourceSpans": [{"scopeSpans": [{"spans": [{"name": "fine"}, broken]}]}]}
+    response = requests.post(f"{server.url}/v1/traces", json=document, timeout=5)
+    assert response.status_code == 200
+    answer = json_format.Parse(response.text, ExportTraceServiceResponse())
+    assert answer.partial_success.rejected_spans == 1
+    assert "lacks attributes" in answer.partial_success.error_message
+    assert [e["name"] for e in good_events(server)] == ["fine"]
+    (bad,) = inspect(server, "bad", collector="otlp")["events"]
+    assert bad["event"]["name"] == "werf" and bad["event"]["raw"] == broken
+
+
+def test_oversized_otlp_body_is_413_with_a_status(server: CollectorServer) -> None:
+    body = b'{"resourceSpans":[],"pad":"' + b"x" * (20 * 1024 * 1024) + b'"}'
+    response = requests.post(f"{server.url}/v1/traces", data=body, headers={"Content-Type": "application/json"},
+                             timeout=30)
+    assert response.status_code == 413
+    assert response.json()["code"] == 8
+
+
+def _spans(*attribute_sets: dict[str, object]) -> list[object]:
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "my-cli"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("cli")
+    for index, attributes in enumerate(attribute_sets):
+        with tracer.start_as_current_span(f"span-{index}", attributes=attributes):  # type: ignore[arg-type]
+            pass
+    return list(memory.get_finished_spans())
+
+
+def test_official_exporter_treats_partial_success_as_success(server: CollectorServer) -> None:
+    """Rejected spans are reported in `partial_success`; the spec says not to retry, and the exporter does not."""
+    spans = _spans({"command": "ok"}, {"eventType": "CommandStarted", "executionID": "1"})
+    exporter = OTLPSpanExporter(endpoint=f"{server.url}/v1/traces", timeout=5)
+    assert exporter.export(spans) == SpanExportResult.SUCCESS  # type: ignore[arg-type]
+    assert [e["name"] for e in good_events(server)] == ["span-0"]
+    (bad,) = inspect(server, "bad", collector="otlp")["events"]
+    assert bad["event"]["name"] == "span-1" and "lacks attributes" in bad["reason"]
+
+
+def test_official_exporter_gives_up_on_a_413(server: CollectorServer, caplog: pytest.LogCaptureFixture) -> None:
+    """A batch over the 20 MiB body limit: 413 is not retryable, so the exporter reports failure once."""
+    spans = _spans({"blob": "x" * (21 * 1024 * 1024)})
+    exporter = OTLPSpanExporter(endpoint=f"{server.url}/v1/traces", timeout=30)
+    assert exporter.export(spans) == SpanExportResult.FAILURE  # type: ignore[arg-type]
+    assert any("413" in record.getMessage() for record in caplog.records)
+    (bad,) = inspect(server, "bad", collector="otlp")["events"]
+    assert bad["request"]["status"] == 413

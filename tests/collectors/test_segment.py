@@ -11,9 +11,10 @@ from segment.analytics.client import Client
 
 from telemetry_audit.collectors.segment import SegmentCollector, ServerlessV1Collector
 from telemetry_audit.collectors.server import CollectorServer
+from telemetry_audit.decoders import decode_request
 from telemetry_audit.model import Request
 
-from .conftest import bad_reasons, good_events
+from .conftest import bad_reasons, decoded, good_events, inspect
 
 
 @pytest.mark.parametrize("gzip_body", [False, True])
@@ -47,7 +48,7 @@ def test_official_client_batches_are_accepted_and_normalised(server: CollectorSe
 
 def test_single_track_endpoint() -> None:
     body = json.dumps({"userId": "u", "event": "Signed Up", "properties": {"a": 1}, "timestamp": 1700000000}).encode()
-    response = SegmentCollector().handle(Request.from_url("POST", "https://api.segment.io/v1/track", {}, body))
+    response = SegmentCollector().handle(decoded("POST", "https://api.segment.io/v1/track", {}, body))
     assert response.status == 200 and json.loads(response.body) == {"success": True}
     (event,) = response.events
     assert (event.name, event.distinct_id, event.timestamp) == ("Signed Up", "u", "2023-11-14T22:13:20.000Z")
@@ -55,7 +56,7 @@ def test_single_track_endpoint() -> None:
 
 def test_invalid_messages_are_dropped_like_segment_does() -> None:
     body = json.dumps({"batch": [{"type": "track", "userId": "u", "event": "ok"}, {"type": "track", "event": "x"}]})
-    response = SegmentCollector().handle(Request.from_url("POST", "https://api.segment.io/v1/batch", {}, body.encode()))
+    response = SegmentCollector().handle(decoded("POST", "https://api.segment.io/v1/batch", {}, body.encode()))
     assert response.status == 200
     assert [e.name for e in response.events] == ["ok"]
     assert response.bad_reason == "batch[1]: userId or anonymousId is required"
@@ -72,7 +73,7 @@ def test_bad_json_gets_400_and_a_bad_event(server: CollectorServer) -> None:
 def test_oversized_payload_is_rejected() -> None:
     body = gzip.compress(json.dumps({"batch": [], "pad": "x" * 600_000}).encode())
     request = Request.from_url("POST", "https://api.segment.io/v1/batch", {"Content-Encoding": "gzip"}, body)
-    response = SegmentCollector().handle(request)
+    response = SegmentCollector().handle(decode_request(request))
     assert (response.status, response.bad_reason) == (400, "Payload too large")
 
 
@@ -81,5 +82,36 @@ def test_serverless_v1_framework_endpoint_is_attributed_to_serverless() -> None:
     request = Request.from_url("POST", "https://serverless.com/api/framework/track", {}, body.encode())
     collector = ServerlessV1Collector()
     assert collector.matches(request)
-    (event,) = collector.handle(request).events
+    (event,) = collector.handle(decode_request(request)).events
     assert (event.tool, event.collector, event.name) == ("serverless", "serverless-v1", "framework_stat")
+
+
+def test_a_batch_beyond_2500_events_keeps_the_first_2500(server: CollectorServer) -> None:
+    batch = [{"type": "track", "userId": "u", "event": f"e{i}"} for i in range(2503)]
+    response = requests.post(f"{server.url}/v1/batch", json={"batch": batch}, timeout=10)
+    assert response.status_code == 200 and response.json() == {"success": True}
+    assert inspect(server, "good")["count"] == 2500
+    assert bad_reasons(server, collector="segment") == [
+        f"batch[{i}]: batch holds more than 2500 events" for i in (2500, 2501, 2502)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("path", "size", "status"),
+    [("/v1/track", 33 * 1024, 400), ("/v1/track", 31 * 1024, 200), ("/v1/batch", 501 * 1024, 400)],
+)
+def test_size_limits_per_call_and_per_batch(server: CollectorServer, path: str, size: int, status: int) -> None:
+    message = {"type": "track", "userId": "u", "event": "e", "properties": {"pad": "x" * size}}
+    body = {"batch": [message]} if path == "/v1/batch" else message
+    response = requests.post(f"{server.url}{path}", json=body, timeout=5)
+    assert response.status_code == status
+    if status == 400:
+        assert response.json()["message"] == "Payload too large"
+
+
+def test_official_client_never_sends_a_message_over_32_kb(server: CollectorServer) -> None:
+    """analytics-python drops an oversized message itself: the emulator's 32 KB limit agrees with it."""
+    client = Client("wk_test", host=server.url, sync_mode=True, max_retries=0)
+    with pytest.raises(RuntimeError, match="Message exceeds"):
+        client.track("user-1", "Huge", {"pad": "x" * 40_000})
+    assert inspect(server)["total"] == 0

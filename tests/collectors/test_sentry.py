@@ -84,3 +84,36 @@ def test_bad_envelopes_get_relays_errors(
     assert response.status_code == status
     assert response.json()["detail"].startswith(reason)
     assert bad_reasons(server)[0].startswith(reason)
+
+
+def test_official_sdk_drops_an_event_over_the_size_limit_on_413(
+    server: CollectorServer, sentry: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Relay's 1 MiB event limit: the SDK logs the 413 and records a lost event; the store has the refusal."""
+    sentry_sdk.init(dsn=f"http://publickey@127.0.0.1:{server.port}/42", default_integrations=False,
+                    auto_enabling_integrations=False, max_value_length=3_000_000, debug=True)
+    sentry_sdk.set_extra("log", "x" * 1_500_000)
+    with caplog.at_level(logging.ERROR, logger="sentry_sdk.errors"):
+        sentry_sdk.capture_message("too big")
+        sentry_sdk.flush(timeout=5)
+    assert any("HTTP 413: Event dropped" in record.getMessage() for record in caplog.records)
+    (bad,) = inspect(server, "bad", collector="sentry")["events"]
+    assert bad["request"]["status"] == 413 and "exceeded the event size limit" in bad["reason"]
+    # The SDK then reports the loss in a client report, the only thing that arrives.
+    (report,) = good_events(server)
+    assert report["name"] == "client_report"
+    assert {"reason": "send_error", "category": "error", "quantity": 1} in report["properties"]["discarded_events"]
+
+
+def test_envelope_without_a_key_is_401(server: CollectorServer) -> None:
+    body = b'{"event_id":"e1"}\n{"type":"event"}\n{"message":"m"}\n'
+    response = requests.post(f"{server.url}/api/3/envelope/", data=body, timeout=5)
+    assert (response.status_code, response.json()) == (401, {"detail": "missing authorization information"})
+    assert bad_reasons(server, collector="sentry") == ["missing authorization information"]
+
+
+def test_legacy_store_refuses_a_deflate_bomb(server: CollectorServer) -> None:
+    body = base64.b64encode(zlib.compress(b"{" + b" " * 50_000_000 + b"}"))
+    response = requests.post(f"{server.url}/api/7/store/", data=body,
+                             headers={"X-Sentry-Auth": "Sentry sentry_key=k"}, timeout=10)
+    assert response.status_code == 413

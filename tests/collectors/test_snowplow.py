@@ -75,3 +75,32 @@ def test_bad_payloads_are_accepted_but_recorded_bad(server: CollectorServer, bod
     response = requests.post(f"{server.url}/com.snowplowanalytics.snowplow/tp2", data=body, timeout=5)
     assert response.status_code == 200
     assert bad_reasons(server)[0].startswith(reason)
+
+
+def test_get_on_tp2_is_a_pixel_with_query_parameters(server: CollectorServer) -> None:
+    params = {"e": "se", "tv": "curl", "se_ca": "cli", "se_ac": "deploy"}
+    response = requests.get(f"{server.url}/com.snowplowanalytics.snowplow/tp2", params=params, timeout=5)
+    assert (response.status_code, response.content) == (200, TRANSPARENT_GIF)
+    assert [e["name"] for e in good_events(server, collector="snowplow")] == ["deploy"]
+
+
+def test_iglu_adapter_makes_a_self_describing_event(server: CollectorServer) -> None:
+    params = {"schema": "iglu:com.acme/cli_run/jsonschema/1-0-0", "command": "deploy"}
+    response = requests.get(f"{server.url}/com.snowplowanalytics.iglu/v1", params=params, timeout=5)
+    assert response.content == TRANSPARENT_GIF
+    (event,) = good_events(server)
+    assert (event["name"], event["properties"]) == ("cli_run", {"command": "deploy"})
+
+
+def test_unknown_vendor_pixel_is_answered_and_recorded_bad(server: CollectorServer) -> None:
+    response = requests.get(f"{server.url}/com.acme/v1", params={"a": "1"}, timeout=5)
+    assert (response.status_code, response.content) == (200, TRANSPARENT_GIF)
+    assert bad_reasons(server, collector="snowplow") == ["no adapter for com.acme/v1 in this emulator"]
+
+
+def test_oversized_tp2_payload_is_a_size_violation_still_answered_200(server: CollectorServer) -> None:
+    body = {"schema": "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4",
+            "data": [{"e": "pv", "tv": "t", "url": "x" * 1_100_000}]}
+    response = requests.post(f"{server.url}/com.snowplowanalytics.snowplow/tp2", json=body, timeout=5)
+    assert response.status_code == 200
+    assert bad_reasons(server)[0].startswith("size violation")

@@ -63,3 +63,12 @@ def test_concurrent_writers() -> None:
         for thread in threads:
             thread.join()
         assert store.counts()["total"] == 400
+
+
+def test_judged_events_each_keep_their_reason() -> None:
+    with EventStore() as store:
+        first = Event(collector="segment", tool="segment", name="a")
+        second = Event(collector="segment", tool="segment", name="")
+        store.add_judged([(first, "reason a"), (second, "reason b")], good=False, request_meta={"path": "/v1/batch"})
+        rows = store.bad(collector="segment")
+    assert [(r.name, r.reason, r.tool) for r in rows] == [("a", "reason a", "segment"), (None, "reason b", "segment")]

@@ -1,0 +1,276 @@
+"""The one offline dispatcher: emulator by protocol, truthful rows, failures recorded, decoding done once."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from typing import Any
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+import telemetry_audit.decoders as decoders_module
+from telemetry_audit.collectors import COLLECTORS, COLLECTORS_BY_NAME
+from telemetry_audit.collectors.base import TRANSPARENT_GIF, CollectorResponse
+from telemetry_audit.collectors.dispatch import BLOCKED_REASON, NO_EMULATOR_REASON, dispatch
+from telemetry_audit.collectors.store import EventStore
+from telemetry_audit.decoders import DecodedRequest, decode_request
+from telemetry_audit.model import Request
+
+from .conftest import decoded
+
+SPAN_REQUEST = ExportTraceServiceRequest()
+_span = SPAN_REQUEST.resource_spans.add().scope_spans.add().spans.add()
+_span.name = "deploy"
+_span.trace_id = bytes(range(16))
+_span.span_id = bytes(range(8))
+OTLP_PROTOBUF = SPAN_REQUEST.SerializeToString()
+ENVELOPE = b'{"event_id":"9ec79c33ec9942ab8353589fcb2e04dc","dsn":"https://pub@sentry.acme.com/3"}\n' \
+           b'{"type":"event"}\n{"message":"hi","user":{"id":"u1"}}\n'
+OTLP_JSON = b'{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"s","traceId":"0a"}]}]}]}'
+AMPLITUDE_BATCH = b'{"api_key":"k","events":[{"event_type":"e","device_id":"device-1"}]}'
+POSTHOG_BATCH = json.dumps({"api_key": "phc_x", "batch": [{"event": "cli", "distinct_id": "d"}]}).encode()
+
+
+@pytest.fixture
+def store() -> EventStore:
+    return EventStore()
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "headers", "body", "collector", "content_type"),
+    [
+        # Self-hosted collectors: no vendor host, so path and payload shape pick the protocol.
+        ("POST", "https://otel.acme.com/v1/traces", {"Content-Type": "application/x-protobuf"}, OTLP_PROTOBUF,
+         "otlp", "application/x-protobuf"),
+        ("POST", "https://otel.acme.com/otlp/v1/traces", {"Content-Type": "application/json"}, OTLP_JSON,
+         "otlp", "application/json"),
+        ("POST", "https://sentry.acme.com/api/3/envelope/", {"Content-Type": "application/x-sentry-envelope"},
+         ENVELOPE, "sentry", "application/json"),
+        ("POST", "https://ph.acme.com/batch/", {"Content-Type": "application/json"}, POSTHOG_BATCH, "posthog",
+         "application/json"),
+        ("GET", "https://sp.acme.com/i?e=pv&tv=py-1&url=http%3A%2F%2Fx", {}, b"", "snowplow", "image/gif"),
+        ("GET", "https://sp.acme.com/com.snowplowanalytics.snowplow/tp2?e=pv&tv=py-1", {}, b"", "snowplow",
+         "image/gif"),
+        ("POST", "https://seg.acme.com/v1/batch", {"Content-Type": "application/json"},
+         b'{"batch":[{"type":"track","userId":"u","event":"e"}]}', "segment", "application/json"),
+        # A vendor's own host wins over the path: `/batch` on Amplitude's host is Amplitude's.
+        ("POST", "https://api2.amplitude.com/batch", {}, AMPLITUDE_BATCH, "amplitude",
+         "application/json"),
+    ],
+)
+def test_the_emulator_is_chosen_by_protocol(
+    store: EventStore, method: str, url: str, headers: dict[str, str], body: bytes, collector: str,
+    content_type: str,
+) -> None:
+    answer = dispatch(decoded(method, url, headers, body), store)
+    assert (answer.collector, answer.status) == (collector, 200)
+    assert dict(answer.headers)["Content-Type"] == content_type
+    assert store.counts()["bad"] == 0, store.bad()
+    assert store.good(collector=collector)
+
+
+def test_otlp_protobuf_client_gets_a_protobuf_export_response(store: EventStore) -> None:
+    answer = dispatch(decoded("POST", "https://otel.acme.com/v1/traces",
+                              {"Content-Type": "application/x-protobuf"}, OTLP_PROTOBUF), store)
+    response = ExportTraceServiceResponse()
+    response.ParseFromString(answer.body)
+    assert not response.HasField("partial_success")
+    (event,) = store.good()
+    assert (event.name, event.context["traceId"]) == ("deploy", bytes(range(16)).hex())
+
+
+def test_snowplow_pixel_answers_the_gif_on_any_host(store: EventStore) -> None:
+    answer = dispatch(decoded("GET", "https://sp.acme.com/i?e=pv&tv=py-1"), store)
+    assert answer.body == TRANSPARENT_GIF
+
+
+def test_a_partly_valid_segment_batch_stores_good_and_bad_with_collector_and_tool(store: EventStore) -> None:
+    body = json.dumps({"batch": [{"type": "track", "userId": "u", "event": "ok"}, {"type": "track", "event": "x"}]})
+    answer = dispatch(decoded("POST", "https://api.segment.io/v1/batch", {}, body.encode()), store)
+    assert answer.status == 200
+    (good,) = store.good(collector="segment")
+    (bad,) = store.bad(collector="segment")
+    assert (good.name, good.tool) == ("ok", "segment")
+    assert (bad.name, bad.tool, bad.reason) == ("x", "segment", "batch[1]: userId or anonymousId is required")
+    assert bad.raw == {"type": "track", "event": "x"}
+    assert [r.reason for r in answer.rejected] == [bad.reason]
+
+
+def test_a_rejected_request_is_found_by_collector(store: EventStore) -> None:
+    dispatch(decoded("POST", "https://us.i.posthog.com/batch/", {}, b'{"batch": [{"event": "x"}]}'), store)
+    (bad,) = store.bad(collector="posthog")
+    assert (bad.tool, bad.good) == ("posthog", False)
+    assert bad.reason is not None and bad.reason.startswith("API key not provided")
+    assert bad.request_meta["status"] == 401 and bad.request_meta["collector"] == "posthog"
+
+
+class _Exploding:
+    """Stands in for a buggy emulator: `handle` raises."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def handle(self, decoded: DecodedRequest) -> CollectorResponse:
+        raise RuntimeError("boom")
+
+
+@pytest.mark.parametrize(
+    ("url", "headers", "expected_status", "expected_body"),
+    [
+        ("https://us.i.posthog.com/batch/", {}, 500, {"type": "server_error", "code": "server_error",
+                                                     "detail": "A server error occurred.", "attr": None}),
+        ("https://o1.ingest.sentry.io/api/1/envelope/", {}, 500, {"detail": "internal server error"}),
+        ("https://api.segment.io/v1/batch", {}, 500, {"error": "internal server error"}),
+        ("https://api.honeycomb.io/v1/traces", {"Content-Type": "application/json"}, 500,
+         {"code": 13, "message": "internal error"}),
+    ],
+)
+def test_an_emulator_failure_is_a_vendor_server_error_and_recorded(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch, url: str, headers: dict[str, str],
+    expected_status: int, expected_body: dict[str, Any],
+) -> None:
+    import telemetry_audit.collectors as collectors
+
+    request = decoded("POST", url, headers, b"{}")
+    patched = tuple(_Exploding(c) if c.matches(request.request) else c for c in COLLECTORS)  # type: ignore[arg-type]
+    monkeypatch.setattr(collectors, "COLLECTORS", patched)
+    answer = dispatch(request, store)
+    assert (answer.status, json.loads(answer.body)) == (expected_status, expected_body)
+    (bad,) = store.bad()
+    assert bad.reason == "emulator error: RuntimeError: boom"
+    assert bad.collector == answer.collector and bad.collector is not None
+
+
+def test_a_blocked_request_gets_the_vendors_success_and_one_bad_row(store: EventStore) -> None:
+    body = json.dumps({"batch": [{"type": "track", "userId": "u", "event": "ok"}]}).encode()
+    answer = dispatch(decoded("POST", "https://api.segment.io/v1/batch", {}, body), store,
+                      decision={"decision": "block"}, blocked=True)
+    assert (answer.status, json.loads(answer.body)) == (200, {"success": True})
+    assert answer.accepted == ()
+    assert store.good() == []
+    (bad,) = store.bad(collector="segment")
+    assert (bad.reason, bad.decision) == (BLOCKED_REASON, {"decision": "block"})
+
+
+def test_a_blocked_request_the_emulator_would_refuse_gets_a_generic_success(store: EventStore) -> None:
+    answer = dispatch(decoded("POST", "https://us.i.posthog.com/batch/", {}, b"{not json"), store, blocked=True)
+    assert (answer.status, answer.body) == (200, b"{}")
+    assert [r.reason for r in store.bad()] == [BLOCKED_REASON]
+
+
+def test_a_blocked_request_nobody_emulates_is_still_recorded_as_blocked(store: EventStore) -> None:
+    answer = dispatch(decoded("POST", "https://telemetry.example.org/x", {}, b"{}"), store, blocked=True)
+    assert (answer.status, answer.body, answer.collector) == (200, b"{}", None)
+    assert [r.reason for r in store.bad()] == [BLOCKED_REASON]
+
+
+@pytest.mark.parametrize(("not_found", "status"), [(False, 200), (True, 404)])
+def test_no_emulator(store: EventStore, not_found: bool, status: int) -> None:
+    answer = dispatch(decoded("POST", "https://telemetry.example.org/collect-it", {}, b"{}"), store,
+                      not_found=not_found)
+    assert (answer.status, answer.collector) == (status, None)
+    (bad,) = store.bad()
+    assert bad.reason == (NO_EMULATOR_REASON if not not_found else "no collector emulates POST /collect-it")
+
+
+# --- decode once ---------------------------------------------------------------------------------------------
+
+
+def test_emulators_read_the_decoded_body_and_never_decompress(store: EventStore) -> None:
+    """The raw body is gzip that is corrupt: only an emulator that decompressed again would see it."""
+    request = Request.from_url("POST", "https://api.segment.io/v1/batch", {"Content-Encoding": "gzip"},
+                               b"\x1f\x8b\x08\x00corrupt")
+    plain = json.dumps({"batch": [{"type": "track", "userId": "u", "event": "from-plain-body"}]}).encode()
+    handed = DecodedRequest([], [], "json", request=request, plain_body=plain)
+    answer = dispatch(handed, store)
+    assert answer.status == 200
+    assert [e.name for e in store.good()] == ["from-plain-body"]
+
+
+@pytest.mark.parametrize("collector", COLLECTORS, ids=lambda c: c.name)
+def test_no_emulator_decompresses(monkeypatch: pytest.MonkeyPatch, collector: Any) -> None:
+    """Count the core decompressor's calls: decoding calls it once, the emulator never."""
+    calls: list[tuple[str, ...]] = []
+    real = decoders_module.decompress
+
+    def counting(data: bytes, encodings: tuple[str, ...], limit: int) -> bytes:
+        calls.append(tuple(encodings))
+        return real(data, encodings, limit)
+
+    monkeypatch.setattr(decoders_module, "decompress", counting)
+    body = gzip.compress(json.dumps({"batch": [], "events": [], "api_key": "k"}).encode())
+    host = collector.hosts[0].replace("*.", "x.")
+    request = Request.from_url("POST", f"https://{host}/v1/traces", {"Content-Encoding": "gzip",
+                                                                     "Content-Type": "application/json"}, body)
+    handed = decode_request(request)
+    assert calls == [("gzip",)]
+    response = collector.handle(handed)
+    assert isinstance(response, CollectorResponse)
+    assert calls == [("gzip",)]
+
+
+def test_registry_names_match() -> None:
+    assert set(COLLECTORS_BY_NAME) == {c.name for c in COLLECTORS}
+
+
+# --- both adapters, one dispatcher -----------------------------------------------------------------------------
+
+SAME_REQUESTS = [
+    ("api.segment.io", "/v1/batch", {"Content-Type": "application/json"},
+     json.dumps({"batch": [{"type": "track", "userId": "u", "event": "ok"}, {"type": "track", "event": "x"}]})),
+    ("us.i.posthog.com", "/batch/", {"Content-Type": "application/json"}, json.dumps({"batch": [{"event": "x"}]})),
+    ("api.mixpanel.com", "/track?verbose=1", {"Content-Type": "application/json"},
+     json.dumps([{"event": "a", "properties": {"token": "t", "distinct_id": "d"}}, {"event": "b", "properties": {}}])),
+    ("api.honeycomb.io", "/v1/traces", {"Content-Type": "application/x-protobuf"}, OTLP_PROTOBUF),
+    ("api2.amplitude.com", "/2/httpapi", {"Content-Type": "application/json"}, AMPLITUDE_BATCH.decode()),
+]
+
+
+def _comparable(rows: list[Any]) -> list[tuple[Any, ...]]:
+    return [
+        (r.good, r.reason, r.collector, r.tool, r.name, r.distinct_id, r.properties, r.raw,
+         {k: v for k, v in r.request_meta.items() if k != "url"})
+        for r in rows
+    ]
+
+
+def test_the_addon_and_the_standalone_collector_store_the_same_rows() -> None:
+    """The same requests through the proxy addon (offline) and over HTTP to the standalone collector."""
+    import requests
+    from mitmproxy import http
+    from mitmproxy.test import taddons, tflow
+
+    from telemetry_audit.collectors.server import CollectorServer
+    from telemetry_audit.proxy.addon import TelemetryAudit
+
+    addon = TelemetryAudit()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, taudit_offline=True)
+        for host, path, headers, body in SAME_REQUESTS:
+            content = body if isinstance(body, bytes) else body.encode()
+            all_headers = {**headers, "User-Agent": "same-client/1"}
+            flow = tflow.tflow(req=http.Request.make("POST", f"http://{host}{path}", content, all_headers))
+            addon.request(flow)
+            assert flow.response is not None
+        assert addon.store is not None
+        through_proxy = addon.store.all()
+
+    with CollectorServer() as server:
+        for host, path, headers, body in SAME_REQUESTS:
+            content = body if isinstance(body, bytes) else body.encode()
+            requests.post(f"{server.url}{path}", data=content,
+                          headers={**headers, "Host": host, "User-Agent": "same-client/1"}, timeout=5)
+        standalone = server.store.all()
+
+    assert [(r.collector, r.good) for r in through_proxy] == [
+        ("segment", True), ("segment", False), ("posthog", False), ("mixpanel", True), ("mixpanel", False),
+        ("otlp", True), ("amplitude", True),
+    ]
+    assert _comparable(through_proxy) == _comparable(standalone)
