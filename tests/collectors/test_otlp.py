@@ -183,7 +183,7 @@ def test_malformed_otlp_json_is_400_with_a_status_not_a_crash(server: CollectorS
     assert response.status_code == 400
     status = response.json()
     assert status["code"] == 3 and status["message"]
-    assert inspect(server, "bad", collector="otlp")["count"] == 1
+    assert len(inspect(server, "bad", collector="otlp")) == 1
 
 
 def test_rejected_spans_are_reported_in_partial_success(server: CollectorServer) -> None:
@@ -200,7 +200,7 @@ def test_rejected_spans_are_reported_in_partial_success(server: CollectorServer)
     assert answer.partial_success.rejected_spans == 1
     assert "lacks attributes" in answer.partial_success.error_message
     assert [e["name"] for e in good_events(server)] == ["fine"]
-    (bad,) = inspect(server, "bad", collector="otlp")["events"]
+    (bad,) = inspect(server, "bad", collector="otlp")
     assert bad["event"]["name"] == "werf" and bad["event"]["raw"] == broken
 
 
@@ -229,7 +229,7 @@ def test_official_exporter_treats_partial_success_as_success(server: CollectorSe
     exporter = OTLPSpanExporter(endpoint=f"{server.url}/v1/traces", timeout=5)
     assert exporter.export(spans) == SpanExportResult.SUCCESS  # type: ignore[arg-type]
     assert [e["name"] for e in good_events(server)] == ["span-0"]
-    (bad,) = inspect(server, "bad", collector="otlp")["events"]
+    (bad,) = inspect(server, "bad", collector="otlp")
     assert bad["event"]["name"] == "span-1" and "lacks attributes" in bad["reason"]
 
 
@@ -239,5 +239,5 @@ def test_official_exporter_gives_up_on_a_413(server: CollectorServer, caplog: py
     exporter = OTLPSpanExporter(endpoint=f"{server.url}/v1/traces", timeout=30)
     assert exporter.export(spans) == SpanExportResult.FAILURE  # type: ignore[arg-type]
     assert any("413" in record.getMessage() for record in caplog.records)
-    (bad,) = inspect(server, "bad", collector="otlp")["events"]
+    (bad,) = inspect(server, "bad", collector="otlp")
     assert bad["request"]["status"] == 413

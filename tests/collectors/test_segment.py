@@ -90,7 +90,7 @@ def test_a_batch_beyond_2500_events_keeps_the_first_2500(server: CollectorServer
     batch = [{"type": "track", "userId": "u", "event": f"e{i}"} for i in range(2503)]
     response = requests.post(f"{server.url}/v1/batch", json={"batch": batch}, timeout=10)
     assert response.status_code == 200 and response.json() == {"success": True}
-    assert inspect(server, "good")["count"] == 2500
+    assert len(inspect(server, "good", limit="10000")) == 2500
     assert bad_reasons(server, collector="segment") == [
         f"batch[{i}]: batch holds more than 2500 events" for i in (2500, 2501, 2502)
     ]

@@ -97,7 +97,7 @@ def test_official_sdk_drops_an_event_over_the_size_limit_on_413(
         sentry_sdk.capture_message("too big")
         sentry_sdk.flush(timeout=5)
     assert any("HTTP 413: Event dropped" in record.getMessage() for record in caplog.records)
-    (bad,) = inspect(server, "bad", collector="sentry")["events"]
+    (bad,) = inspect(server, "bad", collector="sentry")
     assert bad["request"]["status"] == 413 and "exceeded the event size limit" in bad["reason"]
     # The SDK then reports the loss in a client report, the only thing that arrives.
     (report,) = good_events(server)
