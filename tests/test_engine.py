@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from telemetry_audit.decoders import decode_request
 from telemetry_audit.detectors.base import AuditEnvironment
 from telemetry_audit.engine import Auditor
-from telemetry_audit.model import Action, FindingKind, Request
+from telemetry_audit.model import Action, FindingKind, Limits, Request
 from telemetry_audit.policy import load_policy
 from tests.factories import json_request, raw_request
 
@@ -268,8 +268,8 @@ def test_gzip_bomb_is_a_finding_not_a_crash(tmp_path: Path) -> None:
 
 
 def test_a_leak_past_the_field_limit_is_not_let_through(tmp_path: Path) -> None:
-    events = [{"n": i} for i in range(110_000)] + [{"token": GITHUB_TOKEN}]  # past max_fields (100,000)
-    decision = auditor(tmp_path).evaluate(json_request({"batch": events}))
+    events = [{"n": i} for i in range(110_000)] + [{"token": GITHUB_TOKEN}]
+    decision = auditor(tmp_path, limits=Limits(max_fields=100_000)).evaluate(json_request({"batch": events}))
     assert decision.action is Action.BLOCK
     assert any(f.kind is FindingKind.SIZE and "fields" in f.message for f in decision.findings)
 

@@ -1,26 +1,28 @@
 """Turn a request into flat `(field path, value)` pairs, and a redacted request back into bytes.
 
-The registry below picks a body format by content type, path and sniffing;
-content encodings are undone first, strings that hold JSON or base64 JSON are
-opened in place. Any failure becomes a `DecodeProblem` the engine reports as
-a `decode` finding: an undecodable body is never a silent pass, and its raw
-text is still handed to the detectors.
+`decode_request` reads a request once: content codings undone, the text's
+charset found (UTF-8, UTF-16/32, with or without BOM), the body parsed by the
+format the registry picks (content type, path, sniffing). The engine, redaction
+and the emulators all read the same `DecodedRequest`; its flat fields are built
+only when first asked for. Whatever cannot be read becomes a `DecodeProblem`
+the engine reports: `decode` when the body's text was still scanned as a whole,
+`uninspectable` or `oversize` when part of it was never read.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import re2
 
-from telemetry_audit.decoders import formats
-from telemetry_audit.decoders.content_encoding import GZIP_MAGIC, compress, decompress
-from telemetry_audit.decoders.errors import DecodeError, DecodeLimitError
+from telemetry_audit.decoders import formats, splice
+from telemetry_audit.decoders.content_encoding import GZIP_MAGIC, compress, decompress_partial
+from telemetry_audit.decoders.errors import DecodeError, DecodeLimitError, UninspectableError
 from telemetry_audit.decoders.formats import Embedded, FormPair, FormPairs
-from telemetry_audit.model import FieldValue, Request
+from telemetry_audit.model import FieldValue, Limits, Request
 
 __all__ = [
     "DecodeError",
@@ -29,9 +31,15 @@ __all__ = [
     "DecodedRequest",
     "DecodeProblem",
     "Embedded",
+    "Limits",
     "decode_request",
+    "field_path",
+    "rewrite_body",
     "scan_text",
 ]
+
+DecodeLimits = Limits
+"""The old name of `telemetry_audit.model.Limits`."""
 
 # Headers whose values the proxy itself sets or checks: every other header is scanned (any of them can
 # carry a value a client put there).
@@ -55,42 +63,100 @@ UNREWRITABLE = _Step("unrewritable")
 
 
 @dataclass(frozen=True)
-class DecodeLimits:
-    """Bounds that keep hostile bodies from costing unbounded memory or time."""
-
-    max_decoded_bytes: int = 16 * 1024 * 1024
-    max_depth: int = 64
-    max_embedded_depth: int = 4
-    max_fields: int = 100_000
-
-
-@dataclass(frozen=True)
 class DecodeProblem:
     """Why (part of) a request could not be decoded."""
 
     where: str
     reason: str
-    truncated: bool = False
-    """A limit was hit: part of the request was never inspected (the engine treats it like an oversize body)."""
+    rule_id: str = "decode"
+    """The engine rule it becomes: `decode` (text still scanned whole), `uninspectable` or `oversize`."""
+
+    @property
+    def truncated(self) -> bool:
+        """Part of the request was never inspected (the engine does not treat it as a mere decode failure)."""
+        return self.rule_id != "decode"
+
+
+def _problem(where: str, error: DecodeError) -> DecodeProblem:
+    if isinstance(error, DecodeLimitError):
+        return DecodeProblem(where, str(error), "oversize")
+    if isinstance(error, UninspectableError):
+        return DecodeProblem(where, str(error), "uninspectable")
+    return DecodeProblem(where, str(error))
+
+
+_BOMS = (
+    (b"\xef\xbb\xbf", "utf-8"),
+    (b"\xff\xfe\x00\x00", "utf-32-le"),
+    (b"\x00\x00\xfe\xff", "utf-32-be"),
+    (b"\xff\xfe", "utf-16-le"),
+    (b"\xfe\xff", "utf-16-be"),
+)
+
+
+def _text_of(body: bytes) -> tuple[str, bytes, str] | None:
+    """(text, byte-order mark, charset) of a body, or None when it is not text in any charset we read."""
+    for bom, charset in _BOMS:
+        if body.startswith(bom):
+            try:
+                return body[len(bom):].decode(charset), bom, charset
+            except UnicodeDecodeError:
+                return None
+    charset = "utf-8"
+    if b"\x00" in body[:4]:
+        charset = json.detect_encoding(body)  # UTF-16/32 without a BOM, recognised by where the NULs sit
+    try:
+        return body.decode(charset), b"", charset
+    except UnicodeDecodeError:
+        return None
 
 
 @dataclass
 class DecodedRequest:
-    """A request taken apart: fields for the detectors, a tree for redaction."""
+    """A request read once: its plain body and parsed document, its fields for the detectors.
 
-    fields: list[FieldValue]
-    problems: list[DecodeProblem]
-    body_format: str
-    """`empty`, `json`, `ndjson`, `form`, `otlp-protobuf`, `otlp-json` or `raw`."""
+    Built by `decode_request`; the engine, redaction and the emulators share it.
+    """
+
+    request: Request
+    """The request this was decoded from (emulators answer from it without decoding again)."""
+    limits: Limits = field(default_factory=Limits)
+    read_problems: list[DecodeProblem] = field(default_factory=list)
+    """Problems met reading the body; `problems` adds those met building the fields."""
+    body_format: str = "empty"
+    """`empty`, `json`, `ndjson`, `form`, `multipart`, `otlp-protobuf`, `protobuf`, `otlp-json`, `base64-json`
+    or `raw`."""
     body_tree: Any = None
     encodings: tuple[str, ...] = ()
     sniffed_gzip: bool = False
-    query_tree: FormPairs | None = None
-    path: str = ""
-    request: Request | None = None
-    """The request this was decoded from (emulators answer from it without decoding again)."""
     plain_body: bytes | None = None
-    """The body with its content codings (and sniffed gzip) undone; None when that failed."""
+    """The body with its content codings (and sniffed gzip) undone; None when that failed or was not tried."""
+    text: str | None = None
+    """The plain body as text (charset decoded, byte-order mark removed), when it is text."""
+    bom: bytes = b""
+    charset: str = "utf-8"
+    query_tree: FormPairs | None = None
+    _fields: list[FieldValue] | None = field(default=None, repr=False)
+
+    @property
+    def path(self) -> str:
+        return self.request.path
+
+    @property
+    def problems(self) -> list[DecodeProblem]:
+        """Every problem, those met walking the document included (so this builds the fields)."""
+        self.fields  # noqa: B018 - building the fields records the limits they meet
+        return self.read_problems
+
+    @property
+    def fields(self) -> list[FieldValue]:
+        """Every value of the request with its path: headers, URL path, query, body leaves, keys.
+
+        Built on first use (the engine's fast path never needs them); walking may add problems (limits).
+        """
+        if self._fields is None:
+            self._fields = _flatten(self)
+        return self._fields
 
 
 def _audited_headers(request: Request) -> Iterator[tuple[str, str]]:
@@ -109,41 +175,29 @@ _SCAN_TEXT_BLOCKERS = re2.compile(r'"\s*[eW][w-z0-9+/_-][A-Za-z0-9+/_=-]{10,}\s*
 _FLOAT_LITERALS = re2.compile(r"[:\[,]\s*(-?[0-9]+(?:\.[0-9]+(?:[eE][+-]?[0-9]+)?|[eE][+-]?[0-9]+))")
 
 
-def scan_text(request: Request, limits: DecodeLimits | None = None) -> str | None:
-    """One string holding every value the detectors would see for `request`, or None to take the full path.
+def scan_text(decoded: DecodedRequest) -> str | None:
+    """One string holding every value the detectors would see for the request, or None to take the full path.
 
     For a plain JSON body without escapes or embedded documents, its own text with each `"` turned into
     a line break holds every value as a line of its own (plus keys and punctuation, which can only add
     matches): a detector family that finds nothing here finds nothing in any field. The engine uses this
-    to let the common clean request through without building a field per value.
+    to let the common clean request through without building a field per value. It reads the text
+    `decode_request` already decoded: nothing is decompressed or parsed again.
     """
-    limits = limits or DecodeLimits()
-    if request.query:
-        return None
-    try:
-        body_format, _, encodings, sniffed = _decode_body(request, limits)
-    except DecodeError:
-        return None
-    if body_format not in ("json", "otlp-json", "empty"):
+    request = decoded.request
+    if request.query or decoded.read_problems or decoded.body_format not in ("json", "otlp-json", "empty"):
         return None
     header_values = [value for _, value in _audited_headers(request)]
     if any(formats.sniff_embedded(value) is not None for value in header_values if len(value) >= 2):
         return None
     headers = "\n".join([request.path, *header_values])
-    if body_format == "empty":
+    if decoded.body_format == "empty":
         return headers
-    body = decompress(request.body, encodings, limits.max_decoded_bytes) if encodings else request.body
-    if sniffed:
-        body = decompress(body, ("gzip",), limits.max_decoded_bytes)
-    if b"\x00" in body or json.detect_encoding(body) != "utf-8":
-        return None  # UTF-16/32 JSON: json reads it, its bytes do not spell the values
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
+    text = decoded.text
+    limits = decoded.limits
     if (
-        "\\" in text
-        or len(text) > limits.max_fields
+        text is None
+        or "\\" in text
         or text.count("{") + text.count("[") > limits.max_depth
         or _SCAN_TEXT_BLOCKERS.search(text) is not None
     ):
@@ -156,51 +210,90 @@ def scan_text(request: Request, limits: DecodeLimits | None = None) -> str | Non
     return headers + "\n" + text.replace('"', "\n\x00\n") + "\n" + floats
 
 
-def _decode_body(
-    request: Request, limits: DecodeLimits, decoded: DecodedRequest | None = None
-) -> tuple[str, Any, tuple[str, ...], bool]:
-    """(format, tree, encodings, sniffed_gzip) of the body; raises DecodeError.
+def _boundary(content_type_header: str) -> str:
+    for param in content_type_header.split(";")[1:]:
+        key, _, value = param.strip().partition("=")
+        if key.lower() == "boundary":
+            return value.strip().strip('"')
+    return ""
 
-    The decompressed body is kept on `decoded.plain_body` as soon as it is known.
-    """
-    body = request.body
-    encodings = request.content_encodings
-    if encodings:
-        body = decompress(body, encodings, limits.max_decoded_bytes)
-    sniffed = False
-    if body[:2] == GZIP_MAGIC:  # posthog-js and others gzip without saying so
-        body = decompress(body, ("gzip",), limits.max_decoded_bytes)
-        sniffed = True
-    if decoded is not None:
-        decoded.plain_body = body
-    if not body.strip():
-        return "empty", None, encodings, sniffed
-    if len(body) > limits.max_decoded_bytes:
-        raise DecodeLimitError(f"body of {len(body)} bytes exceeds the {limits.max_decoded_bytes}-byte limit")
+
+def _parse_body(decoded: DecodedRequest, body: bytes) -> None:
+    """Fill `decoded.body_format`/`body_tree`/`text` from the plain body; raises DecodeError."""
+    request = decoded.request
+    limits = decoded.limits
     content_type = request.content_type
     if formats.is_otlp_path(request.path) and ("protobuf" in content_type or body.lstrip()[:1] not in (b"{", b"[")):
-        return "otlp-protobuf", formats.parse_otlp_protobuf(body, request.path), encodings, sniffed
+        decoded.body_format = "otlp-protobuf"
+        decoded.body_tree = formats.parse_otlp_protobuf(body, request.path)
+        return
+    if content_type.startswith("multipart/"):
+        decoded.body_format = "multipart"
+        decoded.body_tree = _multipart_tree(body, _boundary(request.header("content-type")), limits)
+        return
+    if "protobuf" in content_type:
+        decoded.body_format = "protobuf"
+        decoded.body_tree = formats.parse_protobuf_wire(body)
+        return
+    read = _text_of(body)
+    if read is None:
+        raise UninspectableError(f"binary body that is not text (content type {content_type or 'none'!r})")
+    text, decoded.bom, decoded.charset = read
+    decoded.text = text
+    if not text.strip():
+        decoded.body_format = "empty"
+        return
+    format_, tree = _parse_text(text, content_type, request.path, limits)
+    decoded.body_format, decoded.body_tree = format_, tree
+
+
+def _parse_text(text: str, content_type: str, path: str, limits: Limits) -> tuple[str, Any]:
+    """(format, tree) of a body's text; raises DecodeError."""
     if content_type == "application/x-www-form-urlencoded":
-        return "form", formats.parse_form(body), encodings, sniffed
+        return "form", formats.parse_form(text, limits.max_fields)
     if "ndjson" in content_type or "jsonlines" in content_type or "x-sentry-envelope" in content_type:
-        return "ndjson", formats.parse_ndjson(body), encodings, sniffed
-    head = body.lstrip()[:1]
-    if head in (b"{", b"["):
+        return "ndjson", formats.parse_ndjson(text)
+    head = text.lstrip()[:1]
+    if head in ("{", "["):
         try:
-            kind = "otlp-json" if formats.is_otlp_path(request.path) else "json"
-            return kind, formats.parse_json(body), encodings, sniffed
-        except DecodeError:
-            if b"\n" in body.strip():
-                return "ndjson", formats.parse_ndjson(body), encodings, sniffed
+            return ("otlp-json" if formats.is_otlp_path(path) else "json"), formats.parse_json(text)
+        except DecodeLimitError:
             raise
-    if b"=" in body and body.isascii() and content_type in ("", "text/plain", "application/octet-stream"):
-        return "form", formats.parse_form(body), encodings, sniffed
-    embedded = formats.sniff_embedded(body.decode("utf-8", "replace"))
+        except DecodeError:
+            if "\n" in text.strip():
+                return "ndjson", formats.parse_ndjson(text)
+            raise
+    if "=" in text and text.isascii() and content_type in ("", "text/plain", "application/octet-stream"):
+        return "form", formats.parse_form(text, limits.max_fields)
+    embedded = formats.sniff_embedded(text)
     if embedded is not None:
-        return "base64-json", embedded, encodings, sniffed
+        return "base64-json", embedded
     if "json" in content_type:
-        formats.parse_json(body)  # raises with the parser's reason
+        formats.parse_json(text)  # raises with the parser's reason
     raise DecodeError(f"unrecognised body format (content type {content_type or 'none'!r})")
+
+
+def _multipart_tree(body: bytes, boundary: str, limits: Limits) -> FormPairs:
+    """Each part decoded by its own content type and encoding, as `name -> document or text` pairs."""
+    pairs: list[list[Any]] = []
+    for part in formats.parse_multipart(body, boundary, limits.max_fields):
+        content = part.content
+        encodings = tuple(c.strip().lower() for c in part.headers.get("content-encoding", "").split(",")
+                          if c.strip() and c.strip().lower() != "identity")
+        content, problem = decompress_partial(content, encodings, limits.max_decoded_bytes)
+        if problem is not None:
+            raise UninspectableError(f"multipart part {part.name!r}: {problem}")
+        read = _text_of(content)
+        if read is None:
+            raise UninspectableError(f"multipart part {part.name!r} holds binary data")
+        text = read[0]
+        part_type = part.headers.get("content-type", "text/plain").split(";", 1)[0].strip().lower()
+        value: Any = text
+        if text.strip() and ("json" in part_type or "form-urlencoded" in part_type):
+            _, tree = _parse_text(text, part_type, "", limits)
+            value = tree if isinstance(tree, Embedded) else Embedded("json", tree)
+        pairs.append(FormPair((part.name, value)))
+    return FormPairs(pairs)
 
 
 def _is_otlp_attribute_list(value: list[Any]) -> bool:
@@ -227,11 +320,11 @@ class _Flattener:
         while stack:
             node, path, generic, loc, depth, embed_depth, parent, key = stack.pop()
             if len(self.fields) >= limits.max_fields:
-                self.problems.append(DecodeProblem(path or "body", f"more than {limits.max_fields} fields", True))
+                self.problems.append(DecodeProblem(path or "body", f"more than {limits.max_fields} fields", "oversize"))
                 return
             if depth > limits.max_depth:
                 self.problems.append(
-                    DecodeProblem(path or "body", f"nested deeper than {limits.max_depth} levels", True))
+                    DecodeProblem(path or "body", f"nested deeper than {limits.max_depth} levels", "oversize"))
                 continue
             if isinstance(node, Embedded):
                 stack.append((node.tree, path, generic, loc + (EMBEDDED,), depth + 1, embed_depth, node, None))
@@ -271,7 +364,7 @@ class _Flattener:
                 embedded = formats.sniff_embedded(node)
                 if embedded is not None and embed_depth >= limits.max_embedded_depth:
                     self.problems.append(DecodeProblem(
-                        path or "body", f"documents nested more than {limits.max_embedded_depth} deep", True))
+                        path or "body", f"documents nested more than {limits.max_embedded_depth} deep", "oversize"))
                 elif embedded is not None and parent is not None and key is not None:
                     parent[key] = embedded  # opened in place: redaction re-serialises it
                     stack.append((embedded.tree, path, generic, loc + (EMBEDDED,), depth + 1, embed_depth + 1,
@@ -303,23 +396,36 @@ class _Flattener:
             for value_key in _OTLP_VALUE_KEYS:
                 if value_key in value:
                     stack.append(
-                        (value[value_key], _join(path, f"attributes.{name}"), _join(generic, f"attributes.{name}"),
+                        (value[value_key], _join(_join(path, "attributes"), name),
+                         _join(_join(generic, "attributes"), name),
                          loc + ("attributes", index, "value", value_key), depth + 2, embed_depth, value, value_key)
                     )
                     break
 
 
+_NEEDS_QUOTES = frozenset('.[]"')
+
+
 def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
+    """`prefix.name`, or `prefix["name"]` when the name holds `.`, brackets or quotes (or is empty), so a
+    path always reads back one way."""
+    if name and _NEEDS_QUOTES.isdisjoint(name):
+        return f"{prefix}.{name}" if prefix else name
+    return f"{prefix}[{json.dumps(name, ensure_ascii=False)}]"
 
 
-def decode_request(request: Request, limits: DecodeLimits | None = None) -> DecodedRequest:
-    """Take `request` apart; never raises for any input."""
-    limits = limits or DecodeLimits()
+def field_path(*names: str | int) -> str:
+    """The path the decoders give the value under `names` (a string is a key, an int an index)."""
+    path = ""
+    for name in names:
+        path = f"{path}[{name}]" if isinstance(name, int) else _join(path, name)
+    return path
+
+
+def _flatten(decoded: DecodedRequest) -> list[FieldValue]:
+    request = decoded.request
     fields: list[FieldValue] = []
-    problems: list[DecodeProblem] = []
-    flattener = _Flattener(limits, fields, problems)
-
+    flattener = _Flattener(decoded.limits, fields, decoded.read_problems)
     for lowered, value in _audited_headers(request):
         embedded = formats.sniff_embedded(value) if len(value) >= 2 else None
         if embedded is not None:  # e.g. base64 JSON in a custom header: read it, but it cannot be rewritten
@@ -327,33 +433,66 @@ def decode_request(request: Request, limits: DecodeLimits | None = None) -> Deco
         fields.append(FieldValue(f"header.{lowered}", value, f"header.{lowered}", ("header", lowered)))
     # The URL path is scanned too; it cannot be rewritten, so redacting it fails closed (blocks).
     fields.append(FieldValue("url.path", request.path, "url.path", (UNREWRITABLE,)))
+    if decoded.query_tree is not None:
+        flattener.walk(decoded.query_tree, "query", "query", ("query",))
+    if decoded.body_tree is not None:
+        flattener.walk(decoded.body_tree, "", "", ())
+    elif decoded.body_format == "raw" and request.body and len(request.body) <= decoded.limits.max_decoded_bytes:
+        # Still let the detectors see the body's text: a decode failure must not hide a secret. (When
+        # compressed data could not be undone this is the compressed bytes, which never counts as inspected:
+        # the problem says so.)
+        raw = decoded.plain_body if decoded.plain_body is not None else request.body
+        text = decoded.text if decoded.text is not None else raw.decode("utf-8", "replace")
+        fields.append(FieldValue("body", text, "body", ()))
+    fields.extend(flattener.keys)
+    return fields
 
-    query_tree: FormPairs | None = None
+
+def decode_request(request: Request, limits: Limits | None = None) -> DecodedRequest:
+    """Read `request` once; never raises for any input. Fields are built when first asked for."""
+    limits = limits or Limits()
+    decoded = DecodedRequest(request, limits)
     if request.query:
-        query_tree = FormPairs([FormPair((k, v)) for k, v in request.query])
-        flattener.walk(query_tree, "query", "query", ("query",))
-
-    decoded = DecodedRequest(fields, problems, "empty", query_tree=query_tree, path=request.path, request=request)
+        decoded.query_tree = FormPairs([FormPair((k, v)) for k, v in request.query])
+    if len(request.body) > limits.max_body_bytes:
+        decoded.read_problems.append(DecodeProblem(
+            "body", f"body of {len(request.body)} bytes exceeds max_body_bytes={limits.max_body_bytes}", "oversize"))
+        decoded.body_format = "raw"
+        return decoded
     try:
-        body_format, tree, encodings, sniffed = _decode_body(request, limits, decoded)
+        body = request.body
+        encodings = request.content_encodings
+        decoded.encodings = encodings
+        partial: str | None = None
+        if encodings:
+            body, partial = decompress_partial(body, encodings, limits.max_decoded_bytes)
+        if partial is None and body[:2] == GZIP_MAGIC:  # posthog-js and others gzip without saying so
+            body, partial = decompress_partial(body, ("gzip",), limits.max_decoded_bytes)
+            decoded.sniffed_gzip = True
+        decoded.plain_body = body
+        if partial is not None:
+            # What did decode is still read and scanned, but the rest never was.
+            decoded.read_problems.append(DecodeProblem("body", partial, "uninspectable"))
+            decoded.body_format = "raw"
+            read = _text_of(body)
+            decoded.text = read[0] if read is not None else None
+            return decoded
+        if len(body) > limits.max_decoded_bytes:
+            raise DecodeLimitError(f"body of {len(body)} bytes exceeds the {limits.max_decoded_bytes}-byte limit")
+        _parse_body(decoded, body)
     except DecodeError as e:
-        problems.append(DecodeProblem("body", str(e), isinstance(e, DecodeLimitError)))
+        problem = _problem("body", e)
+        if problem.rule_id == "decode" and decoded.plain_body is None:
+            problem = DecodeProblem("body", str(e), "uninspectable")  # the content codings could not be undone
+        elif problem.rule_id == "decode" and _text_of(decoded.plain_body or b"") is None:
+            problem = DecodeProblem("body", str(e), "uninspectable")  # binary: no text to scan
+        decoded.read_problems.append(problem)
         decoded.body_format = "raw"
-        if request.body and len(request.body) <= limits.max_decoded_bytes:
-            # Still let the detectors see the raw text: a decode failure must not hide a secret.
-            fields.append(FieldValue("body", request.body.decode("utf-8", "replace"), "body", ()))
-        return decoded
+        decoded.body_tree = None
     except Exception as e:  # a decoder bug must still end as a finding, never a crash or a pass
-        problems.append(DecodeProblem("body", f"decoder error: {type(e).__name__}: {e}"))
+        decoded.read_problems.append(DecodeProblem("body", f"decoder error: {type(e).__name__}: {e}", "uninspectable"))
         decoded.body_format = "raw"
-        return decoded
-    decoded.body_format = body_format
-    decoded.body_tree = tree
-    decoded.encodings = encodings
-    decoded.sniffed_gzip = sniffed
-    if tree is not None:
-        flattener.walk(tree, "", "", ())
-    decoded.fields.extend(flattener.keys)
+        decoded.body_tree = None
     return decoded
 
 
@@ -445,7 +584,38 @@ def encode_body(decoded: DecodedRequest) -> bytes:
     return compress(body, decoded.encodings)
 
 
-def iter_string_fields(decoded: DecodedRequest) -> Iterator[FieldValue]:
-    for item in decoded.fields:
-        if isinstance(item.value, str):
-            yield item
+_SPLICERS = {
+    "json": splice.splice_json,
+    "otlp-json": splice.splice_json,
+    "ndjson": splice.splice_ndjson,
+    "form": splice.splice_form,
+}
+
+
+def rewrite_body(decoded: DecodedRequest, edits: dict[tuple[Any, ...], Any]) -> bytes:
+    """The body with `edits` (locator -> new value, or `DROP`) applied, in its original charset, format and
+    content encoding. Text formats are spliced: every byte outside the rewritten values stays as sent.
+
+    Raises `DecodeError` when a value cannot be located or the format cannot be rewritten (the engine then
+    blocks rather than pass a body it could not clean).
+    """
+    splicer = _SPLICERS.get(decoded.body_format)
+    if splicer is not None and decoded.text is not None:
+        body = decoded.bom + splicer(decoded.text, edits, DROP, EMBEDDED).encode(decoded.charset)
+    elif decoded.body_format == "base64-json" and decoded.text is not None:
+        inner = {k[1:]: v for k, v in edits.items() if k[:1] == (EMBEDDED,)}
+        if len(inner) != len(edits):
+            raise DecodeError("a value to redact could not be located in the body")
+        splicer = splice._Splicer(DROP, EMBEDDED)
+        spliced = splicer.inside(decoded.text, splice._trie(inner, EMBEDDED))
+        splicer.check(inner)
+        body = decoded.bom + spliced.encode(decoded.charset)
+    else:
+        serializer = _SERIALIZERS.get(decoded.body_format)
+        if serializer is None:
+            raise DecodeError(f"cannot re-encode a {decoded.body_format} body")
+        rewrite_values(decoded.body_tree, edits)
+        body = serializer(decoded.body_tree, decoded.path)
+    if decoded.sniffed_gzip:
+        body = compress(body, ("gzip",))
+    return compress(body, decoded.encodings)

@@ -135,7 +135,7 @@ def test_otlp_json() -> None:
         ("broken gzip", {"Content-Encoding": "gzip"}, b"\x1f\x8bnot gzip at all", "gzip"),
         ("truncated gzip", {"Content-Encoding": "gzip"}, gzip.compress(EVENT_BYTES)[:20], "gzip"),
         ("unknown encoding", {"Content-Encoding": "compress"}, b"xx", "unsupported Content-Encoding"),
-        ("binary", {"Content-Type": "application/octet-stream"}, bytes(range(256)), "unrecognised"),
+        ("binary", {"Content-Type": "application/octet-stream"}, bytes(range(256)), "binary"),
         ("bad protobuf", {"Content-Type": "application/x-protobuf"}, b"\xff\xff\xff\xff", "OTLP"),
         ("deep nesting", {"Content-Type": "application/json"}, b"[" * 100_000 + b"]" * 100_000, "deep"),
     ],
