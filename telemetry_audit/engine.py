@@ -39,7 +39,6 @@ from telemetry_audit.model import (
     Limits,
     RedactMode,
     Request,
-    Severity,
     fingerprint,
     mask,
     strictest,
@@ -226,9 +225,7 @@ class Auditor:
         """A finding of one of the engine's own rules (`ENGINE_RULES`), its action from the policy settings."""
         rule = ENGINE_RULES[rule_id]
         settings = self.policy.settings
-        action = getattr(settings, rule.action_setting) if rule.action_setting else Action.BLOCK
-        severity = settings.decode_severity if rule_id == "decode" else (
-            Severity.MEDIUM if rule.kind in (FindingKind.SIZE, FindingKind.DECODE) else Severity.HIGH)
+        action, severity = rule.action_for(settings), rule.severity_for(settings)
         # The fingerprint leaves out the reason and sizes, so a baseline entry survives small changes.
         finding = Finding(rule_id, rule.kind, where, severity, action, "",
                           fingerprint(rule_id, tool, *(extra or (where,))), message[:500])

@@ -75,8 +75,19 @@ class EngineRule:
     """Stable: appears in reports and baselines, never renamed."""
     kind: FindingKind
     description: str
+    severity: Severity
     action_setting: str = ""
     """The policy setting giving its action; empty when the action is always `block`."""
+    severity_setting: str = ""
+    """The policy setting giving its severity; empty for `severity`."""
+
+    def action_for(self, settings: Any) -> Action:
+        """Its action under a policy's `Settings`."""
+        return Action(getattr(settings, self.action_setting)) if self.action_setting else Action.BLOCK
+
+    def severity_for(self, settings: Any) -> Severity:
+        """Its severity under a policy's `Settings`."""
+        return Severity(getattr(settings, self.severity_setting)) if self.severity_setting else self.severity
 
 
 ENGINE_RULES: Mapping[str, EngineRule] = {
@@ -84,17 +95,19 @@ ENGINE_RULES: Mapping[str, EngineRule] = {
     for rule in (
         EngineRule("decode", FindingKind.DECODE,
                    "A telemetry body could not be decoded into fields; its text was scanned as a whole.",
-                   "decode_failure"),
+                   Severity.LOW, "decode_failure", "decode_severity"),
         EngineRule("uninspectable", FindingKind.DECODE,
-                   "Part of a telemetry body could not be read (truncated or trailing compressed data, an unknown "
-                   "binary format or text encoding): what was not read was not inspected.", "oversize_action"),
+                   "Part of a telemetry body could not be read (truncated or trailing compressed data, binary "
+                   "content, an unknown encoding, duplicate keys): what was not read was not inspected.",
+                   Severity.MEDIUM, "oversize_action"),
         EngineRule("oversize", FindingKind.SIZE,
                    "A telemetry body exceeded a size limit (max_body_bytes, or a limit derived from it) and was "
-                   "not fully inspected.", "oversize_action"),
+                   "not fully inspected.", Severity.MEDIUM, "oversize_action"),
         EngineRule("audit-error", FindingKind.ERROR,
-                   "Auditing a request failed; it was handled as the policy's error_action says.", "error_action"),
+                   "Auditing a request failed; it was handled as the policy's error_action says.",
+                   Severity.HIGH, "error_action"),
         EngineRule("redact-failed", FindingKind.ERROR,
-                   "A request could not be rewritten safely, so it was blocked instead of redacted."),
+                   "A request could not be rewritten safely, so it was blocked instead of redacted.", Severity.HIGH),
     )
 }
 """Every id the engine reports without a policy rule, with its one description (SARIF, reports, docs)."""

@@ -589,6 +589,7 @@ _SPLICERS = {
     "otlp-json": splice.splice_json,
     "ndjson": splice.splice_ndjson,
     "form": splice.splice_form,
+    "base64-json": splice.splice_base64_json,
 }
 
 
@@ -602,14 +603,6 @@ def rewrite_body(decoded: DecodedRequest, edits: dict[tuple[Any, ...], Any]) -> 
     splicer = _SPLICERS.get(decoded.body_format)
     if splicer is not None and decoded.text is not None:
         body = decoded.bom + splicer(decoded.text, edits, DROP, EMBEDDED).encode(decoded.charset)
-    elif decoded.body_format == "base64-json" and decoded.text is not None:
-        inner = {k[1:]: v for k, v in edits.items() if k[:1] == (EMBEDDED,)}
-        if len(inner) != len(edits):
-            raise DecodeError("a value to redact could not be located in the body")
-        splicer = splice._Splicer(DROP, EMBEDDED)
-        spliced = splicer.inside(decoded.text, splice._trie(inner, EMBEDDED))
-        splicer.check(inner)
-        body = decoded.bom + spliced.encode(decoded.charset)
     else:
         serializer = _SERIALIZERS.get(decoded.body_format)
         if serializer is None:

@@ -19,8 +19,8 @@ from telemetry_audit.decoders.formats import sniff_embedded
 
 _LEAF = object()
 _WHITESPACE = " \t\n\r"
-_scan_once = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[no-untyped-call]
-_scanstring = json.decoder.scanstring
+_scan_once: Any = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
+_scanstring: Any = json.decoder.scanstring  # type: ignore[attr-defined]
 
 
 def _trie(edits: dict[tuple[Any, ...], Any], embedded: Any) -> dict[Any, Any]:
@@ -148,6 +148,17 @@ def splice_json(text: str, edits: dict[tuple[Any, ...], Any], drop: Any, embedde
     splicer = _Splicer(drop, embedded)
     out = splicer.document(text, _trie(edits, embedded))
     splicer.check(edits)
+    return out
+
+
+def splice_base64_json(text: str, edits: dict[tuple[Any, ...], Any], drop: Any, embedded: Any) -> str:
+    """A body that is one base64-wrapped JSON document (its locators start with `embedded`)."""
+    inner = {k[1:]: v for k, v in edits.items() if k[:1] == (embedded,)}
+    if len(inner) != len(edits):
+        raise DecodeError("a value to redact could not be located in the body")
+    splicer = _Splicer(drop, embedded)
+    out = splicer.inside(text, _trie(inner, embedded))
+    splicer.check(inner)
     return out
 
 
