@@ -102,11 +102,17 @@ def _text_of(body: bytes) -> tuple[str, bytes, str] | None:
                 return body[len(bom):].decode(charset), bom, charset
             except UnicodeDecodeError:
                 return None
-    charset = "utf-8"
     if b"\x00" in body[:4]:
-        charset = json.detect_encoding(body)  # UTF-16/32 without a BOM, recognised by where the NULs sit
+        # UTF-16/32 without a BOM, recognised (as RFC 8259 says) by where the NULs around the first
+        # character sit: only for a document that starts like JSON, else any binary would read as UTF-16.
+        charset = json.detect_encoding(body)
+        try:
+            text = body.decode(charset)
+        except UnicodeDecodeError:
+            return None
+        return (text, b"", charset) if charset != "utf-8" and text.lstrip()[:1] in ("{", "[") else None
     try:
-        return body.decode(charset), b"", charset
+        return body.decode("utf-8"), b"", "utf-8"
     except UnicodeDecodeError:
         return None
 

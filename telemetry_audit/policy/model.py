@@ -60,8 +60,8 @@ def field_glob_to_regex(pattern: str) -> str:
 
     `*` is one name, `**` any depth, `[]`/`[*]` any index; a name with dots, brackets or quotes is written
     quoted as the decoders spell it (`tags["ai.device.id"]`; inside the quotes `*` is any text:
-    `attributes["service.*"]`); a whole-name `*` also matches a quoted name. A pattern also covers everything beneath it (allowing `versions` allows
-    `versions.node`).
+    `attributes["service.*"]`); a whole-name `*` also matches a quoted name. A pattern also covers
+    everything beneath it (allowing `versions` allows `versions.node`).
     """
     out: list[str] = []
     i = 0
