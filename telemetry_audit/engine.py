@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from bisect import bisect_right
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
 from telemetry_audit import endpoints
@@ -23,6 +25,7 @@ from telemetry_audit.decoders import (
     DecodedRequest,
     DecodeProblem,
     decode_request,
+    header_scan_text,
     rewrite_body,
     rewrite_values,
     scan_text,
@@ -46,6 +49,9 @@ from telemetry_audit.model import (
 from telemetry_audit.policy.model import ForbidSpec, Policy, Rule
 
 _ROUTE_CACHE_SIZE = 4096
+_MATCH_CAP = 500
+"""Matches of one family over a whole request beyond which every value is scanned alone (detectors stop at
+their own caps, so a value past one would otherwise go unseen)."""
 _NOT_PAYLOAD_FIELDS = ("header.", "url.", "key:")
 """Scanned by detectors, but not payload fields an allow-list documents."""
 
@@ -105,6 +111,7 @@ class Auditor:
         self._detectors: dict[tuple[str, str, str], Detector] = {}
         self._routes: dict[tuple[str, str, str, str], tuple[bool, tuple[Rule, ...]]] = {}
         self._groups: dict[tuple[str, ...], list[tuple[Detector, list[tuple[Rule, ForbidSpec]]]]] = {}
+        self._header_texts: dict[tuple[tuple[str, str], ...], str | None] = {}
 
     def detector_for(self, spec: ForbidSpec) -> Detector:
         """The configured detector for a forbid entry (built on first use)."""
@@ -216,7 +223,15 @@ class Auditor:
         groups = self.detector_groups(rules)
         if any(isinstance(detector, _PatternDetector) for detector, _ in groups):
             return False  # custom patterns may anchor on a value's own start and end
-        text = scan_text(decoded)
+        headers = decoded.request.headers
+        if headers in self._header_texts:
+            headers_text = self._header_texts[headers]
+        else:
+            headers_text = header_scan_text(headers)
+            if len(self._header_texts) >= _ROUTE_CACHE_SIZE:
+                self._header_texts.clear()
+            self._header_texts[headers] = headers_text
+        text = scan_text(decoded, headers_text) if headers_text is not None else None
         if text is None:
             return False
         return all(next(iter(detector.find(text)), None) is None for detector, _ in groups)
@@ -261,14 +276,20 @@ class Auditor:
         values = [(item, item.text) for item in fields if item.value is not None and not isinstance(item.value, bool)]
         # One pass per family over all of the request's values joined by newlines (no pattern crosses one):
         # most telemetry is clean, and a family that finds nothing in the whole finds nothing in a part.
-        # Only on a hit is each value scanned alone, so positions and per-value context stay exact.
-        joined = "\n".join(text for _, text in values)
+        # On a hit, only the values its matches touch are scanned alone, so positions and per-value
+        # context stay exact without a scan per value of a large batch.
+        texts = [text for _, text in values]
+        joined = "\n".join(texts)
+        starts = list(accumulate((len(text) + 1 for text in texts), initial=0))
         out: list[_Candidate] = []
         for detector, users in groups:
-            # Custom patterns may anchor on a value's start or end (`^`, `$`): they always scan value by value.
-            if not isinstance(detector, _PatternDetector) and next(iter(detector.find(joined)), None) is None:
-                continue
-            for item, text in values:
+            if isinstance(detector, _PatternDetector):
+                # Custom patterns may anchor on a value's start or end (`^`, `$`): they always scan value by value.
+                indexes: Iterable[int] = range(len(values))
+            else:
+                indexes = self._touched_values(detector, joined, starts, len(values))
+            for index in indexes:
+                item, text = values[index]
                 if not text:
                     continue
                 for match in detector.find(text):
@@ -279,6 +300,21 @@ class Auditor:
                             continue
                         out.append(self._match_candidate(rule, spec, item, text, match, tool))
         return out
+
+    @staticmethod
+    def _touched_values(detector: Detector, joined: str, starts: list[int], count: int) -> Iterable[int]:
+        """Indexes of the values the detector's matches in `joined` overlap (every value when it may have
+        stopped early at its match cap: then nothing past the cap would be seen)."""
+        touched: set[int] = set()
+        found = 0
+        for match in detector.find(joined):
+            found += 1
+            if found >= _MATCH_CAP:
+                return range(count)
+            first = bisect_right(starts, match.start) - 1
+            last = bisect_right(starts, max(match.end - 1, match.start)) - 1
+            touched.update(range(max(first, 0), min(last, count - 1) + 1))
+        return sorted(touched)
 
     def _match_candidate(
         self, rule: Rule, spec: ForbidSpec, item: FieldValue, text: str, match: Match, tool: str

@@ -34,6 +34,7 @@ __all__ = [
     "Limits",
     "decode_request",
     "field_path",
+    "header_scan_text",
     "rewrite_body",
     "scan_text",
 ]
@@ -167,7 +168,11 @@ class DecodedRequest:
 
 def _audited_headers(request: Request) -> Iterator[tuple[str, str]]:
     """(lower-case name, value) of every header worth a detector pass."""
-    for name, value in request.headers:
+    return _audited_headers_of(request.headers)
+
+
+def _audited_headers_of(headers: tuple[tuple[str, str], ...]) -> Iterator[tuple[str, str]]:
+    for name, value in headers:
         lowered = name.lower()
         if lowered not in _TRANSPORT_HEADERS:
             yield lowered, value
@@ -181,33 +186,44 @@ _SCAN_TEXT_BLOCKERS = re2.compile(r'"\s*[eW][w-z0-9+/_-][A-Za-z0-9+/_=-]{10,}\s*
 _FLOAT_LITERALS = re2.compile(r"[:\[,]\s*(-?[0-9]+(?:\.[0-9]+(?:[eE][+-]?[0-9]+)?|[eE][+-]?[0-9]+))")
 
 
-def scan_text(decoded: DecodedRequest) -> str | None:
+def header_scan_text(headers: tuple[tuple[str, str], ...]) -> str | None:
+    """The audited header values joined by newlines, or None when one holds a document (the full path opens it).
+
+    Depends on the headers alone, so a caller may cache it (clients repeat the same headers).
+    """
+    values = [value for _, value in _audited_headers_of(headers)]
+    if any(formats.sniff_embedded(value) is not None for value in values if len(value) >= 2):
+        return None
+    return "\n".join(values)
+
+
+def scan_text(decoded: DecodedRequest, headers_text: str | None = None) -> str | None:
     """One string holding every value the detectors would see for the request, or None to take the full path.
 
     For a plain JSON body without escapes or embedded documents, its own text with each `"` turned into
     a line break holds every value as a line of its own (plus keys and punctuation, which can only add
     matches): a detector family that finds nothing here finds nothing in any field. The engine uses this
     to let the common clean request through without building a field per value. It reads the text
-    `decode_request` already decoded: nothing is decompressed or parsed again.
+    `decode_request` already decoded: nothing is decompressed or parsed again. `headers_text` is
+    `header_scan_text(request.headers)` when the caller has it.
     """
     request = decoded.request
     if request.query or decoded.read_problems or decoded.body_format not in ("json", "otlp-json", "empty"):
         return None
-    header_values = [value for _, value in _audited_headers(request)]
-    if any(formats.sniff_embedded(value) is not None for value in header_values if len(value) >= 2):
-        return None
-    headers = "\n".join([request.path, *header_values])
+    if headers_text is None:
+        headers_text = header_scan_text(request.headers)
+        if headers_text is None:
+            return None
+    headers = request.path + "\n" + headers_text
     if decoded.body_format == "empty":
         return headers
     text = decoded.text
     limits = decoded.limits
-    if (
-        text is None
-        or "\\" in text
-        or text.count("{") + text.count("[") > limits.max_depth
-        or _SCAN_TEXT_BLOCKERS.search(text) is not None
-    ):
+    if text is None or "\\" in text or text.count("{") + text.count("[") > limits.max_depth:
         return None
+    for candidate in _SCAN_TEXT_BLOCKERS.finditer(text):  # rare, and most are ids that only look like base64
+        if formats.sniff_embedded(candidate.group(0)[1:-1]) is not None:
+            return None
     floats = ""
     if _FLOAT_LITERALS.search(text) is not None:  # rare in telemetry; findall costs more than one search
         floats = "\n".join(str(float(literal)) for literal in _FLOAT_LITERALS.findall(text))
@@ -309,103 +325,107 @@ def _is_otlp_attribute_list(value: list[Any]) -> bool:
 _OTLP_VALUE_KEYS = ("stringValue", "intValue", "doubleValue", "boolValue", "bytesValue", "arrayValue", "kvlistValue")
 
 
-class _Flattener:
-    """Walks a tree iteratively, opening embedded documents, within the limits."""
+class _FieldLimitReached(Exception):
+    """Unwinds the walk once the field limit is met (the problem is already recorded)."""
 
-    def __init__(self, limits: DecodeLimits, fields: list[FieldValue], problems: list[DecodeProblem]) -> None:
+
+_UNREWRITABLE_LOCATOR = (UNREWRITABLE,)
+_MAY_EMBED = frozenset("{[eyWw")
+"""First characters of a string `formats.sniff_embedded` may open (after leading whitespace)."""
+
+
+class _Flattener:
+    """Walks a tree depth-first in document order, opening embedded documents, within the limits.
+
+    Recursion is bounded by `max_depth` (checked before each level), so it cannot exhaust the stack.
+    """
+
+    def __init__(self, limits: Limits, fields: list[FieldValue], problems: list[DecodeProblem]) -> None:
         self.limits = limits
         self.fields = fields
         self.problems = problems
         self.keys: list[FieldValue] = []
 
     def walk(self, root: Any, prefix: str, generic_prefix: str, locator: tuple[Any, ...]) -> None:
-        stack: list[tuple[Any, str, str, tuple[Any, ...], int, int, Any, str | int | None]] = [
-            (root, prefix, generic_prefix, locator, 0, 0, None, None)
-        ]
-        limits = self.limits
-        while stack:
-            node, path, generic, loc, depth, embed_depth, parent, key = stack.pop()
-            if len(self.fields) >= limits.max_fields:
-                self.problems.append(DecodeProblem(path or "body", f"more than {limits.max_fields} fields", "oversize"))
-                return
-            if depth > limits.max_depth:
-                self.problems.append(
-                    DecodeProblem(path or "body", f"nested deeper than {limits.max_depth} levels", "oversize"))
-                continue
-            if isinstance(node, Embedded):
-                stack.append((node.tree, path, generic, loc + (EMBEDDED,), depth + 1, embed_depth, node, None))
-                continue
-            if isinstance(node, FormPairs):
-                for index in range(len(node.pairs) - 1, -1, -1):
-                    name = str(node.pairs[index][0])
-                    self.keys.append(FieldValue(f"key:{path or 'body'}", name, f"key:{generic or 'body'}",
-                                                (UNREWRITABLE,)))
-                    stack.append(
-                        (node.pairs[index][1], _join(path, name), _join(generic, name), loc + (index, 1),
-                         depth + 1, embed_depth, node.pairs[index], 1)
-                    )
-                continue
-            if isinstance(node, dict):
-                for name in reversed(list(node)):
-                    value = node[name]
-                    # Keys are scanned too (a token can be a key); a key cannot be rewritten in place.
-                    self.keys.append(FieldValue(f"key:{path or 'body'}", str(name), f"key:{generic or 'body'}",
-                                                (UNREWRITABLE,)))
-                    if name == "attributes" and isinstance(value, list) and _is_otlp_attribute_list(value):
-                        self._push_otlp_attributes(stack, value, path, generic, loc, depth, embed_depth)
-                        continue
-                    stack.append(
-                        (value, _join(path, str(name)), _join(generic, str(name)), loc + (name,),
-                         depth + 1, embed_depth, node, name)
-                    )
-                continue
-            if isinstance(node, list):
-                for index in range(len(node) - 1, -1, -1):
-                    stack.append(
-                        (node[index], f"{path}[{index}]", f"{generic}[]", loc + (index,), depth + 1, embed_depth,
-                         node, index)
-                    )
-                continue
-            if isinstance(node, str) and len(node) >= 2:
-                embedded = formats.sniff_embedded(node)
-                if embedded is not None and embed_depth >= limits.max_embedded_depth:
-                    self.problems.append(DecodeProblem(
-                        path or "body", f"documents nested more than {limits.max_embedded_depth} deep", "oversize"))
-                elif embedded is not None and parent is not None and key is not None:
-                    parent[key] = embedded  # opened in place: redaction re-serialises it
-                    stack.append((embedded.tree, path, generic, loc + (EMBEDDED,), depth + 1, embed_depth + 1,
-                                  embedded, None))
-                    continue
-                elif embedded is not None:  # a document with no container to rewrite it in (a header value)
-                    stack.append((embedded.tree, path, generic, loc + (EMBEDDED,), depth + 1, embed_depth + 1,
-                                  None, None))
-                    continue
-            self.fields.append(FieldValue(path or "body", node, generic or "body", loc))
+        try:
+            self._visit(root, prefix, generic_prefix, locator, 0, 0, None, None)
+        except _FieldLimitReached:
+            pass
 
-    def _push_otlp_attributes(
-        self,
-        stack: list[Any],
-        attributes: list[Any],
-        path: str,
-        generic: str,
-        loc: tuple[Any, ...],
-        depth: int,
-        embed_depth: int,
-    ) -> None:
+    def _visit(self, node: Any, path: str, generic: str, loc: tuple[Any, ...], depth: int, embed_depth: int,
+               parent: Any, key: str | int | None) -> None:
+        limits = self.limits
+        fields = self.fields
+        if len(fields) >= limits.max_fields:
+            self.problems.append(DecodeProblem(path or "body", f"more than {limits.max_fields} fields", "oversize"))
+            raise _FieldLimitReached
+        if depth > limits.max_depth:
+            self.problems.append(DecodeProblem(path or "body", f"nested deeper than {limits.max_depth} levels",
+                                               "oversize"))
+            return
+        kind = type(node)
+        if kind is dict:
+            names = list(node)
+            key_path, key_generic = f"key:{path or 'body'}", f"key:{generic or 'body'}"
+            # Keys are scanned too (a token can be a key); a key cannot be rewritten in place.
+            self.keys.extend(FieldValue(key_path, str(name), key_generic, _UNREWRITABLE_LOCATOR)
+                             for name in reversed(names))
+            for name in names:
+                value = node[name]
+                if name == "attributes" and type(value) is list and _is_otlp_attribute_list(value):
+                    self._otlp_attributes(value, path, generic, loc, depth, embed_depth)
+                    continue
+                text = str(name)
+                self._visit(value, _join(path, text), _join(generic, text), loc + (name,), depth + 1, embed_depth,
+                            node, name)
+            return
+        if kind is list:
+            item_generic = f"{generic}[]"
+            for index, item in enumerate(node):
+                self._visit(item, f"{path}[{index}]", item_generic, loc + (index,), depth + 1, embed_depth, node,
+                            index)
+            return
+        if kind is Embedded:
+            self._visit(node.tree, path, generic, loc + (EMBEDDED,), depth + 1, embed_depth, node, None)
+            return
+        if kind is FormPairs:
+            key_path, key_generic = f"key:{path or 'body'}", f"key:{generic or 'body'}"
+            pairs = node.pairs
+            self.keys.extend(FieldValue(key_path, str(pair[0]), key_generic, _UNREWRITABLE_LOCATOR)
+                             for pair in reversed(pairs))
+            for index, pair in enumerate(pairs):
+                name = str(pair[0])
+                self._visit(pair[1], _join(path, name), _join(generic, name), loc + (index, 1), depth + 1,
+                            embed_depth, pair, 1)
+            return
+        if kind is str and len(node) >= 2 and (node[0] in _MAY_EMBED or node[0].isspace()):
+            embedded = formats.sniff_embedded(node)
+            if embedded is not None and embed_depth >= limits.max_embedded_depth:
+                self.problems.append(DecodeProblem(
+                    path or "body", f"documents nested more than {limits.max_embedded_depth} deep", "oversize"))
+            elif embedded is not None:
+                if parent is not None and key is not None:
+                    parent[key] = embedded  # opened in place: redaction re-serialises it
+                # else a document with no container to rewrite it in (a header value)
+                self._visit(embedded.tree, path, generic, loc + (EMBEDDED,), depth + 1, embed_depth + 1,
+                            embedded if parent is not None and key is not None else None, None)
+                return
+        fields.append(FieldValue(path or "body", node, generic or "body", loc))
+
+    def _otlp_attributes(self, attributes: list[Any], path: str, generic: str, loc: tuple[Any, ...], depth: int,
+                         embed_depth: int) -> None:
         """OTLP key/value lists read as `attributes.<key>`, so policies can name them."""
-        for index in range(len(attributes) - 1, -1, -1):
-            item = attributes[index]
+        base, base_generic = _join(path, "attributes"), _join(generic, "attributes")
+        for index, item in enumerate(attributes):
             name = str(item.get("key"))
             value = item.get("value")
             if not isinstance(value, dict):
                 continue
             for value_key in _OTLP_VALUE_KEYS:
                 if value_key in value:
-                    stack.append(
-                        (value[value_key], _join(_join(path, "attributes"), name),
-                         _join(_join(generic, "attributes"), name),
-                         loc + ("attributes", index, "value", value_key), depth + 2, embed_depth, value, value_key)
-                    )
+                    self._visit(value[value_key], _join(base, name), _join(base_generic, name),
+                                loc + ("attributes", index, "value", value_key), depth + 2, embed_depth, value,
+                                value_key)
                     break
 
 
