@@ -25,6 +25,7 @@ from telemetry_audit.decoders import (
     DecodedRequest,
     DecodeProblem,
     decode_request,
+    fields_near,
     header_scan_text,
     rewrite_body,
     rewrite_values,
@@ -192,12 +193,19 @@ class Auditor:
     def _evaluate(
         self, decoded: DecodedRequest, rules: tuple[Rule, ...], tool: str, rule_ids: tuple[str, ...]
     ) -> Decision:
-        if self.fast_path and self._clean_at_a_glance(decoded, rules):
-            return Decision(Action.ALLOW, (), True, tool, rule_ids)
-        fields = decoded.fields  # may add problems (limits met while walking)
-        candidates = [self._problem_candidate(problem, tool) for problem in decoded.problems]
+        fields: list[FieldValue] | None = None
+        if self.fast_path:
+            glance = self._glance(decoded, rules)
+            if glance is not None:
+                headers_text, spans = glance
+                if not spans:
+                    return Decision(Action.ALLOW, (), True, tool, rule_ids)
+                fields = fields_near(decoded, headers_text, spans)
+        if fields is None:
+            fields = decoded.fields  # may add problems (limits met while walking)
+        candidates = [self._problem_candidate(problem, tool) for problem in decoded.read_problems]
         if any(problem.where == "body" and problem.rule_id == "oversize" and "max_body_bytes" in problem.reason
-               for problem in decoded.problems):
+               for problem in decoded.read_problems):
             return self._decide(decoded, candidates, tool, rules)  # not read at all: nothing else to say
         for rule in rules:
             if rule.fields is not None and rule.fields.unknown is not None:
@@ -212,17 +220,18 @@ class Auditor:
             message = f"{problem.where} not fully inspected: {problem.reason}"
         return self._engine_candidate(problem.rule_id, problem.where, tool, message)
 
-    def _clean_at_a_glance(self, decoded: DecodedRequest, rules: tuple[Rule, ...]) -> bool:
-        """True when no detector finds anything in the request's `scan_text` and no rule needs field paths.
+    def _glance(self, decoded: DecodedRequest, rules: tuple[Rule, ...]) -> tuple[str, list[tuple[int, int]]] | None:
+        """(header text, spans every detector finds in the request's `scan_text`), or None to read every field.
 
-        Most telemetry is clean; this spares it the per-value fields. Anything else takes the full path,
-        which decides exactly as if this check did not exist.
+        Most telemetry is clean: no span, and the request passes without a field per value. With spans, only
+        the fields around them are read (`fields_near`). Either way the decision is exactly the one reading
+        every field gives.
         """
         if any(rule.fields is not None and rule.fields.unknown is not None for rule in rules):
-            return False
+            return None
         groups = self.detector_groups(rules)
         if any(isinstance(detector, _PatternDetector) for detector, _ in groups):
-            return False  # custom patterns may anchor on a value's own start and end
+            return None  # custom patterns may anchor on a value's own start and end
         headers = decoded.request.headers
         if headers in self._header_texts:
             headers_text = self._header_texts[headers]
@@ -232,9 +241,15 @@ class Auditor:
                 self._header_texts.clear()
             self._header_texts[headers] = headers_text
         text = scan_text(decoded, headers_text) if headers_text is not None else None
-        if text is None:
-            return False
-        return all(next(iter(detector.find(text)), None) is None for detector, _ in groups)
+        if text is None or headers_text is None:
+            return None
+        spans: list[tuple[int, int]] = []
+        for detector, _ in groups:
+            for count, match in enumerate(detector.find(text)):
+                if count >= _MATCH_CAP:
+                    return None  # the detector may stop at its own cap: read every field
+                spans.append((match.start, match.end))
+        return headers_text, spans
 
     def _engine_candidate(self, rule_id: str, where: str, tool: str, message: str, *extra: str) -> _Candidate:
         """A finding of one of the engine's own rules (`ENGINE_RULES`), its action from the policy settings."""

@@ -300,6 +300,23 @@ def test_the_fast_path_decides_exactly_as_the_full_path(tmp_path: Path, value: A
     full = Auditor(load_policy(), ENV, fast_path=False).evaluate(request)
     assert fast.action is full.action
     assert [f.to_dict() for f in fast.findings] == [f.to_dict() for f in full.findings]
+    assert fast.redacted_body == full.redacted_body
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=fast_path_json, header=st.none() | FAST_PATH_VALUES, indent=st.sampled_from([None, 1]))
+def test_reading_only_the_fields_around_matches_decides_as_reading_all(
+    monkeypatch: pytest.MonkeyPatch, value: Any, header: str | None, indent: int | None
+) -> None:
+    import telemetry_audit.decoders as decoders
+
+    monkeypatch.setattr(decoders, "_LOCAL_SUBTREE_CHARS", 0)  # descend to the smallest subtree, whatever its size
+    request = raw_request(json.dumps(value, indent=indent).encode(),
+                          headers={"Content-Type": "application/json", **({"X-Client": header} if header else {})})
+    near = Auditor(load_policy(), ENV).evaluate(request)
+    full = Auditor(load_policy(), ENV, fast_path=False).evaluate(request)
+    assert [f.to_dict() for f in near.findings] == [f.to_dict() for f in full.findings]
+    assert (near.action, near.redacted_body) == (full.action, full.redacted_body)
 
 
 def test_oversize_body_is_blocked_uninspected(tmp_path: Path) -> None:

@@ -12,8 +12,10 @@ the engine reports: `decode` when the body's text was still scanned as a whole,
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 
 import re2
@@ -34,6 +36,7 @@ __all__ = [
     "Limits",
     "decode_request",
     "field_path",
+    "fields_near",
     "header_scan_text",
     "rewrite_body",
     "scan_text",
@@ -219,7 +222,9 @@ def scan_text(decoded: DecodedRequest, headers_text: str | None = None) -> str |
         return headers
     text = decoded.text
     limits = decoded.limits
-    if text is None or "\\" in text or text.count("{") + text.count("[") > limits.max_depth:
+    if text is None or "\\" in text or len(text) >= limits.max_fields:
+        return None
+    if text.count("{") + text.count("[") > limits.max_depth and _nesting(text) > limits.max_depth:
         return None
     for candidate in _SCAN_TEXT_BLOCKERS.finditer(text):  # rare, and most are ids that only look like base64
         if formats.sniff_embedded(candidate.group(0)[1:-1]) is not None:
@@ -230,6 +235,133 @@ def scan_text(decoded: DecodedRequest, headers_text: str | None = None) -> str |
     # Each `"` becomes newline, NUL, newline: every value still sits between newlines (as in the per-value
     # scan), while `\s` runs stop at the NUL, so a key and its value never read as `key: value` together.
     return headers + "\n" + text.replace('"', "\n\x00\n") + "\n" + floats
+
+
+_STRINGS = re.compile(r'"[^"]*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
+_BRACKET_DEPTH = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def _nesting(text: str) -> int:
+    """How deeply containers nest in a JSON text without escapes (at C speed: no per-character loop)."""
+    brackets = _BRACKETS.findall(_STRINGS.sub("", text))
+    return max(accumulate(map(_BRACKET_DEPTH.__getitem__, brackets)), default=0)
+
+
+_LOCAL_SUBTREE_CHARS = 4096
+"""A container at most this long is read whole when a match falls inside it; a longer one is descended into."""
+_QUOTE_BLOCK = 65536
+
+
+@dataclass
+class _Target:
+    """A subtree of the body to read: the smallest container (or value) around a match."""
+
+    start: int
+    end: int
+    node: Any
+    parent: Any
+    key: str | int | None
+    path: str
+    generic: str
+    locator: tuple[Any, ...]
+    depth: int
+
+
+def fields_near(decoded: DecodedRequest, headers_text: str, spans: list[tuple[int, int]]) -> list[FieldValue] | None:
+    """The fields of the request that the `spans` (positions in `scan_text(decoded, headers_text)`) touch.
+
+    Header and URL fields always; of the body, only the subtrees holding a span, read exactly as `fields`
+    would read them (same paths, locators, order). None when the spans cannot be placed (the caller then
+    reads every field): a large batch with one leak is then read around the leak instead of in full.
+    """
+    text = decoded.text
+    tree = decoded.body_tree
+    request = decoded.request
+    if decoded.body_format not in ("json", "otlp-json") or text is None or tree is None or decoded.read_problems:
+        return None
+    base = len(request.path) + 1 + len(headers_text) + 1
+    blocks = [text.count('"', i, i + _QUOTE_BLOCK) for i in range(0, len(text), _QUOTE_BLOCK)]
+    body_end = base + len(text) + 2 * sum(blocks)
+    targets: list[_Target] = []
+    for start, end in spans:
+        if end <= base:
+            continue  # headers and URL: always read
+        if start < base or end > body_end:
+            return None  # across segments or in the float spellings after the body
+        first = _original_offset(text, blocks, start - base)
+        last = _original_offset(text, blocks, max(end - 1, start) - base)
+        target = _target_around(text, tree, first, last)
+        if target is None:
+            return None
+        targets.append(target)
+    fields: list[FieldValue] = []
+    flattener = _Flattener(decoded.limits, fields, decoded.read_problems)
+    for lowered, value in _audited_headers(request):
+        fields.append(FieldValue(f"header.{lowered}", value, f"header.{lowered}", ("header", lowered)))
+    fields.append(FieldValue("url.path", request.path, "url.path", (UNREWRITABLE,)))
+    kept_end = -1
+    for target in sorted(targets, key=lambda t: (t.start, -t.end)):
+        if target.start < kept_end:
+            continue  # inside a subtree already read
+        kept_end = target.end
+        flattener.walk_from(target.node, target.path, target.generic, target.locator, target.depth, target.parent,
+                            target.key)
+    fields.extend(flattener.keys)
+    return fields
+
+
+def _original_offset(text: str, blocks: list[int], scanned: int) -> int:
+    """The position in `text` of the character at `scanned` in its scan form (each `"` spelled 3 characters)."""
+    offset = 0
+    for index, quotes in enumerate(blocks):
+        block_len = min(_QUOTE_BLOCK, len(text) - index * _QUOTE_BLOCK)
+        if scanned < offset + block_len + 2 * quotes:
+            low, high = index * _QUOTE_BLOCK, index * _QUOTE_BLOCK + block_len
+            target = scanned - offset  # within this block, in scan characters
+            block_start = index * _QUOTE_BLOCK
+            while low < high:  # the first o whose scan position passes `target`
+                middle = (low + high) // 2
+                if (middle + 1 - block_start) + 2 * text.count('"', block_start, middle + 1) > target:
+                    high = middle
+                else:
+                    low = middle + 1
+            return min(low, len(text) - 1)
+        offset += block_len + 2 * quotes
+    return len(text) - 1
+
+
+def _target_around(text: str, tree: Any, first: int, last: int) -> _Target | None:
+    """Descend from the root to the smallest container holding `first`..`last` (or one short enough to read)."""
+    pos = splice.skip_whitespace(text, 0)
+    end = splice.value_end(text, pos)
+    node, parent, key = tree, None, None
+    path = generic = ""
+    locator: tuple[Any, ...] = ()
+    depth = 0
+    while True:
+        here = _Target(pos, end, node, parent, key, path, generic, locator, depth)
+        opening = text[pos]
+        if opening not in "{[" or end - pos <= _LOCAL_SUBTREE_CHARS:
+            return here
+        child = splice.child_holding(text, pos, first, last)
+        if child is None:
+            return here  # a key, a separator, or a span across children: read the whole container
+        name, value_start, value_end = child
+        if name == "attributes" and isinstance(node, dict):
+            return here  # OTLP attributes are named differently: read the container that holds them
+        try:
+            value = node[name]
+        except (KeyError, IndexError, TypeError):
+            return None
+        if isinstance(name, int):
+            path, generic = f"{path}[{name}]", f"{generic}[]"
+        else:
+            path, generic = _join(path, name), _join(generic, name)
+        node, parent, key = value, node, name
+        locator = locator + (name,)
+        depth += 1
+        pos, end = value_start, value_end
 
 
 def _boundary(content_type_header: str) -> str:
@@ -347,8 +479,13 @@ class _Flattener:
         self.keys: list[FieldValue] = []
 
     def walk(self, root: Any, prefix: str, generic_prefix: str, locator: tuple[Any, ...]) -> None:
+        self.walk_from(root, prefix, generic_prefix, locator, 0, None, None)
+
+    def walk_from(self, node: Any, path: str, generic: str, locator: tuple[Any, ...], depth: int, parent: Any,
+                  key: str | int | None) -> None:
+        """Walk a subtree found at `depth` under `parent[key]` (as the whole walk would reach it)."""
         try:
-            self._visit(root, prefix, generic_prefix, locator, 0, 0, None, None)
+            self._visit(node, path, generic, locator, depth, 0, parent, key)
         except _FieldLimitReached:
             pass
 

@@ -46,6 +46,42 @@ def _skip(text: str, pos: int) -> int:
         raise DecodeError("a value to redact could not be located in the body") from None
 
 
+def skip_whitespace(text: str, pos: int) -> int:
+    """The first position at or after `pos` that is not JSON whitespace."""
+    return _ws(text, pos)
+
+
+def value_end(text: str, pos: int) -> int:
+    """Where the JSON value starting at `pos` ends."""
+    return _skip(text, pos)
+
+
+def child_holding(text: str, pos: int, first: int, last: int) -> tuple[str | int, int, int] | None:
+    """(key or index, start, end) of the member of the container at `pos` whose value holds `first`..`last`;
+    None when they fall on a key or separator, or across members."""
+    opening = text[pos]
+    closing = "}" if opening == "{" else "]"
+    cursor = _ws(text, pos + 1)
+    index = 0
+    while text[cursor:cursor + 1] != closing:
+        key: str | int = index
+        if opening == "{":
+            if first < cursor:
+                return None
+            key, cursor = _scanstring(text, cursor + 1)
+            cursor = _ws(text, _ws(text, cursor) + 1)
+        if first < cursor:
+            return None
+        end = _skip(text, cursor)
+        if first < end:
+            return (key, cursor, end) if last < end else None
+        cursor = _ws(text, end)
+        if text[cursor:cursor + 1] == ",":
+            cursor = _ws(text, cursor + 1)
+        index += 1
+    return None
+
+
 class _Splicer:
     def __init__(self, drop: Any, embedded: Any) -> None:
         self.drop = drop
