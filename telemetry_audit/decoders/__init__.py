@@ -15,7 +15,6 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from itertools import accumulate
 from typing import Any
 
 import re2
@@ -224,7 +223,7 @@ def scan_text(decoded: DecodedRequest, headers_text: str | None = None) -> str |
     limits = decoded.limits
     if text is None or "\\" in text or len(text) >= limits.max_fields:
         return None
-    if text.count("{") + text.count("[") > limits.max_depth and _nesting(text) > limits.max_depth:
+    if text.count("{") + text.count("[") > limits.max_depth and _nesting_exceeds(text, limits.max_depth):
         return None
     for candidate in _SCAN_TEXT_BLOCKERS.finditer(text):  # rare, and most are ids that only look like base64
         if formats.sniff_embedded(candidate.group(0)[1:-1]) is not None:
@@ -237,15 +236,21 @@ def scan_text(decoded: DecodedRequest, headers_text: str | None = None) -> str |
     return headers + "\n" + text.replace('"', "\n\x00\n") + "\n" + floats
 
 
-_STRINGS = re.compile(r'"[^"]*"')
-_BRACKETS = re.compile(r"[\[\]{}]")
-_BRACKET_DEPTH = {"[": 1, "{": 1, "]": -1, "}": -1}
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
 
 
-def _nesting(text: str) -> int:
-    """How deeply containers nest in a JSON text without escapes (at C speed: no per-character loop)."""
-    brackets = _BRACKETS.findall(_STRINGS.sub("", text))
-    return max(accumulate(map(_BRACKET_DEPTH.__getitem__, brackets)), default=0)
+def _nesting_exceeds(text: str, limit: int) -> bool:
+    """Whether containers nest deeper than `limit` in a JSON text without escapes.
+
+    Outside strings (quotes alternate: no escapes), only brackets are kept; each pass removes the innermost
+    pairs, so the passes it takes to empty them is the depth. C-speed passes, at most `limit` + 1 of them.
+    """
+    brackets = _NOT_BRACKETS.sub("", "".join(text.split('"')[::2]))
+    for _ in range(limit):
+        if not brackets:
+            return False
+        brackets = brackets.replace("[]", "").replace("{}", "")
+    return bool(brackets)
 
 
 _LOCAL_SUBTREE_CHARS = 4096
@@ -334,7 +339,7 @@ def _original_offset(text: str, blocks: list[int], scanned: int) -> int:
 def _target_around(text: str, tree: Any, first: int, last: int) -> _Target | None:
     """Descend from the root to the smallest container holding `first`..`last` (or one short enough to read)."""
     pos = splice.skip_whitespace(text, 0)
-    end = splice.value_end(text, pos)
+    end = len(text.rstrip(" \t\n\r"))  # the body parsed as one document: it ends where its text does
     node, parent, key = tree, None, None
     path = generic = ""
     locator: tuple[Any, ...] = ()
