@@ -186,6 +186,8 @@ def _audited_headers_of(headers: tuple[tuple[str, str], ...]) -> Iterator[tuple[
 _SCAN_TEXT_BLOCKERS = re2.compile(r'"\s*[eW][w-z0-9+/_-][A-Za-z0-9+/_=-]{10,}\s*"')
 # Non-integer number literals: a detector sees `str(float)`, which may be spelled differently (1e5, 1.50).
 _FLOAT_LITERALS = re2.compile(r"[:\[,]\s*(-?[0-9]+(?:\.[0-9]+(?:[eE][+-]?[0-9]+)?|[eE][+-]?[0-9]+))")
+# Either of the two above: one search decides whether either needs a closer look (most texts need neither).
+_SCAN_TEXT_SPECIAL = re2.compile(f"(?:{_SCAN_TEXT_BLOCKERS.pattern})|(?:{_FLOAT_LITERALS.pattern})")
 
 
 def header_scan_text(headers: tuple[tuple[str, str], ...]) -> str | None:
@@ -225,12 +227,13 @@ def scan_text(decoded: DecodedRequest, headers_text: str | None = None) -> str |
         return None
     if text.count("{") + text.count("[") > limits.max_depth and _nesting_exceeds(text, limits.max_depth):
         return None
-    for candidate in _SCAN_TEXT_BLOCKERS.finditer(text):  # rare, and most are ids that only look like base64
-        if formats.sniff_embedded(candidate.group(0)[1:-1]) is not None:
-            return None
     floats = ""
-    if _FLOAT_LITERALS.search(text) is not None:  # rare in telemetry; findall costs more than one search
-        floats = "\n".join(str(float(literal)) for literal in _FLOAT_LITERALS.findall(text))
+    if _SCAN_TEXT_SPECIAL.search(text) is not None:  # rare in telemetry
+        for candidate in _SCAN_TEXT_BLOCKERS.finditer(text):  # most are ids that only look like base64
+            if formats.sniff_embedded(candidate.group(0)[1:-1]) is not None:
+                return None
+        if _FLOAT_LITERALS.search(text) is not None:  # findall costs more than one search
+            floats = "\n".join(str(float(literal)) for literal in _FLOAT_LITERALS.findall(text))
     # Each `"` becomes newline, NUL, newline: every value still sits between newlines (as in the per-value
     # scan), while `\s` runs stop at the NUL, so a key and its value never read as `key: value` together.
     return headers + "\n" + text.replace('"', "\n\x00\n") + "\n" + floats
