@@ -145,6 +145,8 @@ class DecodedRequest:
     bom: bytes = b""
     charset: str = "utf-8"
     query_tree: FormPairs | None = None
+    numbers: list[str] = field(default_factory=list)
+    """For a JSON body: each non-integer number as a detector sees it (`str(float)`: `1.50` reads `1.5`)."""
     _fields: list[FieldValue] | None = field(default=None, repr=False)
 
     @property
@@ -184,10 +186,6 @@ def _audited_headers_of(headers: tuple[tuple[str, str], ...]) -> Iterator[tuple[
 # Base64 of a text starting with `{` begins `e` + one of [w-z0-9+/] (and `[` gives `W` + the same): only such
 # strings can be what `formats.sniff_embedded` opens.
 _SCAN_TEXT_BLOCKERS = re2.compile(r'"\s*[eW][w-z0-9+/_-][A-Za-z0-9+/_=-]{10,}\s*"')
-# Non-integer number literals: a detector sees `str(float)`, which may be spelled differently (1e5, 1.50).
-_FLOAT_LITERALS = re2.compile(r"[:\[,]\s*(-?[0-9]+(?:\.[0-9]+(?:[eE][+-]?[0-9]+)?|[eE][+-]?[0-9]+))")
-# Either of the two above: one search decides whether either needs a closer look (most texts need neither).
-_SCAN_TEXT_SPECIAL = re2.compile(f"(?:{_SCAN_TEXT_BLOCKERS.pattern})|(?:{_FLOAT_LITERALS.pattern})")
 
 
 def header_scan_text(headers: tuple[tuple[str, str], ...]) -> str | None:
@@ -227,13 +225,11 @@ def scan_text(decoded: DecodedRequest, headers_text: str | None = None) -> str |
         return None
     if text.count("{") + text.count("[") > limits.max_depth and _nesting_exceeds(text, limits.max_depth):
         return None
-    floats = ""
-    if _SCAN_TEXT_SPECIAL.search(text) is not None:  # rare in telemetry
-        for candidate in _SCAN_TEXT_BLOCKERS.finditer(text):  # most are ids that only look like base64
-            if formats.sniff_embedded(candidate.group(0)[1:-1]) is not None:
-                return None
-        if _FLOAT_LITERALS.search(text) is not None:  # findall costs more than one search
-            floats = "\n".join(str(float(literal)) for literal in _FLOAT_LITERALS.findall(text))
+    for candidate in _SCAN_TEXT_BLOCKERS.finditer(text):  # rare, and most are ids that only look like base64
+        if formats.sniff_embedded(candidate.group(0)[1:-1]) is not None:
+            return None
+    # Numbers as detectors see them (`1.50` reads `1.5`), recorded while parsing: no pass over the text.
+    floats = "\n".join(decoded.numbers)
     # Each `"` becomes newline, NUL, newline: every value still sits between newlines (as in the per-value
     # scan), while `\s` runs stop at the NUL, so a key and its value never read as `key: value` together.
     return headers + "\n" + text.replace('"', "\n\x00\n") + "\n" + floats
@@ -405,11 +401,13 @@ def _parse_body(decoded: DecodedRequest, body: bytes) -> None:
     if not text.strip():
         decoded.body_format = "empty"
         return
-    format_, tree = _parse_text(text, content_type, request.path, limits)
+    format_, tree = _parse_text(text, content_type, request.path, limits, decoded.numbers)
     decoded.body_format, decoded.body_tree = format_, tree
 
 
-def _parse_text(text: str, content_type: str, path: str, limits: Limits) -> tuple[str, Any]:
+def _parse_text(
+    text: str, content_type: str, path: str, limits: Limits, numbers: list[str] | None = None
+) -> tuple[str, Any]:
     """(format, tree) of a body's text; raises DecodeError."""
     if content_type == "application/x-www-form-urlencoded":
         return "form", formats.parse_form(text, limits.max_fields)
@@ -418,7 +416,7 @@ def _parse_text(text: str, content_type: str, path: str, limits: Limits) -> tupl
     head = text.lstrip()[:1]
     if head in ("{", "["):
         try:
-            return ("otlp-json" if formats.is_otlp_path(path) else "json"), formats.parse_json(text)
+            return ("otlp-json" if formats.is_otlp_path(path) else "json"), formats.parse_json(text, numbers)
         except DecodeLimitError:
             raise
         except DecodeError:

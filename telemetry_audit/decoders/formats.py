@@ -52,14 +52,25 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-def loads_strict(text: str | bytes) -> Any:
-    """`json.loads` that refuses duplicate keys (an earlier value would vanish uninspected)."""
-    return json.loads(text, object_pairs_hook=_unique_keys)
+def loads_strict(text: str | bytes, numbers: list[str] | None = None) -> Any:
+    """`json.loads` that refuses duplicate keys (an earlier value would vanish uninspected).
+
+    With `numbers`, the text of every non-integer number (`str(float)`, as a detector sees it) is appended.
+    """
+    if numbers is None:
+        return json.loads(text, object_pairs_hook=_unique_keys)
+
+    def number(literal: str) -> float:
+        value = float(literal)
+        numbers.append(str(value))
+        return value
+
+    return json.loads(text, object_pairs_hook=_unique_keys, parse_float=number, parse_constant=number)
 
 
-def _loads(text: str | bytes) -> Any:
+def _loads(text: str | bytes, numbers: list[str] | None = None) -> Any:
     try:
-        return loads_strict(text)
+        return loads_strict(text, numbers)
     except RecursionError:
         raise DecodeLimitError("JSON nested too deeply") from None
     except DuplicateKeyError:
@@ -99,8 +110,9 @@ def embed_to_string(embedded: Embedded) -> str:
 # --- JSON and NDJSON -------------------------------------------------------------------------------------------
 
 
-def parse_json(body: str | bytes) -> Any:
-    return _loads(body)
+def parse_json(body: str | bytes, numbers: list[str] | None = None) -> Any:
+    """The document in `body`; with `numbers`, also the spelling of each non-integer number in it."""
+    return _loads(body, numbers)
 
 
 def serialize_json(tree: Any) -> bytes:
