@@ -252,7 +252,7 @@ def _nesting_exceeds(text: str, limit: int) -> bool:
     return bool(brackets)
 
 
-_LOCAL_SUBTREE_CHARS = 4096
+_LOCAL_SUBTREE_CHARS = 256
 """A container at most this long is read whole when a match falls inside it; a longer one is descended into."""
 _QUOTE_BLOCK = 65536
 
