@@ -531,6 +531,22 @@ def test_redaction_changes_only_the_redacted_values(tmp_path: Path, name: str, b
     assert b"Infinity" not in decision.redacted_body
 
 
+OTHER_FORMAT_CASES = [
+    ("ndjson", "application/x-ndjson", b'{"n": 1.50}\r\n\n{"user":"bob@example.com", "e": 1e5}\n',
+     b'{"n": 1.50}\r\n\n{"user":"[REDACTED:pii]", "e": 1e5}\n'),
+    ("form", "application/x-www-form-urlencoded", b"a=1.50&b=x+y&user=bob%40example.com&c=%7E",
+     b"a=1.50&b=x+y&user=%5BREDACTED%3Apii%5D&c=%7E"),
+]
+
+
+@pytest.mark.parametrize(("name", "content_type", "body", "expected"), OTHER_FORMAT_CASES,
+                         ids=[c[0] for c in OTHER_FORMAT_CASES])
+def test_redaction_of_other_text_formats_keeps_the_rest(tmp_path: Path, name: str, content_type: str, body: bytes,
+                                                        expected: bytes) -> None:
+    decision = auditor(tmp_path).evaluate(raw_request(body, headers={"Content-Type": content_type}))
+    assert decision.action is Action.REDACT and decision.redacted_body == expected
+
+
 @pytest.mark.parametrize(("bom", "charset"), [(b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"),
                                               (b"", "utf-16-be"), (b"\xff\xfe\x00\x00", "utf-32-le")])
 def test_redaction_keeps_the_charset_and_byte_order_mark(tmp_path: Path, bom: bytes, charset: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -119,8 +120,16 @@ def serialize_json(tree: Any) -> bytes:
     return dumps(tree).encode("utf-8")
 
 
+def ndjson_lines(body: Any) -> list[Any]:
+    """`body` split at CR, LF and CRLF, separators kept: `[line, separator, line, ..., line]`."""
+    if isinstance(body, bytes):
+        return re.split(rb"(\r\n|\r|\n)", body)
+    return re.split(r"(\r\n|\r|\n)", body)
+
+
 def parse_ndjson(body: str | bytes) -> list[Any]:
-    lines = [line for line in body.splitlines() if line.strip()]
+    # Only CR and LF end a line (str.splitlines would also split at U+2028 and others, valid inside JSON strings).
+    lines = [line for line in ndjson_lines(body)[::2] if line.strip()]
     if not lines:
         raise DecodeError("empty NDJSON body")
     return [_loads(line) for line in lines]

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import quote_plus
 
 from telemetry_audit.decoders.errors import DecodeError
-from telemetry_audit.decoders.formats import sniff_embedded
+from telemetry_audit.decoders.formats import ndjson_lines, sniff_embedded
 
 _LEAF = object()
 _WHITESPACE = " \t\n\r"
@@ -23,7 +23,7 @@ _scan_once: Any = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[
 _scanstring: Any = json.decoder.scanstring  # type: ignore[attr-defined]
 
 
-def _trie(edits: dict[tuple[Any, ...], Any], embedded: Any) -> dict[Any, Any]:
+def _trie(edits: dict[tuple[Any, ...], Any]) -> dict[Any, Any]:
     root: dict[Any, Any] = {}
     for locator, value in edits.items():
         node = root
@@ -182,7 +182,7 @@ class _Splicer:
 def splice_json(text: str, edits: dict[tuple[Any, ...], Any], drop: Any, embedded: Any) -> str:
     """One JSON document with `edits` (locator -> new value or `drop`) applied."""
     splicer = _Splicer(drop, embedded)
-    out = splicer.document(text, _trie(edits, embedded))
+    out = splicer.document(text, _trie(edits))
     splicer.check(edits)
     return out
 
@@ -193,7 +193,7 @@ def splice_base64_json(text: str, edits: dict[tuple[Any, ...], Any], drop: Any, 
     if len(inner) != len(edits):
         raise DecodeError("a value to redact could not be located in the body")
     splicer = _Splicer(drop, embedded)
-    out = splicer.inside(text, _trie(inner, embedded))
+    out = splicer.inside(text, _trie(inner))
     splicer.check(inner)
     return out
 
@@ -208,12 +208,12 @@ def splice_ndjson(text: str, edits: dict[tuple[Any, ...], Any], drop: Any, embed
     splicer = _Splicer(drop, embedded)
     out: list[str] = []
     index = 0
-    for line in text.splitlines(keepends=True):
-        if not line.strip():
+    for position, line in enumerate(ndjson_lines(text)):
+        if position % 2 or not line.strip():  # a line ending, or a blank line
             out.append(line)
             continue
         line_edits = by_line.pop(index, None)
-        out.append(line if line_edits is None else splicer.document(line, _trie(line_edits, embedded)))
+        out.append(line if line_edits is None else splicer.document(line, _trie(line_edits)))
         index += 1
     if by_line:
         raise DecodeError("a value to redact could not be located in the body")
@@ -247,6 +247,6 @@ def splice_form(text: str, edits: dict[tuple[Any, ...], Any], drop: Any, embedde
         nested = {k[1:]: v for k, v in pair_edits.items() if k[:1] == (embedded,)}
         if len(nested) != len(pair_edits):
             raise DecodeError("a value to redact could not be located in the body")
-        pieces[at] = f"{name}={quote_plus(splicer.inside(unquote_plus(raw), _trie(nested, embedded)))}"
+        pieces[at] = f"{name}={quote_plus(splicer.inside(unquote_plus(raw), _trie(nested)))}"
     splicer.check(edits)
     return "&".join(p for i, p in enumerate(pieces) if p or i not in indexes)
