@@ -187,7 +187,7 @@ class Auditor:
             return self._evaluate(decoded, rules, tool, rule_ids)
         except Exception as e:  # auditing must fail closed, never open
             candidate = self._engine_candidate("audit-error", "body", tool, f"auditing failed: {type(e).__name__}: {e}",
-                                               type(e).__name__)
+                                               (type(e).__name__,))
             return Decision(candidate.finding.action, (candidate.finding,), True, tool, rule_ids)
 
     def _evaluate(
@@ -251,14 +251,17 @@ class Auditor:
                 spans.append((match.start, match.end))
         return headers_text, spans
 
-    def _engine_candidate(self, rule_id: str, where: str, tool: str, message: str, *extra: str) -> _Candidate:
+    def _engine_candidate(
+        self, rule_id: str, where: str, tool: str, message: str, parts: tuple[str, ...] | None = None
+    ) -> _Candidate:
         """A finding of one of the engine's own rules (`ENGINE_RULES`), its action from the policy settings."""
         rule = ENGINE_RULES[rule_id]
         settings = self.policy.settings
         action, severity = rule.action_for(settings), rule.severity_for(settings)
-        # The fingerprint leaves out the reason and sizes, so a baseline entry survives small changes.
+        # The fingerprint leaves out the reason and sizes, so a baseline entry survives small changes (`parts`
+        # replaces `where` in it: the ids' fingerprints are what baselines already store).
         finding = Finding(rule_id, rule.kind, where, severity, action, "",
-                          fingerprint(rule_id, tool, *(extra or (where,))), message[:500])
+                          fingerprint(rule_id, tool, *((where,) if parts is None else parts)), message[:500])
         return _Candidate(finding, FieldValue(where, None, where), 0, 0, RedactMode.MASK, None)
 
     def _field_candidates(self, rule: Rule, fields: list[FieldValue], tool: str) -> Iterator[_Candidate]:
@@ -396,7 +399,7 @@ class Auditor:
             body, query, headers = _redact(decoded, [c for c in kept_candidates if _redacts(c)])
         except Exception as e:  # cannot rewrite safely: fail closed
             finding = self._engine_candidate("redact-failed", "body", tool, f"cannot redact this request: {e}",
-                                             "redact-failed").finding
+                                             ()).finding
             return Decision(Action.BLOCK, findings + (finding,), True, tool, rule_ids)
         return Decision(action, findings, True, tool, rule_ids, redacted_body=body, redacted_query=query,
                         redacted_headers=headers)
