@@ -3,37 +3,46 @@
 Like pip-audit's auditor it prints nothing and knows nothing of mitmproxy.
 The strictest action among a request's findings wins; a redacting decision
 carries the rewritten body in the request's own format and encoding.
+
+An adapter reads each request once and shares it: `Auditor.decode(request)`
+gives the `DecodedRequest` (plain body, parsed document) that `Auditor.audit`
+decides on and an emulator answers from; `Auditor.evaluate` does both.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from bisect import bisect_right
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
 from telemetry_audit import endpoints
 from telemetry_audit.decoders import (
     DROP,
     DecodedRequest,
-    DecodeLimits,
+    DecodeProblem,
     decode_request,
-    encode_body,
+    fields_near,
+    header_scan_text,
+    rewrite_body,
     rewrite_values,
     scan_text,
 )
 from telemetry_audit.detectors import FAMILIES
 from telemetry_audit.detectors.base import AuditEnvironment, Detector, Match
 from telemetry_audit.model import (
+    ENGINE_RULES,
     Action,
     Decision,
     FieldValue,
     Finding,
     FindingKind,
+    Limits,
     RedactMode,
     Request,
-    Severity,
     fingerprint,
     mask,
     strictest,
@@ -41,6 +50,9 @@ from telemetry_audit.model import (
 from telemetry_audit.policy.model import ForbidSpec, Policy, Rule
 
 _ROUTE_CACHE_SIZE = 4096
+_MATCH_CAP = 500
+"""Matches of one family over a whole request beyond which every value is scanned alone (detectors stop at
+their own caps, so a value past one would otherwise go unseen)."""
 _NOT_PAYLOAD_FIELDS = ("header.", "url.", "key:")
 """Scanned by detectors, but not payload fields an allow-list documents."""
 
@@ -89,17 +101,18 @@ class Auditor:
         environment: AuditEnvironment | None = None,
         *,
         audit_all: bool = False,
-        limits: DecodeLimits | None = None,
+        limits: Limits | None = None,
         fast_path: bool = True,
     ) -> None:
         self.policy = policy
         self.environment = environment or AuditEnvironment.current()
         self.audit_all = audit_all
-        self.limits = limits or DecodeLimits(max_decoded_bytes=max(policy.settings.max_body_bytes, 1) * 2)
+        self.limits = limits or Limits.from_settings(policy.settings)
         self.fast_path = fast_path
         self._detectors: dict[tuple[str, str, str], Detector] = {}
         self._routes: dict[tuple[str, str, str, str], tuple[bool, tuple[Rule, ...]]] = {}
         self._groups: dict[tuple[str, ...], list[tuple[Detector, list[tuple[Rule, ForbidSpec]]]]] = {}
+        self._header_texts: dict[tuple[tuple[str, str], ...], str | None] = {}
 
     def detector_for(self, spec: ForbidSpec) -> Detector:
         """The configured detector for a forbid entry (built on first use)."""
@@ -146,84 +159,109 @@ class Auditor:
             groups = self._groups[key] = list(by_detector.values())
         return groups
 
+    def decode(self, request: Request) -> DecodedRequest:
+        """Read `request` once (content codings, charset, format) within this policy's limits.
+
+        Hand the result to `audit` and to whatever else needs the body (an emulator): nothing decodes again.
+        """
+        return decode_request(request, self.limits)
+
     def evaluate(self, request: Request) -> Decision:
-        """Decide what happens to `request`; never raises for any request content."""
+        """Decode and decide `request` (a request no rule applies to is not decoded at all)."""
         is_telemetry, rules = self.route(request)
         if not rules:
             return Decision(Action.ALLOW, telemetry=False)
+        return self._audit(self.decode(request), rules)
+
+    def audit(self, decoded: DecodedRequest) -> Decision:
+        """Decide a request `decode` already read; never raises for any request content."""
+        _, rules = self.route(decoded.request)
+        if not rules:
+            return Decision(Action.ALLOW, telemetry=False)
+        return self._audit(decoded, rules)
+
+    def _audit(self, decoded: DecodedRequest, rules: tuple[Rule, ...]) -> Decision:
         tool = next((r.tool for r in reversed(rules) if r.tool), "")
         rule_ids = tuple(r.id for r in rules)
         try:
-            return self._evaluate(request, rules, tool, rule_ids)
+            return self._evaluate(decoded, rules, tool, rule_ids)
         except Exception as e:  # auditing must fail closed, never open
-            settings = self.policy.settings
-            finding = Finding(
-                rule_id="audit-error",
-                kind=FindingKind.ERROR,
-                field="body",
-                severity=Severity.HIGH,
-                action=settings.error_action,
-                preview="",
-                fingerprint=fingerprint("audit-error", tool, type(e).__name__),
-                message=f"auditing failed: {type(e).__name__}: {e}"[:500],
-            )
-            return Decision(settings.error_action, (finding,), True, tool, rule_ids)
+            candidate = self._engine_candidate("audit-error", "body", tool, f"auditing failed: {type(e).__name__}: {e}",
+                                               (type(e).__name__,))
+            return Decision(candidate.finding.action, (candidate.finding,), True, tool, rule_ids)
 
-    def _evaluate(self, request: Request, rules: tuple[Rule, ...], tool: str, rule_ids: tuple[str, ...]) -> Decision:
-        settings = self.policy.settings
-        candidates: list[_Candidate] = []
-        if len(request.body) > settings.max_body_bytes:
-            candidates.append(self._plain_candidate(
-                "oversize", FindingKind.SIZE, "body", Severity.MEDIUM, settings.oversize_action, tool,
-                f"body of {len(request.body)} bytes exceeds max_body_bytes={settings.max_body_bytes}; not inspected",
-                str(len(request.body)),
-            ))
-            return self._decide(request, None, candidates, tool, rules)
-
-        if self.fast_path and self._clean_at_a_glance(request, rules):
-            return Decision(Action.ALLOW, (), True, tool, rule_ids)
-
-        decoded = decode_request(request, self.limits)
-        for problem in decoded.problems:
-            if problem.truncated:
-                # A limit hit means part of the request went uninspected: the oversize action, not a pass.
-                candidates.append(self._plain_candidate(
-                    "oversize", FindingKind.SIZE, problem.where, Severity.MEDIUM, settings.oversize_action, tool,
-                    f"{problem.where} not fully inspected: {problem.reason}", problem.reason,
-                ))
-                continue
-            candidates.append(self._plain_candidate(
-                "decode", FindingKind.DECODE, problem.where, settings.decode_severity, settings.decode_failure, tool,
-                f"cannot decode {problem.where}: {problem.reason}", problem.reason,
-            ))
+    def _evaluate(
+        self, decoded: DecodedRequest, rules: tuple[Rule, ...], tool: str, rule_ids: tuple[str, ...]
+    ) -> Decision:
+        fields: list[FieldValue] | None = None
+        if self.fast_path:
+            glance = self._glance(decoded, rules)
+            if glance is not None:
+                headers_text, spans = glance
+                if not spans:
+                    return Decision(Action.ALLOW, (), True, tool, rule_ids)
+                fields = fields_near(decoded, headers_text, spans)
+        if fields is None:
+            fields = decoded.fields  # may add problems (limits met while walking)
+        candidates = [self._problem_candidate(problem, tool) for problem in decoded.read_problems]
+        if any(problem.where == "body" and problem.rule_id == "oversize" and "max_body_bytes" in problem.reason
+               for problem in decoded.read_problems):
+            return self._decide(decoded, candidates, tool, rules)  # not read at all: nothing else to say
         for rule in rules:
             if rule.fields is not None and rule.fields.unknown is not None:
-                candidates.extend(self._field_candidates(rule, decoded.fields, tool))
-        candidates.extend(self._detector_candidates(rules, decoded.fields, tool))
-        return self._decide(request, decoded, candidates, tool, rules)
+                candidates.extend(self._field_candidates(rule, fields, tool))
+        candidates.extend(self._detector_candidates(rules, fields, tool))
+        return self._decide(decoded, candidates, tool, rules)
 
-    def _clean_at_a_glance(self, request: Request, rules: tuple[Rule, ...]) -> bool:
-        """True when no detector finds anything in the request's `scan_text` and no rule needs field paths.
+    def _problem_candidate(self, problem: DecodeProblem, tool: str) -> _Candidate:
+        if problem.rule_id == "decode":
+            message = f"cannot decode {problem.where}: {problem.reason}"
+        else:
+            message = f"{problem.where} not fully inspected: {problem.reason}"
+        return self._engine_candidate(problem.rule_id, problem.where, tool, message)
 
-        Most telemetry is clean; this spares it the per-value decoding. Anything else takes the full path,
-        which decides exactly as if this check did not exist.
+    def _glance(self, decoded: DecodedRequest, rules: tuple[Rule, ...]) -> tuple[str, list[tuple[int, int]]] | None:
+        """(header text, spans every detector finds in the request's `scan_text`), or None to read every field.
+
+        Most telemetry is clean: no span, and the request passes without a field per value. With spans, only
+        the fields around them are read (`fields_near`). Either way the decision is exactly the one reading
+        every field gives.
         """
         if any(rule.fields is not None and rule.fields.unknown is not None for rule in rules):
-            return False
+            return None
         groups = self.detector_groups(rules)
         if any(isinstance(detector, _PatternDetector) for detector, _ in groups):
-            return False  # custom patterns may anchor on a value's own start and end
-        text = scan_text(request, self.limits)
-        if text is None:
-            return False
-        return all(next(iter(detector.find(text)), None) is None for detector, _ in groups)
+            return None  # custom patterns may anchor on a value's own start and end
+        headers = decoded.request.headers
+        if headers in self._header_texts:
+            headers_text = self._header_texts[headers]
+        else:
+            headers_text = header_scan_text(headers)
+            if len(self._header_texts) >= _ROUTE_CACHE_SIZE:
+                self._header_texts.clear()
+            self._header_texts[headers] = headers_text
+        text = scan_text(decoded, headers_text) if headers_text is not None else None
+        if text is None or headers_text is None:
+            return None
+        spans: list[tuple[int, int]] = []
+        for detector, _ in groups:
+            for count, match in enumerate(detector.find(text)):
+                if count >= _MATCH_CAP:
+                    return None  # the detector may stop at its own cap: read every field
+                spans.append((match.start, match.end))
+        return headers_text, spans
 
-    def _plain_candidate(
-        self, rule_id: str, kind: FindingKind, where: str, severity: Severity, action: Action, tool: str,
-        message: str, value: str,
+    def _engine_candidate(
+        self, rule_id: str, where: str, tool: str, message: str, parts: tuple[str, ...] | None = None
     ) -> _Candidate:
-        # The fingerprint leaves out the reason and sizes, so a baseline entry survives small changes.
-        finding = Finding(rule_id, kind, where, severity, action, "", fingerprint(rule_id, tool, where), message)
+        """A finding of one of the engine's own rules (`ENGINE_RULES`), its action from the policy settings."""
+        rule = ENGINE_RULES[rule_id]
+        settings = self.policy.settings
+        action, severity = rule.action_for(settings), rule.severity_for(settings)
+        # The fingerprint leaves out the reason and sizes, so a baseline entry survives small changes (`parts`
+        # replaces `where` in it: the ids' fingerprints are what baselines already store).
+        finding = Finding(rule_id, rule.kind, where, severity, action, "",
+                          fingerprint(rule_id, tool, *((where,) if parts is None else parts)), message[:500])
         return _Candidate(finding, FieldValue(where, None, where), 0, 0, RedactMode.MASK, None)
 
     def _field_candidates(self, rule: Rule, fields: list[FieldValue], tool: str) -> Iterator[_Candidate]:
@@ -256,14 +294,20 @@ class Auditor:
         values = [(item, item.text) for item in fields if item.value is not None and not isinstance(item.value, bool)]
         # One pass per family over all of the request's values joined by newlines (no pattern crosses one):
         # most telemetry is clean, and a family that finds nothing in the whole finds nothing in a part.
-        # Only on a hit is each value scanned alone, so positions and per-value context stay exact.
-        joined = "\n".join(text for _, text in values)
+        # On a hit, only the values its matches touch are scanned alone, so positions and per-value
+        # context stay exact without a scan per value of a large batch.
+        texts = [text for _, text in values]
+        joined = "\n".join(texts)
+        starts = list(accumulate((len(text) + 1 for text in texts), initial=0))
         out: list[_Candidate] = []
         for detector, users in groups:
-            # Custom patterns may anchor on a value's start or end (`^`, `$`): they always scan value by value.
-            if not isinstance(detector, _PatternDetector) and next(iter(detector.find(joined)), None) is None:
-                continue
-            for item, text in values:
+            if isinstance(detector, _PatternDetector):
+                # Custom patterns may anchor on a value's start or end (`^`, `$`): they always scan value by value.
+                indexes: Iterable[int] = range(len(values))
+            else:
+                indexes = self._touched_values(detector, joined, starts, len(values))
+            for index in indexes:
+                item, text = values[index]
                 if not text:
                     continue
                 for match in detector.find(text):
@@ -274,6 +318,21 @@ class Auditor:
                             continue
                         out.append(self._match_candidate(rule, spec, item, text, match, tool))
         return out
+
+    @staticmethod
+    def _touched_values(detector: Detector, joined: str, starts: list[int], count: int) -> Iterable[int]:
+        """Indexes of the values the detector's matches in `joined` overlap (every value when it may have
+        stopped early at its match cap: then nothing past the cap would be seen)."""
+        touched: set[int] = set()
+        found = 0
+        for match in detector.find(joined):
+            found += 1
+            if found >= _MATCH_CAP:
+                return range(count)
+            first = bisect_right(starts, match.start) - 1
+            last = bisect_right(starts, max(match.end - 1, match.start)) - 1
+            touched.update(range(max(first, 0), min(last, count - 1) + 1))
+        return sorted(touched)
 
     def _match_candidate(
         self, rule: Rule, spec: ForbidSpec, item: FieldValue, text: str, match: Match, tool: str
@@ -309,8 +368,7 @@ class Auditor:
 
     def _decide(
         self,
-        request: Request,
-        decoded: DecodedRequest | None,
+        decoded: DecodedRequest,
         candidates: list[_Candidate],
         tool: str,
         rules: tuple[Rule, ...],
@@ -338,10 +396,10 @@ class Auditor:
         if action is not Action.REDACT:
             return Decision(action, findings, True, tool, rule_ids)
         try:
-            body, query, headers = _redact(request, decoded, [c for c in kept_candidates if _redacts(c)])
+            body, query, headers = _redact(decoded, [c for c in kept_candidates if _redacts(c)])
         except Exception as e:  # cannot rewrite safely: fail closed
-            finding = Finding("redact-failed", FindingKind.ERROR, "body", Severity.HIGH, Action.BLOCK, "",
-                              fingerprint("redact-failed", tool), f"cannot redact this request: {e}"[:500])
+            finding = self._engine_candidate("redact-failed", "body", tool, f"cannot redact this request: {e}",
+                                             ()).finding
             return Decision(Action.BLOCK, findings + (finding,), True, tool, rule_ids)
         return Decision(action, findings, True, tool, rule_ids, redacted_body=body, redacted_query=query,
                         redacted_headers=headers)
@@ -405,11 +463,10 @@ def _rewritten(group: list[_Candidate]) -> Any:
 
 
 def _redact(
-    request: Request, decoded: DecodedRequest | None, candidates: list[_Candidate]
+    decoded: DecodedRequest, candidates: list[_Candidate]
 ) -> tuple[bytes, tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
     """Rewrite body, query and headers so no redacting finding's value remains."""
-    if decoded is None:
-        raise ValueError("the body was not decoded")
+    request = decoded.request
     by_locator: dict[tuple[Any, ...], list[_Candidate]] = {}
     for candidate in candidates:
         if not candidate.field.locator:
@@ -423,8 +480,7 @@ def _redact(
 
     body = request.body
     if body_edits:
-        rewrite_values(decoded.body_tree, body_edits)
-        body = encode_body(decoded)
+        body = rewrite_body(decoded, body_edits)
     query = request.query
     if query_edits and decoded.query_tree is not None:
         rewrite_values(decoded.query_tree, query_edits)
@@ -443,8 +499,3 @@ def _as_text(value: Any) -> str:
     if isinstance(value, Embedded):
         return embed_to_string(value)
     return "" if value is DROP else str(value)
-
-
-def evaluate(request: Request, policy: Policy, environment: AuditEnvironment | None = None) -> Decision:
-    """Decide one request (convenience over `Auditor` for a single call)."""
-    return Auditor(policy, environment).evaluate(request)

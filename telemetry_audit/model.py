@@ -7,7 +7,7 @@ into a `Request` and act on the returned `Decision`.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -67,12 +67,95 @@ class FindingKind(StrEnum):
     ERROR = "error"
 
 
+@dataclass(frozen=True)
+class EngineRule:
+    """A rule id the engine itself reports (no policy rule behind it)."""
+
+    id: str
+    """Stable: appears in reports and baselines, never renamed."""
+    kind: FindingKind
+    description: str
+    severity: Severity
+    action_setting: str = ""
+    """The policy setting giving its action; empty when the action is always `block`."""
+    severity_setting: str = ""
+    """The policy setting giving its severity; empty for `severity`."""
+
+    def action_for(self, settings: Any) -> Action:
+        """Its action under a policy's `Settings`."""
+        return Action(getattr(settings, self.action_setting)) if self.action_setting else Action.BLOCK
+
+    def severity_for(self, settings: Any) -> Severity:
+        """Its severity under a policy's `Settings`."""
+        return Severity(getattr(settings, self.severity_setting)) if self.severity_setting else self.severity
+
+
+ENGINE_RULES: Mapping[str, EngineRule] = {
+    rule.id: rule
+    for rule in (
+        EngineRule("decode", FindingKind.DECODE,
+                   "A telemetry body could not be decoded into fields; its text was scanned as a whole.",
+                   Severity.LOW, "decode_failure", "decode_severity"),
+        EngineRule("uninspectable", FindingKind.DECODE,
+                   "Part of a telemetry body could not be read (truncated or trailing compressed data, binary "
+                   "content, an unknown encoding, duplicate keys): what was not read was not inspected.",
+                   Severity.MEDIUM, "oversize_action"),
+        EngineRule("oversize", FindingKind.SIZE,
+                   "A telemetry body exceeded a size limit (max_body_bytes, or a limit derived from it) and was "
+                   "not fully inspected.", Severity.MEDIUM, "oversize_action"),
+        EngineRule("audit-error", FindingKind.ERROR,
+                   "Auditing a request failed; it was handled as the policy's error_action says.",
+                   Severity.HIGH, "error_action"),
+        EngineRule("redact-failed", FindingKind.ERROR,
+                   "A request could not be rewritten safely, so it was blocked instead of redacted.", Severity.HIGH),
+    )
+}
+"""Every id the engine reports without a policy rule, with its one description (SARIF, reports, docs)."""
+
+
 class RedactMode(StrEnum):
     """How a redacting action rewrites the offending value."""
 
     MASK = "mask"
     HASH = "hash"
     DROP = "drop"
+
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Every size bound of the core in one place, built from the policy's settings.
+
+    Decoders, the engine and the emulators read these; nothing else spells a size limit.
+    """
+
+    max_body_bytes: int = 8 * MIB
+    """A body larger than this (as sent) is not inspected: an `oversize` finding."""
+    max_decoded_bytes: int = 16 * MIB
+    """A body may expand to this after its content codings are undone (more is a compression bomb)."""
+    max_depth: int = 64
+    """Nesting depth of a decoded document."""
+    max_embedded_depth: int = 4
+    """Documents inside strings inside documents."""
+    max_fields: int = 8 * MIB
+    """Leaves of one request: never fewer than the smallest JSON of `max_decoded_bytes` can hold."""
+
+    @classmethod
+    def from_body_limit(cls, max_body_bytes: int) -> Limits:
+        """The limits that follow from a policy's `max_body_bytes`.
+
+        A body may inflate to twice its limit, and every leaf of that much JSON (`[0,0,...]`: two bytes a
+        leaf) fits under the field limit, so a body under the size limit is never refused for its field count.
+        """
+        body = max(int(max_body_bytes), 1)
+        return cls(max_body_bytes=body, max_decoded_bytes=2 * body, max_fields=max(body, 1024))
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Limits:
+        """From a policy's `Settings` (typed loosely: `policy` imports this module)."""
+        return cls.from_body_limit(settings.max_body_bytes)
 
 
 @dataclass(frozen=True)

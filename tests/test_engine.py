@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from telemetry_audit.decoders import decode_request
 from telemetry_audit.detectors.base import AuditEnvironment
 from telemetry_audit.engine import Auditor
-from telemetry_audit.model import Action, FindingKind, Request
+from telemetry_audit.model import Action, FindingKind, Limits, Request
 from telemetry_audit.policy import load_policy
 from tests.factories import json_request, raw_request
 
@@ -268,8 +268,8 @@ def test_gzip_bomb_is_a_finding_not_a_crash(tmp_path: Path) -> None:
 
 
 def test_a_leak_past_the_field_limit_is_not_let_through(tmp_path: Path) -> None:
-    events = [{"n": i} for i in range(110_000)] + [{"token": GITHUB_TOKEN}]  # past max_fields (100,000)
-    decision = auditor(tmp_path).evaluate(json_request({"batch": events}))
+    events = [{"n": i} for i in range(110_000)] + [{"token": GITHUB_TOKEN}]
+    decision = auditor(tmp_path, limits=Limits(max_fields=100_000)).evaluate(json_request({"batch": events}))
     assert decision.action is Action.BLOCK
     assert any(f.kind is FindingKind.SIZE and "fields" in f.message for f in decision.findings)
 
@@ -300,6 +300,23 @@ def test_the_fast_path_decides_exactly_as_the_full_path(tmp_path: Path, value: A
     full = Auditor(load_policy(), ENV, fast_path=False).evaluate(request)
     assert fast.action is full.action
     assert [f.to_dict() for f in fast.findings] == [f.to_dict() for f in full.findings]
+    assert fast.redacted_body == full.redacted_body
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=fast_path_json, header=st.none() | FAST_PATH_VALUES, indent=st.sampled_from([None, 1]))
+def test_reading_only_the_fields_around_matches_decides_as_reading_all(
+    monkeypatch: pytest.MonkeyPatch, value: Any, header: str | None, indent: int | None
+) -> None:
+    import telemetry_audit.decoders as decoders
+
+    monkeypatch.setattr(decoders, "_LOCAL_SUBTREE_CHARS", 0)  # descend to the smallest subtree, whatever its size
+    request = raw_request(json.dumps(value, indent=indent).encode(),
+                          headers={"Content-Type": "application/json", **({"X-Client": header} if header else {})})
+    near = Auditor(load_policy(), ENV).evaluate(request)
+    full = Auditor(load_policy(), ENV, fast_path=False).evaluate(request)
+    assert [f.to_dict() for f in near.findings] == [f.to_dict() for f in full.findings]
+    assert (near.action, near.redacted_body) == (full.action, full.redacted_body)
 
 
 def test_oversize_body_is_blocked_uninspected(tmp_path: Path) -> None:
@@ -463,3 +480,133 @@ def test_allowlist_criteria_combine(tmp_path: Path) -> None:
     in_body = audit.evaluate(json_request({"properties": {"cmd": f"curl -H 'Authorization: {credential}'"}}))
     assert in_header.action is Action.ALLOW and all(f.suppressed for f in in_header.findings)
     assert in_body.action is Action.BLOCK
+
+
+# --- decode once, byte-exact redaction, bodies that do not decode cleanly ---------------------------------
+
+
+def test_decode_once_and_audit_the_same_decoded_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import telemetry_audit.decoders as decoders
+    from telemetry_audit.decoders import formats
+
+    calls = {"decompress": 0, "parse": 0}
+    real_decompress, real_parse = decoders.decompress_partial, formats.parse_json
+
+    def counting_decompress(*args: Any) -> Any:
+        calls["decompress"] += 1
+        return real_decompress(*args)
+
+    def counting_parse(*args: Any) -> Any:
+        calls["parse"] += 1
+        return real_parse(*args)
+
+    monkeypatch.setattr(decoders, "decompress_partial", counting_decompress)
+    monkeypatch.setattr(formats, "parse_json", counting_parse)
+    body = gzip.compress(json.dumps({"user": "bob@example.com", "n": 1.50}).encode())
+    request = raw_request(body, headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    audit = auditor(tmp_path)
+    decoded = audit.decode(request)
+    decision = audit.audit(decoded)
+    assert decision.action is Action.REDACT and decision.redacted_body is not None
+    assert calls == {"decompress": 1, "parse": 1}
+    assert decoded.request is request and decoded.plain_body == gzip.decompress(body)
+    assert audit.evaluate(request) == decision
+
+
+SPLICE_CASES = [
+    ("numbers and spacing", b'{ "n": 1.50, "e": 1e5, "big": 1E400, "user" :"bob@example.com", "z":[1 ,2] }\n',
+     b'{ "n": 1.50, "e": 1e5, "big": 1E400, "user" :"[REDACTED:pii]", "z":[1 ,2] }\n'),
+    ("key order and escapes", b'{"z":"\\u00e9","user":"x bob@example.com y","a":-0.0}',
+     b'{"z":"\\u00e9","user":"x [REDACTED:pii] y","a":-0.0}'),
+    ("inside a JSON string", b'{"data":"{\\"user\\": \\"bob@example.com\\", \\"n\\": 1.50}", "k": 2.0}',
+     b'{"data":"{\\"user\\": \\"[REDACTED:pii]\\", \\"n\\": 1.50}", "k": 2.0}'),
+]
+
+
+@pytest.mark.parametrize(("name", "body", "expected"), SPLICE_CASES, ids=[c[0] for c in SPLICE_CASES])
+def test_redaction_changes_only_the_redacted_values(tmp_path: Path, name: str, body: bytes, expected: bytes) -> None:
+    decision = auditor(tmp_path).evaluate(raw_request(body, headers={"Content-Type": "application/json"}))
+    assert decision.action is Action.REDACT
+    assert decision.redacted_body == expected
+    assert b"Infinity" not in decision.redacted_body
+
+
+OTHER_FORMAT_CASES = [
+    ("ndjson", "application/x-ndjson", b'{"n": 1.50}\r\n\n{"user":"bob@example.com", "e": 1e5}\n',
+     b'{"n": 1.50}\r\n\n{"user":"[REDACTED:pii]", "e": 1e5}\n'),
+    ("form", "application/x-www-form-urlencoded", b"a=1.50&b=x+y&user=bob%40example.com&c=%7E",
+     b"a=1.50&b=x+y&user=%5BREDACTED%3Apii%5D&c=%7E"),
+]
+
+
+@pytest.mark.parametrize(("name", "content_type", "body", "expected"), OTHER_FORMAT_CASES,
+                         ids=[c[0] for c in OTHER_FORMAT_CASES])
+def test_redaction_of_other_text_formats_keeps_the_rest(tmp_path: Path, name: str, content_type: str, body: bytes,
+                                                        expected: bytes) -> None:
+    decision = auditor(tmp_path).evaluate(raw_request(body, headers={"Content-Type": content_type}))
+    assert decision.action is Action.REDACT and decision.redacted_body == expected
+
+
+@pytest.mark.parametrize(("bom", "charset"), [(b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"),
+                                              (b"", "utf-16-be"), (b"\xff\xfe\x00\x00", "utf-32-le")])
+def test_redaction_keeps_the_charset_and_byte_order_mark(tmp_path: Path, bom: bytes, charset: str) -> None:
+    text = '{"user": "bob@example.com", "n": 1.50}'
+    decision = auditor(tmp_path).evaluate(raw_request(bom + text.encode(charset),
+                                                      headers={"Content-Type": "application/json"}))
+    assert decision.action is Action.REDACT and decision.redacted_body is not None
+    assert decision.redacted_body == bom + text.replace("bob@example.com", "[REDACTED:pii]").encode(charset)
+
+
+def test_dropping_a_value_keeps_the_rest_as_sent(tmp_path: Path) -> None:
+    policy = ("rules:\n  - id: r\n    match: {telemetry: true}\n"
+              "    forbid:\n      - {detector: pii, action: redact, redact: drop}\n")
+    body = b'{"a": 1.50, "user": "bob@example.com", "b": [1E400, "carol@example.com"]}'
+    decision = auditor(tmp_path, policy).evaluate(raw_request(body, headers={"Content-Type": "application/json"}))
+    assert decision.redacted_body == b'{"a": 1.50, "b": [1E400]}'
+
+
+UNINSPECTABLE_CASES = [
+    ("gzip then trailing bytes", {"Content-Encoding": "gzip"}, gzip.compress(b'{"e": "ok"}') + b"more"),
+    ("truncated gzip", {"Content-Encoding": "gzip"}, gzip.compress(b'{"e": "ok"}' * 50)[:-10]),
+    ("truncated br", {"Content-Encoding": "br"}, brotli.compress(b'{"e": "ok"}' * 50)[:-3]),
+    ("binary body", {}, bytes(range(256)) * 4),
+    ("protobuf with raw bytes", {"Content-Type": "application/x-protobuf"}, b"\x12\x04\xff\xfe\x00\x80"),
+    ("duplicate key", {}, b'{"e": "ok", "e": "other"}'),
+]
+
+
+@pytest.mark.parametrize(("name", "headers", "body"), UNINSPECTABLE_CASES, ids=[c[0] for c in UNINSPECTABLE_CASES])
+def test_what_is_not_fully_inspected_blocks_by_default(tmp_path: Path, name: str, headers: dict[str, str],
+                                                        body: bytes) -> None:
+    decision = auditor(tmp_path).evaluate(raw_request(body, headers={"Content-Type": "application/json", **headers}))
+    assert decision.action is Action.BLOCK
+    assert "uninspectable" in {f.rule_id for f in decision.findings}
+
+
+def test_a_secret_in_the_readable_part_of_a_truncated_body_is_still_found(tmp_path: Path) -> None:
+    body = gzip.compress(json.dumps({"t": GITHUB_TOKEN, "pad": "x" * 4000}).encode())[:-20]
+    decision = auditor(tmp_path).evaluate(raw_request(body, headers={"Content-Encoding": "gzip"}))
+    assert {f.kind for f in decision.findings} >= {FindingKind.SECRET}
+
+
+def test_quoted_field_paths_in_findings_and_allowlists(tmp_path: Path) -> None:
+    body = {"tags": {"ai.device.id": "bob@example.com"}}
+    finding = next(iter(auditor(tmp_path).evaluate(json_request(body)).active_findings))
+    assert finding.field == 'tags["ai.device.id"]'
+    policy = 'rules: []\nallowlist:\n  fields: [\'tags["ai.device.id"]\']\n'
+    assert auditor(tmp_path, policy).evaluate(json_request(body)).action is Action.ALLOW
+
+
+def test_every_id_the_engine_reports_is_in_its_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from telemetry_audit.model import ENGINE_RULES
+
+    audit = Auditor(policy_from(tmp_path, "settings: {max_body_bytes: 100}\nrules: []\n", "default"), ENV)
+    ids = {f.rule_id for request in (raw_request(b"x" * 200), raw_request(b"\x00\xff" * 10),
+                                     raw_request(b"plain words", headers={"Content-Type": "text/plain"}))
+           for f in audit.evaluate(request).findings}
+    ids |= {f.rule_id for f in auditor(tmp_path).evaluate(Request.from_url(
+        "POST", "https://api.segment.io/home/alice/x", {}, b"")).findings if f.rule_id == "redact-failed"}
+    monkeypatch.setattr(Auditor, "_evaluate", lambda *a: 1 / 0)
+    ids |= {f.rule_id for f in auditor(tmp_path).evaluate(json_request({"a": 1})).findings}
+    assert ids == {"oversize", "uninspectable", "decode", "redact-failed", "audit-error"}
+    assert ids <= set(ENGINE_RULES)

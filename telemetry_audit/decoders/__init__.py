@@ -1,26 +1,29 @@
 """Turn a request into flat `(field path, value)` pairs, and a redacted request back into bytes.
 
-The registry below picks a body format by content type, path and sniffing;
-content encodings are undone first, strings that hold JSON or base64 JSON are
-opened in place. Any failure becomes a `DecodeProblem` the engine reports as
-a `decode` finding: an undecodable body is never a silent pass, and its raw
-text is still handed to the detectors.
+`decode_request` reads a request once: content codings undone, the text's
+charset found (UTF-8, UTF-16/32, with or without BOM), the body parsed by the
+format the registry picks (content type, path, sniffing). The engine, redaction
+and the emulators all read the same `DecodedRequest`; its flat fields are built
+only when first asked for. Whatever cannot be read becomes a `DecodeProblem`
+the engine reports: `decode` when the body's text was still scanned as a whole,
+`uninspectable` or `oversize` when part of it was never read.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import re2
 
-from telemetry_audit.decoders import formats
-from telemetry_audit.decoders.content_encoding import GZIP_MAGIC, compress, decompress
-from telemetry_audit.decoders.errors import DecodeError, DecodeLimitError
+from telemetry_audit.decoders import formats, splice
+from telemetry_audit.decoders.content_encoding import GZIP_MAGIC, compress, decompress_partial
+from telemetry_audit.decoders.errors import DecodeError, DecodeLimitError, UninspectableError
 from telemetry_audit.decoders.formats import Embedded, FormPair, FormPairs
-from telemetry_audit.model import FieldValue, Request
+from telemetry_audit.model import FieldValue, Limits, Request
 
 __all__ = [
     "DecodeError",
@@ -29,9 +32,17 @@ __all__ = [
     "DecodedRequest",
     "DecodeProblem",
     "Embedded",
+    "Limits",
     "decode_request",
+    "field_path",
+    "fields_near",
+    "header_scan_text",
+    "rewrite_body",
     "scan_text",
 ]
+
+DecodeLimits = Limits
+"""The old name of `telemetry_audit.model.Limits`."""
 
 # Headers whose values the proxy itself sets or checks: every other header is scanned (any of them can
 # carry a value a client put there).
@@ -55,47 +66,117 @@ UNREWRITABLE = _Step("unrewritable")
 
 
 @dataclass(frozen=True)
-class DecodeLimits:
-    """Bounds that keep hostile bodies from costing unbounded memory or time."""
-
-    max_decoded_bytes: int = 16 * 1024 * 1024
-    max_depth: int = 64
-    max_embedded_depth: int = 4
-    max_fields: int = 100_000
-
-
-@dataclass(frozen=True)
 class DecodeProblem:
     """Why (part of) a request could not be decoded."""
 
     where: str
     reason: str
-    truncated: bool = False
-    """A limit was hit: part of the request was never inspected (the engine treats it like an oversize body)."""
+    rule_id: str = "decode"
+    """The engine rule it becomes: `decode` (text still scanned whole), `uninspectable` or `oversize`."""
+
+    @property
+    def truncated(self) -> bool:
+        """Part of the request was never inspected (the engine does not treat it as a mere decode failure)."""
+        return self.rule_id != "decode"
+
+
+def _problem(where: str, error: DecodeError) -> DecodeProblem:
+    if isinstance(error, DecodeLimitError):
+        return DecodeProblem(where, str(error), "oversize")
+    if isinstance(error, UninspectableError):
+        return DecodeProblem(where, str(error), "uninspectable")
+    return DecodeProblem(where, str(error))
+
+
+_BOMS = (
+    (b"\xef\xbb\xbf", "utf-8"),
+    (b"\xff\xfe\x00\x00", "utf-32-le"),
+    (b"\x00\x00\xfe\xff", "utf-32-be"),
+    (b"\xff\xfe", "utf-16-le"),
+    (b"\xfe\xff", "utf-16-be"),
+)
+
+
+def _text_of(body: bytes) -> tuple[str, bytes, str] | None:
+    """(text, byte-order mark, charset) of a body, or None when it is not text in any charset we read."""
+    for bom, charset in _BOMS:
+        if body.startswith(bom):
+            try:
+                return body[len(bom):].decode(charset), bom, charset
+            except UnicodeDecodeError:
+                return None
+    if b"\x00" in body[:4]:
+        # UTF-16/32 without a BOM, recognised (as RFC 8259 says) by where the NULs around the first
+        # character sit: only for a document that starts like JSON, else any binary would read as UTF-16.
+        charset = json.detect_encoding(body)
+        try:
+            text = body.decode(charset)
+        except UnicodeDecodeError:
+            return None
+        return (text, b"", charset) if charset != "utf-8" and text.lstrip()[:1] in ("{", "[") else None
+    try:
+        return body.decode("utf-8"), b"", "utf-8"
+    except UnicodeDecodeError:
+        return None
 
 
 @dataclass
 class DecodedRequest:
-    """A request taken apart: fields for the detectors, a tree for redaction."""
+    """A request read once: its plain body and parsed document, its fields for the detectors.
 
-    fields: list[FieldValue]
-    problems: list[DecodeProblem]
-    body_format: str
-    """`empty`, `json`, `ndjson`, `form`, `otlp-protobuf`, `otlp-json` or `raw`."""
+    Built by `decode_request`; the engine, redaction and the emulators share it.
+    """
+
+    request: Request
+    """The request this was decoded from (emulators answer from it without decoding again)."""
+    limits: Limits = field(default_factory=Limits)
+    read_problems: list[DecodeProblem] = field(default_factory=list)
+    """Problems met reading the body; `problems` adds those met building the fields."""
+    body_format: str = "empty"
+    """`empty`, `json`, `ndjson`, `form`, `multipart`, `otlp-protobuf`, `protobuf`, `otlp-json`, `base64-json`
+    or `raw`."""
     body_tree: Any = None
     encodings: tuple[str, ...] = ()
     sniffed_gzip: bool = False
-    query_tree: FormPairs | None = None
-    path: str = ""
-    request: Request | None = None
-    """The request this was decoded from (emulators answer from it without decoding again)."""
     plain_body: bytes | None = None
-    """The body with its content codings (and sniffed gzip) undone; None when that failed."""
+    """The body with its content codings (and sniffed gzip) undone; None when that failed or was not tried."""
+    text: str | None = None
+    """The plain body as text (charset decoded, byte-order mark removed), when it is text."""
+    bom: bytes = b""
+    charset: str = "utf-8"
+    query_tree: FormPairs | None = None
+    numbers: list[str] = field(default_factory=list)
+    """For a JSON body: each non-integer number as a detector sees it (`str(float)`: `1.50` reads `1.5`)."""
+    _fields: list[FieldValue] | None = field(default=None, repr=False)
+
+    @property
+    def path(self) -> str:
+        return self.request.path
+
+    @property
+    def problems(self) -> list[DecodeProblem]:
+        """Every problem, those met walking the document included (so this builds the fields)."""
+        self.fields  # noqa: B018 - building the fields records the limits they meet
+        return self.read_problems
+
+    @property
+    def fields(self) -> list[FieldValue]:
+        """Every value of the request with its path: headers, URL path, query, body leaves, keys.
+
+        Built on first use (the engine's fast path never needs them); walking may add problems (limits).
+        """
+        if self._fields is None:
+            self._fields = _flatten(self)
+        return self._fields
 
 
 def _audited_headers(request: Request) -> Iterator[tuple[str, str]]:
     """(lower-case name, value) of every header worth a detector pass."""
-    for name, value in request.headers:
+    return _audited_headers_of(request.headers)
+
+
+def _audited_headers_of(headers: tuple[tuple[str, str], ...]) -> Iterator[tuple[str, str]]:
+    for name, value in headers:
         lowered = name.lower()
         if lowered not in _TRANSPORT_HEADERS:
             yield lowered, value
@@ -105,102 +186,274 @@ def _audited_headers(request: Request) -> Iterator[tuple[str, str]]:
 # Base64 of a text starting with `{` begins `e` + one of [w-z0-9+/] (and `[` gives `W` + the same): only such
 # strings can be what `formats.sniff_embedded` opens.
 _SCAN_TEXT_BLOCKERS = re2.compile(r'"\s*[eW][w-z0-9+/_-][A-Za-z0-9+/_=-]{10,}\s*"')
-# Non-integer number literals: a detector sees `str(float)`, which may be spelled differently (1e5, 1.50).
-_FLOAT_LITERALS = re2.compile(r"[:\[,]\s*(-?[0-9]+(?:\.[0-9]+(?:[eE][+-]?[0-9]+)?|[eE][+-]?[0-9]+))")
 
 
-def scan_text(request: Request, limits: DecodeLimits | None = None) -> str | None:
-    """One string holding every value the detectors would see for `request`, or None to take the full path.
+def header_scan_text(headers: tuple[tuple[str, str], ...]) -> str | None:
+    """The audited header values joined by newlines, or None when one holds a document (the full path opens it).
+
+    Depends on the headers alone, so a caller may cache it (clients repeat the same headers).
+    """
+    values = [value for _, value in _audited_headers_of(headers)]
+    if any(formats.sniff_embedded(value) is not None for value in values if len(value) >= 2):
+        return None
+    return "\n".join(values)
+
+
+def scan_text(decoded: DecodedRequest, headers_text: str | None = None) -> str | None:
+    """One string holding every value the detectors would see for the request, or None to take the full path.
 
     For a plain JSON body without escapes or embedded documents, its own text with each `"` turned into
     a line break holds every value as a line of its own (plus keys and punctuation, which can only add
     matches): a detector family that finds nothing here finds nothing in any field. The engine uses this
-    to let the common clean request through without building a field per value.
+    to let the common clean request through without building a field per value. It reads the text
+    `decode_request` already decoded: nothing is decompressed or parsed again. `headers_text` is
+    `header_scan_text(request.headers)` when the caller has it.
     """
-    limits = limits or DecodeLimits()
-    if request.query:
+    request = decoded.request
+    if request.query or decoded.read_problems or decoded.body_format not in ("json", "otlp-json", "empty"):
         return None
-    try:
-        body_format, _, encodings, sniffed = _decode_body(request, limits)
-    except DecodeError:
-        return None
-    if body_format not in ("json", "otlp-json", "empty"):
-        return None
-    header_values = [value for _, value in _audited_headers(request)]
-    if any(formats.sniff_embedded(value) is not None for value in header_values if len(value) >= 2):
-        return None
-    headers = "\n".join([request.path, *header_values])
-    if body_format == "empty":
+    if headers_text is None:
+        headers_text = header_scan_text(request.headers)
+        if headers_text is None:
+            return None
+    headers = request.path + "\n" + headers_text
+    if decoded.body_format == "empty":
         return headers
-    body = decompress(request.body, encodings, limits.max_decoded_bytes) if encodings else request.body
-    if sniffed:
-        body = decompress(body, ("gzip",), limits.max_decoded_bytes)
-    if b"\x00" in body or json.detect_encoding(body) != "utf-8":
-        return None  # UTF-16/32 JSON: json reads it, its bytes do not spell the values
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
+    text = decoded.text
+    limits = decoded.limits
+    if text is None or "\\" in text or len(text) >= limits.max_fields:
         return None
-    if (
-        "\\" in text
-        or len(text) > limits.max_fields
-        or text.count("{") + text.count("[") > limits.max_depth
-        or _SCAN_TEXT_BLOCKERS.search(text) is not None
-    ):
+    if text.count("{") + text.count("[") > limits.max_depth and _nesting_exceeds(text, limits.max_depth):
         return None
-    floats = ""
-    if _FLOAT_LITERALS.search(text) is not None:  # rare in telemetry; findall costs more than one search
-        floats = "\n".join(str(float(literal)) for literal in _FLOAT_LITERALS.findall(text))
+    for candidate in _SCAN_TEXT_BLOCKERS.finditer(text):  # rare, and most are ids that only look like base64
+        if formats.sniff_embedded(candidate.group(0)[1:-1]) is not None:
+            return None
+    # Numbers as detectors see them (`1.50` reads `1.5`), recorded while parsing: no pass over the text.
+    floats = "\n".join(decoded.numbers)
     # Each `"` becomes newline, NUL, newline: every value still sits between newlines (as in the per-value
     # scan), while `\s` runs stop at the NUL, so a key and its value never read as `key: value` together.
     return headers + "\n" + text.replace('"', "\n\x00\n") + "\n" + floats
 
 
-def _decode_body(
-    request: Request, limits: DecodeLimits, decoded: DecodedRequest | None = None
-) -> tuple[str, Any, tuple[str, ...], bool]:
-    """(format, tree, encodings, sniffed_gzip) of the body; raises DecodeError.
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
 
-    The decompressed body is kept on `decoded.plain_body` as soon as it is known.
+
+def _nesting_exceeds(text: str, limit: int) -> bool:
+    """Whether containers nest deeper than `limit` in a JSON text without escapes.
+
+    Outside strings (quotes alternate: no escapes), only brackets are kept; each pass removes the innermost
+    pairs, so the passes it takes to empty them is the depth. C-speed passes, at most `limit` + 1 of them.
     """
-    body = request.body
-    encodings = request.content_encodings
-    if encodings:
-        body = decompress(body, encodings, limits.max_decoded_bytes)
-    sniffed = False
-    if body[:2] == GZIP_MAGIC:  # posthog-js and others gzip without saying so
-        body = decompress(body, ("gzip",), limits.max_decoded_bytes)
-        sniffed = True
-    if decoded is not None:
-        decoded.plain_body = body
-    if not body.strip():
-        return "empty", None, encodings, sniffed
-    if len(body) > limits.max_decoded_bytes:
-        raise DecodeLimitError(f"body of {len(body)} bytes exceeds the {limits.max_decoded_bytes}-byte limit")
+    brackets = _NOT_BRACKETS.sub("", "".join(text.split('"')[::2]))
+    for _ in range(limit):
+        if not brackets:
+            return False
+        brackets = brackets.replace("[]", "").replace("{}", "")
+    return bool(brackets)
+
+
+_LOCAL_SUBTREE_CHARS = 256
+"""A container at most this long is read whole when a match falls inside it; a longer one is descended into."""
+_QUOTE_BLOCK = 65536
+
+
+@dataclass
+class _Target:
+    """A subtree of the body to read: the smallest container (or value) around a match."""
+
+    start: int
+    end: int
+    node: Any
+    parent: Any
+    key: str | int | None
+    path: str
+    generic: str
+    locator: tuple[Any, ...]
+    depth: int
+
+
+def fields_near(decoded: DecodedRequest, headers_text: str, spans: list[tuple[int, int]]) -> list[FieldValue] | None:
+    """The fields of the request that the `spans` (positions in `scan_text(decoded, headers_text)`) touch.
+
+    Header and URL fields always; of the body, only the subtrees holding a span, read exactly as `fields`
+    would read them (same paths, locators, order). None when the spans cannot be placed (the caller then
+    reads every field): a large batch with one leak is then read around the leak instead of in full.
+    """
+    text = decoded.text
+    tree = decoded.body_tree
+    request = decoded.request
+    if decoded.body_format not in ("json", "otlp-json") or text is None or tree is None or decoded.read_problems:
+        return None
+    base = len(request.path) + 1 + len(headers_text) + 1
+    blocks = [text.count('"', i, i + _QUOTE_BLOCK) for i in range(0, len(text), _QUOTE_BLOCK)]
+    body_end = base + len(text) + 2 * sum(blocks)
+    targets: list[_Target] = []
+    for start, end in spans:
+        if end <= base:
+            continue  # headers and URL: always read
+        if start < base or end > body_end:
+            return None  # across segments or in the float spellings after the body
+        first = _original_offset(text, blocks, start - base)
+        last = _original_offset(text, blocks, max(end - 1, start) - base)
+        target = _target_around(text, tree, first, last)
+        if target is None:
+            return None
+        targets.append(target)
+    fields: list[FieldValue] = []
+    flattener = _Flattener(decoded.limits, fields, decoded.read_problems)
+    for lowered, value in _audited_headers(request):
+        fields.append(FieldValue(f"header.{lowered}", value, f"header.{lowered}", ("header", lowered)))
+    fields.append(FieldValue("url.path", request.path, "url.path", (UNREWRITABLE,)))
+    kept_end = -1
+    for target in sorted(targets, key=lambda t: (t.start, -t.end)):
+        if target.start < kept_end:
+            continue  # inside a subtree already read
+        kept_end = target.end
+        flattener.walk_from(target.node, target.path, target.generic, target.locator, target.depth, target.parent,
+                            target.key)
+    fields.extend(flattener.keys)
+    return fields
+
+
+def _original_offset(text: str, blocks: list[int], scanned: int) -> int:
+    """The position in `text` of the character at `scanned` in its scan form (each `"` spelled 3 characters)."""
+    offset = 0
+    for index, quotes in enumerate(blocks):
+        block_len = min(_QUOTE_BLOCK, len(text) - index * _QUOTE_BLOCK)
+        if scanned < offset + block_len + 2 * quotes:
+            low, high = index * _QUOTE_BLOCK, index * _QUOTE_BLOCK + block_len
+            target = scanned - offset  # within this block, in scan characters
+            block_start = index * _QUOTE_BLOCK
+            while low < high:  # the first o whose scan position passes `target`
+                middle = (low + high) // 2
+                if (middle + 1 - block_start) + 2 * text.count('"', block_start, middle + 1) > target:
+                    high = middle
+                else:
+                    low = middle + 1
+            return min(low, len(text) - 1)
+        offset += block_len + 2 * quotes
+    return len(text) - 1
+
+
+def _target_around(text: str, tree: Any, first: int, last: int) -> _Target | None:
+    """Descend from the root to the smallest container holding `first`..`last` (or one short enough to read)."""
+    pos = splice.skip_whitespace(text, 0)
+    end = len(text.rstrip(" \t\n\r"))  # the body parsed as one document: it ends where its text does
+    node, parent, key = tree, None, None
+    path = generic = ""
+    locator: tuple[Any, ...] = ()
+    depth = 0
+    while True:
+        here = _Target(pos, end, node, parent, key, path, generic, locator, depth)
+        opening = text[pos]
+        if opening not in "{[" or end - pos <= _LOCAL_SUBTREE_CHARS:
+            return here
+        child = splice.child_holding(text, pos, first, last)
+        if child is None:
+            return here  # a key, a separator, or a span across children: read the whole container
+        name, value_start, value_end = child
+        if name == "attributes" and isinstance(node, dict):
+            return here  # OTLP attributes are named differently: read the container that holds them
+        try:
+            value = node[name]
+        except (KeyError, IndexError, TypeError):
+            return None
+        if isinstance(name, int):
+            path, generic = f"{path}[{name}]", f"{generic}[]"
+        else:
+            path, generic = _join(path, name), _join(generic, name)
+        node, parent, key = value, node, name
+        locator = locator + (name,)
+        depth += 1
+        pos, end = value_start, value_end
+
+
+def _boundary(content_type_header: str) -> str:
+    for param in content_type_header.split(";")[1:]:
+        key, _, value = param.strip().partition("=")
+        if key.lower() == "boundary":
+            return value.strip().strip('"')
+    return ""
+
+
+def _parse_body(decoded: DecodedRequest, body: bytes) -> None:
+    """Fill `decoded.body_format`/`body_tree`/`text` from the plain body; raises DecodeError."""
+    request = decoded.request
+    limits = decoded.limits
     content_type = request.content_type
     if formats.is_otlp_path(request.path) and ("protobuf" in content_type or body.lstrip()[:1] not in (b"{", b"[")):
-        return "otlp-protobuf", formats.parse_otlp_protobuf(body, request.path), encodings, sniffed
+        decoded.body_format = "otlp-protobuf"
+        decoded.body_tree = formats.parse_otlp_protobuf(body, request.path)
+        return
+    if content_type.startswith("multipart/"):
+        decoded.body_format = "multipart"
+        decoded.body_tree = _multipart_tree(body, _boundary(request.header("content-type")), limits)
+        return
+    if "protobuf" in content_type:
+        decoded.body_format = "protobuf"
+        decoded.body_tree = formats.parse_protobuf_wire(body)
+        return
+    read = _text_of(body)
+    if read is None:
+        raise UninspectableError(f"binary body that is not text (content type {content_type or 'none'!r})")
+    text, decoded.bom, decoded.charset = read
+    decoded.text = text
+    if not text.strip():
+        decoded.body_format = "empty"
+        return
+    format_, tree = _parse_text(text, content_type, request.path, limits, decoded.numbers)
+    decoded.body_format, decoded.body_tree = format_, tree
+
+
+def _parse_text(
+    text: str, content_type: str, path: str, limits: Limits, numbers: list[str] | None = None
+) -> tuple[str, Any]:
+    """(format, tree) of a body's text; raises DecodeError."""
     if content_type == "application/x-www-form-urlencoded":
-        return "form", formats.parse_form(body), encodings, sniffed
+        return "form", formats.parse_form(text, limits.max_fields)
     if "ndjson" in content_type or "jsonlines" in content_type or "x-sentry-envelope" in content_type:
-        return "ndjson", formats.parse_ndjson(body), encodings, sniffed
-    head = body.lstrip()[:1]
-    if head in (b"{", b"["):
+        return "ndjson", formats.parse_ndjson(text)
+    head = text.lstrip()[:1]
+    if head in ("{", "["):
         try:
-            kind = "otlp-json" if formats.is_otlp_path(request.path) else "json"
-            return kind, formats.parse_json(body), encodings, sniffed
-        except DecodeError:
-            if b"\n" in body.strip():
-                return "ndjson", formats.parse_ndjson(body), encodings, sniffed
+            return ("otlp-json" if formats.is_otlp_path(path) else "json"), formats.parse_json(text, numbers)
+        except DecodeLimitError:
             raise
-    if b"=" in body and body.isascii() and content_type in ("", "text/plain", "application/octet-stream"):
-        return "form", formats.parse_form(body), encodings, sniffed
-    embedded = formats.sniff_embedded(body.decode("utf-8", "replace"))
+        except DecodeError:
+            if "\n" in text.strip():
+                return "ndjson", formats.parse_ndjson(text)
+            raise
+    if "=" in text and text.isascii() and content_type in ("", "text/plain", "application/octet-stream"):
+        return "form", formats.parse_form(text, limits.max_fields)
+    embedded = formats.sniff_embedded(text)
     if embedded is not None:
-        return "base64-json", embedded, encodings, sniffed
+        return "base64-json", embedded
     if "json" in content_type:
-        formats.parse_json(body)  # raises with the parser's reason
+        formats.parse_json(text)  # raises with the parser's reason
     raise DecodeError(f"unrecognised body format (content type {content_type or 'none'!r})")
+
+
+def _multipart_tree(body: bytes, boundary: str, limits: Limits) -> FormPairs:
+    """Each part decoded by its own content type and encoding, as `name -> document or text` pairs."""
+    pairs: list[list[Any]] = []
+    for part in formats.parse_multipart(body, boundary, limits.max_fields):
+        content = part.content
+        encodings = tuple(c.strip().lower() for c in part.headers.get("content-encoding", "").split(",")
+                          if c.strip() and c.strip().lower() != "identity")
+        content, problem = decompress_partial(content, encodings, limits.max_decoded_bytes)
+        if problem is not None:
+            raise UninspectableError(f"multipart part {part.name!r}: {problem}")
+        read = _text_of(content)
+        if read is None:
+            raise UninspectableError(f"multipart part {part.name!r} holds binary data")
+        text = read[0]
+        part_type = part.headers.get("content-type", "text/plain").split(";", 1)[0].strip().lower()
+        value: Any = text
+        if text.strip() and ("json" in part_type or "form-urlencoded" in part_type):
+            _, tree = _parse_text(text, part_type, "", limits)
+            value = tree if isinstance(tree, Embedded) else Embedded("json", tree)
+        pairs.append(FormPair((part.name, value)))
+    return FormPairs(pairs)
 
 
 def _is_otlp_attribute_list(value: list[Any]) -> bool:
@@ -210,116 +463,138 @@ def _is_otlp_attribute_list(value: list[Any]) -> bool:
 _OTLP_VALUE_KEYS = ("stringValue", "intValue", "doubleValue", "boolValue", "bytesValue", "arrayValue", "kvlistValue")
 
 
-class _Flattener:
-    """Walks a tree iteratively, opening embedded documents, within the limits."""
+class _FieldLimitReached(Exception):
+    """Unwinds the walk once the field limit is met (the problem is already recorded)."""
 
-    def __init__(self, limits: DecodeLimits, fields: list[FieldValue], problems: list[DecodeProblem]) -> None:
+
+_UNREWRITABLE_LOCATOR = (UNREWRITABLE,)
+_MAY_EMBED = frozenset("{[eyWw")
+"""First characters of a string `formats.sniff_embedded` may open (after leading whitespace)."""
+
+
+class _Flattener:
+    """Walks a tree depth-first in document order, opening embedded documents, within the limits.
+
+    Recursion is bounded by `max_depth` (checked before each level), so it cannot exhaust the stack.
+    """
+
+    def __init__(self, limits: Limits, fields: list[FieldValue], problems: list[DecodeProblem]) -> None:
         self.limits = limits
         self.fields = fields
         self.problems = problems
         self.keys: list[FieldValue] = []
 
     def walk(self, root: Any, prefix: str, generic_prefix: str, locator: tuple[Any, ...]) -> None:
-        stack: list[tuple[Any, str, str, tuple[Any, ...], int, int, Any, str | int | None]] = [
-            (root, prefix, generic_prefix, locator, 0, 0, None, None)
-        ]
-        limits = self.limits
-        while stack:
-            node, path, generic, loc, depth, embed_depth, parent, key = stack.pop()
-            if len(self.fields) >= limits.max_fields:
-                self.problems.append(DecodeProblem(path or "body", f"more than {limits.max_fields} fields", True))
-                return
-            if depth > limits.max_depth:
-                self.problems.append(
-                    DecodeProblem(path or "body", f"nested deeper than {limits.max_depth} levels", True))
-                continue
-            if isinstance(node, Embedded):
-                stack.append((node.tree, path, generic, loc + (EMBEDDED,), depth + 1, embed_depth, node, None))
-                continue
-            if isinstance(node, FormPairs):
-                for index in range(len(node.pairs) - 1, -1, -1):
-                    name = str(node.pairs[index][0])
-                    self.keys.append(FieldValue(f"key:{path or 'body'}", name, f"key:{generic or 'body'}",
-                                                (UNREWRITABLE,)))
-                    stack.append(
-                        (node.pairs[index][1], _join(path, name), _join(generic, name), loc + (index, 1),
-                         depth + 1, embed_depth, node.pairs[index], 1)
-                    )
-                continue
-            if isinstance(node, dict):
-                for name in reversed(list(node)):
-                    value = node[name]
-                    # Keys are scanned too (a token can be a key); a key cannot be rewritten in place.
-                    self.keys.append(FieldValue(f"key:{path or 'body'}", str(name), f"key:{generic or 'body'}",
-                                                (UNREWRITABLE,)))
-                    if name == "attributes" and isinstance(value, list) and _is_otlp_attribute_list(value):
-                        self._push_otlp_attributes(stack, value, path, generic, loc, depth, embed_depth)
-                        continue
-                    stack.append(
-                        (value, _join(path, str(name)), _join(generic, str(name)), loc + (name,),
-                         depth + 1, embed_depth, node, name)
-                    )
-                continue
-            if isinstance(node, list):
-                for index in range(len(node) - 1, -1, -1):
-                    stack.append(
-                        (node[index], f"{path}[{index}]", f"{generic}[]", loc + (index,), depth + 1, embed_depth,
-                         node, index)
-                    )
-                continue
-            if isinstance(node, str) and len(node) >= 2:
-                embedded = formats.sniff_embedded(node)
-                if embedded is not None and embed_depth >= limits.max_embedded_depth:
-                    self.problems.append(DecodeProblem(
-                        path or "body", f"documents nested more than {limits.max_embedded_depth} deep", True))
-                elif embedded is not None and parent is not None and key is not None:
-                    parent[key] = embedded  # opened in place: redaction re-serialises it
-                    stack.append((embedded.tree, path, generic, loc + (EMBEDDED,), depth + 1, embed_depth + 1,
-                                  embedded, None))
-                    continue
-                elif embedded is not None:  # a document with no container to rewrite it in (a header value)
-                    stack.append((embedded.tree, path, generic, loc + (EMBEDDED,), depth + 1, embed_depth + 1,
-                                  None, None))
-                    continue
-            self.fields.append(FieldValue(path or "body", node, generic or "body", loc))
+        self.walk_from(root, prefix, generic_prefix, locator, 0, None, None)
 
-    def _push_otlp_attributes(
-        self,
-        stack: list[Any],
-        attributes: list[Any],
-        path: str,
-        generic: str,
-        loc: tuple[Any, ...],
-        depth: int,
-        embed_depth: int,
-    ) -> None:
+    def walk_from(self, node: Any, path: str, generic: str, locator: tuple[Any, ...], depth: int, parent: Any,
+                  key: str | int | None) -> None:
+        """Walk a subtree found at `depth` under `parent[key]` (as the whole walk would reach it)."""
+        try:
+            self._visit(node, path, generic, locator, depth, 0, parent, key)
+        except _FieldLimitReached:
+            pass
+
+    def _visit(self, node: Any, path: str, generic: str, loc: tuple[Any, ...], depth: int, embed_depth: int,
+               parent: Any, key: str | int | None) -> None:
+        limits = self.limits
+        fields = self.fields
+        if len(fields) >= limits.max_fields:
+            self.problems.append(DecodeProblem(path or "body", f"more than {limits.max_fields} fields", "oversize"))
+            raise _FieldLimitReached
+        if depth > limits.max_depth:
+            self.problems.append(DecodeProblem(path or "body", f"nested deeper than {limits.max_depth} levels",
+                                               "oversize"))
+            return
+        kind = type(node)
+        if kind is dict:
+            names = list(node)
+            key_path, key_generic = f"key:{path or 'body'}", f"key:{generic or 'body'}"
+            # Keys are scanned too (a token can be a key); a key cannot be rewritten in place.
+            self.keys.extend(FieldValue(key_path, str(name), key_generic, _UNREWRITABLE_LOCATOR)
+                             for name in reversed(names))
+            for name in names:
+                value = node[name]
+                if name == "attributes" and type(value) is list and _is_otlp_attribute_list(value):
+                    self._otlp_attributes(value, path, generic, loc, depth, embed_depth)
+                    continue
+                text = str(name)
+                self._visit(value, _join(path, text), _join(generic, text), loc + (name,), depth + 1, embed_depth,
+                            node, name)
+            return
+        if kind is list:
+            item_generic = f"{generic}[]"
+            for index, item in enumerate(node):
+                self._visit(item, f"{path}[{index}]", item_generic, loc + (index,), depth + 1, embed_depth, node,
+                            index)
+            return
+        if kind is Embedded:
+            self._visit(node.tree, path, generic, loc + (EMBEDDED,), depth + 1, embed_depth, node, None)
+            return
+        if kind is FormPairs:
+            key_path, key_generic = f"key:{path or 'body'}", f"key:{generic or 'body'}"
+            pairs = node.pairs
+            self.keys.extend(FieldValue(key_path, str(pair[0]), key_generic, _UNREWRITABLE_LOCATOR)
+                             for pair in reversed(pairs))
+            for index, pair in enumerate(pairs):
+                name = str(pair[0])
+                self._visit(pair[1], _join(path, name), _join(generic, name), loc + (index, 1), depth + 1,
+                            embed_depth, pair, 1)
+            return
+        if kind is str and len(node) >= 2 and (node[0] in _MAY_EMBED or node[0].isspace()):
+            embedded = formats.sniff_embedded(node)
+            if embedded is not None and embed_depth >= limits.max_embedded_depth:
+                self.problems.append(DecodeProblem(
+                    path or "body", f"documents nested more than {limits.max_embedded_depth} deep", "oversize"))
+            elif embedded is not None:
+                if parent is not None and key is not None:
+                    parent[key] = embedded  # opened in place: redaction re-serialises it
+                # else a document with no container to rewrite it in (a header value)
+                self._visit(embedded.tree, path, generic, loc + (EMBEDDED,), depth + 1, embed_depth + 1,
+                            embedded if parent is not None and key is not None else None, None)
+                return
+        fields.append(FieldValue(path or "body", node, generic or "body", loc))
+
+    def _otlp_attributes(self, attributes: list[Any], path: str, generic: str, loc: tuple[Any, ...], depth: int,
+                         embed_depth: int) -> None:
         """OTLP key/value lists read as `attributes.<key>`, so policies can name them."""
-        for index in range(len(attributes) - 1, -1, -1):
-            item = attributes[index]
+        base, base_generic = _join(path, "attributes"), _join(generic, "attributes")
+        for index, item in enumerate(attributes):
             name = str(item.get("key"))
             value = item.get("value")
             if not isinstance(value, dict):
                 continue
             for value_key in _OTLP_VALUE_KEYS:
                 if value_key in value:
-                    stack.append(
-                        (value[value_key], _join(path, f"attributes.{name}"), _join(generic, f"attributes.{name}"),
-                         loc + ("attributes", index, "value", value_key), depth + 2, embed_depth, value, value_key)
-                    )
+                    self._visit(value[value_key], _join(base, name), _join(base_generic, name),
+                                loc + ("attributes", index, "value", value_key), depth + 2, embed_depth, value,
+                                value_key)
                     break
 
 
+_NEEDS_QUOTES = frozenset('.[]"')
+
+
 def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
+    """`prefix.name`, or `prefix["name"]` when the name holds `.`, brackets or quotes (or is empty), so a
+    path always reads back one way."""
+    if name and _NEEDS_QUOTES.isdisjoint(name):
+        return f"{prefix}.{name}" if prefix else name
+    return f"{prefix}[{json.dumps(name, ensure_ascii=False)}]"
 
 
-def decode_request(request: Request, limits: DecodeLimits | None = None) -> DecodedRequest:
-    """Take `request` apart; never raises for any input."""
-    limits = limits or DecodeLimits()
+def field_path(*names: str | int) -> str:
+    """The path the decoders give the value under `names` (a string is a key, an int an index)."""
+    path = ""
+    for name in names:
+        path = f"{path}[{name}]" if isinstance(name, int) else _join(path, name)
+    return path
+
+
+def _flatten(decoded: DecodedRequest) -> list[FieldValue]:
+    request = decoded.request
     fields: list[FieldValue] = []
-    problems: list[DecodeProblem] = []
-    flattener = _Flattener(limits, fields, problems)
-
+    flattener = _Flattener(decoded.limits, fields, decoded.read_problems)
     for lowered, value in _audited_headers(request):
         embedded = formats.sniff_embedded(value) if len(value) >= 2 else None
         if embedded is not None:  # e.g. base64 JSON in a custom header: read it, but it cannot be rewritten
@@ -327,33 +602,66 @@ def decode_request(request: Request, limits: DecodeLimits | None = None) -> Deco
         fields.append(FieldValue(f"header.{lowered}", value, f"header.{lowered}", ("header", lowered)))
     # The URL path is scanned too; it cannot be rewritten, so redacting it fails closed (blocks).
     fields.append(FieldValue("url.path", request.path, "url.path", (UNREWRITABLE,)))
+    if decoded.query_tree is not None:
+        flattener.walk(decoded.query_tree, "query", "query", ("query",))
+    if decoded.body_tree is not None:
+        flattener.walk(decoded.body_tree, "", "", ())
+    elif decoded.body_format == "raw" and request.body and len(request.body) <= decoded.limits.max_decoded_bytes:
+        # Still let the detectors see the body's text: a decode failure must not hide a secret. (When
+        # compressed data could not be undone this is the compressed bytes, which never counts as inspected:
+        # the problem says so.)
+        raw = decoded.plain_body if decoded.plain_body is not None else request.body
+        text = decoded.text if decoded.text is not None else raw.decode("utf-8", "replace")
+        fields.append(FieldValue("body", text, "body", ()))
+    fields.extend(flattener.keys)
+    return fields
 
-    query_tree: FormPairs | None = None
+
+def decode_request(request: Request, limits: Limits | None = None) -> DecodedRequest:
+    """Read `request` once; never raises for any input. Fields are built when first asked for."""
+    limits = limits or Limits()
+    decoded = DecodedRequest(request, limits)
     if request.query:
-        query_tree = FormPairs([FormPair((k, v)) for k, v in request.query])
-        flattener.walk(query_tree, "query", "query", ("query",))
-
-    decoded = DecodedRequest(fields, problems, "empty", query_tree=query_tree, path=request.path, request=request)
+        decoded.query_tree = FormPairs([FormPair((k, v)) for k, v in request.query])
+    if len(request.body) > limits.max_body_bytes:
+        decoded.read_problems.append(DecodeProblem(
+            "body", f"body of {len(request.body)} bytes exceeds max_body_bytes={limits.max_body_bytes}", "oversize"))
+        decoded.body_format = "raw"
+        return decoded
     try:
-        body_format, tree, encodings, sniffed = _decode_body(request, limits, decoded)
+        body = request.body
+        encodings = request.content_encodings
+        decoded.encodings = encodings
+        partial: str | None = None
+        if encodings:
+            body, partial = decompress_partial(body, encodings, limits.max_decoded_bytes)
+        if partial is None and body[:2] == GZIP_MAGIC:  # posthog-js and others gzip without saying so
+            body, partial = decompress_partial(body, ("gzip",), limits.max_decoded_bytes)
+            decoded.sniffed_gzip = True
+        decoded.plain_body = body
+        if partial is not None:
+            # What did decode is still read and scanned, but the rest never was.
+            decoded.read_problems.append(DecodeProblem("body", partial, "uninspectable"))
+            decoded.body_format = "raw"
+            read = _text_of(body)
+            decoded.text = read[0] if read is not None else None
+            return decoded
+        if len(body) > limits.max_decoded_bytes:
+            raise DecodeLimitError(f"body of {len(body)} bytes exceeds the {limits.max_decoded_bytes}-byte limit")
+        _parse_body(decoded, body)
     except DecodeError as e:
-        problems.append(DecodeProblem("body", str(e), isinstance(e, DecodeLimitError)))
+        problem = _problem("body", e)
+        if problem.rule_id == "decode" and decoded.plain_body is None:
+            problem = DecodeProblem("body", str(e), "uninspectable")  # the content codings could not be undone
+        elif problem.rule_id == "decode" and _text_of(decoded.plain_body or b"") is None:
+            problem = DecodeProblem("body", str(e), "uninspectable")  # binary: no text to scan
+        decoded.read_problems.append(problem)
         decoded.body_format = "raw"
-        if request.body and len(request.body) <= limits.max_decoded_bytes:
-            # Still let the detectors see the raw text: a decode failure must not hide a secret.
-            fields.append(FieldValue("body", request.body.decode("utf-8", "replace"), "body", ()))
-        return decoded
+        decoded.body_tree = None
     except Exception as e:  # a decoder bug must still end as a finding, never a crash or a pass
-        problems.append(DecodeProblem("body", f"decoder error: {type(e).__name__}: {e}"))
+        decoded.read_problems.append(DecodeProblem("body", f"decoder error: {type(e).__name__}: {e}", "uninspectable"))
         decoded.body_format = "raw"
-        return decoded
-    decoded.body_format = body_format
-    decoded.body_tree = tree
-    decoded.encodings = encodings
-    decoded.sniffed_gzip = sniffed
-    if tree is not None:
-        flattener.walk(tree, "", "", ())
-    decoded.fields.extend(flattener.keys)
+        decoded.body_tree = None
     return decoded
 
 
@@ -445,7 +753,31 @@ def encode_body(decoded: DecodedRequest) -> bytes:
     return compress(body, decoded.encodings)
 
 
-def iter_string_fields(decoded: DecodedRequest) -> Iterator[FieldValue]:
-    for item in decoded.fields:
-        if isinstance(item.value, str):
-            yield item
+_SPLICERS = {
+    "json": splice.splice_json,
+    "otlp-json": splice.splice_json,
+    "ndjson": splice.splice_ndjson,
+    "form": splice.splice_form,
+    "base64-json": splice.splice_base64_json,
+}
+
+
+def rewrite_body(decoded: DecodedRequest, edits: dict[tuple[Any, ...], Any]) -> bytes:
+    """The body with `edits` (locator -> new value, or `DROP`) applied, in its original charset, format and
+    content encoding. Text formats are spliced: every byte outside the rewritten values stays as sent.
+
+    Raises `DecodeError` when a value cannot be located or the format cannot be rewritten (the engine then
+    blocks rather than pass a body it could not clean).
+    """
+    splicer = _SPLICERS.get(decoded.body_format)
+    if splicer is not None and decoded.text is not None:
+        body = decoded.bom + splicer(decoded.text, edits, DROP, EMBEDDED).encode(decoded.charset)
+    else:
+        serializer = _SERIALIZERS.get(decoded.body_format)
+        if serializer is None:
+            raise DecodeError(f"cannot re-encode a {decoded.body_format} body")
+        rewrite_values(decoded.body_tree, edits)
+        body = serializer(decoded.body_tree, decoded.path)
+    if decoded.sniffed_gzip:
+        body = compress(body, ("gzip",))
+    return compress(body, decoded.encodings)

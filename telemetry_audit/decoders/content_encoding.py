@@ -21,6 +21,18 @@ _CHUNK = 64 * 1024
 GZIP_MAGIC = b"\x1f\x8b"
 
 
+class _Partial(DecodeError):
+    """Some of the data decoded, the rest did not: `data` is what decoded, the message says what was left."""
+
+    def __init__(self, message: str, data: bytes) -> None:
+        super().__init__(message)
+        self.data = data
+
+
+def _bomb(name: str, limit: int) -> DecodeLimitError:
+    return DecodeLimitError(f"{name} body expands beyond the {limit}-byte limit (compression bomb?)")
+
+
 def _drain(decompressor: Any, data: bytes, out: bytearray, limit: int, name: str) -> None:
     """Feed `data` to a zlib decompressor in bounded steps, appending to `out`, never past `limit`."""
     pending = data
@@ -28,72 +40,86 @@ def _drain(decompressor: Any, data: bytes, out: bytearray, limit: int, name: str
         while pending:
             out += decompressor.decompress(pending, _CHUNK)
             if len(out) > limit:
-                raise DecodeLimitError(f"{name} body expands beyond the {limit}-byte limit (compression bomb?)")
+                raise _bomb(name, limit)
             pending = decompressor.unconsumed_tail
         out += decompressor.flush()
     except zlib.error as e:
+        if out:
+            raise _Partial(f"invalid {name} data after {len(out)} decoded bytes: {e}", bytes(out)) from None
         raise DecodeError(f"invalid {name} data: {e}") from None
     if len(out) > limit:
-        raise DecodeLimitError(f"{name} body expands beyond the {limit}-byte limit (compression bomb?)")
+        raise _bomb(name, limit)
 
 
-def _inflate(data: bytes, wbits: int, limit: int, name: str) -> bytes:
+def _zlib_stream(data: bytes, wbits: int, limit: int, name: str, members: bool) -> bytes:
+    """Decode one zlib-family stream (or, for gzip, concatenated members); truncation or bytes after the
+    stream are a `_Partial` carrying what did decode."""
     out = bytearray()
-    _drain(zlib.decompressobj(wbits), data, out, limit, name)
+    rest = data
+    while rest:
+        decompressor = zlib.decompressobj(wbits)
+        _drain(decompressor, rest, out, limit, name)
+        if not decompressor.eof:
+            raise _Partial(f"truncated {name} data ({len(out)} bytes decoded)", bytes(out))
+        rest = decompressor.unused_data
+        if members:
+            rest = rest.lstrip(b"\x00")  # padding some servers and clients add between or after members
+        if rest and not (members and rest[:2] == GZIP_MAGIC):
+            raise _Partial(f"{len(rest)} bytes after the end of the {name} data", bytes(out))
     return bytes(out)
 
 
 def _gunzip(data: bytes, limit: int) -> bytes:
     # gzip members may be concatenated: decode them one after the other.
-    out = bytearray()
-    rest = data
-    while rest:
-        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        _drain(decompressor, rest, out, limit, "gzip")
-        if not decompressor.eof:
-            raise DecodeError("truncated gzip data")
-        rest = decompressor.unused_data.lstrip(b"\x00")
-    return bytes(out)
+    return _zlib_stream(data, 16 + zlib.MAX_WBITS, limit, "gzip", members=True)
 
 
 def _inflate_deflate(data: bytes, limit: int) -> bytes:
     # HTTP "deflate" is zlib-wrapped, but some clients send raw deflate: accept both.
     try:
-        return _inflate(data, zlib.MAX_WBITS, limit, "deflate")
+        return _zlib_stream(data, zlib.MAX_WBITS, limit, "deflate", members=False)
     except DecodeLimitError:
         raise
+    except _Partial:
+        raise
     except DecodeError:
-        return _inflate(data, -zlib.MAX_WBITS, limit, "deflate")
+        return _zlib_stream(data, -zlib.MAX_WBITS, limit, "deflate", members=False)
 
 
-def _feed(step: Callable[[bytes], bytes], data: bytes, limit: int, name: str) -> bytes:
+def _feed(step: Callable[[bytes], bytes], data: bytes, limit: int, name: str, error: type[Exception]) -> bytes:
     """Feed `data` in small slices to a streaming decompressor's `step`, never holding more than `limit`."""
     out = bytearray()
     slice_size = _CHUNK // 16
     for start in range(0, len(data), slice_size):
-        out += step(data[start : start + slice_size])
+        try:
+            out += step(data[start : start + slice_size])
+        except error as e:
+            if out:
+                raise _Partial(f"invalid {name} data after {len(out)} decoded bytes: {e}", bytes(out)) from None
+            raise DecodeError(f"invalid {name} data: {e}") from None
         if len(out) > limit:
-            raise DecodeLimitError(f"{name} body expands beyond the {limit}-byte limit (compression bomb?)")
+            raise _bomb(name, limit)
     return bytes(out)
 
 
 def _unbrotli(data: bytes, limit: int) -> bytes:
     decompressor = brotli.Decompressor()
-    try:
-        out = _feed(decompressor.process, data, limit, "br")
-    except brotli.error as e:
-        raise DecodeError(f"invalid br data: {e}") from None
+    out = _feed(decompressor.process, data, limit, "br", brotli.error)
     if not decompressor.is_finished():
-        raise DecodeError("truncated br data")
+        raise _Partial(f"truncated br data ({len(out)} bytes decoded)", out)
     return out
 
 
 def _unzstd(data: bytes, limit: int) -> bytes:
-    decompressor = zstandard.ZstdDecompressor().decompressobj()
-    try:
-        return _feed(decompressor.decompress, data, limit, "zstd")
-    except zstandard.ZstdError as e:
-        raise DecodeError(f"invalid zstd data: {e}") from None
+    out = bytearray()
+    rest = data
+    while rest:  # frames may be concatenated
+        decompressor = zstandard.ZstdDecompressor().decompressobj()
+        out += _feed(decompressor.decompress, rest, limit - len(out), "zstd", zstandard.ZstdError)
+        if not decompressor.eof:
+            raise _Partial(f"truncated zstd data ({len(out)} bytes decoded)", bytes(out))
+        rest = decompressor.unused_data
+    return bytes(out)
 
 
 _DECODERS = {
@@ -114,13 +140,31 @@ def _describe(encoding: str) -> str:
 
 
 def decompress(data: bytes, encodings: tuple[str, ...], limit: int) -> bytes:
-    """Undo `encodings` (in the order they were applied) without exceeding `limit` bytes."""
+    """Undo `encodings` (in the order they were applied) without exceeding `limit` bytes.
+
+    Raises `DecodeError` for anything not decoded in full (truncated data, bytes after the end).
+    """
+    data, problem = decompress_partial(data, encodings, limit)
+    if problem is not None:
+        raise DecodeError(problem)
+    return data
+
+
+def decompress_partial(data: bytes, encodings: tuple[str, ...], limit: int) -> tuple[bytes, str | None]:
+    """(what decoded, why the rest did not or None): truncated or trailing data still yields what came before.
+
+    Raises `DecodeError` when nothing could be decoded, `DecodeLimitError` past `limit`.
+    """
+    problem: str | None = None
     for encoding in reversed(encodings):
         decoder = _DECODERS.get(encoding)
         if decoder is None:
             raise DecodeError(f"unsupported Content-Encoding {_describe(encoding)}")
-        data = decoder(data, limit)
-    return data
+        try:
+            data = decoder(data, limit)
+        except _Partial as partial:
+            data, problem = partial.data, "; ".join(filter(None, (problem, str(partial))))
+    return data, problem
 
 
 def compress(data: bytes, encodings: tuple[str, ...]) -> bytes:

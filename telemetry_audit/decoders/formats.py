@@ -12,11 +12,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from telemetry_audit.decoders.errors import DecodeError, DecodeLimitError
+from telemetry_audit.decoders.errors import DecodeError, DecodeLimitError, UninspectableError
 
 
 class FormPair(list):  # type: ignore[type-arg]
@@ -52,19 +53,30 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-def loads_strict(text: str | bytes) -> Any:
-    """`json.loads` that refuses duplicate keys (an earlier value would vanish uninspected)."""
-    return json.loads(text, object_pairs_hook=_unique_keys)
+def loads_strict(text: str | bytes, numbers: list[str] | None = None) -> Any:
+    """`json.loads` that refuses duplicate keys (an earlier value would vanish uninspected).
+
+    With `numbers`, the text of every non-integer number (`str(float)`, as a detector sees it) is appended.
+    """
+    if numbers is None:
+        return json.loads(text, object_pairs_hook=_unique_keys)
+
+    def number(literal: str) -> float:
+        value = float(literal)
+        numbers.append(str(value))
+        return value
+
+    return json.loads(text, object_pairs_hook=_unique_keys, parse_float=number, parse_constant=number)
 
 
-def _loads(text: str | bytes) -> Any:
+def _loads(text: str | bytes, numbers: list[str] | None = None) -> Any:
     try:
-        return loads_strict(text)
+        return loads_strict(text, numbers)
     except RecursionError:
         raise DecodeLimitError("JSON nested too deeply") from None
     except DuplicateKeyError:
         # Not a size limit, but the same outcome: part of the body cannot be inspected as a server reads it.
-        raise DecodeLimitError("JSON object with a duplicate key: not every value can be inspected") from None
+        raise UninspectableError("JSON object with a duplicate key: not every value can be inspected") from None
     except (ValueError, UnicodeDecodeError) as e:
         # json's messages quote positions, never the offending text.
         raise DecodeError(f"invalid JSON: {e}") from None
@@ -99,16 +111,25 @@ def embed_to_string(embedded: Embedded) -> str:
 # --- JSON and NDJSON -------------------------------------------------------------------------------------------
 
 
-def parse_json(body: bytes) -> Any:
-    return _loads(body)
+def parse_json(body: str | bytes, numbers: list[str] | None = None) -> Any:
+    """The document in `body`; with `numbers`, also the spelling of each non-integer number in it."""
+    return _loads(body, numbers)
 
 
 def serialize_json(tree: Any) -> bytes:
     return dumps(tree).encode("utf-8")
 
 
-def parse_ndjson(body: bytes) -> list[Any]:
-    lines = [line for line in body.splitlines() if line.strip()]
+def ndjson_lines(body: Any) -> list[Any]:
+    """`body` split at CR, LF and CRLF, separators kept: `[line, separator, line, ..., line]`."""
+    if isinstance(body, bytes):
+        return re.split(rb"(\r\n|\r|\n)", body)
+    return re.split(r"(\r\n|\r|\n)", body)
+
+
+def parse_ndjson(body: str | bytes) -> list[Any]:
+    # Only CR and LF end a line (str.splitlines would also split at U+2028 and others, valid inside JSON strings).
+    lines = [line for line in ndjson_lines(body)[::2] if line.strip()]
     if not lines:
         raise DecodeError("empty NDJSON body")
     return [_loads(line) for line in lines]
@@ -121,20 +142,20 @@ def serialize_ndjson(tree: list[Any]) -> bytes:
 # --- forms -----------------------------------------------------------------------------------------------------
 
 
-MAX_FORM_FIELDS = 100_000
-
-
-def parse_form(body: bytes) -> FormPairs:
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DecodeError(f"form body is not UTF-8 (byte {e.start})") from None
+def parse_form(body: str | bytes, max_fields: int) -> FormPairs:
+    if isinstance(body, bytes):
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise DecodeError(f"form body is not UTF-8 (byte {e.start})") from None
+    else:
+        text = body
     if "=" not in text:
         raise DecodeError("not an url-encoded form (no key=value pair)")
-    if text.count("&") + text.count(";") >= MAX_FORM_FIELDS:
-        raise DecodeLimitError(f"url-encoded form with more than {MAX_FORM_FIELDS} fields")
+    if text.count("&") >= max_fields:
+        raise DecodeLimitError(f"url-encoded form with more than {max_fields} fields")
     try:
-        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True, max_num_fields=MAX_FORM_FIELDS)
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True, max_num_fields=max_fields)
     except ValueError:
         # parse_qsl's message quotes the offending field, which may be the very secret: say nothing of it.
         raise DecodeError("invalid url-encoded form (a field without `=`)") from None
@@ -230,3 +251,149 @@ def sniff_embedded(value: str) -> Embedded | None:
     if isinstance(tree, (dict, list)):
         return Embedded("base64-json", tree, urlsafe=urlsafe, padded=padded)
     return None
+
+
+# --- multipart/form-data ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Part:
+    """One part of a multipart body: its name, its own headers and its raw content (transfer coding undone)."""
+
+    name: str
+    headers: dict[str, str]
+    content: bytes
+
+
+def _part_headers(block: bytes) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for line in block.decode("utf-8", "replace").split("\r\n"):
+        name, sep, value = line.partition(":")
+        if not sep:
+            raise DecodeError("multipart part header without `:`")
+        headers[name.strip().lower()] = value.strip()
+    return headers
+
+
+def _disposition_name(value: str) -> str:
+    for param in value.split(";")[1:]:
+        key, _, raw = param.strip().partition("=")
+        if key.lower() == "name":
+            return raw.strip().strip('"')
+    return ""
+
+
+def parse_multipart(body: bytes, boundary: str, max_fields: int) -> list[Part]:
+    """The parts of a `multipart/form-data` (or other multipart) body; raises DecodeError on any malformation."""
+    if not boundary or len(boundary) > 200:
+        raise DecodeError("multipart body without a valid boundary")
+    delimiter = b"--" + boundary.encode("latin-1", "replace")
+    chunks = body.split(delimiter)
+    if len(chunks) < 3 or not chunks[-1].startswith(b"--"):
+        raise DecodeError("multipart body is truncated (no closing boundary)")
+    if chunks[-1][2:].strip() or chunks[0].strip():
+        raise UninspectableError("multipart body has content outside its parts")
+    parts: list[Part] = []
+    for chunk in chunks[1:-1]:
+        if len(parts) >= max_fields:
+            raise DecodeLimitError(f"multipart body with more than {max_fields} parts")
+        if not chunk.startswith(b"\r\n") or not chunk.endswith(b"\r\n"):
+            raise DecodeError("malformed multipart part (missing CRLF around a boundary)")
+        head, sep, content = chunk[2:-2].partition(b"\r\n\r\n")
+        if not sep:
+            if not head.endswith(b"\r\n") and head:
+                raise DecodeError("multipart part without a blank line after its headers")
+            head, content = head, b""
+        headers = _part_headers(head) if head else {}
+        transfer = headers.get("content-transfer-encoding", "").lower()
+        if transfer == "base64":
+            try:
+                content = base64.b64decode(b"".join(content.split()), validate=True)
+            except (binascii.Error, ValueError):
+                raise DecodeError("invalid base64 in a multipart part") from None
+        elif transfer == "quoted-printable":
+            content = binascii.a2b_qp(content)
+        elif transfer not in ("", "7bit", "8bit", "binary"):
+            raise UninspectableError("multipart part with an unknown Content-Transfer-Encoding")
+        parts.append(Part(_disposition_name(headers.get("content-disposition", "")), headers, content))
+    return parts
+
+
+# --- protobuf without a schema ---------------------------------------------------------------------------------
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise DecodeError("truncated protobuf varint")
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+
+
+def _printable(text: str) -> bool:
+    return all(c.isprintable() or c in "\t\r\n" for c in text)
+
+
+def parse_protobuf_wire(data: bytes, depth: int = 0) -> dict[str, Any]:
+    """A protobuf message read without its schema: `{field number: value or [values]}`.
+
+    Length-delimited fields read as UTF-8 text when they are, else as a nested message when they parse
+    as one; anything else cannot be inspected (`UninspectableError`).
+    """
+    if depth > 32:
+        raise DecodeLimitError("protobuf nested too deeply")
+    out: dict[str, Any] = {}
+    pos = 0
+    while pos < len(data):
+        key, pos = _varint(data, pos)
+        number, wire = key >> 3, key & 7
+        if number == 0:
+            raise DecodeError("protobuf field number 0")
+        value: Any
+        if wire == 0:
+            value, pos = _varint(data, pos)
+        elif wire == 1:
+            if pos + 8 > len(data):
+                raise DecodeError("truncated protobuf fixed64")
+            value, pos = int.from_bytes(data[pos:pos + 8], "little"), pos + 8
+        elif wire == 5:
+            if pos + 4 > len(data):
+                raise DecodeError("truncated protobuf fixed32")
+            value, pos = int.from_bytes(data[pos:pos + 4], "little"), pos + 4
+        elif wire == 2:
+            length, pos = _varint(data, pos)
+            if pos + length > len(data):
+                raise DecodeError("truncated protobuf length-delimited field")
+            chunk = data[pos:pos + length]
+            pos += length
+            value = _wire_chunk(chunk, depth)
+        else:
+            raise DecodeError(f"unsupported protobuf wire type {wire}")
+        existing = out.get(str(number))
+        if existing is None:
+            out[str(number)] = value
+        elif isinstance(existing, list):
+            existing.append(value)
+        else:
+            out[str(number)] = [existing, value]
+    return out
+
+
+def _wire_chunk(chunk: bytes, depth: int) -> Any:
+    try:
+        text = chunk.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and _printable(text):
+        return text
+    try:
+        return parse_protobuf_wire(chunk, depth + 1)
+    except UninspectableError:
+        raise
+    except DecodeError:
+        raise UninspectableError("protobuf field that is neither text nor a message (binary data)") from None

@@ -38,13 +38,46 @@ def glob_to_regex(glob: str, separator: str = "/") -> str:
     return _translate(glob, f"[^{sep}]*", f"[^{sep}]")
 
 
-def field_glob_to_regex(pattern: str) -> str:
-    """A field path pattern as RE2 over generic paths (`a.b[].c`).
+_QUOTED_NAME = r'\["(?:[^"\\]|\\.)*"\]'
+"""A quoted name in a field path: `["ai.device.id"]` (JSON string escapes inside)."""
 
-    `*` is one name, `**` any depth, `[]`/`[*]` any index; a pattern also
-    covers everything beneath it (allowing `versions` allows `versions.node`).
+
+def field_glob_to_regex(pattern: str) -> str:
+    """A field path pattern as RE2 over generic paths (`a.b[].c`, `tags["ai.device.id"]`).
+
+    `*` is one name, `**` any depth, `[]`/`[*]` any index; a name with dots, brackets or quotes is written
+    quoted as the decoders spell it (`tags["ai.device.id"]`; inside the quotes `*` is any text:
+    `attributes["service.*"]`); a whole-name `*` also matches a quoted name. A pattern also covers
+    everything beneath it (allowing `versions` allows `versions.node`).
     """
-    return _translate(pattern.replace("[*]", "[]"), r"[^.\[]*", None) + r"(?:$|[.\[].*)"
+    out: list[str] = []
+    i = 0
+    text = pattern.replace("[*]", "[]")
+    while i < len(text):
+        if text.startswith('["', i):
+            end = i + 2
+            while end < len(text) and text[end] != '"':
+                end += 2 if text[end] == "\\" else 1
+            end = text.find("]", end)
+            end = len(text) if end < 0 else end + 1
+            out.append(r"(?:[^\"\\]|\\.)*".join(re2.escape(piece) for piece in text[i:end].split("*")))
+            i = end
+        elif text.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif text[i] == "*":
+            whole = (i == 0 or text[i - 1] == ".") and (i + 1 == len(text) or text[i + 1] in ".[")
+            if whole and i and out and out[-1] == re2.escape("."):
+                out[-1] = f"(?:\\.[^.\\[]*|{_QUOTED_NAME})"
+            elif whole:
+                out.append(f"(?:[^.\\[]*|{_QUOTED_NAME})")
+            else:
+                out.append(r"[^.\[]*")
+            i += 1
+        else:
+            out.append(re2.escape(text[i]))
+            i += 1
+    return "".join(out) + r"(?:$|[.\[].*)"
 
 
 def compile_alternation(patterns: list[str]) -> Any:

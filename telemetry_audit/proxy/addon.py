@@ -534,10 +534,11 @@ def _headers(pairs: tuple[tuple[str, str], ...]) -> http.Headers:
 
 
 def _error_decision(error: Exception, action: Action) -> Decision:
-    from telemetry_audit.model import Finding, FindingKind, Severity, fingerprint
+    from telemetry_audit.model import ENGINE_RULES, Finding, fingerprint
 
-    finding = Finding("audit-error", FindingKind.ERROR, "body", Severity.HIGH, action, "",
-                      fingerprint("audit-error", type(error).__name__),
+    rule = ENGINE_RULES["audit-error"]
+    finding = Finding(rule.id, rule.kind, "body", rule.severity, action, "",
+                      fingerprint(rule.id, type(error).__name__),
                       f"auditing failed: {type(error).__name__}: {error}"[:500])
     return Decision(action, (finding,), True)
 

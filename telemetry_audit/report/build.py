@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from telemetry_audit import __version__
-from telemetry_audit.model import Action, Decision, Request, Severity, mask
+from telemetry_audit.model import ENGINE_RULES, Action, Decision, Request, Severity, mask
 from telemetry_audit.policy.model import Policy
 
 
@@ -102,16 +102,7 @@ def _rule_action(default: Action, forbid: list[Action], fields: Any) -> str:
 def _engine_rules(policy: Policy) -> list[tuple[str, str, Severity, Action]]:
     """Findings the engine itself raises, described like policy rules."""
     s = policy.settings
-    return [
-        ("decode", "A telemetry body could not be decoded; it was not fully inspected.", s.decode_severity,
-         s.decode_failure),
-        ("oversize", "A telemetry body exceeded max_body_bytes and was not inspected.", Severity.MEDIUM,
-         s.oversize_action),
-        ("audit-error", "Auditing a request failed; it was handled as the policy's error_action says.",
-         Severity.HIGH, s.error_action),
-        ("redact-failed", "A request could not be rewritten safely, so it was blocked.", Severity.HIGH,
-         Action.BLOCK),
-    ]
+    return [(r.id, r.description, r.severity_for(s), r.action_for(s)) for r in ENGINE_RULES.values()]
 
 
 def build_report(items: Iterable[AuditedRequest], policy: Policy, *, with_payload: bool = False) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 from urllib.parse import quote
 
-from telemetry_audit.model import Severity
+from telemetry_audit.model import ENGINE_RULES, Severity
 from telemetry_audit.report.json_report import (
     FindingRecord,
     Report,
@@ -34,14 +34,6 @@ BUILTIN_PREFIX = "<builtin>/"
 """How the report names a rule file shipped inside the package (never a path in the user's repository)."""
 FINGERPRINT_KEY = "telemetryAudit/v1"
 """The `partialFingerprints` key; bump the suffix if fingerprints ever change meaning."""
-
-ENGINE_RULES = {
-    "decode": "A payload could not be decoded. An undecodable payload is a finding, not a pass.",
-    "oversize": "The body was larger than max_body_bytes and was not inspected.",
-    "audit-error": "Auditing the request failed; it was handled by the policy's error action.",
-    "redact-failed": "The request could not be rewritten safely, so it was blocked instead of redacted.",
-}
-"""Descriptions for the ids the engine reports without a policy rule behind them."""
 
 _LEVELS = {
     Severity.INFO: "note",
@@ -161,7 +153,9 @@ def _synthesised_descriptor(rule_id: str, findings: list[FindingRecord], tools: 
     severity = max((severity_of(f.get("severity", "")) for f in findings), key=lambda s: s.rank)
     kinds = {f.get("kind", "") for f in findings}
     kind_text = ", ".join(sorted(k for k in kinds if k)) or "finding"
-    text = ENGINE_RULES.get(rule_id) or f"Findings reported as {rule_id} ({kind_text}) outside any policy rule."
+    engine_rule = ENGINE_RULES.get(rule_id)
+    text = (engine_rule.description if engine_rule
+            else f"Findings reported as {rule_id} ({kind_text}) outside any policy rule.")
     return {
         "id": rule_id,
         "name": rule_id,

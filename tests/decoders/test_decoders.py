@@ -16,8 +16,18 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
-from telemetry_audit.decoders import DROP, DecodeError, DecodeLimits, decode_request, encode_body, rewrite_values
-from telemetry_audit.model import Request
+from telemetry_audit.decoders import (
+    DROP,
+    UNREWRITABLE,
+    DecodedRequest,
+    DecodeError,
+    DecodeLimits,
+    decode_request,
+    encode_body,
+    rewrite_body,
+    rewrite_values,
+)
+from telemetry_audit.model import Limits, Request
 
 EVENT = {"event": "cli.start", "properties": {"args": ["deploy", "--stage", "dev"], "cwd": "/home/alice/app"}}
 EVENT_BYTES = json.dumps(EVENT).encode()
@@ -135,7 +145,7 @@ def test_otlp_json() -> None:
         ("broken gzip", {"Content-Encoding": "gzip"}, b"\x1f\x8bnot gzip at all", "gzip"),
         ("truncated gzip", {"Content-Encoding": "gzip"}, gzip.compress(EVENT_BYTES)[:20], "gzip"),
         ("unknown encoding", {"Content-Encoding": "compress"}, b"xx", "unsupported Content-Encoding"),
-        ("binary", {"Content-Type": "application/octet-stream"}, bytes(range(256)), "unrecognised"),
+        ("binary", {"Content-Type": "application/octet-stream"}, bytes(range(256)), "binary"),
         ("bad protobuf", {"Content-Type": "application/x-protobuf"}, b"\xff\xff\xff\xff", "OTLP"),
         ("deep nesting", {"Content-Type": "application/json"}, b"[" * 100_000 + b"]" * 100_000, "deep"),
     ],
@@ -279,3 +289,170 @@ def test_duplicate_keys_and_deep_embedding_are_uninspectable() -> None:
     deep = decode_request(Request.from_url("POST", "https://c.test/e", {"Content-Type": "application/json"},
                                            json.dumps({"v": value}).encode()))
     assert any(p.truncated and "nested" in p.reason for p in deep.problems)
+
+
+# --- charsets, partial content codings, multipart, schema-less protobuf ----------------------------------------
+
+CHARSET_CASES = [
+    ("utf-8 bom", b"\xef\xbb\xbf" + EVENT_BYTES),
+    ("utf-16-le bom", b"\xff\xfe" + EVENT_BYTES.decode().encode("utf-16-le")),
+    ("utf-16-be bom", b"\xfe\xff" + EVENT_BYTES.decode().encode("utf-16-be")),
+    ("utf-16-le", EVENT_BYTES.decode().encode("utf-16-le")),
+    ("utf-16-be", EVENT_BYTES.decode().encode("utf-16-be")),
+    ("utf-32-le bom", b"\xff\xfe\x00\x00" + EVENT_BYTES.decode().encode("utf-32-le")),
+    ("utf-32-be", EVENT_BYTES.decode().encode("utf-32-be")),
+]
+
+
+@pytest.mark.parametrize(("name", "body"), CHARSET_CASES, ids=[c[0] for c in CHARSET_CASES])
+def test_json_in_any_unicode_charset_decodes(name: str, body: bytes) -> None:
+    fields = fields_of(Request.from_url("POST", "https://c.test/e", {"Content-Type": "application/json"}, body))
+    assert fields["properties.cwd"] == "/home/alice/app" and fields["event"] == "cli.start"
+
+
+def _trailing(codec: str) -> bytes:
+    compress = {"gzip": gzip.compress, "deflate": zlib.compress, "br": brotli.compress,
+                "zstd": zstandard.ZstdCompressor().compress}[codec]
+    return compress(EVENT_BYTES) + b"TRAILING-GARBAGE"
+
+
+PARTIAL_CASES = [
+    ("gzip then trailing bytes", "gzip", _trailing("gzip")),
+    ("deflate then trailing bytes", "deflate", _trailing("deflate")),
+    ("zstd then trailing bytes", "zstd", _trailing("zstd")),
+    ("br then trailing bytes", "br", _trailing("br")),
+    ("truncated gzip", "gzip", gzip.compress(EVENT_BYTES)[:-12]),
+    ("truncated br", "br", brotli.compress(EVENT_BYTES)[:-3]),
+    ("truncated zstd", "zstd", zstandard.ZstdCompressor().compress(EVENT_BYTES)[:-4]),
+    ("broken gzip", "gzip", b"\x1f\x8bnot gzip at all"),
+    ("unknown coding", "compress", b"xx"),
+]
+
+
+@pytest.mark.parametrize(("name", "coding", "body"), PARTIAL_CASES, ids=[c[0] for c in PARTIAL_CASES])
+def test_content_codings_not_undone_in_full_are_uninspectable(name: str, coding: str, body: bytes) -> None:
+    decoded = decode_request(Request.from_url("POST", "https://c.test/e",
+                                              {"Content-Type": "application/json", "Content-Encoding": coding}, body))
+    assert [p.rule_id for p in decoded.problems] == ["uninspectable"], decoded.problems
+    if decoded.plain_body:  # what did decode is still scanned
+        assert any(f.path == "body" and "cli.start" in str(f.value) for f in decoded.fields)
+
+
+def test_zero_padding_after_gzip_is_not_a_problem() -> None:
+    body = gzip.compress(EVENT_BYTES) + b"\x00" * 8
+    fields = fields_of(Request.from_url("POST", "https://c.test/e", {"Content-Encoding": "gzip"}, body))
+    assert fields["event"] == "cli.start"
+
+
+def multipart(*parts: tuple[dict[str, str], bytes], boundary: str = "b0undary") -> bytes:
+    out = b""
+    for headers, content in parts:
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode()
+        out += f"--{boundary}\r\n".encode() + head + b"\r\n" + content + b"\r\n"
+    return out + f"--{boundary}--\r\n".encode()
+
+
+def test_multipart_parts_decode_by_their_own_type_and_encoding() -> None:
+    body = multipart(
+        ({"Content-Disposition": 'form-data; name="meta"', "Content-Type": "application/json"}, EVENT_BYTES),
+        ({"Content-Disposition": 'form-data; name="b64"', "Content-Type": "application/json",
+          "Content-Transfer-Encoding": "base64"}, base64.b64encode(json.dumps({"user": "bob"}).encode())),
+        ({"Content-Disposition": 'form-data; name="zipped"', "Content-Type": "application/json",
+          "Content-Encoding": "gzip"}, gzip.compress(json.dumps({"k": "v"}).encode())),
+        ({"Content-Disposition": 'form-data; name="note"'}, b"plain text /home/alice/x"),
+    )
+    request = Request.from_url("POST", "https://c.test/e",
+                               {"Content-Type": 'multipart/form-data; boundary="b0undary"'}, body)
+    fields = fields_of(request)
+    assert fields["meta.properties.cwd"] == "/home/alice/app"
+    assert fields["b64.user"] == "bob" and fields["zipped.k"] == "v"
+    assert fields["note"] == "plain text /home/alice/x"
+
+
+@pytest.mark.parametrize(("name", "body", "rule_id"), [
+    ("binary part", multipart(({"Content-Disposition": 'form-data; name="f"'}, bytes(range(256)))), "uninspectable"),
+    ("no closing boundary", multipart(({"Content-Disposition": 'form-data; name="f"'}, b"x"))[:-12], "decode"),
+    ("unknown transfer coding", multipart(({"Content-Disposition": 'form-data; name="f"',
+                                            "Content-Transfer-Encoding": "x-uue"}, b"x")), "uninspectable"),
+])
+def test_multipart_that_cannot_be_read_is_a_problem(name: str, body: bytes, rule_id: str) -> None:
+    request = Request.from_url("POST", "https://c.test/e", {"Content-Type": "multipart/form-data; boundary=b0undary"},
+                               body)
+    assert [p.rule_id for p in decode_request(request).problems] == [rule_id]
+
+
+def test_protobuf_without_a_schema_reads_its_text_fields() -> None:
+    inner = b"\x0a\x05alice"  # field 1: "alice"
+    body = b"\x08\x96\x01" + b"\x12" + bytes([len(inner)]) + inner + b"\x1a\x0d/home/alice/x"
+    request = Request.from_url("POST", "https://c.test/track", {"Content-Type": "application/x-protobuf"}, body)
+    fields = fields_of(request)
+    assert fields["1"] == 150 and fields["2.1"] == "alice" and fields["3"] == "/home/alice/x"
+
+
+def test_protobuf_with_binary_bytes_is_uninspectable() -> None:
+    body = b"\x12\x04\xff\xfe\x00\x80"
+    request = Request.from_url("POST", "https://c.test/track", {"Content-Type": "application/x-protobuf"}, body)
+    assert [p.rule_id for p in decode_request(request).problems] == ["uninspectable"]
+
+
+# --- field paths ----------------------------------------------------------------------------------------------
+
+PATH_CASES = [
+    ({"tags": {"ai.device.id": "x"}}, 'tags["ai.device.id"]'),
+    ({"a[0]": 1}, '["a[0]"]'),
+    ({"q": {'say "hi"': 1}}, 'q["say \\"hi\\""]'),
+    ({"e": {"": 1}}, 'e[""]'),
+    ({"plain": {"name_1": [1]}}, "plain.name_1[0]"),
+]
+
+
+@pytest.mark.parametrize(("body", "path"), PATH_CASES, ids=[c[1] for c in PATH_CASES])
+def test_field_paths_quote_names_that_would_be_ambiguous(body: object, path: str) -> None:
+    fields = fields_of(Request.from_url("POST", "https://c.test/e", {"Content-Type": "application/json"},
+                                        json.dumps(body).encode()))
+    assert path in fields
+
+
+# --- limits ---------------------------------------------------------------------------------------------------
+
+
+def test_a_body_under_the_size_limit_is_never_refused_for_its_field_count() -> None:
+    limits = Limits.from_body_limit(4000)
+    body = b"[" + b",".join([b"0"] * 1999) + b"]"  # the most leaves 4000 bytes of JSON can hold
+    assert len(body) <= limits.max_body_bytes
+    decoded = decode_request(Request.from_url("POST", "https://c.test/e", {"Content-Type": "application/json"}, body),
+                             limits)
+    assert decoded.problems == [] and len([f for f in decoded.fields if f.path.startswith("[")]) == 1999
+
+
+def test_a_body_over_the_size_limit_is_not_read() -> None:
+    limits = Limits.from_body_limit(100)
+    decoded = decode_request(Request.from_url("POST", "https://c.test/e", {}, b"x" * 101), limits)
+    assert [p.rule_id for p in decoded.problems] == ["oversize"] and decoded.plain_body is None
+
+
+# --- splicing -------------------------------------------------------------------------------------------------
+
+
+def _leaf_locators(decoded: DecodedRequest) -> list[tuple[object, ...]]:
+    return [f.locator for f in decoded.fields if f.locator and f.locator[0] not in ("header", "query")
+            and not any(step is UNREWRITABLE for step in f.locator)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=json_values, indent=st.sampled_from([None, 1, "\t"]), data=st.data())
+def test_splicing_edits_exactly_what_a_tree_rewrite_does(value: object, indent: object, data: st.DataObject) -> None:
+    body = json.dumps(value, indent=indent).encode()  # type: ignore[arg-type]
+    request = Request.from_url("POST", "https://c.test/e", {"Content-Type": "application/json"}, body)
+    decoded = decode_request(request)
+    if decoded.body_format != "json" or decoded.problems:
+        return
+    locators = _leaf_locators(decoded)
+    if not locators:
+        return
+    chosen = data.draw(st.lists(st.sampled_from(locators), min_size=1, max_size=4, unique=True))
+    edits = {loc: DROP if data.draw(st.booleans()) else "[REDACTED]" for loc in chosen}
+    spliced = rewrite_body(decoded, edits)
+    expected = decode_request(request)
+    rewrite_values(expected.body_tree, edits)
+    assert json.loads(spliced) == json.loads(encode_body(expected))
