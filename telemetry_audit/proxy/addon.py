@@ -17,6 +17,7 @@ Load it in plain mitmproxy with `mitmdump -s <this file>` (it defines `addons`),
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import json
 import logging
@@ -31,7 +32,7 @@ from telemetry_audit.collectors import find_collector
 from telemetry_audit.collectors.dispatch import dispatch
 from telemetry_audit.collectors.inspection import INSPECTION_HOST, handle_inspection
 from telemetry_audit.collectors.store import EventStore
-from telemetry_audit.decoders import decode_request
+from telemetry_audit.decoders import DecodedRequest, decode_request
 from telemetry_audit.detectors.base import AuditEnvironment
 from telemetry_audit.engine import Auditor
 from telemetry_audit.model import Action, Decision, Request, mask
@@ -220,7 +221,7 @@ class TelemetryAudit:
             logger.exception("telemetry-audit: reading the flow failed")
             bare = Request(flow.request.method, flow.request.scheme, flow.request.pretty_host.lower(),
                            flow.request.port, flow.request.path.split("?", 1)[0])
-            self._act(flow, bare, _error_decision(e, self.auditor.policy.settings.error_action))
+            self._act(flow, bare, _error_decision(e, self.auditor.policy.settings.error_action), None)
             return
         if _audit_cost(flow) >= OFF_LOOP_BYTES and _loop_running():
             # Audited in a worker process while the loop serves every other flow; the flow waits, intercepted.
@@ -233,33 +234,47 @@ class TelemetryAudit:
         if self.auditor is None or self.log is None:
             self.configure(set())  # hosts that add the addon without a configure round (test harnesses)
 
-    def _decide(self, requests: list[Request]) -> tuple[Request, Decision]:
-        """Audit under every name, keeping the strictest decision; an adapter failure fails closed."""
+    def _decide(self, requests: list[Request]) -> tuple[Request, Decision, DecodedRequest | None]:
+        """Audit under every name, keeping the strictest decision; an adapter failure fails closed.
+
+        The body is read once: each name shares the first decode (only the request it belongs to differs), and
+        the emulator answers from the same `DecodedRequest`.
+        """
         assert self.auditor is not None
+        audited: list[tuple[Request, Decision, DecodedRequest | None]] = []
+        first: DecodedRequest | None = None
         try:
-            audited = [(r, self.auditor.evaluate(r)) for r in requests]
+            for request in requests:
+                if not self.auditor.route(request)[1]:
+                    audited.append((request, Decision(Action.ALLOW, telemetry=False), None))
+                    continue
+                decoded = self.auditor.decode(request) if first is None else _renamed(first, request)
+                first = first or decoded
+                audited.append((request, self.auditor.audit(decoded), decoded))
         except Exception as e:  # the engine already fails closed; this guards the adapter itself
             logger.exception("telemetry-audit: auditing failed")
-            return requests[0], _error_decision(e, self.auditor.policy.settings.error_action)
-        return max(audited, key=lambda pair: (pair[1].telemetry, pair[1].action.rank))
+            return requests[0], _error_decision(e, self.auditor.policy.settings.error_action), None
+        return max(audited, key=lambda item: (item[1].telemetry, item[1].action.rank))
 
     async def _audit_off_loop(self, flow: http.HTTPFlow, requests: list[Request]) -> None:
         assert self.pool is not None and self.auditor is not None
+        decided: tuple[Request, Decision, DecodedRequest | None]
         try:
-            decisions = await asyncio.get_running_loop().run_in_executor(
-                self.pool.executor(), audit_in_worker, requests)
-            decided = max(zip(requests, decisions, strict=True),
-                          key=lambda pair: (pair[1].telemetry, pair[1].action.rank))
+            result = await asyncio.get_running_loop().run_in_executor(self.pool.executor(), audit_in_worker, requests)
+            index = max(range(len(requests)),
+                        key=lambda k: (result.decisions[k].telemetry, result.decisions[k].action.rank))
+            decided = (requests[index], result.decisions[index], result.decoded_for(requests[index]))
         except Exception as e:  # a worker died or raised: fail closed, like the engine
             logger.exception("telemetry-audit: auditing in a worker failed")
-            decided = (requests[0], _error_decision(e, self.auditor.policy.settings.error_action))
+            decided = (requests[0], _error_decision(e, self.auditor.policy.settings.error_action), None)
         # Resume first (killing an intercepted flow would leave it waiting forever), then act before the loop
         # lets the flow move on.
         flow.resume()
         if flow.live and not flow.response and not flow.error:
             self._act(flow, *decided)
 
-    def _act(self, flow: http.HTTPFlow, request: Request, decision: Decision) -> None:
+    def _act(self, flow: http.HTTPFlow, request: Request, decision: Decision,
+             decoded: DecodedRequest | None = None) -> None:
         """Record the decision, then block, redact, answer offline or let the request go upstream."""
         enforce = ctx.options.taudit_mode == "enforce"
         offline = ctx.options.taudit_offline
@@ -291,12 +306,13 @@ class TelemetryAudit:
         self._annotate(flow, decision, record)
 
         if enforce and decision.action is Action.BLOCK:
-            self._block(flow, request, collector)
+            self._block(flow, decoded or decode_request(request))
             return
         if enforce and decision.action is Action.REDACT:
             request = _apply_redaction(flow, request, decision)
+            decoded = None  # the emulator answers what is sent now: the redacted request
         if offline:
-            self._answer_offline(flow, request, decision, collector)
+            self._answer_offline(flow, decoded or decode_request(request))
         elif flow.request.trailers and flow.request.http_version.startswith("HTTP/1"):
             # Audited already; mitmproxy cannot send HTTP/1 trailers upstream, so they stay here.
             flow.request.trailers = None
@@ -413,7 +429,7 @@ class TelemetryAudit:
             return
         self._ensure_configured()
         requests = [stream_request(flow, name, "TCP", message.content) for name in audited_names(flow)]
-        request, decision = self._decide(requests)
+        request, decision, _ = self._decide(requests)
         if self._stream_decision(flow, request, decision, "tcp"):
             message.content = b""  # a kill does not stop a message already in transit: empty it first
             if flow.killable:
@@ -427,7 +443,7 @@ class TelemetryAudit:
             return
         self._ensure_configured()
         requests = [stream_request(flow, name, "WEBSOCKET", message.content) for name in audited_names(flow)]
-        request, decision = self._decide(requests)
+        request, decision, _ = self._decide(requests)
         if self._stream_decision(flow, request, decision, "websocket"):
             message.drop()
         elif (ctx.options.taudit_mode == "enforce" and decision.action is Action.REDACT
@@ -471,7 +487,7 @@ class TelemetryAudit:
                       for f in decision.findings[:20]]
             flow.comment = "\n".join(lines)
 
-    def _block(self, flow: http.HTTPFlow, request: Request, collector: Any) -> None:
+    def _block(self, flow: http.HTTPFlow, decoded: DecodedRequest) -> None:
         style = ctx.options.taudit_block_style
         if style == "kill":
             flow.kill()
@@ -482,12 +498,12 @@ class TelemetryAudit:
             )
             return
         # A well-formed success, so the tool neither crashes nor retries; the dispatcher knows the shape.
-        answer = dispatch(decode_request(request), self.store, decision=flow.metadata.get(METADATA_KEY), blocked=True)
+        answer = dispatch(decoded, self.store, decision=flow.metadata.get(METADATA_KEY), blocked=True)
         flow.response = http.Response.make(answer.status, answer.body, _headers(answer.headers))
 
-    def _answer_offline(self, flow: http.HTTPFlow, request: Request, decision: Decision, collector: Any) -> None:
+    def _answer_offline(self, flow: http.HTTPFlow, decoded: DecodedRequest) -> None:
         # The one offline dispatcher (shared with the standalone collector) picks the emulator by protocol.
-        answer = dispatch(decode_request(request), self.store, decision=flow.metadata.get(METADATA_KEY))
+        answer = dispatch(decoded, self.store, decision=flow.metadata.get(METADATA_KEY))
         flow.response = http.Response.make(answer.status, answer.body, _headers(answer.headers))
 
     def _answer_inspection(self, flow: http.HTTPFlow) -> None:
@@ -513,6 +529,11 @@ def inspection_allowed(flow: http.HTTPFlow, token: str) -> bool:
     if token and (hmac.compare_digest(offered, token) or hmac.compare_digest(bearer, f"Bearer {token}")):
         return True
     return peer_uid(flow) == os.getuid()
+
+
+def _renamed(decoded: DecodedRequest, request: Request) -> DecodedRequest:
+    """The same read body for the same request under another name (fields are rebuilt, nothing is decoded)."""
+    return dataclasses.replace(decoded, request=request, _fields=None)
 
 
 def _audit_cost(flow: http.HTTPFlow) -> int:

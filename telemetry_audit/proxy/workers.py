@@ -13,8 +13,9 @@ import multiprocessing
 import os
 from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from telemetry_audit.decoders import DecodedRequest
 from telemetry_audit.detectors.base import AuditEnvironment
 from telemetry_audit.model import Decision, Request
 
@@ -44,10 +45,29 @@ def _init_worker(recipe: AuditorRecipe) -> None:
     _worker_auditor = Auditor(policy, recipe.environment, audit_all=recipe.audit_all)
 
 
-def audit_in_worker(requests: Sequence[Request]) -> list[Decision]:
-    """Evaluate each request (the same request under each name it goes by)."""
+@dataclass(frozen=True)
+class WorkerResult:
+    """What comes back from a worker: a decision per name, and the body as read (so nothing reads it again)."""
+
+    decisions: list[Decision]
+    plain_body: bytes | None
+    text: str | None
+    body_format: str
+    charset: str
+
+    def decoded_for(self, request: Request) -> DecodedRequest:
+        """A `DecodedRequest` for the emulator: the plain body without the fields (the audit is done)."""
+        return DecodedRequest(request=request, body_format=self.body_format, plain_body=self.plain_body,
+                              text=self.text, charset=self.charset)
+
+
+def audit_in_worker(requests: Sequence[Request]) -> WorkerResult:
+    """Decide each request (the same request under each name it goes by), reading the body once."""
     assert _worker_auditor is not None
-    return [_worker_auditor.evaluate(request) for request in requests]
+    decoded = _worker_auditor.decode(requests[0])
+    decisions = [_worker_auditor.audit(decoded if i == 0 else replace(decoded, request=r, _fields=None))
+                 for i, r in enumerate(requests)]
+    return WorkerResult(decisions, decoded.plain_body, decoded.text, decoded.body_format, decoded.charset)
 
 
 class AuditPool:

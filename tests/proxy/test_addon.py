@@ -188,3 +188,46 @@ def test_a_harmless_host_header_does_not_dodge_the_audit(addon: TelemetryAudit) 
         flow.request.headers["Host"] = "docs.example.org"  # ...claiming to be for somebody else
         addon.request(flow)
     assert flow.metadata[METADATA_KEY]["decision"] == "block"
+
+
+def test_the_proxy_reads_a_body_once_for_the_audit_and_the_emulator(addon: TelemetryAudit,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decode once: the engine's `DecodedRequest` is what the emulator answers from (one decompression in all),
+    even with the Host header naming the collector a second time."""
+    import gzip
+
+    import telemetry_audit.decoders as decoders_module
+    from telemetry_audit.collectors import dispatch as dispatch_module
+
+    calls: list[tuple[str, ...]] = []
+    real = decoders_module.decompress_partial
+
+    def counting(data: bytes, encodings: tuple[str, ...], limit: int) -> Any:
+        calls.append(tuple(encodings))
+        return real(data, encodings, limit)
+
+    handed: list[Any] = []
+    real_dispatch = dispatch_module.dispatch
+
+    def recording(decoded: Any, *args: Any, **kwargs: Any) -> Any:
+        handed.append(decoded)
+        return real_dispatch(decoded, *args, **kwargs)
+
+    monkeypatch.setattr(decoders_module, "decompress_partial", counting)
+    monkeypatch.setattr(addon_module_for_dispatch(), "dispatch", recording)
+    body = gzip.compress(json.dumps({"type": "track", "event": "deploy", "userId": "u1"}).encode())
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, taudit_offline=True)
+        flow = telemetry_flow(None, raw=b"", headers={"Content-Encoding": "gzip", "Host": "api.segment.io"})
+        flow.request.raw_content = body  # as sent: `Request.make` would encode the content once more
+        addon.request(flow)
+    assert flow.response is not None and json.loads(flow.response.content) == {"success": True}
+    assert calls == [("gzip",)]
+    [decoded] = handed
+    assert decoded.plain_body is not None and b"deploy" in decoded.plain_body
+
+
+def addon_module_for_dispatch() -> Any:
+    from telemetry_audit.proxy import addon as addon_module
+
+    return addon_module
