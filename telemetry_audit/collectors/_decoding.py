@@ -27,14 +27,16 @@ def body(decoded: DecodedRequest) -> bytes:
     Raises `BodyTooLarge` when the decoder refused it for its size and `ValueError` when its
     content coding is broken: both are the client's fault and answered as the vendor would.
     """
+    # `read_problems`: what reading the body met (the fields are never built here).
+    problem = next((p for p in decoded.read_problems if p.where == "body" and p.rule_id != "decode"), None)
+    if problem is not None and problem.rule_id == "oversize":
+        raise BodyTooLarge(problem.reason)
+    broken_coding = bool(decoded.encodings or decoded.sniffed_gzip) and decoded.body_format == "raw"
+    if problem is not None and (decoded.plain_body is None or broken_coding):
+        raise ValueError(problem.reason)  # a broken content coding: only part of the body could be read
     if decoded.plain_body is not None:
         return decoded.plain_body
-    problem = next((p for p in decoded.problems if p.where == "body"), None)
-    if problem is None:
-        return decoded.request.body if decoded.request is not None else b""
-    if problem.truncated:
-        raise BodyTooLarge(problem.reason)
-    raise ValueError(problem.reason)
+    return decoded.request.body
 
 
 def b64decode(text: str | bytes) -> bytes:
