@@ -11,6 +11,7 @@ the engine reports: `decode` when the body's text was still scanned as a whole,
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -193,10 +194,12 @@ def header_scan_text(headers: tuple[tuple[str, str], ...]) -> str | None:
 
     Depends on the headers alone, so a caller may cache it (clients repeat the same headers).
     """
-    values = [value for _, value in _audited_headers_of(headers)]
+    pairs = list(_audited_headers_of(headers))
+    values = [value for _, value in pairs]
     if any(formats.sniff_embedded(value) is not None for value in values if len(value) >= 2):
         return None
-    return "\n".join(values)
+    # Names too: a header name can carry a token (`X-ghp_...: 1`).
+    return "\n".join([name for name, _ in pairs] + values)
 
 
 def scan_text(decoded: DecodedRequest, headers_text: str | None = None) -> str | None:
@@ -216,7 +219,7 @@ def scan_text(decoded: DecodedRequest, headers_text: str | None = None) -> str |
         headers_text = header_scan_text(request.headers)
         if headers_text is None:
             return None
-    headers = request.path + "\n" + headers_text
+    headers = request.path + "\n" + _host_text(request.host) + "\n" + headers_text
     if decoded.body_format == "empty":
         return headers
     text = decoded.text
@@ -284,7 +287,7 @@ def fields_near(decoded: DecodedRequest, headers_text: str, spans: list[tuple[in
     request = decoded.request
     if decoded.body_format not in ("json", "otlp-json") or text is None or tree is None or decoded.read_problems:
         return None
-    base = len(request.path) + 1 + len(headers_text) + 1
+    base = len(request.path) + 1 + len(_host_text(request.host)) + 1 + len(headers_text) + 1
     blocks = [text.count('"', i, i + _QUOTE_BLOCK) for i in range(0, len(text), _QUOTE_BLOCK)]
     body_end = base + len(text) + 2 * sum(blocks)
     targets: list[_Target] = []
@@ -301,9 +304,7 @@ def fields_near(decoded: DecodedRequest, headers_text: str, spans: list[tuple[in
         targets.append(target)
     fields: list[FieldValue] = []
     flattener = _Flattener(decoded.limits, fields, decoded.read_problems)
-    for lowered, value in _audited_headers(request):
-        fields.append(FieldValue(f"header.{lowered}", value, f"header.{lowered}", ("header", lowered)))
-    fields.append(FieldValue("url.path", request.path, "url.path", (UNREWRITABLE,)))
+    fields.extend(_header_and_url_fields(request))
     kept_end = -1
     for target in sorted(targets, key=lambda t: (t.start, -t.end)):
         if target.start < kept_end:
@@ -599,9 +600,7 @@ def _flatten(decoded: DecodedRequest) -> list[FieldValue]:
         embedded = formats.sniff_embedded(value) if len(value) >= 2 else None
         if embedded is not None:  # e.g. base64 JSON in a custom header: read it, but it cannot be rewritten
             flattener.walk(embedded, f"header.{lowered}", f"header.{lowered}", (UNREWRITABLE,))
-        fields.append(FieldValue(f"header.{lowered}", value, f"header.{lowered}", ("header", lowered)))
-    # The URL path is scanned too; it cannot be rewritten, so redacting it fails closed (blocks).
-    fields.append(FieldValue("url.path", request.path, "url.path", (UNREWRITABLE,)))
+    fields.extend(_header_and_url_fields(request))
     if decoded.query_tree is not None:
         flattener.walk(decoded.query_tree, "query", "query", ("query",))
     if decoded.body_tree is not None:
@@ -615,6 +614,46 @@ def _flatten(decoded: DecodedRequest) -> list[FieldValue]:
         fields.append(FieldValue("body", text, "body", ()))
     fields.extend(flattener.keys)
     return fields
+
+
+def _header_and_url_fields(request: Request) -> list[FieldValue]:
+    """Every header value, every header name, each cookie, the URL path and the host name.
+
+    Names, cookies, the path and the host cannot be rewritten in place, so redacting them fails closed (blocks):
+    a token in a host label (`<token>.segment.io`) or a header name must not leave either.
+    """
+    fields = []
+    for lowered, value in _audited_headers(request):
+        fields.append(FieldValue(f"header.{lowered}", value, f"header.{lowered}", ("header", lowered)))
+        fields.append(FieldValue("key:header", lowered, "key:header", (UNREWRITABLE,)))
+        if lowered == "cookie":
+            for pair in value.split(";"):
+                name, sep, cookie = pair.strip().partition("=")
+                if sep and name:
+                    path = f"cookie.{_quoted(name)}"
+                    fields.append(FieldValue(path, cookie, path, (UNREWRITABLE,)))
+    fields.append(FieldValue("url.path", request.path, "url.path", (UNREWRITABLE,)))
+    if not _is_ip_literal(request.host):  # an address is where it goes, not something it tells
+        fields.append(FieldValue("url.host", request.host, "url.host", (UNREWRITABLE,)))
+    return fields
+
+
+def _host_text(host: str) -> str:
+    """The host as the scan text holds it: as `url.host` does (nothing for an IP literal)."""
+    return "" if _is_ip_literal(host) else host
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _quoted(name: str) -> str:
+    """A path step, quoted when it holds characters a path uses (as the body's keys are)."""
+    return name if name.replace("_", "").replace("-", "").isalnum() else json.dumps(name)
 
 
 def decode_request(request: Request, limits: Limits | None = None) -> DecodedRequest:

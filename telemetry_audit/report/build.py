@@ -32,10 +32,17 @@ def safe_path(request: Request, decision: Decision) -> str:
     return mask(request.path) if any(f.field == "url.path" for f in decision.findings) else request.path
 
 
+def safe_host(request: Request, decision: Decision) -> str:
+    """The host name, masked when a finding is in it (a token in a host label)."""
+    return mask(request.host) if any(f.field == "url.host" for f in decision.findings) else request.host
+
+
 def safe_url(request: Request, decision: Decision) -> str:
     """The request URL with its path masked when a finding is in it, and every query value masked when any
     finding is in the query (query names may hold dots and brackets, so no finding is traced back to one)."""
     url = request.url
+    if any(f.field == "url.host" for f in decision.findings):
+        url = url.replace(request.host, safe_host(request, decision), 1)
     if any(f.field == "url.path" for f in decision.findings):
         url = url[: len(url) - len(request.path)] + safe_path(request, decision)
     if not request.query:
@@ -52,7 +59,7 @@ def request_entry(item: AuditedRequest, *, with_payload: bool = False) -> dict[s
     entry: dict[str, Any] = {
         "method": request.method,
         "url": safe_url(request, decision),
-        "host": request.host,
+        "host": safe_host(request, decision),
         "path": safe_path(request, decision),
         "tool": decision.tool,
         "decision": decision.action.value,

@@ -258,3 +258,30 @@ def _policy() -> Any:
 
     return load_policy(None)
 
+
+
+@pytest.mark.parametrize(
+    ("head", "where"),
+    [
+        (f"Host: {GITHUB_TOKEN.lower()}.segment.io\r\n", "url.host"),
+        (f"X-{GITHUB_TOKEN}: 1\r\n", "key:header"),
+        (f"Cookie: theme=dark; sid={GITHUB_TOKEN}\r\n", "cookie.sid"),
+    ],
+    ids=["host label", "header name", "cookie"],
+)
+def test_secrets_in_host_labels_header_names_and_cookies_are_blocked_and_never_logged(
+        tmp_path: Path, confdir: Path, head: str, where: str) -> None:
+    host = f"{GITHUB_TOKEN.lower()}.segment.io" if where == "url.host" else "api.segment.io"
+    request = (f"POST http://{host}/v1/track HTTP/1.1\r\n" + (head if where != "url.host" else f"Host: {host}\r\n")
+               + ("Host: api.segment.io\r\n" if where != "url.host" else "")
+               + 'Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}').encode()
+    with session(tmp_path, confdir) as proxy:
+        answer = raw_exchange(proxy, request)
+        seen = records(proxy)
+        report = proxy.report(_policy())
+    assert answer.startswith(b"HTTP/1.1 200")  # blocked with an empty success, so the tool does not retry
+    [record] = seen
+    assert record["decision"] == "block"
+    assert any(f["field"] == where and f["kind"] == "secret" for f in record["findings"]), record["findings"]
+    assert GITHUB_TOKEN.lower() not in Path(proxy.log_path).read_text().lower()
+    assert GITHUB_TOKEN.lower() not in json.dumps(report).lower()
