@@ -54,12 +54,14 @@ import multiprocessing
 import os
 import random
 import shutil
+import socket
 import ssl
 import statistics
 import string
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from array import array
@@ -868,6 +870,66 @@ def format_report(figures: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# --- no flow waits on another's audit ------------------------------------------------------------------------
+
+
+def stall_body(paths: int = 95_000) -> bytes:
+    """About 4 MB of PostHog batch whose every event carries a home path and an e-mail (95k findings)."""
+    events = [{"event": "x", "distinct_id": f"{i // 2}",
+               "properties": {("c" if i % 2 else "e"): (f"/home/a/{i}" if i % 2 else f"u{i}@x.io")}}
+              for i in range(paths)]
+    return json.dumps({"api_key": "phc_bench", "batch": events}, separators=(",", ":")).encode()
+
+
+def stall_scenario(host: str, port: int, *, interval: float = 0.1, body: bytes | None = None) -> dict[str, Any]:
+    """Send the large body once; meanwhile a small telemetry request every `interval` s. Latencies in seconds."""
+    large = body if body is not None else stall_body()
+
+    def post(path_host: str, path: str, payload: bytes, timeout: float) -> tuple[int, float]:
+        started = time.perf_counter()
+        request = (f"POST http://{path_host}{path} HTTP/1.1\r\nHost: {path_host}\r\nContent-Type: "
+                   f"application/json\r\nContent-Length: {len(payload)}\r\nConnection: close\r\n\r\n").encode()
+        with socket.create_connection((host, port), timeout=timeout) as conn:
+            conn.sendall(request + payload)
+            answer = b""
+            while chunk := conn.recv(65536):
+                answer += chunk
+        status = int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/") else 0
+        return status, time.perf_counter() - started
+
+    outcome: dict[str, Any] = {}
+
+    def send_large() -> None:
+        outcome["large_status"], outcome["large_seconds"] = post("us.i.posthog.com", "/batch/", large, 600)
+
+    sender = threading.Thread(target=send_large)
+    sender.start()
+    small: list[tuple[int, float]] = []
+    while sender.is_alive():
+        small.append(post("api.segment.io", "/v1/track", b'{"type":"track","event":"tick","userId":"u"}', 60))
+        time.sleep(interval)
+    sender.join()
+    latencies = sorted(seconds for _, seconds in small)
+    outcome.update(small_requests=len(small), small_answered=sum(1 for code, _ in small if code == 200),
+                   worst_small_seconds=latencies[-1] if latencies else None,
+                   median_small_seconds=latencies[len(latencies) // 2] if latencies else None,
+                   large_bytes=len(large))
+    return outcome
+
+
+def run_stall(confdir: str) -> dict[str, Any]:
+    """The stall scenario against the telemetry-audit proxy (offline, default policy)."""
+    from telemetry_audit.proxy.settings import ProxySettings
+    from telemetry_audit.session import ProxySession
+
+    workdir = tempfile.mkdtemp(prefix="bench-stall-")
+    try:
+        with ProxySession(ProxySettings(), confdir=confdir, workdir=workdir, audited_env={}) as session:
+            return stall_scenario(session.host, session.port)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=Config.requests,
@@ -892,7 +954,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="500 requests, 4 connections, 100 sequential, 100 on new connections, 1 run")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON instead of a table")
+    parser.add_argument("--stall", action="store_true",
+                        help="only the no-stall scenario: a ~4 MB body of 95k paths and e-mails is audited while a "
+                             "small telemetry request goes every 100 ms; prints the worst small-request latency")
     args = parser.parse_args(argv)
+    if args.stall:
+        confdir = tempfile.mkdtemp(prefix="bench-stall-ca-")
+        try:
+            figures = run_stall(confdir)
+        finally:
+            shutil.rmtree(confdir, ignore_errors=True)
+        print(json.dumps(figures, indent=2))
+        return
     requests, concurrency, latency_requests, new_connection_requests, repeat = (
         args.requests, args.concurrency, args.latency_requests, args.new_connection_requests, args.repeat)
     if args.quick:

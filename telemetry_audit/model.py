@@ -306,6 +306,10 @@ class Finding:
         return out
 
 
+LISTED_FINDINGS = 1000
+"""At most this many findings of one request are listed in the log and the reports; the rest are counted."""
+
+
 @dataclass(frozen=True)
 class Decision:
     """What the engine decided for one request."""
@@ -321,6 +325,8 @@ class Decision:
     """For `REDACT`: the rewritten body, in the original content type and encoding."""
     redacted_query: tuple[tuple[str, str], ...] | None = None
     redacted_headers: tuple[tuple[str, str], ...] | None = None
+    omitted_findings: int = 0
+    """Findings counted but not listed (a very large body: the first `LISTED_FINDINGS` are listed)."""
 
     @property
     def active_findings(self) -> tuple[Finding, ...]:

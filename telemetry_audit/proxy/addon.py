@@ -135,6 +135,7 @@ class TelemetryAudit:
         self.url_auditor: Auditor | None = None
         """Audits only the names and path of traffic that is not telemetry, to mask them in its record."""
         self.pool: AuditPool | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.log: AuditLog | None = None
         self.store: EventStore | None = None
         self.seen = 0
@@ -267,11 +268,18 @@ class TelemetryAudit:
         except Exception as e:  # a worker died or raised: fail closed, like the engine
             logger.exception("telemetry-audit: auditing in a worker failed")
             decided = (requests[0], _error_decision(e, self.auditor.policy.settings.error_action), None)
-        # Resume first (killing an intercepted flow would leave it waiting forever), then act before the loop
-        # lets the flow move on.
-        flow.resume()
-        if flow.live and not flow.response and not flow.error:
-            self._act(flow, *decided)
+        # Acting on a large request (its record of thousands of findings, redaction, the emulator reading a
+        # large batch, the store) is long work too: a thread does it while the flow stays intercepted, so the
+        # loop keeps answering. A kill decided there waits for the flow to be resumed (see `_kill`).
+        loop = self._loop = asyncio.get_running_loop()
+        try:
+            if flow.live and not flow.response and not flow.error:
+                await loop.run_in_executor(None, self._act, flow, *decided)
+        finally:
+            pending_kill = flow.metadata.pop(_PENDING_KILL, False)
+            flow.resume()
+            if pending_kill and flow.killable:
+                flow.kill()
 
     def _act(self, flow: http.HTTPFlow, request: Request, decision: Decision,
              decoded: DecodedRequest | None = None) -> None:
@@ -332,9 +340,12 @@ class TelemetryAudit:
             print(f"telemetry-audit: {e}; the proxy stopped (nothing passes unrecorded)", file=sys.stderr,
                   flush=True)
             self.fatal_error = str(e)
-            if flow is not None and flow.killable:
-                flow.kill()
-            ctx.master.shutdown()
+            if flow is not None:
+                _kill(flow)
+            if self._loop is not None and not _loop_running():  # acting in a thread (a large body)
+                self._loop.call_soon_threadsafe(ctx.master.shutdown)
+            else:
+                ctx.master.shutdown()
             return False
         return True
 
@@ -490,7 +501,7 @@ class TelemetryAudit:
     def _block(self, flow: http.HTTPFlow, decoded: DecodedRequest) -> None:
         style = ctx.options.taudit_block_style
         if style == "kill":
-            flow.kill()
+            _kill(flow)
             return
         if style == "403":
             flow.response = http.Response.make(
@@ -529,6 +540,17 @@ def inspection_allowed(flow: http.HTTPFlow, token: str) -> bool:
     if token and (hmac.compare_digest(offered, token) or hmac.compare_digest(bearer, f"Bearer {token}")):
         return True
     return peer_uid(flow) == os.getuid()
+
+
+_PENDING_KILL = "telemetry_audit_kill"
+
+
+def _kill(flow: http.HTTPFlow | tcp.TCPFlow) -> None:
+    """Kill `flow`; an intercepted one (acted on in a thread) is killed once resumed, or it would wait forever."""
+    if flow.intercepted:
+        flow.metadata[_PENDING_KILL] = True
+    elif flow.killable:
+        flow.kill()
 
 
 def _renamed(decoded: DecodedRequest, request: Request) -> DecodedRequest:

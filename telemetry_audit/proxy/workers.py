@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 from telemetry_audit.decoders import DecodedRequest
 from telemetry_audit.detectors.base import AuditEnvironment
-from telemetry_audit.model import Decision, Request
+from telemetry_audit.model import LISTED_FINDINGS, Decision, Request
 
 OFF_LOOP_BYTES = 256 * 1024
 """Bodies at least this large are audited in a worker process."""
@@ -67,7 +67,9 @@ def audit_in_worker(requests: Sequence[Request]) -> WorkerResult:
     decoded = _worker_auditor.decode(requests[0])
     decisions = [_worker_auditor.audit(decoded if i == 0 else replace(decoded, request=r, _fields=None))
                  for i, r in enumerate(requests)]
-    return WorkerResult(decisions, decoded.plain_body, decoded.text, decoded.body_format, decoded.charset)
+    listed = [replace(d, findings=d.findings[:LISTED_FINDINGS], omitted_findings=len(d.findings) - LISTED_FINDINGS)
+              if len(d.findings) > LISTED_FINDINGS else d for d in decisions]
+    return WorkerResult(listed, decoded.plain_body, decoded.text, decoded.body_format, decoded.charset)
 
 
 class AuditPool:

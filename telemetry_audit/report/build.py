@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from telemetry_audit import __version__
-from telemetry_audit.model import ENGINE_RULES, Action, Decision, Request, Severity, mask
+from telemetry_audit.model import ENGINE_RULES, LISTED_FINDINGS, Action, Decision, Request, Severity, mask
 from telemetry_audit.policy.model import Policy
 
 
@@ -65,8 +65,11 @@ def request_entry(item: AuditedRequest, *, with_payload: bool = False) -> dict[s
         "decision": decision.action.value,
         "time": item.time,
         "rule_ids": list(decision.rule_ids),
-        "findings": [f.to_dict() for f in decision.findings],
+        "findings": [f.to_dict() for f in decision.findings[:LISTED_FINDINGS]],
     }
+    omitted = decision.omitted_findings + max(0, len(decision.findings) - LISTED_FINDINGS)
+    if omitted:
+        entry["findings_omitted"] = omitted
     if item.client:
         entry["client"] = item.client
     if with_payload:
@@ -138,7 +141,8 @@ def report_from_entries(entries: list[dict[str, Any]], policy: Policy, *, total_
         "blocked": sum(e["decision"] == Action.BLOCK.value for e in entries),
         "redacted": sum(e["decision"] == Action.REDACT.value for e in entries),
         "logged": sum(e["decision"] == Action.LOG.value for e in entries),
-        "findings": sum(not f.get("suppressed") for f in findings),
+        "findings": sum(not f.get("suppressed") for f in findings) + sum(e.get("findings_omitted", 0)
+                                                                          for e in entries),
         "suppressed": sum(bool(f.get("suppressed")) for f in findings),
     }
     return {
