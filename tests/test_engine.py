@@ -183,8 +183,8 @@ def test_field_rule_does_not_apply_to_other_hosts(tmp_path: Path) -> None:
 # --- allowlists ----------------------------------------------------------------------------------------------
 
 ALLOWLIST_CASES = [
-    ("by field", "allowlist: {fields: [properties.contact]}"),
-    ("by value regex", "allowlist: {values: ['.*@example\\.com']}"),
+    ("by field", "allowlist: {fields: [properties.contact], detectors: [pii]}"),
+    ("by value regex", "allowlist: {values: ['.*@example\\.com'], detectors: [pii.email]}"),
     ("by detector", "allowlist: {detectors: [pii.email]}"),
     ("by family", "allowlist: {detectors: [pii]}"),
 ]
@@ -231,6 +231,7 @@ rules:
     forbid:
       - pattern: '(a+)+b'
         id: catastrophic-in-backtracking-engines
+        kind: secret
         action: block
 """
     audit = auditor(tmp_path, policy)
@@ -396,7 +397,7 @@ extends: [default]
 rules:
   - id: vendor
     match: {hosts: [core.serverless.com]}
-    allowlist: {fields: [header.authorization]}
+    allowlist: {fields: [header.authorization], detectors: [secrets]}
 """
     token = "Bearer " + GITHUB_TOKEN
     audit = Auditor(policy_from(tmp_path, pack), ENV)

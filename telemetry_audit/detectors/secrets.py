@@ -57,7 +57,7 @@ from typing import Any
 import re2
 
 from telemetry_audit.detectors.base import AuditEnvironment, DetectorInfo, Match
-from telemetry_audit.detectors.settings import DetectorSettings
+from telemetry_audit.detectors.settings import DetectorSettings, SettingSpec, SettingType
 from telemetry_audit.detectors.spans import outermost
 from telemetry_audit.model import FindingKind
 
@@ -484,7 +484,16 @@ OPT_IN = frozenset({"secrets.high-entropy"})
 
 CATALOGUE: tuple[DetectorInfo, ...] = tuple(DetectorInfo(p.id, FAMILY, p.title) for p in PATTERNS)
 
-_DEFAULTS: Mapping[str, Any] = {"disable": [], "generic": True, "high_entropy": False}
+SETTINGS: tuple[SettingSpec, ...] = (
+    SettingSpec("disable", SettingType.DETECTOR_IDS, [], "detectors of this family to turn off"),
+    SettingSpec("generic", SettingType.FLAG, True, "the keyword-backed generic detectors (assignments, "
+                "Authorization headers, URL credentials, key-name context)"),
+    SettingSpec("high_entropy", SettingType.FLAG, False, "the keyword-less high-entropy detector (noisy)"),
+    SettingSpec("key_context", SettingType.FLAG, True, "a credential-looking value under a secret-sounding "
+                "key, header or parameter name (`db_password`, `x-api-key`)"),
+    SettingSpec("secret_names", SettingType.STRINGS, [], "more field names (globs, case-insensitive) whose "
+                "values are secrets, e.g. `[acme_sig]`"),
+)
 
 
 @dataclass(frozen=True)
@@ -573,7 +582,7 @@ def _matches(compiled: _Compiled, value: str) -> Iterator[Match]:
 
 def build(settings: Mapping[str, Any], environment: AuditEnvironment) -> SecretsDetector:
     """The secrets family as configured by `settings` (the environment is not used)."""
-    read = DetectorSettings(FAMILY, settings, _DEFAULTS)
+    read = DetectorSettings(FAMILY, settings, SETTINGS)
     disabled = set(read.strings("disable"))
     unknown = disabled - {p.id for p in PATTERNS}
     if unknown:

@@ -15,6 +15,7 @@ from typing import Any
 
 import re2
 
+from telemetry_audit.detectors import closest, detector_references
 from telemetry_audit.model import Action, FindingKind, RedactMode, Severity
 from telemetry_audit.policy.errors import PolicyError
 from telemetry_audit.policy.loader import LoadedDocument, parse_yaml, policy_schema, validate
@@ -123,9 +124,41 @@ def _match_spec(document: LoadedDocument, path: tuple[str | int, ...], raw: Mapp
     )
 
 
-def _allowlist(document: LoadedDocument, path: tuple[str | int, ...], raw: Mapping[str, Any] | None) -> Allowlist:
+FIELD_FINDINGS = "fields.unknown"
+"""The detector name of `fields:` findings (an allowlist may accept them)."""
+
+
+def _where(path: tuple[str | int, ...]) -> str:
+    """`rules[0].allowlist`: a path as the schema errors spell it."""
+    return ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in path).replace(".[", "[")
+
+
+def _check_allowlist_detectors(
+    document: LoadedDocument, path: tuple[str | int, ...], names: list[str], custom_ids: frozenset[str]
+) -> None:
+    """Every detector an allowlist names exists: a typo there would accept nothing, or the wrong thing."""
+    known = {*detector_references(), FIELD_FINDINGS, *custom_ids}
+    for index, name in enumerate(names):
+        if name not in known:
+            guess = closest(name, known)
+            hint = f"did you mean {guess!r}? " if guess else ""
+            raise document.error(
+                path + ("detectors", index),
+                f"{_where(path + ('detectors', index))}: allowlist names an unknown detector {name!r}",
+                f"{hint}name a detector family or id (`telemetry-audit rules list --detectors`), "
+                f"`{FIELD_FINDINGS}`, or the `id` of a custom pattern",
+            )
+
+
+def _allowlist(
+    document: LoadedDocument,
+    path: tuple[str | int, ...],
+    raw: Mapping[str, Any] | None,
+    custom_ids: frozenset[str] = frozenset(),
+) -> Allowlist:
     if not raw:
         return Allowlist()
+    _check_allowlist_detectors(document, path, list(raw.get("detectors", [])), custom_ids)
     return Allowlist(
         fields_regex=_field_alternation(document, path + ("fields",), raw.get("fields", [])),
         values_regex=_alternation(document, path + ("values",), list(raw.get("values", []))),
@@ -180,11 +213,14 @@ def _forbid(
         redact=RedactMode(raw.get("redact", default_redact.value)),
         settings=dict(raw.get("settings", {})),
         source=raw.get("source", ""),
-        kind=FindingKind(raw["kind"]) if "kind" in raw else (FindingKind.SECRET if not detector else None),
+        kind=FindingKind(raw["kind"]) if "kind" in raw else None,
     )
 
 
-def _rule(document: LoadedDocument, index: int, raw: Mapping[str, Any], default_redact: RedactMode) -> Rule:
+def _rule(
+    document: LoadedDocument, index: int, raw: Mapping[str, Any], default_redact: RedactMode,
+    custom_ids: frozenset[str] = frozenset(),
+) -> Rule:
     path: tuple[str | int, ...] = ("rules", index)
     raw_match = raw["match"]
     matches = raw_match if isinstance(raw_match, list) else [raw_match]
@@ -209,7 +245,7 @@ def _rule(document: LoadedDocument, index: int, raw: Mapping[str, Any], default_
         action=action,
         fields=fields,
         forbid=forbid,
-        allowlist=_allowlist(document, path + ("allowlist",), raw.get("allowlist")),
+        allowlist=_allowlist(document, path + ("allowlist",), raw.get("allowlist"), custom_ids),
         metadata=dict(raw.get("metadata", {})),
         file=document.file,
         line=document.position(path)[0],
@@ -264,16 +300,20 @@ def load_policy(references: Sequence[str] | None = None, *, extra_allowlist: Ite
         settings_raw = _merge(settings_raw, document.data.get("settings", {}))
     default_redact = RedactMode(settings_raw.get("redact", "mask"))
 
+    custom_ids = frozenset(
+        entry["id"] for document in composer.documents for raw in document.data.get("rules", [])
+        for entry in raw.get("forbid", []) if "pattern" in entry
+    )
     rules: dict[str, Rule] = {}
     allowlists: list[Allowlist] = []
     optout: list[OptOutSwitch] = []
     for document in composer.documents:
         for index, raw in enumerate(document.data.get("rules", [])):
-            rule = _rule(document, index, raw, default_redact)
+            rule = _rule(document, index, raw, default_redact, custom_ids)
             rules.pop(rule.id, None)  # a later file's rule replaces (and moves after) the earlier one
             if not raw.get("disabled"):
                 rules[rule.id] = rule
-        allowlists.append(_allowlist(document, ("allowlist",), document.data.get("allowlist")))
+        allowlists.append(_allowlist(document, ("allowlist",), document.data.get("allowlist"), custom_ids))
         tool = document.data.get("name", Path(document.file).stem)
         for raw in document.data.get("optout", []):
             optout.append(
