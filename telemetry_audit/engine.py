@@ -216,7 +216,17 @@ class Auditor:
         text = scan_text(request, self.limits)
         if text is None:
             return False
-        return all(next(iter(detector.find(text)), None) is None for detector, _ in groups)
+        for detector, _ in groups:
+            # Key context: a detector that reads field names sees the body's `name: value` pairs and each header.
+            find = getattr(detector, "find_in_scan_text", detector.find)
+            if next(iter(find(text)), None) is not None:
+                return False
+            find_under = getattr(detector, "find_under", None)
+            if find_under is not None and any(
+                next(iter(find_under(name.lower(), value)), None) is not None for name, value in request.headers
+            ):
+                return False
+        return True
 
     def _plain_candidate(
         self, rule_id: str, kind: FindingKind, where: str, severity: Severity, action: Action, tool: str,
@@ -261,12 +271,20 @@ class Auditor:
         out: list[_Candidate] = []
         for detector, users in groups:
             # Custom patterns may anchor on a value's start or end (`^`, `$`): they always scan value by value.
-            if not isinstance(detector, _PatternDetector) and next(iter(detector.find(joined)), None) is None:
+            scan_each = isinstance(detector, _PatternDetector) or next(iter(detector.find(joined)), None) is not None
+            # Key context (a credential under a secret-sounding name) needs each value's field name.
+            find_under = getattr(detector, "find_under", None)
+            if not scan_each and find_under is None:
                 continue
             for item, text in values:
                 if not text:
                     continue
-                for match in detector.find(text):
+                matches = tuple(detector.find(text)) if scan_each else ()
+                if find_under is not None:
+                    name = _field_name(item)
+                    if name:
+                        matches += tuple(find_under(name, text, matches))
+                for match in matches:
                     for rule, spec in users:
                         if spec.detector_id and match.detector_id != spec.detector_id:
                             continue
@@ -345,6 +363,14 @@ class Auditor:
             return Decision(Action.BLOCK, findings + (finding,), True, tool, rule_ids)
         return Decision(action, findings, True, tool, rule_ids, redacted_body=body, redacted_query=query,
                         redacted_headers=headers)
+
+
+def _field_name(item: FieldValue) -> str:
+    """The name a value is held under (JSON key, header, query or form parameter); empty for list items and keys."""
+    generic = item.generic_path
+    if generic.startswith("key:") or generic.endswith("]"):
+        return ""
+    return generic.rsplit(".", 1)[-1]
 
 
 def _hide_flagged_keys(candidates: list[_Candidate]) -> list[_Candidate]:

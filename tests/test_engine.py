@@ -55,6 +55,8 @@ DEFAULT_CASES = [
      Action.ALLOW, set()),
     ("github token blocks", {"event": "x", "properties": {"token": GITHUB_TOKEN}}, Action.BLOCK, {FindingKind.SECRET}),
     ("env value redacts", {"payload": {"api_key": "ls-FAKE-TOKEN-1234"}}, Action.REDACT, {FindingKind.ENV}),
+    ("a credential under a secret name blocks", {"payload": {"db_password": "Zq8vL2pR5tW9yB3k"}}, Action.BLOCK,
+     {FindingKind.SECRET}),
     ("home path redacts", {"error": "ENOENT: /home/alice/projects/app/serverless.yml"}, Action.REDACT,
      {FindingKind.PATH}),
     ("email redacts", {"user": "alice@example.com"}, Action.REDACT, {FindingKind.PII}),

@@ -49,7 +49,9 @@ import base64
 import binascii
 import json
 import math
+import re
 from collections import Counter
+from fnmatch import fnmatchcase
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -479,10 +481,15 @@ PATTERNS: tuple[SecretPattern, ...] = (
     ),
 )
 
-GENERIC = frozenset({"secrets.basic-auth-url", "secrets.authorization-header", "secrets.generic-assignment"})
+GENERIC = frozenset({"secrets.basic-auth-url", "secrets.authorization-header", "secrets.generic-assignment",
+                     "secrets.key-context"})
 OPT_IN = frozenset({"secrets.high-entropy"})
 
-CATALOGUE: tuple[DetectorInfo, ...] = tuple(DetectorInfo(p.id, FAMILY, p.title) for p in PATTERNS)
+CATALOGUE: tuple[DetectorInfo, ...] = (
+    *(DetectorInfo(p.id, FAMILY, p.title) for p in PATTERNS),
+    DetectorInfo("secrets.key-context", FAMILY,
+                 "credential-looking value under a secret-sounding key, header or parameter name"),
+)
 
 SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("disable", SettingType.DETECTOR_IDS, [], "detectors of this family to turn off"),
@@ -519,12 +526,118 @@ class _Compiled:
         return cls(pattern, re2.compile("|".join(parts)), tuple(groups))
 
 
+# --- key-name context -------------------------------------------------------------------------------------------
+
+KEY_CONTEXT_ID = f"{FAMILY}.key-context"
+KEY_CONTEXT_TITLE = "credential under a secret-sounding name (key, header or parameter)"
+
+_SECRET_WORDS = frozenset({
+    "password", "passwd", "passphrase", "secret", "secrets", "token", "credential", "credentials", "apikey",
+    "authorization", "pwd", "pass", "passcode", "pat", "dsn",
+})
+"""A name holding one of these words names a secret (`db_password`, `x-auth-token`, `DD_API_KEY`)."""
+_SECRET_PAIRS = frozenset({
+    ("api", "key"), ("private", "key"), ("access", "key"), ("secret", "key"), ("auth", "key"), ("app", "key"),
+    ("application", "key"), ("client", "secret"), ("signing", "key"), ("master", "key"), ("account", "key"),
+    ("encryption", "key"), ("license", "key"), ("service", "key"), ("write", "key"), ("auth", "token"),
+})
+_NOT_SECRET_LAST = frozenset({
+    "count", "counts", "set", "enabled", "disabled", "enable", "disable", "scanning", "length", "len", "size",
+    "type", "types", "kind", "name", "names", "url", "uri", "urls", "endpoint", "host", "path", "file", "dir",
+    "at", "time", "expires", "expiry", "expiration", "ttl", "id", "ids", "required", "provided", "present",
+    "configured", "source", "env", "var", "header", "prefix", "suffix", "format", "version", "method", "scheme",
+    "strategy", "policy", "hint", "label", "field", "mode", "status", "state", "error", "errors", "message",
+    "reason", "limit", "usage", "used", "location", "store", "storage", "provider", "helper", "manager", "command",
+    "cmd", "flag", "flags", "option", "options", "rotation", "valid", "invalid", "missing", "exists", "changed",
+    "updated", "created", "last", "policy", "min", "max", "hash", "fingerprint", "digest", "checksum", "index",
+    "position", "budget", "tokens", "input", "output", "stream",
+})
+"""A name ending in one of these words is about a secret, not one (`token_count`, `password_set`)."""
+_NOT_SECRET_FIRST = frozenset({"is", "has", "num", "max", "min", "use", "uses", "should", "no", "enable", "disable",
+                               "total", "input", "output", "prompt", "completion", "cached", "public", "publishable"})
+# Names are short (capped below) and this has no nested repetition: Python's `re` for its look-ahead.
+_NAME_WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z]|[^A-Za-z]|$)|[A-Z]?[a-z]+|[0-9]+")
+_MAX_NAME = 200
+_NAME_CACHE_SIZE = 4096
+
+_CREDENTIAL_CHARS = re2.compile(r"[A-Za-z0-9!#$%&*+,\-./:;=?@^_|~]{8,1000}")
+_NOT_A_CREDENTIAL = re2.compile(
+    r"(?i)(?:"
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"  # UUID
+    r"|[-+]?[0-9]+(?:[.,][0-9]+)*(?:e[-+]?[0-9]+)?"  # numbers, 4-part versions, thousands
+    r"|v?[0-9]+(?:\.[0-9]+)+(?:[-+][0-9a-z.-]+)?"  # versions
+    r"|[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[t ][0-9:.]+)?(?:z|[+-][0-9:]+)?"  # dates and times
+    r"|[a-z][a-z0-9+.-]*://.*|[/~.].*|[a-z]:\\.*"  # URLs (credentials in them: basic-auth-url) and paths
+    r"|[^@]+@[^@]+\.[a-z]+"  # e-mail addresses (pii)
+    r"|.*(?:redacted|changeme|change_me|placeholder|example|dummy|fake|your[_-]|xxxx|\*\*\*|\.\.\.|<|>|\$\{|\{\{|%\().*"
+    r"|(?:phc_|pk_live_|pk_test_|pk\.|pub[0-9a-f]{32}|sk-ant-dummy).*"  # public keys sent by design
+    r")"
+)
+"""Values under a secret name that are not credentials: ids, numbers, versions, dates, paths, placeholders
+(`changeme`, `<token>`, `${VAR}`, `[REDACTED]`, values that say they are fake, dummy or examples),
+and public client keys (PostHog `phc_`, Stripe publishable `pk_`, Mapbox public `pk.`, Datadog client `pub`)."""
+
+
+def _name_words(name: str) -> tuple[str, ...]:
+    """`dbPassword` -> (db, password); `DD_API_KEY` -> (dd, api, key); `x-auth-token` -> (x, auth, token)."""
+    return tuple(word.lower() for word in _NAME_WORD.findall(name[-_MAX_NAME:]))
+
+
+def name_strength(name: str, extra: tuple[str, ...] = ()) -> int:
+    """2: the name says secret; 1: it ends in `key` (a secret only with a strongly credential-like value); 0."""
+    lowered = name.lower()
+    if extra and any(fnmatchcase(lowered, glob) for glob in extra):
+        return 2
+    words = _name_words(name)
+    if not words or words[-1] in _NOT_SECRET_LAST or words[0] in _NOT_SECRET_FIRST:
+        return 0
+    if words == ("auth",) or any(w in _SECRET_WORDS for w in words):
+        return 2
+    if any(pair in _SECRET_PAIRS for pair in zip(words, words[1:], strict=False)):
+        return 2
+    if words[-1] in ("key", "privatekey", "secretkey", "accesskey", "authkey", "apitoken", "accesstoken"):
+        return 1
+    return 0
+
+
+def looks_like_credential(value: str, strength: int) -> bool:
+    """True when `value`, held under a secret name of `strength`, has the length, charset and entropy of one."""
+    if strength <= 0 or _CREDENTIAL_CHARS.fullmatch(value) is None:
+        return False
+    if strength == 1 and len(value) < 20:
+        return False
+    if _NOT_A_CREDENTIAL.fullmatch(value) is not None:
+        return False
+    classes = (any(c.islower() for c in value) + any(c.isupper() for c in value) + any(c.isdigit() for c in value)
+               + any(not c.isalnum() for c in value))
+    if classes < 2:
+        return False
+    return _entropy_ok(value, 3.0 if strength == 2 else 4.0)
+
+
+# The text `decoders.scan_text` builds for a plain JSON body: each `"` became `\n\0\n`, so `"name": "value"`
+# reads `\n\0\nname\n\0\n: \n\0\nvalue\n\0\n`. Only names holding one of these fragments are looked at.
+_NAME_FRAGMENT = r"[^\n\x00]{0,100}(?i:pass|secret|token|credential|key|auth|pwd|pat|dsn)[^\n\x00]{0,100}"
+_SCAN_TEXT_PAIR = re2.compile(r"\x00\n(" + _NAME_FRAGMENT + r")\n\x00\n\s*:\s*\n\x00\n([^\n\x00]*)\n\x00")
+_SCAN_TEXT_OTLP_KEY = re2.compile(
+    r"\x00\nkey\n\x00\n\s*:\s*\n\x00\n(" + _NAME_FRAGMENT + r")\n\x00\n"
+    r"(?:\s*,\s*\n\x00\nvalue\n\x00\n\s*:\s*\{\s*\n\x00\nstringValue\n\x00\n\s*:\s*\n\x00\n([^\n\x00]*)\n\x00)?"
+)
+"""An OTLP attribute (`{"key": name, "value": {"stringValue": value}}`), which the full path reads as
+`attributes.<name>`; when its value is not spelled right after its key, the name alone sends the request
+down the full path."""
+
+
 class SecretsDetector:
     """The secrets family, configured: one keyword pass, then the relevant patterns."""
 
     family = FAMILY
 
-    def __init__(self, patterns: tuple[SecretPattern, ...]) -> None:
+    def __init__(self, patterns: tuple[SecretPattern, ...], key_context: bool = False,
+                 secret_names: tuple[str, ...] = ()) -> None:
+        self._key_context = key_context
+        self._secret_names = tuple(n.lower() for n in secret_names)
+        self._strengths: dict[str, int] = {}
         self._keyed: list[_Compiled] = []
         self._always: list[_Compiled] = []
         keywords = re2.Set.SearchSet()
@@ -558,6 +671,50 @@ class SecretsDetector:
             generic = [g for g in generic if not any(s.start < g.end and g.start < s.end for s in specific)]
         yield from outermost(specific + generic)
 
+    def strength(self, name: str) -> int:
+        """How strongly field `name` says secret (see `name_strength`); 0 with key context off."""
+        if not self._key_context:
+            return 0
+        found = self._strengths.get(name)
+        if found is None:
+            if len(self._strengths) >= _NAME_CACHE_SIZE:
+                self._strengths.clear()
+            found = self._strengths[name] = name_strength(name, self._secret_names)
+        return found
+
+    def find_under(self, name: str, value: str, found: tuple[Match, ...] = ()) -> Iterator[Match]:
+        """The key-context match of `value` held under field `name`, unless `found` (its `find` matches) covers it.
+
+        `name` is the last step of the field's path: a JSON key, a header, query or form parameter name.
+        """
+        if found or not value:
+            return
+        strength = self.strength(name)
+        if strength and looks_like_credential(value, strength):
+            yield Match(KEY_CONTEXT_ID, FindingKind.SECRET, KEY_CONTEXT_TITLE, 0, len(value))
+
+    def find_in_scan_text(self, text: str) -> Iterator[Match]:
+        """`find(text)`, plus key-context matches for the `name: value` pairs of a `scan_text` (see above).
+
+        Used only to decide that a request is clean at a glance; positions are those inside `text`.
+        """
+        yield from self.find(text)
+        if not self._key_context or "\x00" not in text:
+            return
+        for pair in _SCAN_TEXT_PAIR.finditer(text):
+            name, value = pair.group(1), pair.group(2)
+            start, end = pair.span(2)
+            yield from (Match(m.detector_id, m.kind, m.title, start, end)
+                        for m in self.find_under(name.rsplit(".", 1)[-1], value))
+        for attribute in _SCAN_TEXT_OTLP_KEY.finditer(text):
+            name = attribute.group(1).rsplit(".", 1)[-1]
+            if not self.strength(name):
+                continue
+            value = attribute.group(2)
+            if value is None or looks_like_credential(value, self.strength(name)):
+                start, end = attribute.span(1)
+                yield Match(KEY_CONTEXT_ID, FindingKind.SECRET, KEY_CONTEXT_TITLE, start, end)
+
 
 def _matches(compiled: _Compiled, value: str) -> Iterator[Match]:
     pattern = compiled.pattern
@@ -584,11 +741,13 @@ def build(settings: Mapping[str, Any], environment: AuditEnvironment) -> Secrets
     """The secrets family as configured by `settings` (the environment is not used)."""
     read = DetectorSettings(FAMILY, settings, SETTINGS)
     disabled = set(read.strings("disable"))
-    unknown = disabled - {p.id for p in PATTERNS}
+    unknown = disabled - {d.id for d in CATALOGUE}
     if unknown:
         raise ValueError(f"{FAMILY}.disable: unknown detector id(s) {', '.join(sorted(unknown))}")
     if not read.flag("generic"):
         disabled |= GENERIC
     if not read.flag("high_entropy"):
         disabled |= OPT_IN
-    return SecretsDetector(tuple(p for p in PATTERNS if p.id not in disabled))
+    key_context = read.flag("key_context") and read.flag("generic") and KEY_CONTEXT_ID not in disabled
+    return SecretsDetector(tuple(p for p in PATTERNS if p.id not in disabled), key_context,
+                           read.strings("secret_names"))
