@@ -39,8 +39,10 @@ __all__ = [
     "Rule",
     "builtin_pack_names",
     "builtin_pack_path",
+    "default_references",
     "load_policy",
     "policy_schema",
+    "tool_pack_names",
 ]
 
 BUILTIN_PREFIX = "<builtin>/"
@@ -52,6 +54,25 @@ def builtin_pack_names() -> list[str]:
     """Names of the packs shipped in `rules/` (usable as `--policy NAME` and in `extends`)."""
     folder = resources.files("telemetry_audit.rules")
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+BARE_DEFAULT = "default"
+COMPOSITE_PACKS = frozenset({BARE_DEFAULT, "all"})
+"""Built-in packs that are not a tool's own: the default policy, and `all` (which names the tool packs)."""
+
+
+def tool_pack_names() -> list[str]:
+    """The shipped tool packs (Serverless, LocalStack, SST, werf, ...): every built-in pack but the composites."""
+    return [name for name in builtin_pack_names() if name not in COMPOSITE_PACKS]
+
+
+def default_references() -> list[str]:
+    """What applies with no `--policy`: `default` plus every shipped tool pack.
+
+    Tool packs' rules match only their own tools' requests, so they add tool attribution, documented-field
+    checks and promises without touching other traffic. `--policy default` alone is the bare default.
+    """
+    return [BARE_DEFAULT, *tool_pack_names()]
 
 
 def builtin_pack_path(name: str) -> Path | None:
@@ -290,9 +311,9 @@ class _Composer:
 
 
 def load_policy(references: Sequence[str] | None = None, *, extra_allowlist: Iterable[str] = ()) -> Policy:
-    """Compose `references` (paths or built-in names; `default` when none) into a `Policy`."""
+    """Compose `references` (paths or built-in names) into a `Policy`; with none, `default_references()`."""
     composer = _Composer()
-    for reference in references or ["default"]:
+    for reference in references or default_references():
         composer.add(reference)
 
     settings_raw: dict[str, Any] = {}
@@ -327,6 +348,7 @@ def load_policy(references: Sequence[str] | None = None, *, extra_allowlist: Ite
                     command=tuple(raw.get("command", [])),
                     source=raw.get("source", ""),
                     expected=raw.get("expected", "stops"),
+                    versions=tuple(raw.get("versions", [])),
                 )
             )
 

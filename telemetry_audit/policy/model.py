@@ -198,6 +198,19 @@ class OptOutSwitch:
     command: tuple[str, ...] = ()
     source: str = ""
     expected: str = "stops"
+    versions: tuple[str, ...] = ()
+    """The tool releases this applies to (`3.x`, `2026.8`); empty: every release."""
+
+    def applies_to(self, version: str) -> bool:
+        """True when a tool of `version` (`3.40.0`; empty when unknown) is covered by this switch."""
+        if not self.versions or not version:
+            return True
+        parts = version.lstrip("v").split(".")
+        for pattern in self.versions:
+            wanted = pattern.split(".")
+            if all(w == "x" or (i < len(parts) and parts[i] == w) for i, w in enumerate(wanted)):
+                return True
+        return False
 
 
 @dataclass(frozen=True)

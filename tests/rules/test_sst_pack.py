@@ -69,11 +69,26 @@ def test_documented_fields_only_pass() -> None:
 
 
 def test_optout_switches_load() -> None:
-    switches = {(s.kind, s.name or s.path or " ".join(s.command), s.expected) for s in load_policy(["sst"]).optout}
+    switches = {(s.kind, s.name or s.path or " ".join(s.command), s.expected, s.versions)
+                for s in load_policy(["sst"]).optout}
     assert switches == {
-        ("env", "SST_TELEMETRY_DISABLED", "stops"),
-        ("command", "npx sst telemetry disable", "stops"),
-        ("file", "~/.config/sst/telemetry-disable", "stops"),
-        ("env", "DO_NOT_TRACK", "ignored"),
+        ("env", "SST_TELEMETRY_DISABLED", "stops", ()),
+        ("command", "npx sst telemetry disable", "stops", ()),
+        ("file", "~/.config/sst/telemetry-disable", "stops", ("3.x", "4.x")),
+        ("env", "DO_NOT_TRACK", "stops", ("3.x", "4.x")),
+        ("env", "DO_NOT_TRACK", "ignored", ("2.x",)),
     }
+
+
+@pytest.mark.parametrize(("version", "expected"), [
+    ("2.49.8", {("SST_TELEMETRY_DISABLED", "stops"), ("npx sst telemetry disable", "stops"),
+                ("DO_NOT_TRACK", "ignored")}),
+    ("4.17.1", {("SST_TELEMETRY_DISABLED", "stops"), ("npx sst telemetry disable", "stops"),
+                ("~/.config/sst/telemetry-disable", "stops"), ("DO_NOT_TRACK", "stops")}),
+])
+def test_optout_expectations_follow_the_tool_version(version: str, expected: set[tuple[str, str]]) -> None:
+    # v2 is not expected to honour v3's `telemetry-disable` file; v4 is expected to honour DO_NOT_TRACK.
+    applying = {(s.name or s.path or " ".join(s.command), s.expected)
+                for s in load_policy(["sst"]).optout if s.applies_to(version)}
+    assert applying == expected
     assert all(s.tool == "sst" and s.source for s in load_policy(["sst"]).optout)
