@@ -59,39 +59,17 @@ from typing import Any
 import re2
 
 from telemetry_audit.detectors.base import AuditEnvironment, DetectorInfo, Match
+from telemetry_audit.detectors.providers import PROVIDERS
+from telemetry_audit.detectors.secret_pattern import FAMILY, SecretPattern
 from telemetry_audit.detectors.settings import DetectorSettings, SettingSpec, SettingType
 from telemetry_audit.detectors.spans import outermost
 from telemetry_audit.model import FindingKind
 
-FAMILY = "secrets"
 MIN_LENGTH = 10
 """Values shorter than this hold no catalogued secret and are skipped."""
 
 MAX_MATCHES = 1000
 """Matches reported per detector per value: a hostile value cannot make a report unbounded."""
-
-
-@dataclass(frozen=True)
-class SecretPattern:
-    """One secret detector, declared as data."""
-
-    name: str
-    """The id without the family: `github-pat` for `secrets.github-pat`."""
-    title: str
-    patterns: tuple[str, ...]
-    """RE2 patterns; group 1, when present, is the secret."""
-    keywords: tuple[str, ...]
-    """Literal strings (matched case-insensitively), one of which must occur; empty means always run."""
-    entropy: float | None = None
-    """Shannon entropy floor (bits/char) of the secret; see the module docstring."""
-    generic: bool = False
-    """Generic detectors yield to specific ones on overlapping spans."""
-    verify: Callable[[str], bool] | None = None
-    """Extra check on the secret text (cheap: runs only on pattern matches)."""
-
-    @property
-    def id(self) -> str:
-        return f"{FAMILY}.{self.name}"
 
 
 def shannon_entropy(text: str) -> float:
@@ -420,6 +398,7 @@ PATTERNS: tuple[SecretPattern, ...] = (
         ("phx_",),
         entropy=3.0,
     ),
+    *PROVIDERS,
     SecretPattern(
         "jwt",
         "JSON Web Token",
@@ -643,8 +622,12 @@ class SecretsDetector:
         keywords = re2.Set.SearchSet()
         for pattern in patterns:
             compiled = _Compiled.of(pattern)
-            if pattern.keywords:
-                keywords.Add("(?i)(?:" + "|".join(re2.escape(k) for k in pattern.keywords) + ")")
+            if pattern.prefilter:
+                keywords.Add(pattern.prefilter)
+                self._keyed.append(compiled)
+            elif pattern.keywords:
+                case = "" if pattern.exact_keywords else "(?i)"
+                keywords.Add(case + "(?:" + "|".join(re2.escape(k) for k in pattern.keywords) + ")")
                 self._keyed.append(compiled)
             else:
                 self._always.append(compiled)
