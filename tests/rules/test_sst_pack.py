@@ -29,14 +29,17 @@ def test_pack_validates() -> None:
         ),
         (
             "sst-v4.17.1-posthog-batch",
+            # `args: ["version"]` is the documented "command invoked": no argv finding; the cli.error
+            # event's message is the kind of error the page says is not collected.
             ["batch[].properties.args[]", *V4_IDS],
-            {("sst.promises", "sst.argv", "batch[0].properties.args[0]", "log")},
+            {("sst.promises", "sst.error", "batch[1].properties.error", "log")},
         ),
         (
             "sst-v4.17.1-telemetry-disable-cmd-offline",
             ["batch[].properties.args[]", *V4_IDS],
-            {("sst.promises", "sst.argv", "batch[0].properties.args[0]", "log"),
-             ("sst.promises", "sst.argv", "batch[0].properties.args[1]", "log")},
+            # `args: ["telemetry", "disable"]` is the command; the cli.error event's message is the kind of
+            # error the page says is not collected.
+            {("sst.promises", "sst.error", "batch[1].properties.error", "log")},
         ),
     ],
 )
@@ -92,3 +95,24 @@ def test_optout_expectations_follow_the_tool_version(version: str, expected: set
                 for s in load_policy(["sst"]).optout if s.applies_to(version)}
     assert applying == expected
     assert all(s.tool == "sst" and s.source for s in load_policy(["sst"]).optout)
+
+
+@pytest.mark.parametrize(("args", "flagged"), [
+    (["deploy"], False),
+    (["telemetry", "disable"], False),
+    (["deploy", "--stage", "prod"], True),
+    (["deploy", "--config=/srv/app/sst.config.ts"], True),
+    (["secret", "set", "KEY", "value"], False),  # words only: not told apart from a command (see the pack)
+])
+def test_v4_argv_is_flagged_only_with_options_or_values(args: list[str], flagged: bool) -> None:
+    body = {"api_key": "phc_x", "batch": [{"event": "cli.start", "properties": {"args": args}}]}
+    decision = audit(json_request("https://telemetry.ion.sst.dev/batch/", body), "sst")
+    assert any(f.detector == "sst.argv" for f in decision.findings) is flagged
+
+
+def test_an_absolute_path_outside_home_is_redacted() -> None:
+    body = {"api_key": "phc_x", "batch": [{"event": "cli.error", "properties": {
+        "args": ["deploy"], "message": "cannot read /srv/builds/acme/sst.config.ts"}}]}
+    decision = audit(json_request("https://telemetry.ion.sst.dev/batch/", body), "sst")
+    assert decision.action is Action.REDACT
+    assert b"/srv/builds" not in (decision.redacted_body or b"")
