@@ -223,7 +223,8 @@ class Auditor:
                 return False
             find_under = getattr(detector, "find_under", None)
             if find_under is not None and any(
-                next(iter(find_under(name.lower(), value)), None) is not None for name, value in request.headers
+                next(iter(find_under(name.lower().rsplit(".", 1)[-1], value)), None) is not None
+                for name, value in request.headers
             ):
                 return False
         return True
@@ -276,8 +277,13 @@ class Auditor:
             find_under = getattr(detector, "find_under", None)
             if not scan_each and find_under is None:
                 continue
+            # A custom pattern scoped to `fields:` need not run on any other value (tool packs apply by default).
+            scopes = [spec.fields_regex for _, spec in users]
+            scoped = isinstance(detector, _PatternDetector) and all(s is not None for s in scopes)
             for item, text in values:
                 if not text:
+                    continue
+                if scoped and not any(s.match(item.generic_path) for s in scopes):
                     continue
                 matches = tuple(detector.find(text)) if scan_each else ()
                 if find_under is not None:

@@ -51,9 +51,9 @@ import json
 import math
 import re
 from collections import Counter
-from fnmatch import fnmatchcase
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import Any
 
 import re2
@@ -528,7 +528,7 @@ _NOT_SECRET_LAST = frozenset({
     "strategy", "policy", "hint", "label", "field", "mode", "status", "state", "error", "errors", "message",
     "reason", "limit", "usage", "used", "location", "store", "storage", "provider", "helper", "manager", "command",
     "cmd", "flag", "flags", "option", "options", "rotation", "valid", "invalid", "missing", "exists", "changed",
-    "updated", "created", "last", "policy", "min", "max", "hash", "fingerprint", "digest", "checksum", "index",
+    "updated", "created", "last", "min", "max", "hash", "fingerprint", "digest", "checksum", "index",
     "position", "budget", "tokens", "input", "output", "stream",
 })
 """A name ending in one of these words is about a secret, not one (`token_count`, `password_set`)."""
@@ -595,16 +595,23 @@ def looks_like_credential(value: str, strength: int) -> bool:
 
 
 # The text `decoders.scan_text` builds for a plain JSON body: each `"` became `\n\0\n`, so `"name": "value"`
-# reads `\n\0\nname\n\0\n: \n\0\nvalue\n\0\n`. Only names holding one of these fragments are looked at.
-_NAME_FRAGMENT = r"[^\n\x00]{0,100}(?i:pass|secret|token|credential|key|auth|pwd|pat|dsn)[^\n\x00]{0,100}"
-_SCAN_TEXT_PAIR = re2.compile(r"\x00\n(" + _NAME_FRAGMENT + r")\n\x00\n\s*:\s*\n\x00\n([^\n\x00]*)\n\x00")
-_SCAN_TEXT_OTLP_KEY = re2.compile(
-    r"\x00\nkey\n\x00\n\s*:\s*\n\x00\n(" + _NAME_FRAGMENT + r")\n\x00\n"
-    r"(?:\s*,\s*\n\x00\nvalue\n\x00\n\s*:\s*\{\s*\n\x00\nstringValue\n\x00\n\s*:\s*\n\x00\n([^\n\x00]*)\n\x00)?"
-)
-"""An OTLP attribute (`{"key": name, "value": {"stringValue": value}}`), which the full path reads as
-`attributes.<name>`; when its value is not spelled right after its key, the name alone sends the request
-down the full path."""
+# reads `\n\0\nname\n\0\n: \n\0\nvalue\n\0\n`. Only names holding one of these fragments can say secret
+# (see `name_strength`); with `secret_names` any name can.
+_NAME_HINT = r"(?i:pass|secret|token|credential|key|auth|pwd|pat|dsn)"
+
+
+def _scan_text_regex(name: str) -> Any:
+    """One pass over a scan text for its OTLP attributes (first: `{"key": name, "value": {"stringValue": v}}`,
+    which the full path reads as `attributes.<name>`) and its `name: value` pairs."""
+    return re2.compile(
+        r"\x00\n(?:key\n\x00\n\s*:\s*\n\x00\n(" + name + r")\n\x00\n"
+        r"(?:\s*,\s*\n\x00\nvalue\n\x00\n\s*:\s*\{\s*\n\x00\nstringValue\n\x00\n\s*:\s*\n\x00\n([^\n\x00]*)\n\x00)?"
+        r"|(" + name + r")\n\x00\n\s*:\s*\n\x00\n([^\n\x00]*)\n\x00)"
+    )
+
+
+_SCAN_TEXT_HINTED = _scan_text_regex(r"[^\n\x00]*" + _NAME_HINT + r"[^\n\x00]*")
+_SCAN_TEXT_ANY = _scan_text_regex(r"[^\n\x00]+")
 
 
 class SecretsDetector:
@@ -631,18 +638,21 @@ class SecretsDetector:
                 self._keyed.append(compiled)
             else:
                 self._always.append(compiled)
+        # One more entry tells whether a scan text holds a name that may say secret (see `find_in_scan_text`).
+        self._name_hint = len(self._keyed)
+        keywords.Add(r"\x00\n[^\n\x00]*" + _NAME_HINT)
+        keywords.Compile()
         self._keywords = keywords
-        if self._keyed:
-            keywords.Compile()
+        self._scan_text_pairs = _SCAN_TEXT_ANY if self._secret_names else _SCAN_TEXT_HINTED
 
     def find(self, value: str) -> Iterator[Match]:
         if len(value) < MIN_LENGTH:
             return
+        yield from self._find(value, (self._keywords.Match(value) or ()) if self._keyed else ())
+
+    def _find(self, value: str, hits: Iterable[int]) -> Iterator[Match]:
         candidates = list(self._always)
-        if self._keyed:
-            hits = self._keywords.Match(value)
-            if hits:
-                candidates.extend(self._keyed[i] for i in sorted(hits))
+        candidates.extend(self._keyed[i] for i in sorted(hits) if i != self._name_hint)
         if not candidates:
             return
         specific: list[Match] = []
@@ -679,24 +689,24 @@ class SecretsDetector:
     def find_in_scan_text(self, text: str) -> Iterator[Match]:
         """`find(text)`, plus key-context matches for the `name: value` pairs of a `scan_text` (see above).
 
-        Used only to decide that a request is clean at a glance; positions are those inside `text`.
+        Used only to decide that a request is clean at a glance, in the same keyword pass as `find`; it may
+        flag more than the per-field path (an OTLP attribute whose value is not spelled right after its key),
+        never less. Positions are those inside `text`.
         """
-        yield from self.find(text)
-        if not self._key_context or "\x00" not in text:
+        hits = (self._keywords.Match(text) or []) if len(text) >= MIN_LENGTH else []
+        yield from self._find(text, hits)
+        if not self._key_context or (self._name_hint not in hits and not self._secret_names):
             return
-        for pair in _SCAN_TEXT_PAIR.finditer(text):
-            name, value = pair.group(1), pair.group(2)
-            start, end = pair.span(2)
-            yield from (Match(m.detector_id, m.kind, m.title, start, end)
-                        for m in self.find_under(name.rsplit(".", 1)[-1], value))
-        for attribute in _SCAN_TEXT_OTLP_KEY.finditer(text):
-            name = attribute.group(1).rsplit(".", 1)[-1]
-            if not self.strength(name):
+        for found in self._scan_text_pairs.finditer(text):
+            if found.group(1) is not None:  # an OTLP attribute
+                name, value = found.group(1).rsplit(".", 1)[-1], found.group(2)
+                strength = self.strength(name)
+                if strength and (value is None or looks_like_credential(value, strength)):
+                    yield Match(KEY_CONTEXT_ID, FindingKind.SECRET, KEY_CONTEXT_TITLE, *found.span(1))
                 continue
-            value = attribute.group(2)
-            if value is None or looks_like_credential(value, self.strength(name)):
-                start, end = attribute.span(1)
-                yield Match(KEY_CONTEXT_ID, FindingKind.SECRET, KEY_CONTEXT_TITLE, start, end)
+            start, end = found.span(4)
+            for match in self.find_under(found.group(3).rsplit(".", 1)[-1], found.group(4)):
+                yield Match(match.detector_id, match.kind, match.title, start, end)
 
 
 def _matches(compiled: _Compiled, value: str) -> Iterator[Match]:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class SettingType(str, Enum):
+class SettingType(StrEnum):
     """The value types a detector setting may have."""
 
     FLAG = "flag"

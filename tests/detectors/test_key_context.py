@@ -130,7 +130,8 @@ def _decide(request: Request, fast_path: bool) -> Any:
 
 WHERE = [
     ("json body", json_request({"event": "x", "properties": {"dd_api_key": "a3f91c0e7b2d4f6a8c1e3b5d7f9a0c2e"}})),
-    ("pretty json body", Request.from_url("POST", "https://api.segment.io/v1/track", {"Content-Type": "application/json"},
+    ("pretty json body", Request.from_url("POST", "https://api.segment.io/v1/track",
+                                          {"Content-Type": "application/json"},
                                           json.dumps({"db_password": "Tr0ub4dor&3-horse"}, indent=2).encode())),
     ("header", json_request({"event": "x"}, headers={"X-Api-Key": "k8Jd7Hs6Gf5Dd4Ss3Aa2"})),
     ("query", Request.from_url("GET", "https://api.mixpanel.com/track?event=x&access_token=mF9xQ2vR7kL3pZ8wN4cY")),
@@ -184,3 +185,35 @@ def test_the_fast_path_decides_key_context_as_the_full_path(
     fast, full = _decide(request, True), _decide(request, False)
     assert fast.action is full.action
     assert [f.to_dict() for f in fast.findings] == [f.to_dict() for f in full.findings]
+
+
+# --- the other false positives from real traffic --------------------------------------------------------------
+
+@pytest.mark.parametrize(("value", "flagged"), [
+    ("Mozilla/5.0 (X11) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/111.0.0.0 Safari/537.36", False),
+    ("8.0.0.0", False),
+    ("runtime v1.2.3.4", False),
+    ("dotnet version 4.2.1.7", False),
+    ("connect ECONNREFUSED 81.2.69.142:443", True),
+    ("81.2.69.142", True),
+])
+def test_four_part_versions_are_not_ip_addresses(value: str, flagged: bool) -> None:
+    from telemetry_audit.detectors import pii
+
+    found = [m.detector_id for m in pii.build({}, ENV).find(value)]
+    assert ("pii.ip-address" in found) is flagged
+
+
+@pytest.mark.parametrize(("name", "value", "looked_for"), [
+    ("NODE_VERSION", "20.11.1", False),
+    ("PYTHON_VERSION", "3.12.1", False),
+    ("DOTNET_VERSION", "8.0.0.0", False),
+    ("YARN_VERSION", "1.22.19", False),
+    ("NODE_VERSION", "my-private-build-x7", True),  # not a version: still a value of the environment
+    ("APP_RELEASE", "20.11.1", True),  # not a version variable: still looked for
+])
+def test_version_variables_holding_versions_are_ignored(name: str, value: str, looked_for: bool) -> None:
+    from telemetry_audit.detectors import env_values
+
+    detector = env_values.build({}, AuditEnvironment(env={name: value}))
+    assert bool(list(detector.find(f"runtime {value} ok"))) is looked_for
