@@ -38,7 +38,7 @@ def policy_from(tmp_path: Path, text: str, *extra: str) -> Any:
 
 
 def auditor(tmp_path: Path, text: str | None = None, **kwargs: Any) -> Auditor:
-    policy = policy_from(tmp_path, text) if text else load_policy()
+    policy = policy_from(tmp_path, text) if text else load_policy(["default"])  # the bare default
     return Auditor(policy, ENV, **kwargs)
 
 

@@ -611,6 +611,13 @@ def _scan_text_regex(name: str) -> Any:
 
 
 _SCAN_TEXT_HINTED = _scan_text_regex(r"[^\n\x00]*" + _NAME_HINT + r"[^\n\x00]*")
+_CREDENTIAL_CHAR = r"[A-Za-z0-9!#$%&*+,\-./:;=?@^_|~]"
+_SCAN_TEXT_PAIR_HINT = (
+    r"\x00\n[^\n\x00]*" + _NAME_HINT + r"[^\n\x00]*\n\x00\n\s*:\s*\n\x00\n"
+    r"(?:[A-Za-oq-z0-9!#$%&*+,\-./:;=?@^_|~]|p(?:[^h\n\x00]|h(?:[^c\n\x00]|c[^_\n\x00])))" + _CREDENTIAL_CHAR + r"{7}"
+)
+"""A hinted name whose value may be a credential (`looks_like_credential` wants 8+ such characters)."""
+_SCAN_TEXT_OTLP_HINT = r"\x00\nkey\n\x00\n\s*:\s*\n\x00\n[^\n\x00]*" + _NAME_HINT
 _SCAN_TEXT_ANY = _scan_text_regex(r"[^\n\x00]+")
 
 
@@ -638,9 +645,12 @@ class SecretsDetector:
                 self._keyed.append(compiled)
             else:
                 self._always.append(compiled)
-        # One more entry tells whether a scan text holds a name that may say secret (see `find_in_scan_text`).
-        self._name_hint = len(self._keyed)
-        keywords.Add(r"\x00\n[^\n\x00]*" + _NAME_HINT)
+        # Two more entries tell whether a scan text may hold a credential under a name that says secret (see
+        # `find_in_scan_text`): a hinted name with a value of 8+ credential characters (not a PostHog `phc_`
+        # key), or an OTLP attribute with a hinted name. Most telemetry has neither and costs no extra pass.
+        self._name_hints = {len(self._keyed), len(self._keyed) + 1}
+        keywords.Add(_SCAN_TEXT_PAIR_HINT)
+        keywords.Add(_SCAN_TEXT_OTLP_HINT)
         keywords.Compile()
         self._keywords = keywords
         self._scan_text_pairs = _SCAN_TEXT_ANY if self._secret_names else _SCAN_TEXT_HINTED
@@ -652,7 +662,7 @@ class SecretsDetector:
 
     def _find(self, value: str, hits: Iterable[int]) -> Iterator[Match]:
         candidates = list(self._always)
-        candidates.extend(self._keyed[i] for i in sorted(hits) if i != self._name_hint)
+        candidates.extend(self._keyed[i] for i in sorted(hits) if i not in self._name_hints)
         if not candidates:
             return
         specific: list[Match] = []
@@ -695,7 +705,7 @@ class SecretsDetector:
         """
         hits = (self._keywords.Match(text) or []) if len(text) >= MIN_LENGTH else []
         yield from self._find(text, hits)
-        if not self._key_context or (self._name_hint not in hits and not self._secret_names):
+        if not self._key_context or (self._name_hints.isdisjoint(hits) and not self._secret_names):
             return
         for found in self._scan_text_pairs.finditer(text):
             if found.group(1) is not None:  # an OTLP attribute

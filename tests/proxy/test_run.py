@@ -190,7 +190,8 @@ def test_node_clients_are_captured_and_clean_runs_keep_the_command_status(confdi
     assert result.returncode == 3, result.stderr  # no findings: the command's own status
     assert json.loads(result.stdout) == {"status": 1}  # PostHog's answer, from the emulated collector
     [record] = read_log(log)
-    assert (record["host"], record["decision"], record["tool"]) == ("telemetry.ion.sst.dev", "allow", "")
+    # With no --policy the SST pack applies too: it names the tool, and these fields are all documented.
+    assert (record["host"], record["decision"], record["tool"]) == ("telemetry.ion.sst.dev", "allow", "sst")
 
 
 def test_exit_code_options(confdir: Path, tmp_path: Path) -> None:
