@@ -43,7 +43,7 @@ from telemetry_audit.cli import (
     format_targets,
     load_policy_or_exit,
 )
-from telemetry_audit.policy.model import OptOutSwitch, Policy
+from telemetry_audit.policy.model import OptOutSwitch, Policy, switches_for_version
 from telemetry_audit.proxy.auditlog import read_log
 from telemetry_audit.proxy.child_env import child_environment, combined_ca_bundle, preload_path
 from telemetry_audit.proxy.commands import (
@@ -470,6 +470,7 @@ def cmd_optout_check(args: argparse.Namespace) -> int:
     policy = load_policy_or_exit(args)
     if not args.pack:
         declared = policy.optout
+    declared = switches_for_version(declared, args.tool_version)
     tools = sorted({s.tool for s in declared})
     pack = ", ".join(tools) or (Path(args.pack).stem if args.pack else "policy")
     switches = switches_to_try(declared, pack)
@@ -531,6 +532,9 @@ def register_optout(commands: Any) -> None:
     parser.add_argument("--settle", type=float, default=1.0, metavar="SECONDS",
                         help="after CMD exits, wait this long for late telemetry before stopping (default: 1)")
     parser.add_argument("--confdir", default=default_confdir(), help="where the proxy CA lives")
+    parser.add_argument("--tool-version", default="", metavar="VERSION",
+                        help="the tool's version (`3.40.0`): expect only the switches the pack lists for it "
+                             "(`versions:`); without it, version-bound switches are tried but expect nothing")
     parser.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
     parser.set_defaults(handler=cmd_optout_check)
 

@@ -111,3 +111,20 @@ def test_every_shipped_pack_cites_public_documentation() -> None:
         sources += [o.source for o in policy.optout if o.source]
         for source in sources:
             assert source.startswith("https://"), (name, source)
+
+
+@pytest.mark.parametrize(("version", "expected"), [
+    ("2.49.8", {("DO_NOT_TRACK", "ignored"), ("SST_TELEMETRY_DISABLED", "stops"),
+                ("npx sst telemetry disable", "stops")}),
+    ("4.17.1", {("DO_NOT_TRACK", "stops"), ("SST_TELEMETRY_DISABLED", "stops"), ("npx sst telemetry disable", "stops"),
+                ("~/.config/sst/telemetry-disable", "stops")}),
+    # unknown version: every switch once; a version-bound one expects nothing, so it cannot fail the check
+    ("", {("DO_NOT_TRACK", ""), ("SST_TELEMETRY_DISABLED", "stops"), ("npx sst telemetry disable", "stops"),
+          ("~/.config/sst/telemetry-disable", "")}),
+])
+def test_switches_for_version(version: str, expected: set[tuple[str, str]]) -> None:
+    from telemetry_audit.policy.model import switches_for_version
+
+    switches = switches_for_version(load_policy(["sst"]).optout, version)
+    assert {(s.name or s.path or " ".join(s.command), s.expected) for s in switches} == expected
+    assert len(switches) == len(expected)
