@@ -100,6 +100,18 @@ class Auditor:
         self._detectors: dict[tuple[str, str, str], Detector] = {}
         self._routes: dict[tuple[str, str, str, str], tuple[bool, tuple[Rule, ...]]] = {}
         self._groups: dict[tuple[str, ...], list[tuple[Detector, list[tuple[Rule, ForbidSpec]]]]] = {}
+        self._key_context: dict[int, tuple[Any, Any, Any]] = {}
+        """Per detector (by id; each lives as long as this auditor): its key-context methods, or Nones."""
+
+    def key_context_of(self, detector: Detector) -> tuple[Any, Any, Any]:
+        """(find_in_scan_text, find_under, strength) of a detector that reads field names, else Nones; looked up
+        once, not per request."""
+        found = self._key_context.get(id(detector))
+        if found is None:
+            found = self._key_context[id(detector)] = (
+                getattr(detector, "find_in_scan_text", None), getattr(detector, "find_under", None),
+                getattr(detector, "strength", None))
+        return found
 
     def detector_for(self, spec: ForbidSpec) -> Detector:
         """The configured detector for a forbid entry (built on first use)."""
@@ -218,14 +230,9 @@ class Auditor:
             return False
         for detector, _ in groups:
             # Key context: a detector that reads field names sees the body's `name: value` pairs and each header.
-            find = getattr(detector, "find_in_scan_text", detector.find)
-            if next(iter(find(text)), None) is not None:
-                return False
-            find_under = getattr(detector, "find_under", None)
-            if find_under is not None and any(
-                next(iter(find_under(name.lower().rsplit(".", 1)[-1], value)), None) is not None
-                for name, value in request.headers
-            ):
+            find_in_scan_text = self.key_context_of(detector)[0]
+            found = detector.find(text) if find_in_scan_text is None else find_in_scan_text(text, request.headers)
+            if next(iter(found), None) is not None:
                 return False
         return True
 
@@ -273,23 +280,29 @@ class Auditor:
         for detector, users in groups:
             # Custom patterns may anchor on a value's start or end (`^`, `$`): they always scan value by value.
             scan_each = isinstance(detector, _PatternDetector) or next(iter(detector.find(joined)), None) is not None
-            # Key context (a credential under a secret-sounding name) needs each value's field name.
-            find_under = getattr(detector, "find_under", None)
-            if not scan_each and find_under is None:
+            # Key context (a credential under a secret-sounding name) needs each value's field name; only
+            # values under a name that may say secret (`strength`, per distinct field path) are looked at again.
+            _, find_under, strength = self.key_context_of(detector)
+            named: dict[str, str] = {}
+            if find_under is not None:
+                for generic in {item.generic_path for item, _ in values}:
+                    name = _field_name(generic)
+                    if name and (strength is None or strength(name)):
+                        named[generic] = name
+            if not scan_each and not named:
                 continue
             # A custom pattern scoped to `fields:` need not run on any other value (tool packs apply by default).
             scopes = [spec.fields_regex for _, spec in users]
             scoped = isinstance(detector, _PatternDetector) and all(s is not None for s in scopes)
-            for item, text in values:
+            for item, text in values if scan_each else [v for v in values if v[0].generic_path in named]:
                 if not text:
                     continue
                 if scoped and not any(s.match(item.generic_path) for s in scopes):
                     continue
                 matches = tuple(detector.find(text)) if scan_each else ()
-                if find_under is not None:
-                    name = _field_name(item)
-                    if name:
-                        matches += tuple(find_under(name, text, matches))
+                name = named.get(item.generic_path, "")
+                if name and find_under is not None:
+                    matches += tuple(find_under(name, text, matches))
                 for match in matches:
                     for rule, spec in users:
                         if spec.detector_id and match.detector_id != spec.detector_id:
@@ -371,9 +384,9 @@ class Auditor:
                         redacted_headers=headers)
 
 
-def _field_name(item: FieldValue) -> str:
-    """The name a value is held under (JSON key, header, query or form parameter); empty for list items and keys."""
-    generic = item.generic_path
+def _field_name(generic: str) -> str:
+    """The name a value at generic path `generic` is held under (JSON key, header, query or form parameter);
+    empty for list items and keys."""
     if generic.startswith("key:") or generic.endswith("]"):
         return ""
     return generic.rsplit(".", 1)[-1]

@@ -676,14 +676,15 @@ class SecretsDetector:
 
     def strength(self, name: str) -> int:
         """How strongly field `name` says secret (see `name_strength`); 0 with key context off."""
+        found = self._strengths.get(name)
+        if found is not None:
+            return found
         if not self._key_context:
             return 0
-        found = self._strengths.get(name)
-        if found is None:
-            if len(self._strengths) >= _NAME_CACHE_SIZE:
-                self._strengths.clear()
-            found = self._strengths[name] = name_strength(name, self._secret_names)
-        return found
+        if len(self._strengths) >= _NAME_CACHE_SIZE:
+            self._strengths.clear()
+        strength = self._strengths[name] = name_strength(name, self._secret_names)
+        return strength
 
     def find_under(self, name: str, value: str, found: tuple[Match, ...] = ()) -> Iterator[Match]:
         """The key-context match of `value` held under field `name`, unless `found` (its `find` matches) covers it.
@@ -696,15 +697,21 @@ class SecretsDetector:
         if strength and looks_like_credential(value, strength):
             yield Match(KEY_CONTEXT_ID, FindingKind.SECRET, KEY_CONTEXT_TITLE, 0, len(value))
 
-    def find_in_scan_text(self, text: str) -> Iterator[Match]:
-        """`find(text)`, plus key-context matches for the `name: value` pairs of a `scan_text` (see above).
+    def find_in_scan_text(self, text: str, headers: Iterable[tuple[str, str]] = ()) -> Iterator[Match]:
+        """`find(text)`, plus key-context matches for the `name: value` pairs of a `scan_text` (see above) and
+        for `headers` (the request's, whose values the scan text holds without their names).
 
         Used only to decide that a request is clean at a glance, in the same keyword pass as `find`; it may
         flag more than the per-field path (an OTLP attribute whose value is not spelled right after its key),
-        never less. Positions are those inside `text`.
+        never less. Positions are those inside `text` (a header's: its value's).
         """
         hits = (self._keywords.Match(text) or []) if len(text) >= MIN_LENGTH else []
         yield from self._find(text, hits)
+        if self._key_context:
+            for name, value in headers:
+                strength = self.strength(name.lower().rsplit(".", 1)[-1])
+                if strength and looks_like_credential(value, strength):
+                    yield Match(KEY_CONTEXT_ID, FindingKind.SECRET, KEY_CONTEXT_TITLE, 0, len(value))
         if not self._key_context or (self._name_hints.isdisjoint(hits) and not self._secret_names):
             return
         for found in self._scan_text_pairs.finditer(text):
