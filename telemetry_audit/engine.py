@@ -101,7 +101,21 @@ class Auditor:
         self._routes: dict[tuple[str, str, str, str], tuple[bool, tuple[Rule, ...]]] = {}
         self._groups: dict[tuple[str, ...], list[tuple[Detector, list[tuple[Rule, ForbidSpec]]]]] = {}
         self._key_context: dict[int, tuple[Any, Any, Any]] = {}
+        self._secret_names: dict[tuple[int, str], str] = {}
         """Per detector (by id; each lives as long as this auditor): its key-context methods, or Nones."""
+
+    def _secret_name(self, detector: Detector, strength: Any, generic: str) -> str:
+        """The name `generic` holds its value under when it may say secret to `detector`, else "" (cached)."""
+        key = (id(detector), generic)
+        name = self._secret_names.get(key)
+        if name is None:
+            if len(self._secret_names) >= _ROUTE_CACHE_SIZE:
+                self._secret_names.clear()
+            name = _field_name(generic)
+            if name and strength is not None and not strength(name):
+                name = ""
+            self._secret_names[key] = name
+        return name
 
     def key_context_of(self, detector: Detector) -> tuple[Any, Any, Any]:
         """(find_in_scan_text, find_under, strength) of a detector that reads field names, else Nones; looked up
@@ -286,23 +300,24 @@ class Auditor:
             named: dict[str, str] = {}
             if find_under is not None:
                 for generic in {item.generic_path for item, _ in values}:
-                    name = _field_name(generic)
-                    if name and (strength is None or strength(name)):
+                    name = self._secret_name(detector, strength, generic)
+                    if name:
                         named[generic] = name
             if not scan_each and not named:
                 continue
+            items = values if scan_each else [v for v in values if v[0].generic_path in named]
             # A custom pattern scoped to `fields:` need not run on any other value (tool packs apply by default).
             scopes = [spec.fields_regex for _, spec in users]
-            scoped = isinstance(detector, _PatternDetector) and all(s is not None for s in scopes)
-            for item, text in values if scan_each else [v for v in values if v[0].generic_path in named]:
+            if isinstance(detector, _PatternDetector) and all(s is not None for s in scopes):
+                items = [v for v in items if any(s.match(v[0].generic_path) for s in scopes)]
+            for item, text in items:
                 if not text:
                     continue
-                if scoped and not any(s.match(item.generic_path) for s in scopes):
-                    continue
-                matches = tuple(detector.find(text)) if scan_each else ()
-                name = named.get(item.generic_path, "")
-                if name and find_under is not None:
-                    matches += tuple(find_under(name, text, matches))
+                matches: tuple[Match, ...] = tuple(detector.find(text)) if scan_each else ()
+                if named and find_under is not None:
+                    held_under = named.get(item.generic_path)
+                    if held_under:
+                        matches += tuple(find_under(held_under, text, matches))
                 for match in matches:
                     for rule, spec in users:
                         if spec.detector_id and match.detector_id != spec.detector_id:
