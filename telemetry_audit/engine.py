@@ -113,6 +113,32 @@ class Auditor:
         self._routes: dict[tuple[str, str, str, str], tuple[bool, tuple[Rule, ...]]] = {}
         self._groups: dict[tuple[str, ...], list[tuple[Detector, list[tuple[Rule, ForbidSpec]]]]] = {}
         self._header_texts: dict[tuple[tuple[str, str], ...], str | None] = {}
+        self._key_context: dict[int, tuple[Any, Any, Any]] = {}
+        self._secret_names: dict[tuple[int, str], str] = {}
+        """Per detector (by id; each lives as long as this auditor): its key-context methods, or Nones."""
+
+    def _secret_name(self, detector: Detector, strength: Any, generic: str) -> str:
+        """The name `generic` holds its value under when it may say secret to `detector`, else "" (cached)."""
+        key = (id(detector), generic)
+        name = self._secret_names.get(key)
+        if name is None:
+            if len(self._secret_names) >= _ROUTE_CACHE_SIZE:
+                self._secret_names.clear()
+            name = _field_name(generic)
+            if name and strength is not None and not strength(name):
+                name = ""
+            self._secret_names[key] = name
+        return name
+
+    def key_context_of(self, detector: Detector) -> tuple[Any, Any, Any]:
+        """(find_in_scan_text, find_under, strength) of a detector that reads field names, else Nones; looked up
+        once, not per request."""
+        found = self._key_context.get(id(detector))
+        if found is None:
+            found = self._key_context[id(detector)] = (
+                getattr(detector, "find_in_scan_text", None), getattr(detector, "find_under", None),
+                getattr(detector, "strength", None))
+        return found
 
     def detector_for(self, spec: ForbidSpec) -> Detector:
         """The configured detector for a forbid entry (built on first use)."""
@@ -245,6 +271,13 @@ class Auditor:
             return None
         spans: list[tuple[int, int]] = []
         for detector, _ in groups:
+            find_in_scan_text = self.key_context_of(detector)[0]
+            if find_in_scan_text is not None:
+                # Key context sees the body's `name: value` pairs and each header; its matches are not placed
+                # in the scan text, so any of them sends the request down the full path.
+                if next(iter(find_in_scan_text(text, headers)), None) is not None:
+                    return None
+                continue
             for count, match in enumerate(detector.find(text)):
                 if count >= _MATCH_CAP:
                     return None  # the detector may stop at its own cap: read every field
@@ -301,16 +334,39 @@ class Auditor:
         starts = list(accumulate((len(text) + 1 for text in texts), initial=0))
         out: list[_Candidate] = []
         for detector, users in groups:
+            # Custom patterns may anchor on a value's start or end (`^`, `$`): they always scan value by value.
+            # Other detectors scan alone only the values their matches in the joined text touch.
             if isinstance(detector, _PatternDetector):
-                # Custom patterns may anchor on a value's start or end (`^`, `$`): they always scan value by value.
-                indexes: Iterable[int] = range(len(values))
+                scanned: set[int] = set(range(len(values)))
             else:
-                indexes = self._touched_values(detector, joined, starts, len(values))
+                scanned = set(self._touched_values(detector, joined, starts, len(values)))
+            # Key context (a credential under a secret-sounding name) needs each value's field name; only
+            # values under a name that may say secret (`strength`, per distinct field path) are looked at again.
+            _, find_under, strength = self.key_context_of(detector)
+            named: dict[str, str] = {}
+            if find_under is not None:
+                for generic in {item.generic_path for item, _ in values}:
+                    name = self._secret_name(detector, strength, generic)
+                    if name:
+                        named[generic] = name
+            if not scanned and not named:
+                continue
+            indexes = sorted(scanned | {k for k, (item, _) in enumerate(values) if item.generic_path in named})
+            # A custom pattern scoped to `fields:` need not run on any other value (tool packs apply by default).
+            scopes = [spec.fields_regex for _, spec in users]
+            if isinstance(detector, _PatternDetector) and all(s is not None for s in scopes):
+                indexes = [k for k in indexes if any(s.match(values[k][0].generic_path) for s in scopes)]
             for index in indexes:
                 item, text = values[index]
+                scan_each = index in scanned
                 if not text:
                     continue
-                for match in detector.find(text):
+                matches: tuple[Match, ...] = tuple(detector.find(text)) if scan_each else ()
+                if named and find_under is not None:
+                    held_under = named.get(item.generic_path)
+                    if held_under:
+                        matches += tuple(find_under(held_under, text, matches))
+                for match in matches:
                     for rule, spec in users:
                         if spec.detector_id and match.detector_id != spec.detector_id:
                             continue
@@ -403,6 +459,14 @@ class Auditor:
             return Decision(Action.BLOCK, findings + (finding,), True, tool, rule_ids)
         return Decision(action, findings, True, tool, rule_ids, redacted_body=body, redacted_query=query,
                         redacted_headers=headers)
+
+
+def _field_name(generic: str) -> str:
+    """The name a value at generic path `generic` is held under (JSON key, header, query or form parameter);
+    empty for list items and keys."""
+    if generic.startswith("key:") or generic.endswith("]"):
+        return ""
+    return generic.rsplit(".", 1)[-1]
 
 
 def _hide_flagged_keys(candidates: list[_Candidate]) -> list[_Candidate]:

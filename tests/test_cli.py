@@ -37,10 +37,10 @@ def test_installed_console_script_and_module_entry_point(tmp_path: Path) -> None
 def test_localstack_api_key_is_flagged_only_with_the_token_in_the_environment(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["check", "-f", "json", str(SESSION)]) == 0
+    assert main(["check", "--policy", "default", "-f", "json", str(SESSION)]) == 0
     assert json.loads(capsys.readouterr().out)["summary"]["findings"] == 0
     monkeypatch.setenv("LOCALSTACK_AUTH_TOKEN", "ls-FAKE-TOKEN-1234")
-    assert main(["check", "-f", "json", str(SESSION)]) == 1
+    assert main(["check", "--policy", "default", "-f", "json", str(SESSION)]) == 1
     report = json.loads(capsys.readouterr().out)
     [finding] = report["requests"][0]["findings"]
     assert (finding["field"], finding["kind"], finding["action"]) == ("payload.api_key", "env", "redact")
@@ -55,7 +55,7 @@ def test_the_localstack_pack_blocks_the_raw_token_without_the_environment(capsys
 
 def test_all_real_captures_are_clean_under_the_default_policy(capsys: pytest.CaptureFixture[str]) -> None:
     inputs = sorted(str(p) for p in CAPTURES.glob("*.json"))
-    assert main(["check", "-f", "json", *inputs]) == 0
+    assert main(["check", "--policy", "default", "-f", "json", *inputs]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["summary"]["telemetry"] == len(inputs) and report["summary"]["findings"] == 0
 
@@ -64,13 +64,14 @@ def test_all_real_captures_are_clean_under_the_default_policy(capsys: pytest.Cap
                                                    ("never", 0), ("log", 1)])
 def test_fail_on_thresholds(monkeypatch: pytest.MonkeyPatch, fail_on: str, expected: int) -> None:
     monkeypatch.setenv("LOCALSTACK_AUTH_TOKEN", "ls-FAKE-TOKEN-1234")  # one high-severity redaction
-    assert main(["check", "--fail-on", fail_on, "-f", "json", "-o", os.devnull, str(SESSION)]) == expected
+    assert main(["check", "--policy", "default", "--fail-on", fail_on, "-f", "json", "-o", os.devnull,
+                 str(SESSION)]) == expected
 
 
 def test_several_formats_in_one_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOCALSTACK_AUTH_TOKEN", "ls-FAKE-TOKEN-1234")
     outputs = {fmt: tmp_path / f"report.{fmt}" for fmt in ("json", "sarif", "junit", "markdown", "table")}
-    argv = ["check", str(SESSION), str(CLEAN)]
+    argv = ["check", "--policy", "default", str(SESSION), str(CLEAN)]
     for fmt, path in outputs.items():
         argv += ["--format", fmt, "--output", str(path)]
     assert main(argv) == 1
@@ -91,17 +92,18 @@ def test_baseline_round_trip_suppresses_known_findings_only(tmp_path: Path, monk
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("LOCALSTACK_AUTH_TOKEN", "ls-FAKE-TOKEN-1234")
     baseline = tmp_path / "baseline.json"
+    bare = ["--policy", "default"]
     # Writing a baseline accepts what it found: exit 0 (a `set -e` script goes on).
-    assert main(["check", "-f", "json", "-o", os.devnull, "--write-baseline", str(baseline), str(SESSION)]) == 0
+    assert main(["check", *bare, "-f", "json", "-o", os.devnull, "--write-baseline", str(baseline), str(SESSION)]) == 0
     assert "ls-FAKE" not in baseline.read_text() and json.loads(baseline.read_text())["fingerprints"]
-    assert main(["check", "-f", "json", "--baseline", str(baseline), str(SESSION)]) == 0
+    assert main(["check", *bare, "-f", "json", "--baseline", str(baseline), str(SESSION)]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["summary"] == {**report["summary"], "findings": 0, "suppressed": 1}
     new_leak = tmp_path / "new.json"
     data = json.loads(SESSION.read_text())
     data["body_json"]["payload"]["machine_id"] = "alice@example.com"
     new_leak.write_text(json.dumps(data))
-    assert main(["check", "-f", "json", "-o", os.devnull, "--baseline", str(baseline), str(new_leak)]) == 1
+    assert main(["check", *bare, "-f", "json", "-o", os.devnull, "--baseline", str(baseline), str(new_leak)]) == 1
 
 
 def test_har_and_raw_body_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -38,7 +38,7 @@ def policy_from(tmp_path: Path, text: str, *extra: str) -> Any:
 
 
 def auditor(tmp_path: Path, text: str | None = None, **kwargs: Any) -> Auditor:
-    policy = policy_from(tmp_path, text) if text else load_policy()
+    policy = policy_from(tmp_path, text) if text else load_policy(["default"])  # the bare default
     return Auditor(policy, ENV, **kwargs)
 
 
@@ -55,6 +55,8 @@ DEFAULT_CASES = [
      Action.ALLOW, set()),
     ("github token blocks", {"event": "x", "properties": {"token": GITHUB_TOKEN}}, Action.BLOCK, {FindingKind.SECRET}),
     ("env value redacts", {"payload": {"api_key": "ls-FAKE-TOKEN-1234"}}, Action.REDACT, {FindingKind.ENV}),
+    ("a credential under a secret name blocks", {"payload": {"db_password": "Zq8vL2pR5tW9yB3k"}}, Action.BLOCK,
+     {FindingKind.SECRET}),
     ("home path redacts", {"error": "ENOENT: /home/alice/projects/app/serverless.yml"}, Action.REDACT,
      {FindingKind.PATH}),
     ("email redacts", {"user": "alice@example.com"}, Action.REDACT, {FindingKind.PII}),
@@ -183,8 +185,8 @@ def test_field_rule_does_not_apply_to_other_hosts(tmp_path: Path) -> None:
 # --- allowlists ----------------------------------------------------------------------------------------------
 
 ALLOWLIST_CASES = [
-    ("by field", "allowlist: {fields: [properties.contact]}"),
-    ("by value regex", "allowlist: {values: ['.*@example\\.com']}"),
+    ("by field", "allowlist: {fields: [properties.contact], detectors: [pii]}"),
+    ("by value regex", "allowlist: {values: ['.*@example\\.com'], detectors: [pii.email]}"),
     ("by detector", "allowlist: {detectors: [pii.email]}"),
     ("by family", "allowlist: {detectors: [pii]}"),
 ]
@@ -231,6 +233,7 @@ rules:
     forbid:
       - pattern: '(a+)+b'
         id: catastrophic-in-backtracking-engines
+        kind: secret
         action: block
 """
     audit = auditor(tmp_path, policy)
@@ -413,7 +416,7 @@ extends: [default]
 rules:
   - id: vendor
     match: {hosts: [core.serverless.com]}
-    allowlist: {fields: [header.authorization]}
+    allowlist: {fields: [header.authorization], detectors: [secrets]}
 """
     token = "Bearer " + GITHUB_TOKEN
     audit = Auditor(policy_from(tmp_path, pack), ENV)

@@ -44,6 +44,7 @@ from telemetry_audit.optout import (
     switch_problem,
     switches_to_try,
 )
+from telemetry_audit.policy.model import switches_for_version
 from telemetry_audit.proxy.ca import default_confdir
 from telemetry_audit.session import ProxyStartError, audited_hosts
 
@@ -146,6 +147,7 @@ def cmd_optout_check(args: argparse.Namespace) -> int:
     policy = load_policy_or_exit(args)
     if not args.pack:
         declared = policy.optout
+    declared = switches_for_version(declared, args.tool_version)
     tools = sorted({s.tool for s in declared})
     pack = ", ".join(tools) or (Path(args.pack).stem if args.pack else "policy")
     switches = switches_to_try(declared, pack)
@@ -219,6 +221,9 @@ def register(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--settle", type=float, default=1.0, metavar="SECONDS",
                         help="after CMD exits, wait this long for late telemetry before stopping (default: 1)")
     parser.add_argument("--confdir", default=default_confdir(), help="where the proxy CA lives")
+    parser.add_argument("--tool-version", default="", metavar="VERSION",
+                        help="the tool's version (`3.40.0`): expect only the switches the pack lists for it "
+                             "(`versions:`); without it, version-bound switches are tried but expect nothing")
     parser.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
     parser.set_defaults(handler=cmd_optout_check)
     return parser

@@ -20,6 +20,8 @@ def register(commands: Any) -> argparse.ArgumentParser:
     listing = rules_commands.add_parser("list", help="list the rules of a policy (default: the built-in one)")
     add_policy_options(listing)
     listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.add_argument("--detectors", action="store_true",
+                         help="list every detector id with its family and a one-line description")
     listing.set_defaults(handler=cmd_rules_list)
     schema = rules_commands.add_parser("schema", help="print the policy JSON Schema (for editors)")
     schema.set_defaults(handler=cmd_rules_schema)
@@ -47,6 +49,16 @@ def cmd_rules_list(args: argparse.Namespace) -> int:
 
     from telemetry_audit.policy import builtin_pack_names
 
+    if args.detectors:
+        from telemetry_audit.detectors import detector_rows
+
+        rows = detector_rows()
+        if args.json:
+            print(json.dumps([{"id": i, "family": f, "description": d} for i, f, d in rows], indent=2))
+        else:
+            for detector_id, family, description in rows:
+                print(f"{detector_id:<40} {family:<11} {description}")
+        return EXIT_CLEAN
     policy = load_policy_or_exit(args)
     if args.json:
         rules = [{"id": r.id, "tool": r.tool, "severity": r.severity.value, "file": r.file, "line": r.line,

@@ -19,6 +19,7 @@ from typing import Any
 
 from telemetry_audit.detectors.base import AuditEnvironment, DetectorInfo, Match
 from telemetry_audit.detectors.env_values import EnvValuesDetector, Needle, needles_for
+from telemetry_audit.detectors.settings import DetectorSettings, SettingSpec
 from telemetry_audit.model import FindingKind
 
 FAMILY = "canary"
@@ -61,7 +62,12 @@ class CanaryDetector:
             yield replace(match, kind=FindingKind.CANARY)
 
 
+SETTINGS: tuple[SettingSpec, ...] = ()
+"""Canary markers come from `run --canary`; the family has no settings."""
+
+
 def build(settings: Mapping[str, Any], environment: AuditEnvironment) -> CanaryDetector:
+    DetectorSettings(FAMILY, settings, SETTINGS)  # rejects any setting
     needles: list[Needle] = []
     for index, marker in enumerate(environment.canaries):
         if marker:

@@ -15,7 +15,9 @@ Which variables are looked for:
    built-in list: `PATH`, `*PATH`, `HOME`, `PWD`, `USER`, `HOSTNAME`, `SHELL`,
    `TERM*`, `LANG`, `LC_*`, `TZ`, `XDG_*`, `*_REGION`, `CI`, `NODE_ENV`…)
    are skipped. Home, user and host name are covered by the paths and pii
-   families with better titles.
+   families with better titles. Version variables (`*_VERSION`, `*_VER`,
+   `VERSION`) are skipped when their value is a version string: official
+   images set `NODE_VERSION=20.11.1` and tools report their runtime's version.
 2. Values in `ignore_values` (case-insensitive, added to a built-in list of
    booleans, shells, terminals, locales, stage names and dummy credentials
    such as `test`), values that are PATH-like lists, system paths (`/usr/…`,
@@ -57,7 +59,7 @@ from urllib.parse import quote, quote_plus
 import re2
 
 from telemetry_audit.detectors.base import AuditEnvironment, DetectorInfo, Match
-from telemetry_audit.detectors.settings import DetectorSettings
+from telemetry_audit.detectors.settings import DetectorSettings, SettingSpec, SettingType
 from telemetry_audit.detectors.spans import outermost
 from telemetry_audit.model import FindingKind
 
@@ -94,11 +96,21 @@ SENSITIVE_NAMES: tuple[str, ...] = (
     "*TOKEN*", "*SECRET*", "*PASSWORD*", "*PASSWD*", "*PASSPHRASE*", "*_PASS", "*_KEY", "*_KEY_*", "*KEY_ID",
     "*APIKEY*", "*AUTH*", "*CREDENTIAL*", "*_PAT", "*_DSN", "*PRIVATE*", "*COOKIE*", "*WEBHOOK*",
 )
+VERSION_NAMES: tuple[str, ...] = ("VERSION", "*_VERSION", "*_VER")
+_VERSION_VALUE = re2.compile(r"v?[0-9]+(?:\.[0-9]+){0,3}(?:[-+][0-9A-Za-z.-]{1,40})?")
+"""`20.11.1`, `v1.2`, `3.12.1-rc1`, `8.0.0.0`: a version number, never a secret."""
 _SYSTEM_PREFIXES = ("/usr/", "/bin/", "/sbin/", "/etc/", "/opt/", "/lib", "/nix/", "/snap/", "/System/",
                     "/Library/", "/proc/", "/dev/", "C:\\Windows", "C:\\Program Files")
 
-_DEFAULTS: Mapping[str, Any] = {"disable": [], "min_length": 6, "secret_min_length": 4, "ignore_names": [],
-                                "ignore_values": [], "sensitive_names": []}
+SETTINGS: tuple[SettingSpec, ...] = (
+    SettingSpec("disable", SettingType.DETECTOR_IDS, [], "detectors of this family to turn off"),
+    SettingSpec("min_length", SettingType.INTEGER, 6, "shortest value looked for", minimum=1),
+    SettingSpec("secret_min_length", SettingType.INTEGER, 4, "shortest value looked for when the name looks secret",
+                minimum=1),
+    SettingSpec("ignore_names", SettingType.STRINGS, [], "variable name globs never looked for"),
+    SettingSpec("ignore_values", SettingType.STRINGS, [], "values never looked for (case-insensitive)"),
+    SettingSpec("sensitive_names", SettingType.STRINGS, [], "variable name globs that look secret"),
+)
 
 
 @dataclass(frozen=True)
@@ -203,7 +215,7 @@ def _word_char(value: str, index: int) -> bool:
 
 def build(settings: Mapping[str, Any], environment: AuditEnvironment) -> EnvValuesDetector:
     """The env-values family for `environment.env` as configured by `settings`."""
-    read = DetectorSettings(FAMILY, settings, _DEFAULTS)
+    read = DetectorSettings(FAMILY, settings, SETTINGS)
     disabled = set(read.strings("disable"))
     unknown = disabled - {d.id for d in CATALOGUE}
     if unknown:
@@ -217,6 +229,8 @@ def build(settings: Mapping[str, Any], environment: AuditEnvironment) -> EnvValu
     others: list[Needle] = []
     for name, value in sorted(environment.env.items()):
         if not value or _matches_any(name, ignore_names) or _is_uninteresting(value, ignore_values):
+            continue
+        if _matches_any(name, VERSION_NAMES) and _VERSION_VALUE.fullmatch(value) is not None:
             continue
         is_secret = _matches_any(name, sensitive)
         if len(value) < (secret_min if is_secret else min_length):

@@ -38,7 +38,7 @@ from urllib.parse import quote
 import re2
 
 from telemetry_audit.detectors.base import AuditEnvironment, DetectorInfo, Match
-from telemetry_audit.detectors.settings import DetectorSettings
+from telemetry_audit.detectors.settings import DetectorSettings, SettingSpec, SettingType
 from telemetry_audit.detectors.spans import outermost
 from telemetry_audit.model import FindingKind
 
@@ -123,8 +123,12 @@ CATALOGUE: tuple[DetectorInfo, ...] = (
     *(DetectorInfo(p.id, FAMILY, p.title) for p in PATTERNS),
 )
 
-_DEFAULTS: Mapping[str, Any] = {"disable": [], "bare_filenames": False, "relative_paths": False,
-                                "absolute_paths": False}
+SETTINGS: tuple[SettingSpec, ...] = (
+    SettingSpec("disable", SettingType.DETECTOR_IDS, [], "detectors of this family to turn off"),
+    SettingSpec("bare_filenames", SettingType.FLAG, False, "flag bare file names such as `serverless.yml`"),
+    SettingSpec("relative_paths", SettingType.FLAG, False, "flag `./x`, `../x` and `dir/sub/file.ext`"),
+    SettingSpec("absolute_paths", SettingType.FLAG, False, "flag any absolute POSIX path (noisy)"),
+)
 
 _TOO_GENERAL = frozenset({"", "/", "/tmp", "/var/tmp", "/usr", "/var", "/opt", "/home", "/Users", "C:\\", "C:/"})
 _MIN_DIR_LENGTH = 5
@@ -196,7 +200,7 @@ class PathsDetector:
 
 def build(settings: Mapping[str, Any], environment: AuditEnvironment) -> PathsDetector:
     """The paths family as configured by `settings`, looking for `environment.cwd` and `.home`."""
-    read = DetectorSettings(FAMILY, settings, _DEFAULTS)
+    read = DetectorSettings(FAMILY, settings, SETTINGS)
     disabled = set(read.strings("disable"))
     unknown = disabled - {d.id for d in CATALOGUE}
     if unknown:

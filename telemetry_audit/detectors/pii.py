@@ -13,7 +13,10 @@
 * `pii.ip-address`: IPv4 and IPv6 addresses that are globally routable;
   private, loopback, link-local and documentation ranges only with
   `private_ips: true`. Dotted quads inside longer dotted numbers (versions such
-  as `1.2.3.4.5`, OIDs) are not addresses.
+  as `1.2.3.4.5`, OIDs) are not addresses, nor are four-part versions: a
+  quad right after a product token's `/` (`Chrome/111.0.0.0` in a User-Agent)
+  or after `v`/`version`, and a quad ending in `.0` (`8.0.0.0`: a network
+  address, never a host's, and the usual spelling of a four-part version).
 * `pii.url-user`: URLs whose authority carries a user name
   (`https://alice@host/…`, also `user:password@`, which the secrets family
   reports as a credential too). Service accounts `git`, `hg`, `anonymous`
@@ -48,7 +51,7 @@ from typing import Any
 import re2
 
 from telemetry_audit.detectors.base import AuditEnvironment, DetectorInfo, Match
-from telemetry_audit.detectors.settings import DetectorSettings
+from telemetry_audit.detectors.settings import DetectorSettings, SettingSpec, SettingType
 from telemetry_audit.detectors.spans import outermost
 from telemetry_audit.model import FindingKind
 
@@ -107,8 +110,13 @@ CATALOGUE: tuple[DetectorInfo, ...] = (
     *(DetectorInfo(p.id, FAMILY, p.title) for p in PATTERNS),
 )
 
-_DEFAULTS: Mapping[str, Any] = {"disable": [], "private_ips": False, "ignore_users": [], "ignore_hostnames": [],
-                                "ignore_emails": []}
+SETTINGS: tuple[SettingSpec, ...] = (
+    SettingSpec("disable", SettingType.DETECTOR_IDS, [], "detectors of this family to turn off"),
+    SettingSpec("private_ips", SettingType.FLAG, False, "also flag private, loopback and reserved addresses"),
+    SettingSpec("ignore_users", SettingType.STRINGS, [], "user names never looked for"),
+    SettingSpec("ignore_hostnames", SettingType.STRINGS, [], "host names never looked for"),
+    SettingSpec("ignore_emails", SettingType.STRINGS, [], "e-mail addresses or domains to accept"),
+)
 
 
 def _has_at(value: str) -> bool:
@@ -131,6 +139,9 @@ def _maybe_ipv6(value: str) -> bool:
     # A full IPv6 address has seven colons, a compressed one "::"; times of day have two.
     return "::" in value or value.count(":") >= 7
 
+
+_PRODUCT_VERSION = re2.compile(r"(?:[A-Za-z][A-Za-z0-9._+-]*/|\b[vV]|(?i:version)[:= ]{0,2})$")
+"""What precedes a version number: a User-Agent product token (`Chrome/`), `v` or `version `."""
 
 _NEEDS: dict[str, tuple[Callable[[str], bool], ...]] = {
     "git-remote": (_maybe_git_remote, _maybe_git_remote), "url-user": (_has_at,), "email": (_has_at,),
@@ -227,8 +238,11 @@ class PiiDetector:
             len(after) == 2 and after[0] == "." and after[1].isdigit()
         ):
             return False  # part of a longer dotted number
+        text = value[start:end]
+        if "." in text and (text.endswith(".0") or _PRODUCT_VERSION.search(value[max(0, start - 40):start])):
+            return False  # a four-part version (`8.0.0.0`, `Chrome/111.0.5563.64`), not an address
         try:
-            address = ipaddress.ip_address(value[start:end].split("%", 1)[0])
+            address = ipaddress.ip_address(text.split("%", 1)[0])
         except ValueError:
             return False
         return self._private_ips or address.is_global
@@ -251,7 +265,7 @@ def _hostname_forms(hostname: str, ignore: frozenset[str]) -> list[str]:
 
 def build(settings: Mapping[str, Any], environment: AuditEnvironment) -> PiiDetector:
     """The personal-data family for `environment.user`/`.hostname` as configured by `settings`."""
-    read = DetectorSettings(FAMILY, settings, _DEFAULTS)
+    read = DetectorSettings(FAMILY, settings, SETTINGS)
     disabled = set(read.strings("disable"))
     unknown = disabled - {d.id for d in CATALOGUE}
     if unknown:

@@ -49,47 +49,27 @@ import base64
 import binascii
 import json
 import math
+import re
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import Any
 
 import re2
 
 from telemetry_audit.detectors.base import AuditEnvironment, DetectorInfo, Match
-from telemetry_audit.detectors.settings import DetectorSettings
+from telemetry_audit.detectors.providers import PROVIDERS
+from telemetry_audit.detectors.secret_pattern import FAMILY, SecretPattern
+from telemetry_audit.detectors.settings import DetectorSettings, SettingSpec, SettingType
 from telemetry_audit.detectors.spans import outermost
 from telemetry_audit.model import FindingKind
 
-FAMILY = "secrets"
 MIN_LENGTH = 10
 """Values shorter than this hold no catalogued secret and are skipped."""
 
 MAX_MATCHES = 1000
 """Matches reported per detector per value: a hostile value cannot make a report unbounded."""
-
-
-@dataclass(frozen=True)
-class SecretPattern:
-    """One secret detector, declared as data."""
-
-    name: str
-    """The id without the family: `github-pat` for `secrets.github-pat`."""
-    title: str
-    patterns: tuple[str, ...]
-    """RE2 patterns; group 1, when present, is the secret."""
-    keywords: tuple[str, ...]
-    """Literal strings (matched case-insensitively), one of which must occur; empty means always run."""
-    entropy: float | None = None
-    """Shannon entropy floor (bits/char) of the secret; see the module docstring."""
-    generic: bool = False
-    """Generic detectors yield to specific ones on overlapping spans."""
-    verify: Callable[[str], bool] | None = None
-    """Extra check on the secret text (cheap: runs only on pattern matches)."""
-
-    @property
-    def id(self) -> str:
-        return f"{FAMILY}.{self.name}"
 
 
 def shannon_entropy(text: str) -> float:
@@ -418,6 +398,7 @@ PATTERNS: tuple[SecretPattern, ...] = (
         ("phx_",),
         entropy=3.0,
     ),
+    *PROVIDERS,
     SecretPattern(
         "jwt",
         "JSON Web Token",
@@ -479,12 +460,26 @@ PATTERNS: tuple[SecretPattern, ...] = (
     ),
 )
 
-GENERIC = frozenset({"secrets.basic-auth-url", "secrets.authorization-header", "secrets.generic-assignment"})
+GENERIC = frozenset({"secrets.basic-auth-url", "secrets.authorization-header", "secrets.generic-assignment",
+                     "secrets.key-context"})
 OPT_IN = frozenset({"secrets.high-entropy"})
 
-CATALOGUE: tuple[DetectorInfo, ...] = tuple(DetectorInfo(p.id, FAMILY, p.title) for p in PATTERNS)
+CATALOGUE: tuple[DetectorInfo, ...] = (
+    *(DetectorInfo(p.id, FAMILY, p.title) for p in PATTERNS),
+    DetectorInfo("secrets.key-context", FAMILY,
+                 "credential-looking value under a secret-sounding key, header or parameter name"),
+)
 
-_DEFAULTS: Mapping[str, Any] = {"disable": [], "generic": True, "high_entropy": False}
+SETTINGS: tuple[SettingSpec, ...] = (
+    SettingSpec("disable", SettingType.DETECTOR_IDS, [], "detectors of this family to turn off"),
+    SettingSpec("generic", SettingType.FLAG, True, "the keyword-backed generic detectors (assignments, "
+                "Authorization headers, URL credentials, key-name context)"),
+    SettingSpec("high_entropy", SettingType.FLAG, False, "the keyword-less high-entropy detector (noisy)"),
+    SettingSpec("key_context", SettingType.FLAG, True, "a credential-looking value under a secret-sounding "
+                "key, header or parameter name (`db_password`, `x-api-key`)"),
+    SettingSpec("secret_names", SettingType.STRINGS, [], "more field names (globs, case-insensitive) whose "
+                "values are secrets, e.g. `[acme_sig]`"),
+)
 
 
 @dataclass(frozen=True)
@@ -510,34 +505,164 @@ class _Compiled:
         return cls(pattern, re2.compile("|".join(parts)), tuple(groups))
 
 
+# --- key-name context -------------------------------------------------------------------------------------------
+
+KEY_CONTEXT_ID = f"{FAMILY}.key-context"
+KEY_CONTEXT_TITLE = "credential under a secret-sounding name (key, header or parameter)"
+
+_SECRET_WORDS = frozenset({
+    "password", "passwd", "passphrase", "secret", "secrets", "token", "credential", "credentials", "apikey",
+    "authorization", "pwd", "pass", "passcode", "pat", "dsn",
+})
+"""A name holding one of these words names a secret (`db_password`, `x-auth-token`, `DD_API_KEY`)."""
+_SECRET_PAIRS = frozenset({
+    ("api", "key"), ("private", "key"), ("access", "key"), ("secret", "key"), ("auth", "key"), ("app", "key"),
+    ("application", "key"), ("client", "secret"), ("signing", "key"), ("master", "key"), ("account", "key"),
+    ("encryption", "key"), ("license", "key"), ("service", "key"), ("write", "key"), ("auth", "token"),
+})
+_NOT_SECRET_LAST = frozenset({
+    "count", "counts", "set", "enabled", "disabled", "enable", "disable", "scanning", "length", "len", "size",
+    "type", "types", "kind", "name", "names", "url", "uri", "urls", "endpoint", "host", "path", "file", "dir",
+    "at", "time", "expires", "expiry", "expiration", "ttl", "id", "ids", "required", "provided", "present",
+    "configured", "source", "env", "var", "header", "prefix", "suffix", "format", "version", "method", "scheme",
+    "strategy", "policy", "hint", "label", "field", "mode", "status", "state", "error", "errors", "message",
+    "reason", "limit", "usage", "used", "location", "store", "storage", "provider", "helper", "manager", "command",
+    "cmd", "flag", "flags", "option", "options", "rotation", "valid", "invalid", "missing", "exists", "changed",
+    "updated", "created", "last", "min", "max", "hash", "fingerprint", "digest", "checksum", "index",
+    "position", "budget", "tokens", "input", "output", "stream",
+})
+"""A name ending in one of these words is about a secret, not one (`token_count`, `password_set`)."""
+_NOT_SECRET_FIRST = frozenset({"is", "has", "num", "max", "min", "use", "uses", "should", "no", "enable", "disable",
+                               "total", "input", "output", "prompt", "completion", "cached", "public", "publishable"})
+# Names are short (capped below) and this has no nested repetition: Python's `re` for its look-ahead.
+_NAME_WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z]|[^A-Za-z]|$)|[A-Z]?[a-z]+|[0-9]+")
+_MAX_NAME = 200
+_NAME_CACHE_SIZE = 4096
+
+_CREDENTIAL_CHARS = re2.compile(r"[A-Za-z0-9!#$%&*+,\-./:;=?@^_|~]{8,1000}")
+_NOT_A_CREDENTIAL = re2.compile(
+    r"(?i)(?:"
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"  # UUID
+    r"|[-+]?[0-9]+(?:[.,][0-9]+)*(?:e[-+]?[0-9]+)?"  # numbers, 4-part versions, thousands
+    r"|v?[0-9]+(?:\.[0-9]+)+(?:[-+][0-9a-z.-]+)?"  # versions
+    r"|[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[t ][0-9:.]+)?(?:z|[+-][0-9:]+)?"  # dates and times
+    r"|[a-z][a-z0-9+.-]*://.*|[/~.].*|[a-z]:\\.*"  # URLs (credentials in them: basic-auth-url) and paths
+    r"|[^@]+@[^@]+\.[a-z]+"  # e-mail addresses (pii)
+    r"|.*(?:redacted|changeme|change_me|placeholder|example|dummy|fake|your[_-]|xxxx|\*\*\*|\.\.\.|<|>|\$\{|\{\{|%\().*"
+    r"|(?:phc_|pk_live_|pk_test_|pk\.|pub[0-9a-f]{32}|sk-ant-dummy).*"  # public keys sent by design
+    r")"
+)
+"""Values under a secret name that are not credentials: ids, numbers, versions, dates, paths, placeholders
+(`changeme`, `<token>`, `${VAR}`, `[REDACTED]`, values that say they are fake, dummy or examples),
+and public client keys (PostHog `phc_`, Stripe publishable `pk_`, Mapbox public `pk.`, Datadog client `pub`)."""
+
+
+def _name_words(name: str) -> tuple[str, ...]:
+    """`dbPassword` -> (db, password); `DD_API_KEY` -> (dd, api, key); `x-auth-token` -> (x, auth, token)."""
+    return tuple(word.lower() for word in _NAME_WORD.findall(name[-_MAX_NAME:]))
+
+
+def name_strength(name: str, extra: tuple[str, ...] = ()) -> int:
+    """2: the name says secret; 1: it ends in `key` (a secret only with a strongly credential-like value); 0."""
+    lowered = name.lower()
+    if extra and any(fnmatchcase(lowered, glob) for glob in extra):
+        return 2
+    words = _name_words(name)
+    if not words or words[-1] in _NOT_SECRET_LAST or words[0] in _NOT_SECRET_FIRST:
+        return 0
+    if words == ("auth",) or any(w in _SECRET_WORDS for w in words):
+        return 2
+    if any(pair in _SECRET_PAIRS for pair in zip(words, words[1:], strict=False)):
+        return 2
+    if words[-1] in ("key", "privatekey", "secretkey", "accesskey", "authkey", "apitoken", "accesstoken"):
+        return 1
+    return 0
+
+
+def looks_like_credential(value: str, strength: int) -> bool:
+    """True when `value`, held under a secret name of `strength`, has the length, charset and entropy of one."""
+    if strength <= 0 or _CREDENTIAL_CHARS.fullmatch(value) is None:
+        return False
+    if strength == 1 and len(value) < 20:
+        return False
+    if _NOT_A_CREDENTIAL.fullmatch(value) is not None:
+        return False
+    classes = (any(c.islower() for c in value) + any(c.isupper() for c in value) + any(c.isdigit() for c in value)
+               + any(not c.isalnum() for c in value))
+    if classes < 2:
+        return False
+    return _entropy_ok(value, 3.0 if strength == 2 else 4.0)
+
+
+# The text `decoders.scan_text` builds for a plain JSON body: each `"` became `\n\0\n`, so `"name": "value"`
+# reads `\n\0\nname\n\0\n: \n\0\nvalue\n\0\n`. Only names holding one of these fragments can say secret
+# (see `name_strength`); with `secret_names` any name can.
+_NAME_HINT = r"(?i:pass|secret|token|credential|key|auth|pwd|pat|dsn)"
+
+
+def _scan_text_regex(name: str) -> Any:
+    """One pass over a scan text for its OTLP attributes (first: `{"key": name, "value": {"stringValue": v}}`,
+    which the full path reads as `attributes.<name>`) and its `name: value` pairs."""
+    return re2.compile(
+        r"\x00\n(?:key\n\x00\n\s*:\s*\n\x00\n(" + name + r")\n\x00\n"
+        r"(?:\s*,\s*\n\x00\nvalue\n\x00\n\s*:\s*\{\s*\n\x00\nstringValue\n\x00\n\s*:\s*\n\x00\n([^\n\x00]*)\n\x00)?"
+        r"|(" + name + r")\n\x00\n\s*:\s*\n\x00\n([^\n\x00]*)\n\x00)"
+    )
+
+
+_SCAN_TEXT_HINTED = _scan_text_regex(r"[^\n\x00]*" + _NAME_HINT + r"[^\n\x00]*")
+_CREDENTIAL_CHAR = r"[A-Za-z0-9!#$%&*+,\-./:;=?@^_|~]"
+_SCAN_TEXT_PAIR_HINT = (
+    r"\x00\n[^\n\x00]*" + _NAME_HINT + r"[^\n\x00]*\n\x00\n\s*:\s*\n\x00\n"
+    r"(?:[A-Za-oq-z0-9!#$%&*+,\-./:;=?@^_|~]|p(?:[^h\n\x00]|h(?:[^c\n\x00]|c[^_\n\x00])))" + _CREDENTIAL_CHAR + r"{7}"
+)
+"""A hinted name whose value may be a credential (`looks_like_credential` wants 8+ such characters)."""
+_SCAN_TEXT_OTLP_HINT = r"\x00\nkey\n\x00\n\s*:\s*\n\x00\n[^\n\x00]*" + _NAME_HINT
+_SCAN_TEXT_ANY = _scan_text_regex(r"[^\n\x00]+")
+
+
 class SecretsDetector:
     """The secrets family, configured: one keyword pass, then the relevant patterns."""
 
     family = FAMILY
 
-    def __init__(self, patterns: tuple[SecretPattern, ...]) -> None:
+    def __init__(self, patterns: tuple[SecretPattern, ...], key_context: bool = False,
+                 secret_names: tuple[str, ...] = ()) -> None:
+        self._key_context = key_context
+        self._secret_names = tuple(n.lower() for n in secret_names)
+        self._strengths: dict[str, int] = {}
         self._keyed: list[_Compiled] = []
         self._always: list[_Compiled] = []
         keywords = re2.Set.SearchSet()
         for pattern in patterns:
             compiled = _Compiled.of(pattern)
-            if pattern.keywords:
-                keywords.Add("(?i)(?:" + "|".join(re2.escape(k) for k in pattern.keywords) + ")")
+            if pattern.prefilter:
+                keywords.Add(pattern.prefilter)
+                self._keyed.append(compiled)
+            elif pattern.keywords:
+                case = "" if pattern.exact_keywords else "(?i)"
+                keywords.Add(case + "(?:" + "|".join(re2.escape(k) for k in pattern.keywords) + ")")
                 self._keyed.append(compiled)
             else:
                 self._always.append(compiled)
+        # Two more entries tell whether a scan text may hold a credential under a name that says secret (see
+        # `find_in_scan_text`): a hinted name with a value of 8+ credential characters (not a PostHog `phc_`
+        # key), or an OTLP attribute with a hinted name. Most telemetry has neither and costs no extra pass.
+        self._name_hints = {len(self._keyed), len(self._keyed) + 1}
+        keywords.Add(_SCAN_TEXT_PAIR_HINT)
+        keywords.Add(_SCAN_TEXT_OTLP_HINT)
+        keywords.Compile()
         self._keywords = keywords
-        if self._keyed:
-            keywords.Compile()
+        self._scan_text_pairs = _SCAN_TEXT_ANY if self._secret_names else _SCAN_TEXT_HINTED
 
     def find(self, value: str) -> Iterator[Match]:
         if len(value) < MIN_LENGTH:
             return
+        yield from self._find(value, (self._keywords.Match(value) or ()) if self._keyed else ())
+
+    def _find(self, value: str, hits: Iterable[int]) -> Iterator[Match]:
         candidates = list(self._always)
-        if self._keyed:
-            hits = self._keywords.Match(value)
-            if hits:
-                candidates.extend(self._keyed[i] for i in sorted(hits))
+        candidates.extend(self._keyed[i] for i in sorted(hits) if i not in self._name_hints)
         if not candidates:
             return
         specific: list[Match] = []
@@ -548,6 +673,57 @@ class SecretsDetector:
         if generic:
             generic = [g for g in generic if not any(s.start < g.end and g.start < s.end for s in specific)]
         yield from outermost(specific + generic)
+
+    def strength(self, name: str) -> int:
+        """How strongly field `name` says secret (see `name_strength`); 0 with key context off."""
+        found = self._strengths.get(name)
+        if found is not None:
+            return found
+        if not self._key_context:
+            return 0
+        if len(self._strengths) >= _NAME_CACHE_SIZE:
+            self._strengths.clear()
+        strength = self._strengths[name] = name_strength(name, self._secret_names)
+        return strength
+
+    def find_under(self, name: str, value: str, found: tuple[Match, ...] = ()) -> Iterator[Match]:
+        """The key-context match of `value` held under field `name`, unless `found` (its `find` matches) covers it.
+
+        `name` is the last step of the field's path: a JSON key, a header, query or form parameter name.
+        """
+        if found or not value:
+            return
+        strength = self.strength(name)
+        if strength and looks_like_credential(value, strength):
+            yield Match(KEY_CONTEXT_ID, FindingKind.SECRET, KEY_CONTEXT_TITLE, 0, len(value))
+
+    def find_in_scan_text(self, text: str, headers: Iterable[tuple[str, str]] = ()) -> Iterator[Match]:
+        """`find(text)`, plus key-context matches for the `name: value` pairs of a `scan_text` (see above) and
+        for `headers` (the request's, whose values the scan text holds without their names).
+
+        Used only to decide that a request is clean at a glance, in the same keyword pass as `find`; it may
+        flag more than the per-field path (an OTLP attribute whose value is not spelled right after its key),
+        never less. Positions are those inside `text` (a header's: its value's).
+        """
+        hits = (self._keywords.Match(text) or []) if len(text) >= MIN_LENGTH else []
+        yield from self._find(text, hits)
+        if self._key_context:
+            for name, value in headers:
+                strength = self.strength(name.lower().rsplit(".", 1)[-1])
+                if strength and looks_like_credential(value, strength):
+                    yield Match(KEY_CONTEXT_ID, FindingKind.SECRET, KEY_CONTEXT_TITLE, 0, len(value))
+        if not self._key_context or (self._name_hints.isdisjoint(hits) and not self._secret_names):
+            return
+        for found in self._scan_text_pairs.finditer(text):
+            if found.group(1) is not None:  # an OTLP attribute
+                name, value = found.group(1).rsplit(".", 1)[-1], found.group(2)
+                strength = self.strength(name)
+                if strength and (value is None or looks_like_credential(value, strength)):
+                    yield Match(KEY_CONTEXT_ID, FindingKind.SECRET, KEY_CONTEXT_TITLE, *found.span(1))
+                continue
+            start, end = found.span(4)
+            for match in self.find_under(found.group(3).rsplit(".", 1)[-1], found.group(4)):
+                yield Match(match.detector_id, match.kind, match.title, start, end)
 
 
 def _matches(compiled: _Compiled, value: str) -> Iterator[Match]:
@@ -573,13 +749,15 @@ def _matches(compiled: _Compiled, value: str) -> Iterator[Match]:
 
 def build(settings: Mapping[str, Any], environment: AuditEnvironment) -> SecretsDetector:
     """The secrets family as configured by `settings` (the environment is not used)."""
-    read = DetectorSettings(FAMILY, settings, _DEFAULTS)
+    read = DetectorSettings(FAMILY, settings, SETTINGS)
     disabled = set(read.strings("disable"))
-    unknown = disabled - {p.id for p in PATTERNS}
+    unknown = disabled - {d.id for d in CATALOGUE}
     if unknown:
         raise ValueError(f"{FAMILY}.disable: unknown detector id(s) {', '.join(sorted(unknown))}")
     if not read.flag("generic"):
         disabled |= GENERIC
     if not read.flag("high_entropy"):
         disabled |= OPT_IN
-    return SecretsDetector(tuple(p for p in PATTERNS if p.id not in disabled))
+    key_context = read.flag("key_context") and read.flag("generic") and KEY_CONTEXT_ID not in disabled
+    return SecretsDetector(tuple(p for p in PATTERNS if p.id not in disabled), key_context,
+                           read.strings("secret_names"))

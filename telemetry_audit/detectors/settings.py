@@ -1,20 +1,70 @@
-"""Checked reading of a family's policy settings.
+"""Detector settings declared as data, and their checked reading.
 
-Settings come from user-written YAML, so a typo (`min_lenght`) or a wrong
-type must fail when the policy loads, with the family and key in the message,
-rather than silently keep a default.
+Each family declares its settings as `SettingSpec`s: the catalogue turns them
+into the policy JSON Schema (so a typo such as `min_lenght`, or a wrong type,
+fails when the policy loads, with file, line and column) and `DetectorSettings`
+reads them with the same types when the family is built.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 
-class DetectorSettings:
-    """The settings of one family, read key by key against known defaults."""
+class SettingType(StrEnum):
+    """The value types a detector setting may have."""
 
-    def __init__(self, family: str, settings: Mapping[str, Any], defaults: Mapping[str, Any]) -> None:
+    FLAG = "flag"
+    """true or false."""
+    INTEGER = "integer"
+    STRINGS = "strings"
+    """A list of strings."""
+    DETECTOR_IDS = "detector_ids"
+    """A list of this family's detector ids."""
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One setting of a detector family."""
+
+    name: str
+    type: SettingType
+    default: Any
+    description: str
+    minimum: int = 0
+    """For integers: the smallest value allowed."""
+
+    def json_schema(self, family_ids: tuple[str, ...]) -> dict[str, Any]:
+        """The JSON Schema of this setting's value (`family_ids`: the ids a `detector_ids` list may name)."""
+        schema: dict[str, Any]
+        if self.type is SettingType.FLAG:
+            schema = {"type": "boolean"}
+        elif self.type is SettingType.INTEGER:
+            schema = {"type": "integer", "minimum": self.minimum}
+        elif self.type is SettingType.STRINGS:
+            schema = {"type": "array", "items": {"type": "string"}}
+        else:
+            schema = {"type": "array", "items": {"enum": list(family_ids)}}
+        schema["description"] = f"{self.description} (default: {_show(self.default)})"
+        return schema
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(str(v) for v in value) + "]"
+    return str(value)
+
+
+class DetectorSettings:
+    """The settings of one family, read key by key against its declared specs."""
+
+    def __init__(self, family: str, settings: Mapping[str, Any], specs: tuple[SettingSpec, ...]) -> None:
+        defaults = {spec.name: spec.default for spec in specs}
         unknown = sorted(set(settings) - set(defaults))
         if unknown:
             known = ", ".join(sorted(defaults))

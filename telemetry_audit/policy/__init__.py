@@ -15,6 +15,7 @@ from typing import Any
 
 import re2
 
+from telemetry_audit.detectors import closest, detector_references
 from telemetry_audit.model import Action, FindingKind, RedactMode, Severity
 from telemetry_audit.policy.errors import PolicyError
 from telemetry_audit.policy.loader import LoadedDocument, parse_yaml, policy_schema, validate
@@ -38,8 +39,10 @@ __all__ = [
     "Rule",
     "builtin_pack_names",
     "builtin_pack_path",
+    "default_references",
     "load_policy",
     "policy_schema",
+    "tool_pack_names",
 ]
 
 BUILTIN_PREFIX = "<builtin>/"
@@ -51,6 +54,25 @@ def builtin_pack_names() -> list[str]:
     """Names of the packs shipped in `rules/` (usable as `--policy NAME` and in `extends`)."""
     folder = resources.files("telemetry_audit.rules")
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+BARE_DEFAULT = "default"
+COMPOSITE_PACKS = frozenset({BARE_DEFAULT, "all"})
+"""Built-in packs that are not a tool's own: the default policy, and `all` (which names the tool packs)."""
+
+
+def tool_pack_names() -> list[str]:
+    """The shipped tool packs (Serverless, LocalStack, SST, werf, ...): every built-in pack but the composites."""
+    return [name for name in builtin_pack_names() if name not in COMPOSITE_PACKS]
+
+
+def default_references() -> list[str]:
+    """What applies with no `--policy`: `default` plus every shipped tool pack.
+
+    Tool packs' rules match only their own tools' requests, so they add tool attribution, documented-field
+    checks and promises without touching other traffic. `--policy default` alone is the bare default.
+    """
+    return [BARE_DEFAULT, *tool_pack_names()]
 
 
 def builtin_pack_path(name: str) -> Path | None:
@@ -123,9 +145,41 @@ def _match_spec(document: LoadedDocument, path: tuple[str | int, ...], raw: Mapp
     )
 
 
-def _allowlist(document: LoadedDocument, path: tuple[str | int, ...], raw: Mapping[str, Any] | None) -> Allowlist:
+FIELD_FINDINGS = "fields.unknown"
+"""The detector name of `fields:` findings (an allowlist may accept them)."""
+
+
+def _where(path: tuple[str | int, ...]) -> str:
+    """`rules[0].allowlist`: a path as the schema errors spell it."""
+    return ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in path).replace(".[", "[")
+
+
+def _check_allowlist_detectors(
+    document: LoadedDocument, path: tuple[str | int, ...], names: list[str], custom_ids: frozenset[str]
+) -> None:
+    """Every detector an allowlist names exists: a typo there would accept nothing, or the wrong thing."""
+    known = {*detector_references(), FIELD_FINDINGS, *custom_ids}
+    for index, name in enumerate(names):
+        if name not in known:
+            guess = closest(name, known)
+            hint = f"did you mean {guess!r}? " if guess else ""
+            raise document.error(
+                path + ("detectors", index),
+                f"{_where(path + ('detectors', index))}: allowlist names an unknown detector {name!r}",
+                f"{hint}name a detector family or id (`telemetry-audit rules list --detectors`), "
+                f"`{FIELD_FINDINGS}`, or the `id` of a custom pattern",
+            )
+
+
+def _allowlist(
+    document: LoadedDocument,
+    path: tuple[str | int, ...],
+    raw: Mapping[str, Any] | None,
+    custom_ids: frozenset[str] = frozenset(),
+) -> Allowlist:
     if not raw:
         return Allowlist()
+    _check_allowlist_detectors(document, path, list(raw.get("detectors", [])), custom_ids)
     return Allowlist(
         fields_regex=_field_alternation(document, path + ("fields",), raw.get("fields", [])),
         values_regex=_alternation(document, path + ("values",), list(raw.get("values", []))),
@@ -180,11 +234,14 @@ def _forbid(
         redact=RedactMode(raw.get("redact", default_redact.value)),
         settings=dict(raw.get("settings", {})),
         source=raw.get("source", ""),
-        kind=FindingKind(raw["kind"]) if "kind" in raw else (FindingKind.SECRET if not detector else None),
+        kind=FindingKind(raw["kind"]) if "kind" in raw else None,
     )
 
 
-def _rule(document: LoadedDocument, index: int, raw: Mapping[str, Any], default_redact: RedactMode) -> Rule:
+def _rule(
+    document: LoadedDocument, index: int, raw: Mapping[str, Any], default_redact: RedactMode,
+    custom_ids: frozenset[str] = frozenset(),
+) -> Rule:
     path: tuple[str | int, ...] = ("rules", index)
     raw_match = raw["match"]
     matches = raw_match if isinstance(raw_match, list) else [raw_match]
@@ -209,7 +266,7 @@ def _rule(document: LoadedDocument, index: int, raw: Mapping[str, Any], default_
         action=action,
         fields=fields,
         forbid=forbid,
-        allowlist=_allowlist(document, path + ("allowlist",), raw.get("allowlist")),
+        allowlist=_allowlist(document, path + ("allowlist",), raw.get("allowlist"), custom_ids),
         metadata=dict(raw.get("metadata", {})),
         file=document.file,
         line=document.position(path)[0],
@@ -254,9 +311,9 @@ class _Composer:
 
 
 def load_policy(references: Sequence[str] | None = None, *, extra_allowlist: Iterable[str] = ()) -> Policy:
-    """Compose `references` (paths or built-in names; `default` when none) into a `Policy`."""
+    """Compose `references` (paths or built-in names) into a `Policy`; with none, `default_references()`."""
     composer = _Composer()
-    for reference in references or ["default"]:
+    for reference in references or default_references():
         composer.add(reference)
 
     settings_raw: dict[str, Any] = {}
@@ -264,16 +321,20 @@ def load_policy(references: Sequence[str] | None = None, *, extra_allowlist: Ite
         settings_raw = _merge(settings_raw, document.data.get("settings", {}))
     default_redact = RedactMode(settings_raw.get("redact", "mask"))
 
+    custom_ids = frozenset(
+        entry["id"] for document in composer.documents for raw in document.data.get("rules", [])
+        for entry in raw.get("forbid", []) if "pattern" in entry
+    )
     rules: dict[str, Rule] = {}
     allowlists: list[Allowlist] = []
     optout: list[OptOutSwitch] = []
     for document in composer.documents:
         for index, raw in enumerate(document.data.get("rules", [])):
-            rule = _rule(document, index, raw, default_redact)
+            rule = _rule(document, index, raw, default_redact, custom_ids)
             rules.pop(rule.id, None)  # a later file's rule replaces (and moves after) the earlier one
             if not raw.get("disabled"):
                 rules[rule.id] = rule
-        allowlists.append(_allowlist(document, ("allowlist",), document.data.get("allowlist")))
+        allowlists.append(_allowlist(document, ("allowlist",), document.data.get("allowlist"), custom_ids))
         tool = document.data.get("name", Path(document.file).stem)
         for raw in document.data.get("optout", []):
             optout.append(
@@ -287,6 +348,7 @@ def load_policy(references: Sequence[str] | None = None, *, extra_allowlist: Ite
                     command=tuple(raw.get("command", [])),
                     source=raw.get("source", ""),
                     expected=raw.get("expected", "stops"),
+                    versions=tuple(raw.get("versions", [])),
                 )
             )
 

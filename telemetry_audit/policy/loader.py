@@ -15,6 +15,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from telemetry_audit.detectors import closest, detector_references, detector_schema
 from telemetry_audit.policy.errors import PolicyError, snippet_at
 
 Position = tuple[int, int]
@@ -108,16 +109,27 @@ def parse_yaml(file: str, source: str) -> LoadedDocument:
 
 @cache
 def policy_schema() -> dict[str, Any]:
-    """The JSON Schema every policy file is validated against (also for editors)."""
+    """The JSON Schema every policy file is validated against (also for editors).
+
+    The shipped file holds the policy language; every detector id and setting is filled in from the
+    detector catalogue, so the schema can never accept a detector the engine does not have.
+    """
     text = resources.files("telemetry_audit.policy").joinpath("policy.schema.json").read_text("utf-8")
     schema: dict[str, Any] = json.loads(text)
+    generated = detector_schema()
+    defs = schema["$defs"]
+    defs["detector_reference"] = {**generated["reference"], "description": "A detector family or detector id."}
+    defs["detector_settings"] = generated["family_settings"]
+    defs["forbid_entry"]["allOf"] = generated["settings_by_family"]
+    defs["settings"]["properties"]["detectors"]["properties"] = {
+        name: {"$ref": f"#/$defs/detector_settings/{name}"} for name in generated["family_settings"]
+    }
     return schema
 
 
+_LONG_ENUM = 12
+"""Enums longer than this (detector ids) are not listed in a hint: `rules list --detectors` shows them."""
 _PATTERN_HINTS = {
-    "^(secrets|paths|env_values|pii|canary)(\\.[a-z0-9-]+)?$":
-        "expected a detector family (secrets, paths, env_values, pii, canary) or one detector id like "
-        "`secrets.github-pat` (see `telemetry-audit rules list`)",
     "^[a-z0-9][a-z0-9_.-]*$": "ids are lower-case letters, digits, `.`, `_` and `-`, e.g. `sst.v4-batch`",
     "^[0-9a-f]{8,64}$": "fingerprints are the lower-case hex strings shown in reports",
 }
@@ -137,10 +149,26 @@ def _describe(error: jsonschema.ValidationError) -> tuple[str, str]:
         allowed = sorted(error.schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
         names = ", ".join(repr(e) for e in extra)
-        return f"{prefix}unknown key {names}", f"expected one of: {', '.join(allowed)}"
+        if not allowed:
+            return f"{prefix}unknown key {names}", "this takes no keys"
+        guess = closest(extra[0], allowed) if extra else None
+        hint = f"did you mean {guess!r}? " if guess else ""
+        return f"{prefix}unknown key {names}", f"{hint}expected one of: {', '.join(allowed)}"
     if validator == "enum":
-        options = ", ".join(repr(o) for o in error.validator_value)
-        return f"{prefix}{error.instance!r} is not allowed", f"expected one of: {options}"
+        options = [o for o in error.validator_value if isinstance(o, str)]
+        guess = closest(error.instance, options) if isinstance(error.instance, str) else None
+        hint = f"did you mean {guess!r}? " if guess else ""
+        if set(options) & set(detector_references()):
+            what = "a detector family or detector id" if "secrets" in options else "a detector id of this family"
+            return (f"{prefix}{error.instance!r} is not {what}",
+                    f"{hint}see `telemetry-audit rules list --detectors` for every id")
+        if len(options) > _LONG_ENUM:
+            return f"{prefix}{error.instance!r} is not allowed", f"{hint}it is not one of {len(options)} known values"
+        listed = ", ".join(repr(o) for o in error.validator_value)
+        return f"{prefix}{error.instance!r} is not allowed", f"{hint}expected one of: {listed}"
+    if validator == "dependentRequired":
+        return (f"{prefix}an allowlist with `fields` or `values` must name its `detectors`",
+                "an allowlist accepts only what it names: add e.g. `detectors: [secrets.authorization-header]`")
     if validator == "required":
         missing = [k for k in error.validator_value if isinstance(error.instance, dict) and k not in error.instance]
         name = missing[0] if missing else "?"
@@ -155,7 +183,10 @@ def _describe(error: jsonschema.ValidationError) -> tuple[str, str]:
         if best is not None and best.validator != "required":
             return _describe(best)
         if isinstance(error.instance, dict) and "forbid" in [p for p in error.absolute_path if isinstance(p, str)]:
-            return f"{prefix}a forbid entry needs `detector`, or `pattern` with `id`", ""
+            if "pattern" in error.instance and "detector" not in error.instance:
+                return (f"{prefix}a custom `pattern` needs `id` and `kind`",
+                        "say what the pattern finds, e.g. `kind: pii` or `kind: field` (findings report it)")
+            return f"{prefix}a forbid entry needs `detector`, or `pattern` with `id` and `kind`", ""
     return f"{prefix}{error.message}", ""
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import re2
@@ -218,6 +218,38 @@ class OptOutSwitch:
     command: tuple[str, ...] = ()
     source: str = ""
     expected: str = "stops"
+    versions: tuple[str, ...] = ()
+    """The tool releases this applies to (`3.x`, `2026.8`); empty: every release."""
+
+    def applies_to(self, version: str) -> bool:
+        """True when a tool of `version` (`3.40.0`; empty when unknown) is covered by this switch."""
+        if not self.versions or not version:
+            return True
+        parts = version.lstrip("v").split(".")
+        for pattern in self.versions:
+            wanted = pattern.split(".")
+            if all(w == "x" or (i < len(parts) and parts[i] == w) for i, w in enumerate(wanted)):
+                return True
+        return False
+
+
+def switches_for_version(switches: tuple[OptOutSwitch, ...], version: str) -> tuple[OptOutSwitch, ...]:
+    """The switches `optout-check` expects something of for a tool of `version` (`3.40.0`).
+
+    With a version, only the switches that apply to it (`versions:`). Without one, a switch bound to some
+    versions is still tried, but without an expectation (it cannot fail the check), and each switch once.
+    """
+    if version:
+        return tuple(s for s in switches if s.applies_to(version))
+    kept: list[OptOutSwitch] = []
+    seen: set[tuple[str, str, str, tuple[str, ...]]] = set()
+    for switch in switches:
+        key = (switch.kind, switch.name, switch.path, switch.command)
+        if key in seen:
+            continue
+        seen.add(key)
+        kept.append(replace(switch, expected="") if switch.versions else switch)
+    return tuple(kept)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import random
+import re
 import string
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -55,6 +56,8 @@ TEST_ENVIRONMENT = AuditEnvironment(
         "COMPANY_NAME": "Initech Widgets Ltd",
         "DEBUG": "1",
         "SERVICES": "s3,sqs",
+        "NODE_VERSION": "20.11.1",
+        "PYTHON_VERSION": "3.12.1",
     },
     home="/home/alice",
     cwd="/home/alice/work/billing-api",
@@ -172,6 +175,217 @@ SECRET_FORMATS: dict[str, Callable[[random.Random], str]] = {
     "secrets.generic-assignment": lambda r: r.choice(["password=", "--token ", "api_key: ", "client_secret="])
                                             + _s(r, ALNUM + "!#%", 16),
 }
+
+# The provider catalogue (`telemetry_audit/detectors/providers.py`): each format as a template written from the
+# provider's documentation (the `source` of its pattern). `{x:N}` is N random characters of alphabet x.
+PROVIDER_SAMPLES: dict[str, str] = {
+    "secrets.vault-service-token": "hvs.{b:90}",
+    "secrets.vault-batch-token": "hvb.{b:120}",
+    "secrets.vault-recovery-token": "hvr.{b:30}",
+    "secrets.vault-legacy-token": "VAULT_TOKEN=s.{a:24}",
+    "secrets.terraform-cloud-token": "{a:14}.atlasv1.{b:67}",
+    "secrets.postman-api-key": "PMAK-{h:24}-{h:34}",
+    "secrets.atlassian-api-token": "ATATT3{b:186}",
+    "secrets.bitbucket-app-password": "ATBB{a:32}",
+    "secrets.linear-api-key": "lin_api_{a:40}",
+    "secrets.linear-oauth-token": "lin_oauth_{h:64}",
+    "secrets.notion-token": "ntn_{d:11}{a:35}",
+    "secrets.doppler-token": "dp.st.prd.{a:43}",
+    "secrets.onepassword-service-account-token": "ops_eyJ{B:300}",
+    "secrets.onepassword-secret-key": "A3-{u:6}-{u:6}-{u:5}-{u:5}-{u:5}-{u:5}",
+    "secrets.pulumi-access-token": "pul-{h:40}",
+    "secrets.vercel-token": "vcp_{a:56}",
+    "secrets.vercel-blob-token": "vercel_blob_rw_{a:16}_{a:30}",
+    "secrets.netlify-token": "nfp_{a:36}",
+    "secrets.fly-io-token": "fo1_{b:43}",
+    "secrets.supabase-token": "sbp_{h:40}",
+    "secrets.planetscale-token": "pscale_tkn_{b:43}",
+    "secrets.planetscale-password": "pscale_pw_{b:43}",
+    "secrets.planetscale-oauth-token": "pscale_oauth_{b:43}",
+    "secrets.render-api-key": "rnd_{a:32}",
+    "secrets.neon-api-key": "napi_{l:64}",
+    "secrets.databricks-token": "dapi{h:32}",
+    "secrets.circleci-token": "CCIPAT_{a:22}_{h:40}",
+    "secrets.buildkite-token": "bkua_{h:40}",
+    "secrets.tailscale-key": "tskey-auth-{a:12}-{a:32}",
+    "secrets.ngrok-authtoken": "NGROK_AUTHTOKEN={a:27}_{a:21}",
+    "secrets.harness-token": "pat.{b:22}.{h:24}.{a:20}",
+    "secrets.sonar-token": "squ_{h:40}",
+    "secrets.sourcegraph-token": "sgp_{h:16}_{h:40}",
+    "secrets.segment-public-api-token": "sgp_{a:64}",
+    "secrets.figma-token": "figd_{b:40}",
+    "secrets.typeform-token": "tfp_{a:59}",
+    "secrets.readme-api-key": "rdme_{l:70}",
+    "secrets.prefect-api-key": "pnu_{a:36}",
+    "secrets.infracost-api-key": "ico-{a:32}",
+    "secrets.octopus-deploy-api-key": "API-{u:27}",
+    "secrets.openshift-token": "sha256~{b:43}",
+    "secrets.launchdarkly-key": "api-{uuid}",
+    "secrets.codecov-token": "CODECOV_TOKEN={uuid}",
+    "secrets.snyk-token": "SNYK_TOKEN={uuid}",
+    "secrets.azure-devops-pat": "{a:52}JQQJ99{a:3}AZDO{a:4}",
+    "secrets.rubygems-api-key": "rubygems_{h:48}",
+    "secrets.nuget-api-key": "oy2{l:43}",
+    "secrets.clojars-token": "CLOJARS_{l:60}",
+    "secrets.crates-io-token": "cio{a:32}",
+    "secrets.artifactory-token": "AKCp{a:69}",
+    "secrets.azure-ad-client-secret": "{a:3}8Q~{a:34}",
+    "secrets.azure-sas-token": "https://acme.blob.core.windows.net/c/x?sv=2022-11-02&ss=b&srt=o&sp=r&se=2026-12-01&sig={a:43}%3D",
+    "secrets.gcp-service-account-key": "{{\"type\": \"service_account\", \"private_key_id\": \"{h:40}\"}}",
+    "secrets.google-oauth-refresh-token": "1//0{b:100}",
+    "secrets.google-oauth-access-token": "ya29.{b:150}",
+    "secrets.firebase-cloud-messaging-key": "AAAA{b:7}:APA91b{b:134}",
+    "secrets.aws-bedrock-api-key": "ABSK{B:130}",
+    "secrets.alibaba-access-key-id": "LTAI{a:20}",
+    "secrets.yandex-api-key": "AQVN{b:36}",
+    "secrets.yandex-iam-token": "t1.{b:80}.{b:86}",
+    "secrets.yandex-static-key": "YC{b:38}",
+    "secrets.cloudflare-api-token": "CLOUDFLARE_API_TOKEN={b:40}",
+    "secrets.cloudflare-global-api-key": "CLOUDFLARE_API_KEY={h:37}",
+    "secrets.cloudflare-origin-ca-key": "v1.0-{h:24}-{h:146}",
+    "secrets.fastly-api-token": "FASTLY_API_TOKEN={b:32}",
+    "secrets.okta-api-token": "OKTA_API_TOKEN=00{b:40}",
+    "secrets.auth0-client-secret": "AUTH0_CLIENT_SECRET={b:64}",
+    "secrets.snowflake-connection": "snowflake://svc_loader:{a:16}@acme-xy12345/analytics",
+    "secrets.digitalocean-spaces-key": "DO{u:18}",
+    "secrets.cloudinary-url": "cloudinary://{d:15}:{b:27}@acme",
+    "secrets.new-relic-user-key": "NRAK-{u:27}",
+    "secrets.new-relic-license-key": "{h:36}NRAL",
+    "secrets.new-relic-insert-key": "NRII-{b:32}",
+    "secrets.new-relic-query-key": "NRIQ-{b:32}",
+    "secrets.new-relic-browser-key": "NRJS-{h:19}",
+    "secrets.grafana-api-key": "eyJrIjoi{a:100}",
+    "secrets.grafana-cloud-token": "glc_{B:120}",
+    "secrets.grafana-service-account-token": "glsa_{a:32}_{h:8}",
+    "secrets.dynatrace-token": "dt0c01.{u:24}.{u:64}",
+    "secrets.honeycomb-key": "hcaik_{l:58}",
+    "secrets.honeycomb-legacy-key": "HONEYCOMB_API_KEY={h:32}",
+    "secrets.rollbar-token": "ROLLBAR_ACCESS_TOKEN={h:32}",
+    "secrets.bugsnag-api-key": "BUGSNAG_API_KEY={h:32}",
+    "secrets.splunk-hec-token": "Splunk {uuid}",
+    "secrets.elastic-api-key": "ApiKey {B:60}",
+    "secrets.wandb-api-key": "WANDB_API_KEY={h:40}",
+    "secrets.langsmith-api-key": "lsv2_pt_{h:32}_{h:10}",
+    "secrets.statsig-server-secret": "secret-{a:43}",
+    "secrets.replicate-token": "r8_{a:37}",
+    "secrets.groq-api-key": "gsk_{a:52}",
+    "secrets.perplexity-api-key": "pplx-{a:48}",
+    "secrets.xai-api-key": "xai-{a:80}",
+    "secrets.cohere-api-key": "CO_API_KEY={a:40}",
+    "secrets.mistral-api-key": "MISTRAL_API_KEY={a:32}",
+    "secrets.openrouter-api-key": "sk-or-v1-{h:64}",
+    "secrets.pinecone-api-key": "pcsk_{a:5}_{a:70}",
+    "secrets.elevenlabs-api-key": "sk_{h:48}",
+    "secrets.telegram-bot-token": "{d:10}:AA{b:33}",
+    "secrets.discord-bot-token": "DISCORD_TOKEN=M{b:25}.{b:6}.{b:38}",
+    "secrets.discord-webhook": "https://discord.com/api/webhooks/{d:18}/{b:68}",
+    "secrets.twitch-token": "TWITCH_CLIENT_SECRET={l:30}",
+    "secrets.twitter-bearer-token": "AAAAAAAAAAAAAAAAAAAAA{a:90}",
+    "secrets.facebook-access-token": "EAAB{a:150}",
+    "secrets.microsoft-teams-webhook": "https://acme.webhook.office.com/webhookb2/{uuid}@{uuid}/IncomingWebhook/{h:32}/{uuid}",
+    "secrets.trello-token": "TRELLO_TOKEN=ATTA{h:64}{H:8}",
+    "secrets.resend-api-key": "re_{a:8}_{a:24}",
+    "secrets.mailersend-token": "mlsn.{h:64}",
+    "secrets.brevo-api-key": "xkeysib-{h:64}-{a:16}",
+    "secrets.postmark-token": "POSTMARK_SERVER_TOKEN={uuid}",
+    "secrets.mailchimp-api-key": "{h:32}-us21",
+    "secrets.zendesk-api-token": "ZENDESK_API_TOKEN={a:40}",
+    "secrets.hubspot-private-app-token": "pat-na1-{uuid}",
+    "secrets.adafruit-io-key": "aio_{a:28}",
+    "secrets.airtable-pat": "pat{a:14}.{h:64}",
+    "secrets.asana-pat": "ASANA_PAT=2/{d:16}/{d:16}:{a:32}",
+    "secrets.adobe-client-secret": "p8e-{a:32}",
+    "secrets.frameio-token": "fio-u-{b:64}",
+    "secrets.stripe-webhook-secret": "whsec_{a:32}",
+    "secrets.square-access-token": "EAAA{b:60}",
+    "secrets.square-oauth-secret": "sq0csp-{b:43}",
+    "secrets.braintree-access-token": "access_token$production${l:16}${h:32}",
+    "secrets.plaid-access-token": "access-production-{uuid}",
+    "secrets.shippo-token": "shippo_live_{h:40}",
+    "secrets.easypost-api-key": "EZAK{a:54}",
+    "secrets.duffel-token": "duffel_live_{b:43}",
+    "secrets.flutterwave-secret-key": "FLWSECK_TEST-{h:32}-X",
+    "secrets.gocardless-token": "GOCARDLESS_ACCESS_TOKEN=live_{b:40}",
+    "secrets.contentful-pat": "CFPAT-{b:43}",
+    "secrets.algolia-api-key": "ALGOLIA_ADMIN_API_KEY={h:32}",
+    "secrets.mapbox-secret-token": "sk.eyJ{b:60}.{b:22}",
+    "secrets.confluent-api-secret": "CONFLUENT_CLOUD_API_SECRET={B:64}",
+    "secrets.clickhouse-cloud-secret": "4b1d{a:38}",
+    "secrets.dropbox-token": "sl.{b:140}",
+    "secrets.mongodb-uri": "mongodb+srv://app:{a:16}@cluster0.ab1cd.mongodb.net/prod",
+    "secrets.postgres-uri": "postgresql://billing:{a:18}@db.internal:5432/billing",
+    "secrets.mysql-uri": "mysql://root:{a:14}@10.0.3.7:3306/shop",
+    "secrets.redis-uri": "rediss://default:{a:24}@cache.internal:6380/0",
+    "secrets.amqp-uri": "amqps://worker:{a:20}@mq.internal/vhost",
+    "secrets.age-secret-key": "AGE-SECRET-KEY-1{z:58}",
+}
+
+_ALPHABETS = {
+    "a": ALNUM, "b": B64URL, "B": B64, "h": HEX, "H": HEX.upper(), "d": string.digits,
+    "u": string.ascii_uppercase + string.digits, "l": string.ascii_lowercase + string.digits,
+    "z": "QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L",  # bech32, as age keys use
+}
+_FIELD = re.compile(r"\{(?:([a-zA-Z]):([0-9]+)|uuid)\}")
+
+
+def from_template(rng: random.Random, template: str) -> str:
+    """A fake value of `template`'s shape (see `PROVIDER_SAMPLES`); `{{` and `}}` are literal braces."""
+    def fill(m: re.Match[str]) -> str:
+        if m.group(1) is None:
+            return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        return _s(rng, _ALPHABETS[m.group(1)], int(m.group(2)))
+
+    return _FIELD.sub(fill, template.replace("{{", "\x01").replace("}}", "\x02")).replace(
+        "\x01", "{").replace("\x02", "}")
+
+
+def _kubernetes_token(rng: random.Random) -> str:
+    def seg(obj: Mapping[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
+
+    claims = {"iss": "kubernetes/serviceaccount", "kubernetes.io/serviceaccount/namespace": "ci",
+              "sub": f"system:serviceaccount:ci:deployer-{rng.randint(1, 99)}"}
+    return f"{seg({'alg': 'RS256', 'kid': _s(rng, B64URL, 20)})}.{seg(claims)}.{_s(rng, B64URL, 342)}"
+
+
+def _base64_pem(rng: random.Random) -> str:
+    return base64.b64encode(_pem(rng).encode()).decode()
+
+
+for _id, _template in PROVIDER_SAMPLES.items():
+    SECRET_FORMATS[_id] = lambda r, _t=_template: from_template(r, _t)
+SECRET_FORMATS["secrets.kubernetes-service-account-token"] = _kubernetes_token
+SECRET_FORMATS["secrets.private-key-base64"] = _base64_pem
+
+KEY_CONTEXT: tuple[tuple[str, str], ...] = (
+    ("aws_secret_access_key", "{B:40}"),
+    ("dd_api_key", "{h:32}"),
+    ("DD_APP_KEY", "{h:40}"),
+    ("db_password", "{a:12}#{d:2}"),
+    ("dbPassword", "{a:16}"),
+    ("client_secret", "{b:32}"),
+    ("x-api-key", "{a:24}"),
+    ("authToken", "{b:40}"),
+    ("HEROKU_API_TOKEN", "{uuid}-x{a:8}"),
+    ("npm_auth_token", "{b:36}"),
+    ("passphrase", "{a:10}-{a:10}"),
+    ("encryption_key", "{B:44}"),
+)
+"""Secrets whose only clue is the name they are sent under: (name, value template)."""
+
+BENIGN_LOOK_ALIKES: tuple[Mapping[str, Any], ...] = (
+    {"token_count": 42, "password_set": True, "secret_scanning_enabled": False, "keyboard_layout": "us"},
+    {"api_key": "phc_M0b2lW4smpsGIufiTBZ22USKwCy0fyqljMOGufJc79p", "token_type": "Bearer", "max_tokens": 4096},
+    {"user_agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/111.0.0.0 "
+                   "Safari/537.36", "dotnet": "8.0.0.0", "assembly_version": "4.2.0.0"},
+    {"node": "20.11.1", "runtime": "node 20.11.1 (NODE_VERSION)", "python": "3.12.1"},
+    {"password": "<redacted>", "secret": "********", "api_key": "${DD_API_KEY}", "token": "changeme"},
+    {"auth": "none", "authorization_required": False, "author": "Jane Q. Developer", "keys": ["a", "b"]},
+    {"cache_key": "v1-linux-node18-abc", "sort_key": "createdAtDescending", "token_url": "https://auth.test/t"},
+    {"session_token_expires_at": "2026-11-22T07:58:27Z", "id_token_hint": "present", "input_tokens": 1234567},
+)
+"""Values that look like leaks to a careless detector (from the issue and from real traffic)."""
+
 
 # --- events modelled on the real captures ------------------------------------------------------------------
 
@@ -311,6 +525,13 @@ def generate(seed: int = SEED, per_format: int = 3, negatives: int = 120) -> lis
             records.append(Record(f"{detector_id}#{i}", _plant(rng, text), (("secrets", planted),), detector_id))
     for i, (family, planted, text) in enumerate(_environment_positives(rng)):
         records.append(Record(f"{family}#{i}", _plant(rng, text), ((family, planted),)))
+    for name, template in KEY_CONTEXT:
+        for i in range(per_format):
+            value = from_template(rng, template)
+            event = {"event": "cli.start", "properties": {"command": "deploy", name: value}}
+            records.append(Record(f"key-context:{name}#{i}", event, (("secrets", value),), "secrets.key-context"))
+    for i, look_alike in enumerate(BENIGN_LOOK_ALIKES):
+        records.append(Record(f"look-alike#{i}", {"event": "cli.start", "properties": dict(look_alike)}))
     for i in range(negatives):
         values = [rng.choice(BENIGN)(rng) for _ in range(4)]
         records.append(Record(f"benign#{i}", {"event": "cli.start", "values": values,
@@ -369,8 +590,17 @@ def build_all(environment: AuditEnvironment = TEST_ENVIRONMENT,
     return {name: FAMILIES[name](settings.get(name, {}), environment) for name in CONTENT_FAMILIES}
 
 
-def scan(detectors: Mapping[str, Detector], value: str) -> list[tuple[str, Match]]:
-    return [(family, m) for family, d in detectors.items() for m in d.find(value)]
+def scan(detectors: Mapping[str, Detector], value: str, path: str = "") -> list[tuple[str, Match]]:
+    """Every family's matches in `value`, with key-name context from the last step of `path` (as the engine)."""
+    name = "" if path.endswith("]") else path.rsplit(".", 1)[-1]
+    found: list[tuple[str, Match]] = []
+    for family, detector in detectors.items():
+        matches = tuple(detector.find(value))
+        find_under = getattr(detector, "find_under", None)
+        if find_under is not None and name:
+            matches += tuple(find_under(name, value, matches))
+        found.extend((family, m) for m in matches)
+    return found
 
 
 @dataclass
@@ -405,10 +635,10 @@ def evaluate(records: list[Record], detectors: Mapping[str, Detector]) -> dict[s
     scores: dict[str, Score] = {name: Score() for name in [*detectors, "overall"]}
     for record in records:
         found_labels: set[int] = set()
-        for _, value in flatten(record.event):
+        for path, value in flatten(record.event):
             spans = [(i, fam, start, start + len(text)) for i, (fam, text) in enumerate(record.labels)
                      for start in _occurrences(value, text)]
-            for family, match in scan(detectors, value):
+            for family, match in scan(detectors, value, path):
                 hits = [s for s in spans if s[2] < match.end and match.start < s[3]]
                 if hits:
                     scores[family].true_positives += 1

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from telemetry_audit.detectors import catalogue
 from telemetry_audit.detectors.base import AuditEnvironment
+from telemetry_audit.detectors.providers import PROVIDERS
 from tests.detectors import corpus
 
 
@@ -25,8 +27,30 @@ def test_every_secret_format_has_three_positives() -> None:
     for record in corpus.load():
         if record.detector:
             counts[record.detector] = counts.get(record.detector, 0) + 1
-    assert set(counts) == set(corpus.SECRET_FORMATS)
+    assert set(counts) == set(corpus.SECRET_FORMATS) | {"secrets.key-context"}
     assert min(counts.values()) >= 3
+
+
+def test_every_secret_detector_has_samples() -> None:
+    catalogued = {d.id for d in catalogue() if d.family == "secrets"}
+    assert catalogued - set(corpus.SECRET_FORMATS) == {"secrets.key-context", "secrets.high-entropy"}
+
+
+def test_each_provider_sample_is_found_by_its_own_detector() -> None:
+    detectors = corpus.build_all()
+    for record in corpus.load():
+        if not record.detector:
+            continue
+        found = {m.detector_id for path, value in corpus.flatten(record.event)
+                 for _, m in corpus.scan(detectors, value, path)}
+        assert record.detector in found, (record.id, found)
+
+
+def test_every_provider_format_cites_its_documentation() -> None:
+    assert len(PROVIDERS) >= 100
+    for pattern in PROVIDERS:
+        assert pattern.source.startswith("https://"), pattern.id
+        assert pattern.keywords or pattern.prefilter, pattern.id  # the pre-filter decides which patterns run
 
 
 def test_captures_are_all_copied() -> None:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import re
 
-from telemetry_audit.detectors import FAMILIES, catalogue
+from telemetry_audit.detectors import FAMILIES, FAMILY_INFO, catalogue, detector_rows
 from telemetry_audit.detectors.base import AuditEnvironment, Match
 from telemetry_audit.detectors.spans import outermost
 from telemetry_audit.model import FindingKind
 from telemetry_audit.policy import policy_schema
 
-# Every detector id must be usable in a policy's `forbid: - detector: ...`.
-ID = re.compile(policy_schema()["$defs"]["forbid_entry"]["properties"]["detector"]["pattern"])
+ID = re.compile(r"^(secrets|paths|env_values|pii|canary)\.[a-z0-9-]+$")
 
 
 def test_families() -> None:
@@ -30,6 +29,23 @@ def test_catalogue_ids_are_unique_and_well_formed() -> None:
         assert ID.match(entry.id), entry.id
         assert entry.id.split(".", 1)[0] == entry.family
         assert entry.title
+
+
+def test_every_id_and_setting_is_in_the_policy_schema() -> None:
+    # The schema is generated from the catalogue: every id is usable in `forbid: - detector: ...`,
+    # and every family's settings are exactly the declared ones.
+    schema = policy_schema()
+    references = schema["$defs"]["detector_reference"]["enum"]
+    assert set(references) == {e.id for e in catalogue()} | set(FAMILIES)
+    for family in FAMILY_INFO:
+        declared = schema["$defs"]["detector_settings"][family.name]["properties"]
+        assert set(declared) == {s.name for s in family.settings}
+
+
+def test_detector_rows_list_every_detector_once() -> None:
+    rows = detector_rows()
+    assert [r[0] for r in rows] == [e.id for e in catalogue()]
+    assert all(family and title for _, family, title in rows)
 
 
 def test_reported_ids_are_catalogued(environment: AuditEnvironment) -> None:

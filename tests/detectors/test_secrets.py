@@ -37,7 +37,7 @@ POSITIVES: list[tuple[str, str]] = [
      "secrets.jwt"),
     ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----",
      "secrets.private-key"),
-    ("postgres://app:Sup3rS3cret@db.internal:5432/app", "secrets.basic-auth-url"),
+    ("postgres://app:Sup3rS3cret@db.internal:5432/app", "secrets.postgres-uri"),
     ("deploy --password Hunter2isBack!", "secrets.generic-assignment"),
     ('{"client_secret":"q8Vt2LmZx9RkP4sW"}', "secrets.generic-assignment"),
     ("Bearer eyJraWQiOiJ4In0abcdefghijklmnop", "secrets.authorization-header"),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from telemetry_audit.policy import PolicyError, load_policy
+from telemetry_audit.policy import PolicyError, builtin_pack_names, load_policy, tool_pack_names
 
 ROOT = Path(__file__).resolve().parents[2]
 BAD = sorted((ROOT / "tests" / "data" / "rules").glob("bad_*.yaml"))
@@ -40,7 +40,7 @@ def test_missing_file() -> None:
 
 
 def test_default_policy_loads_with_positions() -> None:
-    policy = load_policy()
+    policy = load_policy(["default"])
     assert policy.files == ("<builtin>/default.yaml",)
     rule = policy.rule("default.secrets")
     assert rule is not None and rule.line > 1 and rule.file == "<builtin>/default.yaml"
@@ -88,3 +88,43 @@ def test_schema_is_valid_json_schema() -> None:
     from telemetry_audit.policy import policy_schema
 
     jsonschema.Draft202012Validator.check_schema(policy_schema())
+
+
+def test_no_policy_is_default_plus_every_tool_pack() -> None:
+    policy = load_policy()
+    assert policy.files == ("<builtin>/default.yaml", *(f"<builtin>/{n}.yaml" for n in tool_pack_names()))
+    assert set(tool_pack_names()) >= {"localstack", "serverless", "sst", "werf"}
+    assert {r.tool for r in policy.rules} >= {"localstack", "serverless", "sst", "werf"}
+    # The same rules as `--policy all`, which names the tool packs by hand.
+    assert sorted(r.id for r in policy.rules) == sorted(r.id for r in load_policy(["all"]).rules)
+
+
+def test_policy_default_alone_is_the_bare_default() -> None:
+    assert {r.tool for r in load_policy(["default"]).rules} == {""}
+
+
+def test_every_shipped_pack_cites_public_documentation() -> None:
+    for name in builtin_pack_names():
+        policy = load_policy([name])
+        sources = [s.source for r in policy.rules for s in r.forbid if s.source]
+        sources += [src for r in policy.rules if r.fields is not None for src in r.fields.sources.values()]
+        sources += [o.source for o in policy.optout if o.source]
+        for source in sources:
+            assert source.startswith("https://"), (name, source)
+
+
+@pytest.mark.parametrize(("version", "expected"), [
+    ("2.49.8", {("DO_NOT_TRACK", "ignored"), ("SST_TELEMETRY_DISABLED", "stops"),
+                ("npx sst telemetry disable", "stops")}),
+    ("4.17.1", {("DO_NOT_TRACK", "stops"), ("SST_TELEMETRY_DISABLED", "stops"), ("npx sst telemetry disable", "stops"),
+                ("~/.config/sst/telemetry-disable", "stops")}),
+    # unknown version: every switch once; a version-bound one expects nothing, so it cannot fail the check
+    ("", {("DO_NOT_TRACK", ""), ("SST_TELEMETRY_DISABLED", "stops"), ("npx sst telemetry disable", "stops"),
+          ("~/.config/sst/telemetry-disable", "")}),
+])
+def test_switches_for_version(version: str, expected: set[tuple[str, str]]) -> None:
+    from telemetry_audit.policy.model import switches_for_version
+
+    switches = switches_for_version(load_policy(["sst"]).optout, version)
+    assert {(s.name or s.path or " ".join(s.command), s.expected) for s in switches} == expected
+    assert len(switches) == len(expected)

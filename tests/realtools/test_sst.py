@@ -61,8 +61,10 @@ def test_sst4_version_batch_is_captured_and_audited(sst4_modules: Path, confdir:
     [batch] = audit.requests("telemetry.ion.sst.dev", "/batch/")
     assert (batch["method"], batch["tool"], batch["decision"]) == ("POST", "sst", "log")
     fields = {(f["rule_id"], f["field"]) for f in batch["findings"]}
-    assert ("sst.promises", "batch[0].properties.args[0]") in fields  # full argv, documented as the command only
+    # `args: ["version"]` is the command invoked, as documented: no argv finding (only undocumented-field drift)
+    assert ("sst.promises", "batch[0].properties.args[0]") not in fields
     assert ("sst.v3-batch", "batch[1].properties.error") in fields  # an error, documented as never collected
+    assert ("sst.promises", "batch[1].properties.error") in fields  # ...and a promise violation (`sst.error`)
     assert audit.records[0]["answered_by"]
     assert audit.result.returncode == 1  # SST's own status: the findings are logs, below --fail-on redact
 
@@ -109,8 +111,9 @@ def test_sst2_optout_switches(sst2_modules: Path, confdir: Path, home: Path, tmp
     assert verdicts(report) == {
         "SST_TELEMETRY_DISABLED=1": ("honoured", 0),
         "run: npx sst telemetry disable": ("honoured", 0),
-        # The file is SST v3/v4's; the pack lists it for every version, so on v2 the check fails on it.
+        # The file and DO_NOT_TRACK are SST v3/v4's (`versions:` in the pack): tried, but expected of v2 only
+        # with `--tool-version 2.x`, where they are not listed as stopping.
         "file ~/.config/sst/telemetry-disable": ("ignored", 2),
         "DO_NOT_TRACK=1": ("ignored", 2),  # measured: SST v2 ignores DO_NOT_TRACK
     }
-    assert result.returncode == 1
+    assert result.returncode == 0

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from telemetry_audit.cli import main
@@ -68,6 +71,9 @@ def test_default_policy_alone_does_not_catch_the_fake_token() -> None:
         (["format_", "stack-name"], False),
         (["file=/tmp/x.yml"], True),
         (["my bucket"], True),
+        (["MyBucket"], True),
+        (["us-east-1"], True),
+        (["8080"], True),
     ],
 )
 def test_parameter_values_are_redacted(params: list[str], flagged: bool) -> None:
@@ -87,7 +93,9 @@ def test_aws_resource_names_are_redacted() -> None:
     }]}
     decision = audit(json_request("https://analytics.localstack.cloud/v1/events", body), "localstack")
     assert forbidden(decision) == {
-        ("localstack.promises", "localstack.aws-resource-name", "events[0].payload.err_msg", "redact")
+        ("localstack.promises", "localstack.aws-resource-name", "events[0].payload.err_msg", "redact"),
+        # the ARN's `function:payroll-export` names the function too
+        ("localstack.promises", "localstack.named-resource", "events[0].payload.err_msg", "redact"),
     }
     assert b"payroll-export" not in (decision.redacted_body or b"")
 
@@ -104,3 +112,30 @@ def test_optout_switches_load() -> None:
         ("env", "DISABLE_EVENTS", "1", "stops"),
         ("env", "DO_NOT_TRACK", "1", "ignored"),
     }
+
+
+@pytest.mark.parametrize("message", [
+    "The specified bucket does not exist: acme-invoices",
+    "Queue 'orders-prod' not found",
+    "invalid parameter name=acme-db-password",
+])
+def test_resource_names_inside_error_messages_are_redacted(message: str) -> None:
+    body = _events({"name": "aws_request", "payload": {"service": "s3", "err_msg": message}})
+    decision = audit(json_request("https://analytics.localstack.cloud/v1/events", body), "localstack")
+    assert "localstack.named-resource" in {f.detector for f in decision.findings}
+    assert decision.action is Action.REDACT
+
+
+def test_no_policy_names_localstack_and_checks_its_documented_fields(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # With no --policy, the shipped tool packs apply: the Tool column names LocalStack and an undocumented
+    # field of its session event is reported against its documentation.
+    data = json.loads((ROOT / "tests" / "data" / "captures" / "localstack-session.json").read_text())
+    data["body_json"]["payload"]["cwd_name"] = "billing-api"
+    path = tmp_path / "session.json"
+    path.write_text(json.dumps(data))
+    main(["check", "-f", "json", str(path)])
+    [request] = json.loads(capsys.readouterr().out)["requests"]
+    assert request["tool"] == "localstack"
+    assert ("payload.cwd_name", "undocumented") in {(f["field"], f["kind"]) for f in request["findings"]}

@@ -135,3 +135,22 @@ def test_optout_switches_load() -> None:
         ("command", "serverless tracking --disable", "stops"),
         ("env", "DO_NOT_TRACK", "ignored"),
     }
+
+
+def test_optout_expectations_follow_the_tool_version() -> None:
+    # Serverless v3 is not expected to honour v1's `serverless tracking --disable`.
+    switches = load_policy(["serverless"]).optout
+    v3 = {" ".join(s.command) or s.name or s.path for s in switches if s.applies_to("3.40.0")}
+    v1 = {" ".join(s.command) or s.name or s.path for s in switches if s.applies_to("1.83.3")}
+    assert "serverless tracking --disable" not in v3 and "serverless slstats --disable" in v3
+    assert "serverless tracking --disable" in v1 and "serverless slstats --disable" not in v1
+
+
+def test_the_v1_authorization_allowlist_names_its_detector() -> None:
+    # node-fetch's User-Agent is shared by many Node programs: a GitHub token in that header to a Segment
+    # host is blocked with the tool packs on, as with the bare default.
+    request = json_request("https://api.segment.io/v1/track", {"event": "x", "type": "track"}, {
+        "User-Agent": "node-fetch/1.0 (+https://github.com/bitinn/node-fetch)",
+        "Authorization": "Bearer ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"})
+    decision = audit(request)
+    assert decision.tool == "serverless" and decision.action is Action.BLOCK

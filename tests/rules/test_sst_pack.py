@@ -29,14 +29,17 @@ def test_pack_validates() -> None:
         ),
         (
             "sst-v4.17.1-posthog-batch",
+            # `args: ["version"]` is the documented "command invoked": no argv finding; the cli.error
+            # event's message is the kind of error the page says is not collected.
             ["batch[].properties.args[]", *V4_IDS],
-            {("sst.promises", "sst.argv", "batch[0].properties.args[0]", "log")},
+            {("sst.promises", "sst.error", "batch[1].properties.error", "log")},
         ),
         (
             "sst-v4.17.1-telemetry-disable-cmd-offline",
             ["batch[].properties.args[]", *V4_IDS],
-            {("sst.promises", "sst.argv", "batch[0].properties.args[0]", "log"),
-             ("sst.promises", "sst.argv", "batch[0].properties.args[1]", "log")},
+            # `args: ["telemetry", "disable"]` is the command; the cli.error event's message is the kind of
+            # error the page says is not collected.
+            {("sst.promises", "sst.error", "batch[1].properties.error", "log")},
         ),
     ],
 )
@@ -69,11 +72,47 @@ def test_documented_fields_only_pass() -> None:
 
 
 def test_optout_switches_load() -> None:
-    switches = {(s.kind, s.name or s.path or " ".join(s.command), s.expected) for s in load_policy(["sst"]).optout}
+    switches = {(s.kind, s.name or s.path or " ".join(s.command), s.expected, s.versions)
+                for s in load_policy(["sst"]).optout}
     assert switches == {
-        ("env", "SST_TELEMETRY_DISABLED", "stops"),
-        ("command", "npx sst telemetry disable", "stops"),
-        ("file", "~/.config/sst/telemetry-disable", "stops"),
-        ("env", "DO_NOT_TRACK", "ignored"),
+        ("env", "SST_TELEMETRY_DISABLED", "stops", ()),
+        ("command", "npx sst telemetry disable", "stops", ()),
+        ("file", "~/.config/sst/telemetry-disable", "stops", ("3.x", "4.x")),
+        ("env", "DO_NOT_TRACK", "stops", ("3.x", "4.x")),
+        ("env", "DO_NOT_TRACK", "ignored", ("2.x",)),
     }
+
+
+@pytest.mark.parametrize(("version", "expected"), [
+    ("2.49.8", {("SST_TELEMETRY_DISABLED", "stops"), ("npx sst telemetry disable", "stops"),
+                ("DO_NOT_TRACK", "ignored")}),
+    ("4.17.1", {("SST_TELEMETRY_DISABLED", "stops"), ("npx sst telemetry disable", "stops"),
+                ("~/.config/sst/telemetry-disable", "stops"), ("DO_NOT_TRACK", "stops")}),
+])
+def test_optout_expectations_follow_the_tool_version(version: str, expected: set[tuple[str, str]]) -> None:
+    # v2 is not expected to honour v3's `telemetry-disable` file; v4 is expected to honour DO_NOT_TRACK.
+    applying = {(s.name or s.path or " ".join(s.command), s.expected)
+                for s in load_policy(["sst"]).optout if s.applies_to(version)}
+    assert applying == expected
     assert all(s.tool == "sst" and s.source for s in load_policy(["sst"]).optout)
+
+
+@pytest.mark.parametrize(("args", "flagged"), [
+    (["deploy"], False),
+    (["telemetry", "disable"], False),
+    (["deploy", "--stage", "prod"], True),
+    (["deploy", "--config=/srv/app/sst.config.ts"], True),
+    (["secret", "set", "KEY", "value"], False),  # words only: not told apart from a command (see the pack)
+])
+def test_v4_argv_is_flagged_only_with_options_or_values(args: list[str], flagged: bool) -> None:
+    body = {"api_key": "phc_x", "batch": [{"event": "cli.start", "properties": {"args": args}}]}
+    decision = audit(json_request("https://telemetry.ion.sst.dev/batch/", body), "sst")
+    assert any(f.detector == "sst.argv" for f in decision.findings) is flagged
+
+
+def test_an_absolute_path_outside_home_is_redacted() -> None:
+    body = {"api_key": "phc_x", "batch": [{"event": "cli.error", "properties": {
+        "args": ["deploy"], "message": "cannot read /srv/builds/acme/sst.config.ts"}}]}
+    decision = audit(json_request("https://telemetry.ion.sst.dev/batch/", body), "sst")
+    assert decision.action is Action.REDACT
+    assert b"/srv/builds" not in (decision.redacted_body or b"")

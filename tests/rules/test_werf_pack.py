@@ -80,3 +80,26 @@ def test_optout_switches_load() -> None:
     (switch,) = load_policy(["werf"]).optout
     assert (switch.tool, switch.kind, switch.name, switch.value, switch.expected) == (
         "werf", "env", "WERF_TELEMETRY", "0", "stops")
+
+
+def test_a_project_id_that_is_not_a_sha256_is_a_violation() -> None:
+    # The page promises a checksum of the git origin URL; a raw URL there identifies the project.
+    event = _without_user_id(werf_otlp.command_started(projectID="https://gitlab.acme.example/payroll/api.git"))
+    decision = audit(werf_otlp.werf_request(event), "werf")
+    assert ("werf.promises", "werf.project-id-not-a-digest", "resourceSpans[0].scopeSpans[0].spans[0].attributes"
+            ".projectID", "redact") in forbidden(decision)
+    assert decision.action is Action.REDACT
+
+
+def test_the_envelope_allow_list_names_each_key() -> None:
+    # `service.*`, `scope`, `status` and `trdl*` wildcards each let an identifier through in a probe.
+    request = werf_otlp.werf_request(_without_user_id(werf_otlp.command_started()))
+    decision = audit(request, "werf")
+    assert decision.findings == ()
+    rule = load_policy(["werf"]).rule("werf.events")
+    assert rule is not None and rule.fields is not None
+    for probe in ("resourceSpans[].resource.attributes.service.owner_email",
+                  "resourceSpans[].scopeSpans[].scope.attributes",
+                  "resourceSpans[].scopeSpans[].spans[].status.message",
+                  "resourceSpans[].scopeSpans[].spans[].attributes.attributes.trdlUser"):
+        assert not rule.fields.is_allowed(probe), probe
