@@ -42,7 +42,8 @@ TELEMETRY_PATHS: tuple[str, ...] = (
     "/batch", "/batch/", "/capture", "/capture/", "/e", "/e/", "/i/v0/e", "/i/v0/e/", "/track", "/track/",
     "/engage", "/engage/", "/2/httpapi", "/com.snowplowanalytics.snowplow/tp2", "/api/*/envelope/",
     "/api/*/store/", "/v1/traces", "/v1/metrics", "/v1/logs", "/mp/collect", "/g/collect", "/collect",
-    "/v2/track", "/v2.1/track",
+    "/v2/track", "/v2.1/track", "/i/v0/ai/batch", "/i/v0/ai/batch/", "/flags", "/flags/", "/decide", "/decide/",
+    "/import", "/groups",
 )
 """Analytics protocol paths (Segment, PostHog, Mixpanel, Amplitude, Snowplow, Sentry, OTLP, GA, App Insights)."""
 
@@ -137,6 +138,26 @@ def path_says_telemetry(method: str, path: str) -> bool:
     return False
 
 
+_PIXELS: tuple[tuple[str, frozenset[str]], ...] = (
+    # (path, query keys that only that protocol sends together)
+    ("/i", frozenset({"e", "tv"})),                                    # Snowplow GET pixel: event type, tracker
+    ("/com.snowplowanalytics.snowplow/tp2", frozenset({"e", "tv"})),  # Snowplow GET tp2
+    ("/ice.png", frozenset({"e", "tv"})),
+    ("/g/collect", frozenset({"v", "tid"})),                           # GA4 browser (gtag)
+    ("/collect", frozenset({"v", "tid"})),                             # Universal Analytics
+)
+"""Telemetry sent as GET pixels: recognised by path and the protocol's own query keys, on any host."""
+
+
+def pixel_says_telemetry(request: Request) -> bool:
+    """True for a GET (or HEAD) that speaks a pixel protocol: Snowplow `/i`, GA `/g/collect`, UA `/collect`."""
+    if request.method.upper() not in ("GET", "HEAD") or not request.query:
+        return False
+    path = _path_only(request.path)
+    keys = {key for key, _ in request.query}
+    return any(path == pixel and needed <= keys for pixel, needed in _PIXELS)
+
+
 def telemetry_reason(request: Request, extra_hosts: Iterable[str] = (), document: Any = None) -> str | None:
     """Why `request` is telemetry (`catalogue: Next.js`, `host name`, `path`, `payload`), or None when it is not.
 
@@ -154,6 +175,8 @@ def telemetry_reason(request: Request, extra_hosts: Iterable[str] = (), document
         return "host name"
     if path_says_telemetry(request.method, request.path):
         return "path"
+    if pixel_says_telemetry(request):
+        return "pixel"
     if document is not None and looks_like_analytics_event(document):
         return "payload"
     return None

@@ -110,7 +110,7 @@ class Auditor:
         self.limits = limits or Limits.from_settings(policy.settings)
         self.fast_path = fast_path
         self._detectors: dict[tuple[str, str, str], Detector] = {}
-        self._routes: dict[tuple[str, str, str, str], tuple[bool, tuple[Rule, ...]]] = {}
+        self._routes: dict[tuple[str, str, str, str, bool], tuple[bool, tuple[Rule, ...]]] = {}
         self._groups: dict[tuple[str, ...], list[tuple[Detector, list[tuple[Rule, ForbidSpec]]]]] = {}
         self._header_texts: dict[tuple[tuple[str, str], ...], str | None] = {}
         self._key_context: dict[int, tuple[Any, Any, Any]] = {}
@@ -161,8 +161,10 @@ class Auditor:
         return self.audit_all or endpoints.is_telemetry(request, self.policy.settings.telemetry_hosts)
 
     def route(self, request: Request) -> tuple[bool, tuple[Rule, ...]]:
-        """(is telemetry, matching rules): they depend only on method, host, path and User-Agent, so cached."""
-        key = (request.method, request.host, request.path, request.header("user-agent"))
+        """(is telemetry, matching rules): they depend only on method, host, path, User-Agent and (for GET pixels)
+        whether the query speaks a pixel protocol, so cached."""
+        pixel = endpoints.pixel_says_telemetry(request)
+        key = (request.method, request.host, request.path, request.header("user-agent"), pixel)
         found = self._routes.get(key)
         if found is None:
             is_telemetry = self.is_telemetry(request)

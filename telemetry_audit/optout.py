@@ -200,12 +200,12 @@ def run_case(settings: RunSettings, index: int, switch: OptOutSwitch | None) -> 
         try:
             child_env = session.client_environment(env, audited_hosts=settings.hosts)
             setup_error = _apply(switch, home, child_env, settings, os.path.join(place, "setup-output.log"))
-            setup_records = len(session.records()[0])
+            setup_records = len(_telemetry(session.records()[0]))
             output = os.path.join(place, "output.log")
             exit_code = _run_command(list(settings.command), child_env, output, settings.timeout_s, settings.settle_s)
         finally:
             session.stop()
-        records, _ = session.records()
+        records = _telemetry(session.records()[0])
         tail = _tail(output)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -213,6 +213,11 @@ def run_case(settings: RunSettings, index: int, switch: OptOutSwitch | None) -> 
         exit_code=exit_code, requests=tuple(records[setup_records:]), setup_requests=setup_records,
         setup_error=setup_error, duration_s=round(time.monotonic() - started, 2), kept_dir=keep, output_tail=tail,
     )
+
+
+def _telemetry(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The telemetry among what the proxy recorded (it records every request)."""
+    return [r for r in records if r.get("telemetry") is not False]
 
 
 def _apply(switch: OptOutSwitch | None, home: str, env: dict[str, str], settings: RunSettings, output: str) -> str:

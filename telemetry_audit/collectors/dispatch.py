@@ -167,7 +167,10 @@ def record(
         store.add(accepted, good=True, decision=decision, request_meta=meta)
     if not rejected:
         return
-    bad_meta = {**meta, "body_preview": request.body[:BODY_PREVIEW_CHARS].decode("utf-8", "replace")}
+    # A body the policy blocked holds what must not be kept (a token): its rows keep no preview of it.
+    blocked = any(r.reason == BLOCKED_REASON for r in rejected)
+    bad_meta = meta if blocked else {**meta, "body_preview": request.body[:BODY_PREVIEW_CHARS].decode("utf-8",
+                                                                                                     "replace")}
     judged = [
         (
             Event(collector=collector or "", tool=tool or "", name=rejection.name or "",

@@ -274,3 +274,29 @@ def test_the_addon_and_the_standalone_collector_store_the_same_rows() -> None:
         ("otlp", True), ("amplitude", True),
     ]
     assert _comparable(through_proxy) == _comparable(standalone)
+
+
+def test_a_blocked_request_leaves_nothing_of_its_body_in_the_store(store: EventStore) -> None:
+    token = "ghp_" + "Q1w2E3r4T5y6U7i8O9p0A1s2D3f4G5h6J7k8"
+    request = Request.from_url("POST", "https://api.segment.io/v1/track", {"Content-Type": "application/json"},
+                               json.dumps({"type": "track", "event": "x", "userId": "u", "t": token}).encode())
+    dispatch(decode_request(request), store, blocked=True)
+    rows = json.dumps([e.to_dict() for e in store.all()])
+    assert BLOCKED_REASON in rows and token not in rows
+
+
+@pytest.mark.parametrize(
+    ("url", "collector"),
+    [
+        ("https://sp.example.com/i?e=pv&tv=js-3.0&aid=site&url=x", "snowplow"),
+        ("https://collect.example.com/com.snowplowanalytics.snowplow/tp2?e=se&tv=py-1.0", "snowplow"),
+    ],
+)
+def test_self_hosted_pixels_are_telemetry_and_reach_their_emulator(url: str, collector: str) -> None:
+    from telemetry_audit.endpoints import is_telemetry
+
+    request = Request.from_url("GET", url)
+    assert is_telemetry(request)
+    answer = dispatch(decode_request(request), None)
+    assert answer.collector == collector and 200 <= answer.status < 300
+    assert not is_telemetry(Request.from_url("GET", "https://cdn.example.com/i?size=2"))  # just a path named /i
