@@ -169,6 +169,8 @@ class RunSettings:
     timeout_s: float
     settle_s: float
     keep_root: str = ""
+    seal: Any = None
+    """A `SealSupport` that can seal: each run (and a switch's command) runs sealed; None: proxy variables."""
 
 
 def base_environment(environ: Mapping[str, str], switches: Iterable[OptOutSwitch]) -> dict[str, str]:
@@ -196,6 +198,16 @@ def run_case(settings: RunSettings, index: int, switch: OptOutSwitch | None) -> 
         proxy_settings = ProxySettings(policy=settings.policies, mode="enforce", offline=True,
                                        log=os.path.join(place, "audit.jsonl"))
         session = ProxySession(proxy_settings, confdir=settings.confdir, audited_env=env, workdir=workdir)
+        if settings.seal is not None:
+            exit_code, setup_error, setup_records, output = _run_case_sealed(session, settings, switch, env, home,
+                                                                              place)
+            records = _telemetry(session.records()[0])
+            tail = _tail(output)
+            return RunOutcome(
+                exit_code=exit_code, requests=tuple(records[setup_records:]), setup_requests=setup_records,
+                setup_error=setup_error, duration_s=round(time.monotonic() - started, 2), kept_dir=keep,
+                output_tail=tail,
+            )
         session.start()
         try:
             child_env = session.client_environment(env, audited_hosts=settings.hosts)
@@ -213,6 +225,40 @@ def run_case(settings: RunSettings, index: int, switch: OptOutSwitch | None) -> 
         exit_code=exit_code, requests=tuple(records[setup_records:]), setup_requests=setup_records,
         setup_error=setup_error, duration_s=round(time.monotonic() - started, 2), kept_dir=keep, output_tail=tail,
     )
+
+
+def _run_case_sealed(session: ProxySession, settings: RunSettings, switch: OptOutSwitch | None,
+                     env: dict[str, str], home: str, place: str) -> tuple[int | None, str, int, str]:
+    """One case sealed: the switch's command (if any) and CMD each in a sandbox of their own behind this
+    session's proxy (one log); (exit code or None on timeout, setup error, setup requests, output file)."""
+    timeout = shutil.which("timeout")
+
+    def sealed(command: list[str], output: str) -> int | None:
+        # Output to a file and a time limit, inside the sandbox (the launcher runs in the foreground).
+        wrapped = ["sh", "-c", 'out="$1"; shift; exec "$@" >"$out" 2>&1 </dev/null', "sh", output,
+                   *([timeout, "-k", "5", f"{settings.timeout_s:g}"] if timeout else []), *command]
+        outcome = session.run_sealed(wrapped, env, settings.seal, linger=settings.settle_s, online=False,
+                                     audit_loopback=False)
+        if outcome.setup_failed:
+            raise OptOutRunError(f"cannot seal the run: {outcome.error}")
+        return None if outcome.status == 124 and timeout else outcome.status
+
+    setup_error = ""
+    if switch is not None and switch.kind == "file":
+        setup_error = _apply(switch, home, env, settings, os.path.join(place, "setup-output.log"))
+    elif switch is not None and switch.kind == "command":
+        code = sealed(list(switch.command), os.path.join(place, "setup-output.log"))
+        if code is None:
+            setup_error = f"`{' '.join(switch.command)}` timed out after {settings.timeout_s:g} s"
+        elif code != 0:
+            lines = _tail(os.path.join(place, "setup-output.log"), 40).splitlines()
+            first = next((i for i, line in enumerate(lines) if "error" in line.lower()), len(lines) - 1)
+            reason = " ".join(line.strip() for line in lines[first:first + 2])
+            setup_error = f"`{' '.join(switch.command)}` exited with {code}" + (
+                f": {reason.strip()[:200]}" if reason else "")
+    setup_records = len(_telemetry(session.records()[0]))
+    output = os.path.join(place, "output.log")
+    return sealed(list(settings.command), output), setup_error, setup_records, output
 
 
 def _telemetry(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -156,6 +156,13 @@ def cmd_optout_check(args: argparse.Namespace) -> int:
         if problem:
             fatal(f"invalid opt-out switch in {pack}: {problem}")
     console = stderr_console()
+    from telemetry_audit.cli.run import seal_support
+
+    support = seal_support(args.seal)
+    seal = support if support.ok else None
+    if not support.ok and args.seal != "off":
+        console.print(f"telemetry-audit: not sealed ({support.reason}); capturing through proxy variables",
+                      markup=False)
     if not declared:
         console.print(f"telemetry-audit: {pack} documents no opt-out switch; trying DO_NOT_TRACK only", markup=False)
 
@@ -163,7 +170,7 @@ def cmd_optout_check(args: argparse.Namespace) -> int:
     settings = RunSettings(
         command=tuple(command), policies=tuple(args.policy), confdir=args.confdir,
         base_env=base_environment(os.environ, switches), hosts=tuple(audited_hosts(policy)),
-        timeout_s=args.timeout, settle_s=args.settle, keep_root=keep_root,
+        timeout_s=args.timeout, settle_s=args.settle, keep_root=keep_root, seal=seal,
     )
     console.print(f"telemetry-audit: running `{command[0]}` {len(switches) + 1} times (baseline + "
                   f"{len(switches)} switch(es)), offline, each in a fresh HOME", markup=False)
@@ -221,6 +228,8 @@ def register(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--settle", type=float, default=1.0, metavar="SECONDS",
                         help="after CMD exits, wait this long for late telemetry before stopping (default: 1)")
     parser.add_argument("--confdir", default=default_confdir(), help="where the proxy CA lives")
+    parser.add_argument("--seal", choices=("auto", "on", "off"), default="auto",
+                        help="run each case in a sandbox whose only way out is the proxy (as `run --seal`)")
     parser.add_argument("--tool-version", default="", metavar="VERSION",
                         help="the tool's version (`3.40.0`): expect only the switches the pack lists for it "
                              "(`versions:`); without it, version-bound switches are tried but expect nothing")

@@ -122,6 +122,9 @@ def run_sealed(run: SealedRun, support: SealSupport) -> SealedOutcome:
         audit_loopback=run.audit_loopback,
         resolv_conf=_resolv_conf_override(workdir),
     )
+    for stale in (spec.proxy_ready_file, spec.result_file):  # a previous sealed run in the same directory
+        if os.path.exists(stale):
+            os.unlink(stale)
     spec_path = os.path.join(workdir, "sealed-spec.json")
     fd = os.open(spec_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as stream:

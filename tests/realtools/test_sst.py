@@ -117,3 +117,26 @@ def test_sst2_optout_switches(sst2_modules: Path, confdir: Path, home: Path, tmp
         "DO_NOT_TRACK=1": ("ignored", 2),  # measured: SST v2 ignores DO_NOT_TRACK
     }
     assert result.returncode == 0
+
+
+def test_the_readme_pytest_example_passes_as_written(sst4_modules: Path, tmp_path: Path) -> None:
+    """The maintainer example in the README, run by pytest in a project where `sst` is SST v4 (offline)."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## For tool maintainers"):]
+    example = re.search(r"```python\n(.*?)```", section, re.S)
+    assert example is not None
+    app = project(tmp_path / "app", sst4_modules)
+    (app / "test_readme_example.py").write_text(example.group(1), encoding="utf-8")
+    env = {**os.environ, "PATH": f"{sst4_modules / '.bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+           "HOME": str(tmp_path / "home")}
+    (tmp_path / "home").mkdir()
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "",
+                             "test_readme_example.py"], cwd=app, env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "3 passed" in result.stdout
