@@ -21,7 +21,7 @@ def test_corpus_events_are_about_one_kilobyte_and_vary() -> None:
 
 
 def test_planted_leaks_are_flagged_and_clean_events_pass() -> None:
-    auditor = Auditor(load_policy(), bench_engine.ENVIRONMENT)
+    auditor = Auditor(load_policy(["default"]), bench_engine.ENVIRONMENT)  # what bench_engine measures
     events = bench_engine.make_corpus(200, leak_rate=0.2)
     assert any(e.leaked for e in events)
     for event in events:

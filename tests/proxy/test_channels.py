@@ -242,7 +242,8 @@ def test_small_requests_are_answered_while_a_large_body_is_audited(tmp_path: Pat
     assert answers and answers[0] == 200
     assert small and all(code == 200 for code in small)
     large_record = next(r for r in seen if r["host"] == "us.i.posthog.com")
-    assert large_record["decision"] == "redact" and len(large_record["findings"]) > 1000
+    assert large_record["decision"] == "redact"
+    assert len(large_record["findings"]) + large_record.get("findings_omitted", 0) >= 20_000
 
 
 def _post(proxy: ProxySession, host: str, path: str, body: bytes, headers: dict[str, str]) -> int:
