@@ -23,12 +23,15 @@ imports nothing heavy until a test asks for the fixture.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
+import shutil
 import signal
 import ssl
 import subprocess
+import tempfile
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -68,6 +71,9 @@ class AuditSettings:
     env: tuple[tuple[str, str], ...] = ()
     """Extra environment for the audited commands; the env-value detector knows these values."""
     proxy_loopback: bool = False
+    seal: str = "auto"
+    """`.run()` seals the command (its own namespaces, every packet through the proxy) where the kernel allows it
+    (`auto`), or must (`on`: the test fails with the reason otherwise), or never (`off`)."""
     """Route requests to localhost through the proxy too (by default loopback goes direct)."""
     isolated: bool = False
     """Start a proxy for this test alone instead of sharing the session's."""
@@ -96,9 +102,11 @@ class AuditSettings:
             block_style=kwargs.get("block_style", "empty"),
             env=tuple(sorted(env.items())),
             proxy_loopback=bool(kwargs.get("proxy_loopback", False)),
+            seal=str(kwargs.get("seal", "auto")),
             isolated=bool(kwargs.get("isolated", False)),
         )
-        choices_of = {"mode": MODES, "block_style": BLOCK_STYLES, "offline_unknown": UNKNOWN_HOST_CHOICES}
+        choices_of = {"mode": MODES, "block_style": BLOCK_STYLES, "offline_unknown": UNKNOWN_HOST_CHOICES,
+                      "seal": ("auto", "on", "off")}
         for name, choices in choices_of.items():
             value = getattr(settings, name)
             if value not in choices:
@@ -140,6 +148,31 @@ class _RunningProxy:
 
     def alive(self) -> bool:
         return self.session.alive()
+
+    def run_sealed(self, cmd: list[str], env: dict[str, str], support: Any, *, timeout: float = RUN_TIMEOUT,
+                   cwd: str | os.PathLike[str] | None = None, check: bool = False) -> subprocess.CompletedProcess[str]:
+        """Run `cmd` sealed behind a proxy of its own with this proxy's settings, log and store (so what it sent
+        shows up like any other request); output captured as text."""
+        from telemetry_audit.session import ProxySession
+
+        workdir = Path(tempfile.mkdtemp(prefix="sealed-", dir=self.workdir))
+        out, err = workdir / "stdout", workdir / "stderr"
+        limit = shutil.which("timeout")
+        wrapped = ["sh", "-c", 'o="$1"; e="$2"; shift 2; exec "$@" >"$o" 2>"$e" </dev/null', "sh", str(out), str(err),
+                   *([limit, "-k", "5", f"{timeout:g}"] if limit else []), *cmd]
+        settings = self.session.settings
+        session = ProxySession(dataclasses.replace(settings, client_process=True), confdir=self.session.confdir,
+                               audited_env=env, workdir=str(workdir))
+        outcome = session.run_sealed(wrapped, env, support, linger=5.0, online=not settings.offline,
+                                     audit_loopback=self.settings.proxy_loopback, cwd=os.fspath(cwd) if cwd else None)
+        if outcome.setup_failed:
+            raise RuntimeError(f"cannot seal the run: {outcome.error}")
+        if limit and outcome.status == 124:
+            raise subprocess.TimeoutExpired(cmd, timeout)
+        result = subprocess.CompletedProcess(cmd, outcome.status, _read(out), _read(err))
+        if check:
+            result.check_returncode()
+        return result
 
     def stop(self) -> None:
         """Stop the child (it writes its closing stats record) and close our reader of the event store."""
@@ -277,10 +310,28 @@ class AuditProxy:
 
         `env` adds to (never replaces) `self.env`, so the proxy settings cannot be lost by accident.
         """
+        support = self._seal_support()
+        if support is not None and not (set(kwargs) - {"timeout", "cwd", "check"}) and not isinstance(cmd, str):
+            return self._proxy.run_sealed([os.fspath(c) for c in cmd], {**os.environ, **dict(self.settings.env),
+                                                                         **dict(env or {})}, support, **kwargs)
         kwargs.setdefault("capture_output", not ({"stdout", "stderr"} & kwargs.keys()))
         kwargs.setdefault("text", True)
         kwargs.setdefault("timeout", RUN_TIMEOUT)
         return subprocess.run(cmd, env={**self.env, **dict(env or {})}, **kwargs)
+
+    def _seal_support(self) -> Any:
+        """Whether `.run()` seals (as `telemetry-audit run --seal`); None: proxy variables (output captured the
+        usual way; also whenever `.run()` gets options a sealed run cannot honour, such as `stdin`)."""
+        if self.settings.seal == "off":
+            return None
+        from telemetry_audit.sandbox.probe import probe_seal
+
+        support = _SEAL_PROBE.get("support")
+        if support is None:
+            support = _SEAL_PROBE["support"] = probe_seal()
+        if not support.ok and self.settings.seal == "on":
+            raise RuntimeError(f"cannot seal the run (seal='on'): {support.reason}")
+        return support if support.ok else None
 
     # --- what was seen -----------------------------------------------------------------------------------------
 
@@ -553,6 +604,17 @@ def masked_value(value: Any) -> str:
 
 
 # --- pytest hooks and fixtures -----------------------------------------------------------------------------------
+
+
+_SEAL_PROBE: dict[str, Any] = {}
+"""Whether this machine can seal, probed once per pytest process (the answer cannot change within it)."""
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text("utf-8", "replace")
+    except OSError:
+        return ""
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -421,3 +421,29 @@ def test_settings_defaults_follow_run() -> None:
 def test_settings_errors(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         AuditSettings.from_kwargs(**kwargs)
+
+
+SEALED = '''
+import shutil
+
+import pytest
+
+from telemetry_audit.sandbox.probe import probe_seal
+
+
+@pytest.mark.skipif(not probe_seal().ok, reason="this machine cannot seal a run")
+@pytest.mark.skipif(shutil.which("curl") is None, reason="no curl")
+def test_a_client_that_ignores_proxy_variables_is_still_seen(telemetry_audit):
+    result = telemetry_audit.run(["curl", "-sS", "--noproxy", "*", "-H", "content-type: application/json",
+                                  "-d", '{"type":"track","event":"sealed-demo","userId":"u1"}',
+                                  "https://api.segment.io/v1/track"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == '{"success":true}'
+    telemetry_audit.assert_sent(event="sealed-demo")
+
+'''
+
+
+def test_run_is_sealed_so_clients_cannot_go_around_the_proxy(pytester: pytest.Pytester) -> None:
+    result = run_inner(pytester, SEALED)
+    result.assert_outcomes(passed=1)

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -87,24 +89,33 @@ PROXY_ARGV = (sys.executable, "-P", "-m", "telemetry_audit.proxy.server")
 """The proxy server; its configuration arrives on standard input (see `telemetry_audit.proxy.server`)."""
 
 
-def sealed_proxy_config(workdir: str, *, online: bool) -> dict[str, str]:
+def sealed_proxy_config(workdir: str, *, online: bool, relay_path: str = "") -> dict[str, str]:
     """The server configuration's `sealed` part: tun mode, synthetic DNS, where to forward."""
     config = {"tun": TUN_NAME, "tun_ready_file": os.path.join(workdir, "tun-ready")}
     if online:
-        config["relay"] = os.path.join(workdir, RELAY_SOCKET)
+        config["relay"] = relay_path or os.path.join(workdir, RELAY_SOCKET)
     return config
+
+
+_UNIX_PATH_MAX = 100
+"""A Unix socket path longer than this does not bind (108 bytes on Linux, 104 on macOS, with a margin)."""
 
 
 def run_sealed(run: SealedRun, support: SealSupport) -> SealedOutcome:
     """Run `run.command` sealed and wait for it (and its lingering descendants, up to `run.linger`)."""
     workdir = run.workdir
     relay_path = os.path.join(workdir, RELAY_SOCKET)
+    short_dir = ""
+    if len(os.fsencode(relay_path)) > _UNIX_PATH_MAX:  # a deep working directory (pytest's): a short private one
+        short_dir = tempfile.mkdtemp(prefix="ta-")
+        relay_path = os.path.join(short_dir, RELAY_SOCKET)
     need_relay = run.online or run.loopback
     # Services listening when the run starts; one started later is not bridged (see the README).
     ports = loopback_listening_ports() if run.loopback else []
     spec = InsideSpec(
         proxy_argv=list(PROXY_ARGV),
-        proxy_config={**run.proxy_config, "sealed": sealed_proxy_config(workdir, online=run.online)},
+        proxy_config={**run.proxy_config, "sealed": sealed_proxy_config(workdir, online=run.online,
+                                                                         relay_path=relay_path)},
         proxy_ready_file=os.path.join(workdir, "tun-ready"),
         proxy_stderr=os.path.join(workdir, "proxy.stderr"),
         tun_name=TUN_NAME,
@@ -138,6 +149,8 @@ def run_sealed(run: SealedRun, support: SealSupport) -> SealedOutcome:
     finally:
         if relay is not None:
             relay.close()
+        if short_dir:
+            shutil.rmtree(short_dir, ignore_errors=True)
     return _read_outcome(spec.result_file, status)
 
 

@@ -157,7 +157,7 @@ class ProxySession:
         return self
 
     def run_sealed(self, command: Sequence[str], env: Mapping[str, str], support: Any, *, linger: float,
-                   online: bool, audit_loopback: bool) -> Any:
+                   online: bool, audit_loopback: bool, cwd: str | None = None) -> Any:
         """Run `command` and this session's proxy together in a sealed sandbox (see `telemetry_audit.sandbox`);
         the `SealedOutcome`. The proxy inside reads the same configuration and writes the same log."""
         from telemetry_audit.sandbox.environment import sealed_environment, upstream_proxy_from
@@ -169,7 +169,7 @@ class ProxySession:
         child_env[TOKEN_VARIABLE] = self.settings.inspection_token
         run = SealedRun(self.config(supervised=False), list(command), child_env, self.workdir, linger=linger,
                         online=online, audit_loopback=audit_loopback,
-                        upstream_proxy=upstream_proxy_from(env) if online else "")
+                        upstream_proxy=upstream_proxy_from(env) if online else "", cwd=cwd or os.getcwd())
         return run_sealed(run, support)
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> ProxySession:
