@@ -466,7 +466,16 @@ class Auditor:
 def _field_name(generic: str) -> str:
     """The name a value at generic path `generic` is held under (JSON key, header, query or form parameter);
     empty for list items and keys."""
-    if generic.startswith("key:") or generic.endswith("]"):
+    if generic.startswith("key:"):
+        return ""
+    if generic.endswith('"]'):  # a quoted step (`attributes["db.password"]`): the name inside the quotes
+        start = generic.rfind('["')
+        try:
+            name = json.loads(generic[start + 1:-1])
+        except ValueError:
+            return ""
+        return name if isinstance(name, str) else ""
+    if generic.endswith("]"):
         return ""
     return generic.rsplit(".", 1)[-1]
 
