@@ -107,12 +107,8 @@ def stream_request(flow: http.HTTPFlow | tcp.TCPFlow, host: str, method: str, bo
                    headers=(("content-type", kind),), body=body)
 
 
-def _load_environment(path: str) -> AuditEnvironment:
-    """The audited process's environment, handed over by `run` in a private file."""
-    if not path:
-        return AuditEnvironment.current()
-    with open(path, encoding="utf-8") as stream:
-        data = json.load(stream)
+def environment_from(data: dict[str, Any]) -> AuditEnvironment:
+    """The audited process's environment from its JSON form (`session.audit_environment_data`)."""
     return AuditEnvironment(
         env=dict(data.get("env", {})),
         home=data.get("home", ""),
@@ -121,6 +117,14 @@ def _load_environment(path: str) -> AuditEnvironment:
         hostname=data.get("hostname", ""),
         canaries=tuple(data.get("canaries", ())),
     )
+
+
+def _load_environment(path: str) -> AuditEnvironment:
+    """The audited process's environment from a file (`taudit_env_file`, for mitmdump users)."""
+    if not path:
+        return AuditEnvironment.current()
+    with open(path, encoding="utf-8") as stream:
+        return environment_from(json.load(stream))
 
 
 class TelemetryAudit:

@@ -21,8 +21,6 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
-from telemetry_audit.detectors.base import AuditEnvironment
-
 if TYPE_CHECKING:
     from mitmproxy import options
     from mitmproxy.master import Master
@@ -107,28 +105,15 @@ def read_config(stream: TextIO) -> dict[str, Any]:
     return config
 
 
-def environment_from(data: Mapping[str, Any] | None) -> AuditEnvironment | None:
-    """The audited process's environment from the hand-off (None: audit against this process's own)."""
-    if data is None:
-        return None
-    return AuditEnvironment(
-        env=dict(data.get("env", {})),
-        home=data.get("home", ""),
-        cwd=data.get("cwd", ""),
-        user=data.get("user", ""),
-        hostname=data.get("hostname", ""),
-        canaries=tuple(data.get("canaries", ())),
-    )
-
-
 async def serve(config: Mapping[str, Any]) -> int:
     from mitmproxy import exceptions, options
 
-    from telemetry_audit.proxy.addon import TelemetryAudit
+    from telemetry_audit.proxy.addon import TelemetryAudit, environment_from
 
     opts = options.Options()
     verbose = bool(config.get("verbose"))
-    audit = TelemetryAudit(environment=environment_from(config.get("environment")))
+    handed = config.get("environment")
+    audit = TelemetryAudit(environment=environment_from(handed) if handed is not None else None)
     sealed: Mapping[str, Any] = config.get("sealed") or {}
     master = build_master(opts, audit, quiet=not verbose, sealed=bool(sealed))
     # Standard output carries the ready line alone: everything else mitmproxy prints goes to standard error.
