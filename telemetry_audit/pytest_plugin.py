@@ -349,7 +349,8 @@ class AuditProxy:
                 record = json.loads(line)
             except ValueError:
                 continue  # the empty tail, or a line the proxy is still writing
-            if isinstance(record, dict) and record.get("record") == "request":
+            # The proxy records every request; other traffic (`telemetry: false`) is not what a test asserts on.
+            if isinstance(record, dict) and record.get("record") == "request" and record.get("telemetry") is not False:
                 records.append(record)
         return records
 
@@ -484,7 +485,8 @@ class AuditProxy:
 def _request_line(entry: Mapping[str, Any]) -> str:
     client = f" from {entry['client']}" if entry.get("client") else ""
     tool = f" [{entry['tool']}]" if entry.get("tool") else ""
-    return f"{entry['decision'].upper()} {entry['method']} {entry['url']}{tool}{client}"
+    target = entry.get("url") or f"{entry.get('host', '')}{entry.get('path', '')}"
+    return f"{str(entry.get('decision', '')).upper()} {entry.get('method', '')} {target}{tool}{client}"
 
 
 def _finding_line(finding: Mapping[str, Any]) -> str:

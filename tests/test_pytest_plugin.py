@@ -447,3 +447,22 @@ def test_a_client_that_ignores_proxy_variables_is_still_seen(telemetry_audit):
 def test_run_is_sealed_so_clients_cannot_go_around_the_proxy(pytester: pytest.Pytester) -> None:
     result = run_inner(pytester, SEALED)
     result.assert_outcomes(passed=1)
+
+
+OTHER_TRAFFIC = '''
+import sys
+
+
+def test_other_traffic_is_not_telemetry(telemetry_audit):
+    code = ("import urllib.request as u\\n"
+            "try:\\n    u.urlopen('http://registry.example.test/pkg', timeout=20)\\n"
+            "except Exception:\\n    pass\\n")
+    telemetry_audit.run([sys.executable, "-c", code])
+    assert telemetry_audit.requests() == []
+    telemetry_audit.assert_nothing_sent()
+'''
+
+
+def test_other_traffic_never_counts_as_telemetry_sent(pytester: pytest.Pytester) -> None:
+    result = run_inner(pytester, OTHER_TRAFFIC)
+    result.assert_outcomes(passed=1)
