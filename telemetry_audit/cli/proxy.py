@@ -102,9 +102,11 @@ def cmd_proxy(args: argparse.Namespace) -> int:
 
 
 def print_usage(console: Console, session: Any, online: bool, listen_host: str) -> None:
-    from telemetry_audit.session.child_env import preload_path
+    from telemetry_audit.session.child_env import combined_ca_bundle, preload_path
 
-    url, ca_cert, bundle = session.url, session.ca_cert, session.ca_bundle
+    # The bundle beside the CA (it outlives this proxy: shells that exported it keep working next time).
+    url, ca_cert = session.url, session.ca_cert
+    bundle = combined_ca_bundle(ca_cert, session.confdir)
     console.print(f"[bold]telemetry-audit proxy[/] listening on {url} "
                   f"({'online' if online else 'offline: collectors are emulated'})")
     if listen_host in ("0.0.0.0", "::", ""):
