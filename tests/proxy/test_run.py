@@ -249,7 +249,7 @@ def test_run_ignores_a_telemetry_audit_folder_in_the_current_directory(confdir: 
 @needs_curl
 def test_run_whose_audit_log_fails_exits_3_and_lets_nothing_through(confdir: Path, tmp_path: Path) -> None:
     # /dev/full accepts the open and fails every write (ENOSPC): the proxy must stop, not pass traffic unrecorded.
-    result = run_cli(["run", "--log", "/dev/full", "--", "curl", "-s", "-m", "20", "-o", "/dev/null", "-w",
+    result = run_cli(["run", "--log", "/dev/full", "--", "curl", "-s", "-m", "90", "-o", "/dev/null", "-w",
                       "%{http_code}", "-d", "{}", "http://api.segment.io/v1/track"], confdir, tmp_path)
     assert result.returncode == 3, result.stderr
     assert result.stdout != "200"

@@ -1,4 +1,4 @@
-"""The synthetic DNS addon (proxy/dns.py): every A query answered offline, stable per name."""
+"""The synthetic DNS addon (proxy/synthetic_dns.py): every A query answered offline, stable per name."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ from mitmproxy.test import taddons, tflow
 
 from telemetry_audit.proxy.synthetic_dns import SyntheticDNS
 
+DNS_MESSAGE = getattr(dns, "DNSMessage", None) or dns.Message  # mitmproxy 12 renamed it
+
 
 def _query(name: str, qtype: int = dns.types.A) -> dns.DNSFlow:
     flow = tflow.tdnsflow()
-    flow.request = dns.Message(
+    flow.request = DNS_MESSAGE(
         timestamp=0, id=1, query=True, op_code=dns.op_codes.QUERY, authoritative_answer=False, truncation=False,
         recursion_desired=True, recursion_available=False, reserved=0, response_code=dns.response_codes.NOERROR,
         questions=[dns.Question(name, qtype, dns.classes.IN)], answers=[], authorities=[], additionals=[])
