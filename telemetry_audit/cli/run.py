@@ -181,9 +181,9 @@ def _run_unsealed(args: argparse.Namespace, session: Any, command: list[str], ba
                   console: Any, where: str, program: str) -> tuple[int, list[Any], str]:
     """Proxy variables (and the Node preload): the command's descendants are followed by an environment marker."""
     from telemetry_audit.sandbox.descendants import linger_for_marked
-    from telemetry_audit.sandbox.environment import RUN_MARKER, upstream_proxy_from
     from telemetry_audit.session import audited_hosts
     from telemetry_audit.session.child_env import no_proxy_plan
+    from telemetry_audit.session.sealed_env import RUN_MARKER, upstream_proxy_from
 
     # The proxy child starts first; the policy loads here meanwhile (the child loads its own copy).
     session.launch(upstream_proxy=upstream_proxy_from(base_env) if args.online else "")

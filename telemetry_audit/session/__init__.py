@@ -160,8 +160,8 @@ class ProxySession:
                    online: bool, audit_loopback: bool, cwd: str | None = None) -> Any:
         """Run `command` and this session's proxy together in a sealed sandbox (see `telemetry_audit.sandbox`);
         the `SealedOutcome`. The proxy inside reads the same configuration and writes the same log."""
-        from telemetry_audit.sandbox.environment import sealed_environment, upstream_proxy_from
         from telemetry_audit.sandbox.launcher import SealedRun, run_sealed
+        from telemetry_audit.session.sealed_env import sealed_environment, upstream_proxy_from
 
         self.prepare()
         child_env = sealed_environment(env, ca_cert_path=self.ca_cert, ca_bundle_path=self.ca_bundle,

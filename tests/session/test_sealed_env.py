@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from telemetry_audit.sandbox.environment import RUN_MARKER, sealed_environment, upstream_proxy_from
 from telemetry_audit.session.child_env import CA_BUNDLE_VARIABLES
+from telemetry_audit.session.sealed_env import RUN_MARKER, sealed_environment, upstream_proxy_from
 
 
 def test_proxy_variables_are_removed_and_every_ca_variable_is_set() -> None:
