@@ -283,6 +283,10 @@ class TelemetryAudit:
         try:
             if flow.live and not flow.response and not flow.error:
                 await loop.run_in_executor(None, self._act, flow, *decided)
+        except Exception:  # acting failed half-way: the flow must not go on unanswered (it would pass unaudited)
+            logger.exception("telemetry-audit: acting on a large request failed")
+            if flow.response is None:
+                flow.metadata[_PENDING_KILL] = True
         finally:
             sys.setswitchinterval(previous)
             pending_kill = flow.metadata.pop(_PENDING_KILL, False)
@@ -366,9 +370,10 @@ class TelemetryAudit:
         bare = Request(request.method, request.scheme, request.host, request.port, request.path)
         try:
             decision = self.url_auditor.evaluate(bare)
-        except Exception:
-            decision = _error_decision(RuntimeError("url audit failed"), Action.BLOCK)
-        flagged_host = any(f.field.startswith("url.host") for f in decision.findings)
+            audited = True
+        except Exception:  # unknown what the names hold: mask both
+            decision, audited = Decision(Action.ALLOW), False
+        flagged_host = not audited or any(f.field.startswith("url.host") for f in decision.findings)
         record: dict[str, Any] = {
             "record": "request",
             "telemetry": False,
@@ -376,7 +381,7 @@ class TelemetryAudit:
             "method": request.method,
             "host": mask(request.host) if flagged_host else request.host,
             "port": request.port,
-            "path": safe_path(request, decision),
+            "path": safe_path(request, decision) if audited else mask(request.path),
             "query_keys": len(request.query),
             "time": time.time(),
             "answered_by": answered_by,
