@@ -1,40 +1,113 @@
-"""`telemetry-audit collector`: the emulated collectors and the inspection API on one local port."""
+"""`telemetry-audit collector`: the emulated collectors and the inspection API on one local port.
+
+It is the auditing proxy's own child (`ProxySession.collector`): the same addon and the same offline dispatcher
+answer, so a tool pointed here gets the answers and leaves the rows it would through `run` or `proxy`.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import time
 from typing import Any
 
-from telemetry_audit.cli.common import add_policy_options, fatal, load_policy_or_exit
+from telemetry_audit.cli.common import (
+    EXIT_AUDIT_FAILED,
+    EXIT_CLEAN,
+    UsageError,
+    add_policy_options,
+    check_listen_free,
+    listen_argument,
+    stderr_console,
+)
+
+DEFAULT_LISTEN = "127.0.0.1:9090"
+LISTEN_VARIABLE = "TELEMETRY_AUDIT_COLLECTOR_LISTEN"
+STORE_VARIABLE = "TELEMETRY_AUDIT_STORE"
+MEMORY_STORE = ":memory:"
 
 
 def register(commands: Any) -> argparse.ArgumentParser:
-    from telemetry_audit.collectors import server as collector_server
-
     collector = commands.add_parser(
-        "collector", help="serve the emulated analytics collectors and the /micro inspection API on loopback")
-    collector_server.add_arguments(collector)
+        "collector", help="serve the emulated analytics collectors and the /micro inspection API on loopback",
+        description="Serve every emulated collector and the /micro inspection API on one port, until Ctrl-C: "
+                    "point a tool's endpoint (SLS_ANALYTICS_URL, an SDK's host option) here, or use it as its "
+                    "HTTP proxy. Each stored event carries the policy's decision; nothing is blocked or forwarded.")
+    collector.add_argument(
+        "--listen", type=listen_argument, default=os.environ.get(LISTEN_VARIABLE, DEFAULT_LISTEN),
+        metavar="HOST:PORT", help=f"address to serve on (default {DEFAULT_LISTEN}, env {LISTEN_VARIABLE})")
+    collector.add_argument(
+        "--store", default=os.environ.get(STORE_VARIABLE, MEMORY_STORE), metavar="FILE",
+        help=f"SQLite file that keeps received events across restarts (default: in memory, env {STORE_VARIABLE})")
     add_policy_options(collector)
     collector.set_defaults(handler=cmd_collector)
     return collector
 
 
 def cmd_collector(args: argparse.Namespace) -> int:
-    """The standalone collector; each request is also evaluated so stored events carry their decision."""
-    from telemetry_audit.collectors import server as collector_server
-    from telemetry_audit.detectors.base import AuditEnvironment
-    from telemetry_audit.engine import Auditor
-    from telemetry_audit.model import Request
+    """Start the collector child, say where it listens and how to inspect it, and serve until Ctrl-C.
 
-    policy = load_policy_or_exit(args)
-    auditor = Auditor(policy, AuditEnvironment.current(), audit_all=True)
+    The policy is loaded by the child alone (nothing here needs it): a policy, baseline or store it refuses is
+    its one-line error, exit 2.
+    """
+    from telemetry_audit.proxy.settings import ProxySettings
+    from telemetry_audit.session import TOKEN_VARIABLE, ProxySession, ProxyStartError
 
-    def decide(request: Request) -> dict[str, Any]:
-        decision = auditor.evaluate(request)
-        return {"decision": decision.action.value, "rule_ids": list(decision.rule_ids),
-                "findings": [f.to_dict() for f in decision.findings]}
-
+    host, port = args.listen
+    check_listen_free(host, port)
+    settings = ProxySettings(
+        policy=tuple(args.policy or ()),
+        baseline=os.path.abspath(args.baseline) if args.baseline else "",
+        store="" if args.store == MEMORY_STORE else os.path.abspath(args.store),
+        inspection_token=os.environ.get(TOKEN_VARIABLE, ""),
+    )
+    console = stderr_console()
+    session = ProxySession.collector(settings, listen=(host, port))
     try:
-        return collector_server.main(args, on_request=decide)
-    except collector_server.CollectorServerError as e:
-        fatal(str(e))
+        try:
+            session.start()
+        except ProxyStartError as e:
+            raise UsageError(str(e).replace("cannot start the proxy", "cannot start the collector", 1)) from None
+        print_usage(console, session)
+        status = serve_until_stopped(session)
+    finally:
+        session.close()
+    if status not in (0, -signal.SIGTERM):
+        console.print(f"[bold red]telemetry-audit:[/] the collector stopped on its own (exit {status})")
+        return EXIT_AUDIT_FAILED
+    return EXIT_CLEAN
+
+
+def print_usage(console: Any, session: Any) -> None:
+    """Where it listens (the address it really bound), where to inspect it, and the token other users need."""
+    bound = session.bound_host or session.host
+    shown = f"[{bound}]" if ":" in bound else bound
+    url = f"http://{shown}:{session.port}"
+    console.print(f"telemetry-audit collector on {url} (inspect: {session.url}/micro/all)", markup=False)
+    if bound not in ("127.0.0.1", "::1", "localhost") and not bound.startswith("127."):
+        console.print(f"[yellow]warning:[/] serving on {bound}:{session.port}, reachable from other machines "
+                      "(the inspection API needs the token below for anyone but this user)")
+    console.print(f"inspection API: this user, or header X-Telemetry-Audit-Token: {session.settings.inspection_token}",
+                  markup=False)
+
+
+def serve_until_stopped(session: Any) -> int:
+    """Wait for Ctrl-C or SIGTERM (then stop the child, which flushes the store) or for the child to die."""
+    stop = False
+
+    def request_stop(signum: int, frame: Any) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    while not stop and session.alive():
+        time.sleep(0.2)
+    crashed = not session.alive()
+    status = int(session.stop())
+    if crashed:
+        message = session.stderr_text().strip()
+        if message:
+            stderr_console().print(message, markup=False, highlight=False)
+    return status

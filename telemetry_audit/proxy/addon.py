@@ -31,6 +31,7 @@ from mitmproxy import ctx, exceptions, http, tcp, tls
 from telemetry_audit.collectors import find_collector
 from telemetry_audit.collectors.dispatch import dispatch
 from telemetry_audit.collectors.inspection import INSPECTION_HOST, handle_inspection
+from telemetry_audit.collectors.inspection import PREFIX as INSPECTION_PREFIX
 from telemetry_audit.collectors.store import EventStore
 from telemetry_audit.decoders import DecodedRequest, decode_request
 from telemetry_audit.detectors.base import AuditEnvironment
@@ -215,7 +216,8 @@ class TelemetryAudit:
         if flow.response or flow.error or not flow.live:
             return
         self.seen += 1
-        if (flow.request.pretty_host or "").lower() == INSPECTION_HOST:
+        if (flow.request.pretty_host or "").lower() == INSPECTION_HOST or (
+                ctx.options.taudit_collector and flow.request.path.startswith(INSPECTION_PREFIX)):
             self._answer_inspection(flow)
             return
         self._ensure_configured()
@@ -299,7 +301,7 @@ class TelemetryAudit:
         """Record the decision, then block, redact, answer offline or let the request go upstream."""
         enforce = ctx.options.taudit_mode == "enforce"
         offline = ctx.options.taudit_offline
-        if not decision.telemetry:
+        if not decision.telemetry and not ctx.options.taudit_collector:  # the collector answers every request
             refused = offline and ctx.options.taudit_offline_unknown == "fail"
             if not self._write(flow, self._other_record(flow, request, "refused offline" if refused else "upstream",
                                                          502 if refused else None)):
@@ -528,7 +530,9 @@ class TelemetryAudit:
 
     def _answer_offline(self, flow: http.HTTPFlow, decoded: DecodedRequest) -> None:
         # The one offline dispatcher (shared with the standalone collector) picks the emulator by protocol.
-        answer = dispatch(decoded, self.store, decision=flow.metadata.get(METADATA_KEY))
+        # The standalone collector answers 404 to what no emulator speaks: the tool was pointed at a wrong URL.
+        answer = dispatch(decoded, self.store, decision=flow.metadata.get(METADATA_KEY),
+                          not_found=ctx.options.taudit_collector)
         flow.response = http.Response.make(answer.status, answer.body, _headers(answer.headers))
 
     def _answer_inspection(self, flow: http.HTTPFlow) -> None:

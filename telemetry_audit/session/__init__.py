@@ -36,6 +36,9 @@ READY_TIMEOUT = 60.0
 TOKEN_VARIABLE = "TELEMETRY_AUDIT_TOKEN"
 """Carries the session's inspection-API token to the audited command (send it as X-Telemetry-Audit-Token)."""
 STOP_TIMEOUT = 20.0
+COLLECTOR_MAX_BODY = "32m"
+"""The standalone collector answers larger request bodies 413 before any emulator sees them (mitmproxy's
+`body_size_limit`; vendors' own limits are lower: OTLP's 20 MiB)."""
 
 
 class ProxyStartError(RuntimeError):
@@ -97,10 +100,23 @@ class ProxySession:
         if not self.settings.inspection_token:
             self.settings = replace(self.settings, inspection_token=secrets.token_urlsafe(24))
         self.process: subprocess.Popen[bytes] | None = None
+        self.bound_host = ""
+        """The address the child listens on as it said (`0.0.0.0` stays that; `host` is where to reach it)."""
         self.host = ""
         self.port = 0
         self.ca_cert = ""
         self._ca_bundle = ""
+
+    @classmethod
+    def collector(cls, settings: ProxySettings, *, listen: tuple[str, int], confdir: str = "",
+                  verbose: bool = False) -> ProxySession:
+        """The standalone collector: the same child and addon, listening as a regular proxy that also takes plain
+        requests (`Host` naming the collector, absolute-form, CONNECT); every request is answered by the offline
+        dispatcher and stored with its policy decision, never blocked or changed (audit mode), never forwarded."""
+        collector = replace(settings, collector=True, mode="audit", audit_all=True, offline=True,
+                            offline_unknown="fail")
+        return cls(collector, listen=listen, confdir=confdir, verbose=verbose,
+                   mitmproxy_options={"body_size_limit": COLLECTOR_MAX_BODY})
 
     # --- life cycle ---------------------------------------------------------------------------------------------
 
@@ -110,7 +126,7 @@ class ProxySession:
             self.workdir = tempfile.mkdtemp(prefix="telemetry-audit-")
         os.chmod(self.workdir, 0o700)
         self.ca_cert = ensure_ca(self.confdir)
-        if not self.settings.log:
+        if not self.settings.log and not self.settings.collector:  # a collector keeps its store, not a log
             self.settings = replace(self.settings, log=os.path.join(self.workdir, "audit.jsonl"))
         return self
 
@@ -195,6 +211,7 @@ class ProxySession:
             message = self.stderr_text().strip() or "the proxy did not start"
             host, port = self.listen
             raise ProxyStartError(f"cannot start the proxy on {host}:{port}:\n{message}")
+        self.bound_host = str(announced["host"])
         self.host = "127.0.0.1" if announced["host"] in ("", "0.0.0.0", "::") else announced["host"]
         self.port = int(announced["port"])
         return self

@@ -10,18 +10,60 @@ from typing import Any
 import pytest
 import requests
 
-from telemetry_audit.collectors.server import CollectorServer
-from telemetry_audit.collectors.store import EventStore
 from telemetry_audit.decoders import DecodedRequest, decode_request
 from telemetry_audit.model import Request
+from telemetry_audit.proxy.settings import ProxySettings
+from telemetry_audit.session import ProxySession
 
 CAPTURES = Path(__file__).resolve().parent.parent / "data" / "captures"
 
 
-@pytest.fixture
-def server() -> Iterator[CollectorServer]:
-    with CollectorServer(EventStore()) as srv:
+class CollectorServer:
+    """The standalone collector as `telemetry-audit collector` runs it: the proxy child in collector mode."""
+
+    def __init__(self, confdir: Path, store: str = "", listen: tuple[str, int] = ("127.0.0.1", 0),
+                 **settings: Any) -> None:
+        self.session = ProxySession.collector(ProxySettings(store=store, **settings), listen=listen,
+                                              confdir=str(confdir))
+
+    @property
+    def url(self) -> str:
+        return self.session.url
+
+    @property
+    def port(self) -> int:
+        return self.session.port
+
+    def __enter__(self) -> CollectorServer:
+        self.session.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.session.close()
+
+
+@pytest.fixture(scope="session")
+def collector_confdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The CA the collectors of this test session share (made once: HTTPS through them uses it)."""
+    from telemetry_audit.proxy.ca import ensure_ca
+
+    confdir = tmp_path_factory.mktemp("collector-conf")
+    ensure_ca(str(confdir))
+    return confdir
+
+
+@pytest.fixture(scope="session")
+def shared_collector(collector_confdir: Path) -> Iterator[CollectorServer]:
+    """One collector child for the whole test session (starting one costs about a second)."""
+    with CollectorServer(collector_confdir) as srv:
         yield srv
+
+
+@pytest.fixture
+def server(shared_collector: CollectorServer) -> CollectorServer:
+    """The shared collector with an empty store (through its own inspection API, as a CI step would)."""
+    requests.get(f"{shared_collector.url}/micro/reset", timeout=10).raise_for_status()
+    return shared_collector
 
 
 def inspect(server: CollectorServer, kind: str = "all", **filters: str) -> Any:

@@ -9,9 +9,7 @@ import pytest
 import requests
 from amplitude import Amplitude, BaseEvent, Config
 
-from telemetry_audit.collectors.server import CollectorServer
-
-from .conftest import bad_reasons, good_events, inspect
+from .conftest import CollectorServer, bad_reasons, good_events, inspect
 
 
 @pytest.mark.parametrize("path", ["/2/httpapi", "/batch"])

@@ -7,9 +7,7 @@ import json
 
 import requests
 
-from telemetry_audit.collectors.server import CollectorServer
-
-from .conftest import bad_reasons, good_events, inspect
+from .conftest import CollectorServer, bad_reasons, good_events, inspect
 
 
 def _envelope(name: str = "CommandRun", **extra: object) -> dict[str, object]:

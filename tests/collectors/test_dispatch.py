@@ -246,8 +246,8 @@ def test_the_addon_and_the_standalone_collector_store_the_same_rows() -> None:
     import requests
     from mitmproxy import http
     from mitmproxy.test import taddons, tflow
-
     from telemetry_audit.collectors.server import CollectorServer
+
     from telemetry_audit.proxy.addon import TelemetryAudit
 
     addon = TelemetryAudit()

@@ -6,9 +6,8 @@ import pytest
 import requests
 
 from telemetry_audit.collectors.base import TRANSPARENT_GIF
-from telemetry_audit.collectors.server import CollectorServer
 
-from .conftest import bad_reasons, good_events
+from .conftest import CollectorServer, bad_reasons, good_events
 
 GA4 = {"measurement_id": "G-TEST123", "api_secret": "s3cret"}
 

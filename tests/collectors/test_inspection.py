@@ -10,9 +10,10 @@ import requests
 
 from telemetry_audit.collectors.base import Event
 from telemetry_audit.collectors.inspection import DEFAULT_LIMIT, INSPECTION_HOST, handle_inspection
-from telemetry_audit.collectors.server import CollectorServer
 from telemetry_audit.collectors.store import EventStore
 from telemetry_audit.model import Request
+
+from .conftest import CollectorServer
 
 SIGNUP = "iglu:com.acme/signed_up/jsonschema/1-0-0"
 WEB_PAGE = "iglu:com.snowplowanalytics.snowplow/web_page/jsonschema/1-0-0"
@@ -164,7 +165,7 @@ def test_options_and_other_paths(store: EventStore) -> None:
     assert handle_inspection(Request.from_url("GET", "http://x/v1/batch"), store) is None
 
 
-def test_real_snowplow_event_filtered_over_http() -> None:
+def test_real_snowplow_event_filtered_over_http(server: CollectorServer) -> None:
     """A Snowplow tp2 POST to the standalone collector, then Micro-style filtering over HTTP."""
     ue = {"schema": "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-0",
           "data": {"schema": SIGNUP, "data": {"plan": "free"}}}
@@ -174,11 +175,10 @@ def test_real_snowplow_event_filtered_over_http() -> None:
                "data": [{"e": "ue", "eid": "a", "ue_pr": json.dumps(ue), "co": json.dumps(co), "p": "srv",
                          "tv": "py-1.0"},
                         {"e": "pv", "eid": "b", "url": "http://x/", "p": "srv", "tv": "py-1.0"}]}
-    with CollectorServer(EventStore()) as server:
-        sent = requests.post(f"{server.url}/com.snowplowanalytics.snowplow/tp2", json=payload, timeout=5)
-        assert sent.status_code == 200
-        assert requests.get(f"{server.url}/micro/all", timeout=5).json() == {"total": 2, "good": 2, "bad": 0}
-        found = requests.post(f"{server.url}/micro/good", json={"event_type": "ue", "contexts": [WEB_PAGE]},
-                              timeout=5).json()
-        assert [(e["eventType"], e["schema"], e["contexts"]) for e in found] == [("ue", SIGNUP, [WEB_PAGE])]
-        assert requests.get(f"{server.url}/micro/reset", timeout=5).json() == {"total": 0, "good": 0, "bad": 0}
+    sent = requests.post(f"{server.url}/com.snowplowanalytics.snowplow/tp2", json=payload, timeout=5)
+    assert sent.status_code == 200
+    assert requests.get(f"{server.url}/micro/all", timeout=5).json() == {"total": 2, "good": 2, "bad": 0}
+    found = requests.post(f"{server.url}/micro/good", json={"event_type": "ue", "contexts": [WEB_PAGE]},
+                          timeout=5).json()
+    assert [(e["eventType"], e["schema"], e["contexts"]) for e in found] == [("ue", SIGNUP, [WEB_PAGE])]
+    assert requests.get(f"{server.url}/micro/reset", timeout=5).json() == {"total": 0, "good": 0, "bad": 0}

@@ -9,9 +9,7 @@ import pytest
 import requests
 from mixpanel import BufferedConsumer, Consumer, Mixpanel, MixpanelException
 
-from telemetry_audit.collectors.server import CollectorServer
-
-from .conftest import bad_reasons, good_events, inspect
+from .conftest import CollectorServer, bad_reasons, good_events, inspect
 
 
 def _client(server: CollectorServer) -> Mixpanel:

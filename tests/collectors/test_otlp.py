@@ -19,10 +19,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from telemetry_audit.collectors import find_collector
-from telemetry_audit.collectors.server import CollectorServer
 from telemetry_audit.model import Request
 
-from .conftest import bad_reasons, good_events, inspect
+from .conftest import CollectorServer, bad_reasons, good_events, inspect
 
 
 @pytest.mark.parametrize("compression", [Compression.NoCompression, Compression.Gzip])

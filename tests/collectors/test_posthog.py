@@ -12,11 +12,10 @@ from posthog import Posthog
 
 from telemetry_audit.collectors import find_collector
 from telemetry_audit.collectors.posthog import PostHogCollector
-from telemetry_audit.collectors.server import CollectorServer
 from telemetry_audit.decoders import decode_request
 from telemetry_audit.model import Request
 
-from .conftest import bad_reasons, good_events, inspect, load_capture
+from .conftest import CollectorServer, bad_reasons, good_events, inspect, load_capture
 
 
 @pytest.mark.parametrize("gzip_body", [False, True])

@@ -8,9 +8,7 @@ import urllib.request
 import pytest
 import requests
 
-from telemetry_audit.collectors.server import CollectorServer
-
-from .conftest import bad_reasons, good_events, load_capture
+from .conftest import CollectorServer, bad_reasons, good_events, load_capture
 
 SERVERLESS = [
     "serverless3-01",

@@ -10,11 +10,10 @@ import requests
 from segment.analytics.client import Client
 
 from telemetry_audit.collectors.segment import SegmentCollector, ServerlessV1Collector
-from telemetry_audit.collectors.server import CollectorServer
 from telemetry_audit.decoders import decode_request
 from telemetry_audit.model import Request
 
-from .conftest import bad_reasons, decoded, good_events, inspect
+from .conftest import CollectorServer, bad_reasons, decoded, good_events, inspect
 
 
 @pytest.mark.parametrize("gzip_body", [False, True])

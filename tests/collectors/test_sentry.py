@@ -13,9 +13,8 @@ import requests
 import sentry_sdk
 
 from telemetry_audit.collectors.sentry import parse_envelope
-from telemetry_audit.collectors.server import CollectorServer
 
-from .conftest import bad_reasons, good_events, inspect
+from .conftest import CollectorServer, bad_reasons, good_events, inspect
 
 
 @pytest.fixture

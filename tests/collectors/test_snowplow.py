@@ -7,9 +7,8 @@ import requests
 from snowplow_tracker import Emitter, PageView, SelfDescribing, SelfDescribingJson, StructuredEvent, Subject, Tracker
 
 from telemetry_audit.collectors.base import TRANSPARENT_GIF
-from telemetry_audit.collectors.server import CollectorServer
 
-from .conftest import bad_reasons, good_events
+from .conftest import CollectorServer, bad_reasons, good_events
 
 SCHEMA = "iglu:com.example/command_run/jsonschema/1-0-0"
 
