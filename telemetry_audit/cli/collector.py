@@ -21,6 +21,7 @@ from telemetry_audit.cli.common import (
     listen_argument,
     stderr_console,
 )
+from telemetry_audit.proxy.settings import MODES
 
 DEFAULT_LISTEN = "127.0.0.1:9090"
 LISTEN_VARIABLE = "TELEMETRY_AUDIT_COLLECTOR_LISTEN"
@@ -40,6 +41,10 @@ def register(commands: Any) -> argparse.ArgumentParser:
     collector.add_argument(
         "--store", default=os.environ.get(STORE_VARIABLE, MEMORY_STORE), metavar="FILE",
         help=f"SQLite file that keeps received events across restarts (default: in memory, env {STORE_VARIABLE})")
+    collector.add_argument(
+        "--mode", choices=MODES, default="audit",
+        help="audit: store what was sent, each event with the policy's decision (default); enforce: block and "
+             "redact as `proxy` does, so the same request leaves the same rows")
     add_policy_options(collector)
     collector.set_defaults(handler=cmd_collector)
     return collector
@@ -58,6 +63,7 @@ def cmd_collector(args: argparse.Namespace) -> int:
     check_listen_free(host, port)
     settings = ProxySettings(
         policy=tuple(args.policy or ()),
+        mode=args.mode,
         baseline=os.path.abspath(args.baseline) if args.baseline else "",
         store="" if args.store == MEMORY_STORE else os.path.abspath(args.store),
         inspection_token=os.environ.get(TOKEN_VARIABLE, ""),

@@ -111,10 +111,10 @@ class ProxySession:
     def collector(cls, settings: ProxySettings, *, listen: tuple[str, int], confdir: str = "",
                   verbose: bool = False) -> ProxySession:
         """The standalone collector: the same child and addon, listening as a regular proxy that also takes plain
-        requests (`Host` naming the collector, absolute-form, CONNECT); every request is answered by the offline
-        dispatcher and stored with its policy decision, never blocked or changed (audit mode), never forwarded."""
-        collector = replace(settings, collector=True, mode="audit", audit_all=True, offline=True,
-                            offline_unknown="fail")
+        requests (`Host` naming the collector, absolute-form, CONNECT). Every request is audited with the whole
+        policy and answered by the offline dispatcher, as `proxy` answers telemetry (blocked and redacted as
+        `settings.mode` says, so the same request leaves the same rows); nothing is ever forwarded."""
+        collector = replace(settings, collector=True, audit_all=True, offline=True, offline_unknown="fail")
         return cls(collector, listen=listen, confdir=confdir, verbose=verbose,
                    mitmproxy_options={"body_size_limit": COLLECTOR_MAX_BODY})
 

@@ -19,12 +19,13 @@ CAPTURES = Path(__file__).resolve().parent.parent / "data" / "captures"
 
 
 class CollectorServer:
-    """The standalone collector as `telemetry-audit collector` runs it: the proxy child in collector mode."""
+    """The standalone collector as `telemetry-audit collector` runs it: the proxy child in collector mode, by
+    default recording each decision without acting on it (`--mode audit`), so emulators get what was sent."""
 
     def __init__(self, confdir: Path, store: str = "", listen: tuple[str, int] = ("127.0.0.1", 0),
-                 **settings: Any) -> None:
-        self.session = ProxySession.collector(ProxySettings(store=store, **settings), listen=listen,
-                                              confdir=str(confdir))
+                 mode: str = "audit", **settings: Any) -> None:
+        chosen = ProxySettings(store=store, mode=mode, **settings)
+        self.session = ProxySession.collector(chosen, listen=listen, confdir=str(confdir))
 
     @property
     def url(self) -> str:

@@ -20,7 +20,7 @@ from telemetry_audit.collectors.store import EventStore
 from telemetry_audit.decoders import DecodedRequest, decode_request
 from telemetry_audit.model import Request
 
-from .conftest import decoded
+from .conftest import CollectorServer, decoded
 
 SPAN_REQUEST = ExportTraceServiceRequest()
 _span = SPAN_REQUEST.resource_spans.add().scope_spans.add().spans.add()
@@ -222,58 +222,119 @@ def test_registry_names_match() -> None:
 
 # --- both adapters, one dispatcher -----------------------------------------------------------------------------
 
+GITHUB_TOKEN = "ghp_" + "A1b2C3d4" * 4 + "E5F6"
+SNOWPLOW_TP2 = json.dumps({
+    "schema": "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4",
+    "data": [{"e": "pv", "eid": "e1", "url": "http://x/", "p": "srv", "tv": "py-1.0"}, {"e": "pv"}]}).encode()
 SAME_REQUESTS = [
-    ("api.segment.io", "/v1/batch", {"Content-Type": "application/json"},
+    # (protocol, method, host, path and query, headers, body): each answered by its emulator, some partly refused.
+    ("segment", "POST", "api.segment.io", "/v1/batch", {"Content-Type": "application/json"},
      json.dumps({"batch": [{"type": "track", "userId": "u", "event": "ok"}, {"type": "track", "event": "x"}]})),
-    ("us.i.posthog.com", "/batch/", {"Content-Type": "application/json"}, json.dumps({"batch": [{"event": "x"}]})),
-    ("api.mixpanel.com", "/track?verbose=1", {"Content-Type": "application/json"},
+    ("segment-gzip", "POST", "api.segment.io", "/v1/track", {"Content-Type": "application/json",
+                                                            "Content-Encoding": "gzip"},
+     gzip.compress(b'{"type":"track","userId":"u","event":"zipped"}')),
+    ("posthog", "POST", "us.i.posthog.com", "/batch/", {"Content-Type": "application/json"}, POSTHOG_BATCH),
+    ("posthog-invalid", "POST", "us.i.posthog.com", "/batch/", {"Content-Type": "application/json"},
+     json.dumps({"batch": [{"event": "x"}]})),
+    ("mixpanel", "POST", "api.mixpanel.com", "/track?verbose=1", {"Content-Type": "application/json"},
      json.dumps([{"event": "a", "properties": {"token": "t", "distinct_id": "d"}}, {"event": "b", "properties": {}}])),
-    ("api.honeycomb.io", "/v1/traces", {"Content-Type": "application/x-protobuf"}, OTLP_PROTOBUF),
-    ("api2.amplitude.com", "/2/httpapi", {"Content-Type": "application/json"}, AMPLITUDE_BATCH.decode()),
+    ("otlp", "POST", "api.honeycomb.io", "/v1/traces", {"Content-Type": "application/x-protobuf"}, OTLP_PROTOBUF),
+    ("snowplow-tp2", "POST", "collector.acme.com", "/com.snowplowanalytics.snowplow/tp2",
+     {"Content-Type": "application/json"}, SNOWPLOW_TP2),
+    ("snowplow-pixel", "GET", "sp.acme.com", "/i?e=pv&tv=js-3.0&aid=site&url=http%3A%2F%2Fx", {}, b""),
+    ("sentry", "POST", "o1.ingest.sentry.io", "/api/3/envelope/?sentry_key=pub",
+     {"Content-Type": "application/x-sentry-envelope"}, ENVELOPE),
+    ("segment-secret", "POST", "api.segment.io", "/v1/track", {"Content-Type": "application/json"},
+     json.dumps({"type": "track", "userId": "u", "event": "e", "properties": {"t": GITHUB_TOKEN}})),
+    ("mixpanel-people", "POST", "api.mixpanel.com", "/engage", {"Content-Type": "application/x-www-form-urlencoded"},
+     "data=" + json.dumps([{"$token": "t", "$distinct_id": "user-1", "$set": {"plan": "free"}}])),
+    ("ga4", "POST", "www.google-analytics.com", "/mp/collect?measurement_id=G-1&api_secret=s",
+     {"Content-Type": "application/json"}, json.dumps({"client_id": "c", "events": [{"name": "deploy"}]})),
 ]
+VARIES = {"id", "received_at"}
+"""Fields that differ between any two stores: the row id and the arrival time."""
 
 
-def _comparable(rows: list[Any]) -> list[tuple[Any, ...]]:
-    return [
-        (r.good, r.reason, r.collector, r.tool, r.name, r.distinct_id, r.properties, r.raw,
-         {k: v for k, v in r.request_meta.items() if k != "url"})
-        for r in rows
-    ]
+@pytest.fixture(scope="module")
+def proxies(collector_confdir: Any) -> Any:
+    """`telemetry-audit proxy` as `run` starts it (offline, the default policy), in each mode."""
+    from telemetry_audit.proxy.settings import ProxySettings
+    from telemetry_audit.session import ProxySession
+
+    with ProxySession(ProxySettings(mode="enforce"), confdir=str(collector_confdir)) as enforcing, \
+            ProxySession(ProxySettings(mode="audit"), confdir=str(collector_confdir)) as auditing:
+        yield {"enforce": enforcing, "audit": auditing}
 
 
-def test_the_addon_and_the_standalone_collector_store_the_same_rows() -> None:
-    """The same requests through the proxy addon (offline) and over HTTP to the standalone collector."""
+@pytest.fixture(scope="module")
+def enforcing_collector(collector_confdir: Any) -> Any:
+    """`telemetry-audit collector --mode enforce` (the shared `server` is the default, audit mode)."""
+    with CollectorServer(collector_confdir, mode="enforce") as srv:
+        yield srv
+
+
+def _rows(micro: str, proxies: dict[str, str] | None) -> list[dict[str, Any]]:
+    """Good then bad rows, oldest first, without what varies; the request's URL keeps its path only (the proxy
+    received https://vendor/..., the collector http://vendor/...)."""
     import requests
-    from mitmproxy import http
-    from mitmproxy.test import taddons, tflow
-    from telemetry_audit.collectors.server import CollectorServer
 
-    from telemetry_audit.proxy.addon import TelemetryAudit
+    rows = []
+    for kind in ("good", "bad"):
+        listing = requests.get(f"{micro}/micro/{kind}", proxies=proxies, timeout=10).json()
+        for row in reversed(listing):
+            request_meta = {**row["request"], "url": row["request"]["url"].split("/", 3)[3]}
+            rows.append({**{k: v for k, v in row.items() if k not in VARIES}, "request": request_meta})
+    return rows
 
-    addon = TelemetryAudit()
-    with taddons.context(addon) as tctx:
-        tctx.configure(addon, taudit_offline=True)
-        for host, path, headers, body in SAME_REQUESTS:
-            content = body if isinstance(body, bytes) else body.encode()
-            all_headers = {**headers, "User-Agent": "same-client/1"}
-            flow = tflow.tflow(req=http.Request.make("POST", f"http://{host}{path}", content, all_headers))
-            addon.request(flow)
-            assert flow.response is not None
-        assert addon.store is not None
-        through_proxy = addon.store.all()
 
-    with CollectorServer() as server:
-        for host, path, headers, body in SAME_REQUESTS:
-            content = body if isinstance(body, bytes) else body.encode()
-            requests.post(f"{server.url}{path}", data=content,
-                          headers={**headers, "Host": host, "User-Agent": "same-client/1"}, timeout=5)
-        standalone = server.store.all()
+@pytest.mark.parametrize("mode", ["audit", "enforce"])
+@pytest.mark.parametrize(("method", "host", "target", "headers", "body"),
+                         [case[1:] for case in SAME_REQUESTS], ids=[case[0] for case in SAME_REQUESTS])
+def test_the_proxy_and_the_standalone_collector_answer_and_store_the_same(
+    proxies: dict[str, Any], server: CollectorServer, enforcing_collector: CollectorServer, collector_confdir: Any,
+    mode: str, method: str, host: str, target: str, headers: dict[str, str], body: str | bytes,
+) -> None:
+    """The same request through `proxy` (HTTPS to the vendor's host) and to the standalone collector (plain HTTP,
+    the Host header naming the vendor), both in `mode`: the same answer, the same stored rows with the same
+    decision (in enforce mode a redacted request is stored redacted, a blocked one as "blocked by policy")."""
+    import requests
 
-    assert [(r.collector, r.good) for r in through_proxy] == [
-        ("segment", True), ("segment", False), ("posthog", False), ("mixpanel", True), ("mixpanel", False),
-        ("otlp", True), ("amplitude", True),
-    ]
-    assert _comparable(through_proxy) == _comparable(standalone)
+    from telemetry_audit.proxy.ca import CA_CERT_NAME
+
+    proxy, collector = proxies[mode], server if mode == "audit" else enforcing_collector
+    inspect_via_proxy = {"http": proxy.url}
+    requests.get("http://telemetry-audit.local/micro/reset", proxies=inspect_via_proxy, timeout=10)
+    requests.get(f"{collector.url}/micro/reset", timeout=10)
+    content = body if isinstance(body, bytes) else body.encode()
+    sent = {**headers, "User-Agent": "same-client/1"}
+    through_proxy = requests.request(method, f"https://{host}{target}", data=content, headers=sent, timeout=10,
+                                     proxies={"https": proxy.url}, verify=str(collector_confdir / CA_CERT_NAME))
+    standalone = requests.request(method, f"{collector.url}{target}", data=content,
+                                  headers={**sent, "Host": host}, timeout=10)
+
+    assert (standalone.status_code, standalone.headers.get("Content-Type"), standalone.content) == (
+        through_proxy.status_code, through_proxy.headers.get("Content-Type"), through_proxy.content)
+    proxy_rows = _rows("http://telemetry-audit.local", inspect_via_proxy)
+    assert proxy_rows, "the proxy stored nothing: the request was not answered by an emulator"
+    assert _rows(collector.url, None) == proxy_rows
+
+
+@pytest.mark.parametrize(("case", "good", "reason"),
+                         [("segment-secret", False, BLOCKED_REASON), ("segment", True, None)])
+def test_the_enforcing_collector_blocks_as_the_proxy_does(enforcing_collector: CollectorServer, case: str,
+                                                          good: bool, reason: str | None) -> None:
+    """What the table above compares in enforce mode is the policy acting: a secret's request is answered with the
+    emulator's success and kept as one bad row, its body nowhere."""
+    import requests
+
+    (_, method, host, target, headers, body), = [c for c in SAME_REQUESTS if c[0] == case]
+    requests.get(f"{enforcing_collector.url}/micro/reset", timeout=10)
+    answer = requests.request(method, f"{enforcing_collector.url}{target}", data=body,
+                              headers={**headers, "Host": host}, timeout=10)
+    assert answer.json() == {"success": True}
+    rows = _rows(enforcing_collector.url, None)
+    assert (rows[0]["good"], rows[0]["reason"]) == (good, reason)
+    assert GITHUB_TOKEN[4:] not in json.dumps(rows)  # a finding's preview keeps the prefix alone
 
 
 def test_a_blocked_request_leaves_nothing_of_its_body_in_the_store(store: EventStore) -> None:
