@@ -73,8 +73,9 @@ def cmd_collector(args: argparse.Namespace) -> int:
     try:
         try:
             session.start()
-        except ProxyStartError as e:
-            raise UsageError(str(e).replace("cannot start the proxy", "cannot start the collector", 1)) from None
+        except ProxyStartError:
+            said = session.stderr_text().strip().removeprefix("telemetry-audit: ") or "it did not start"
+            raise UsageError(f"cannot start the collector on {host}:{port}: {said}") from None
         print_usage(console, session)
         status = serve_until_stopped(session)
     finally:

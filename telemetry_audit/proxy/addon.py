@@ -217,7 +217,7 @@ class TelemetryAudit:
             return
         self.seen += 1
         if (flow.request.pretty_host or "").lower() == INSPECTION_HOST or (
-                ctx.options.taudit_collector and flow.request.path.startswith(INSPECTION_PREFIX)):
+                flow.request.path.startswith(INSPECTION_PREFIX) and ctx.options.taudit_collector):
             self._answer_inspection(flow)
             return
         self._ensure_configured()

@@ -56,8 +56,8 @@ class ProxySettings:
         "A secret that opens the /micro inspection API (header X-Telemetry-Audit-Token) to clients of other "
         "local users; clients of the proxy's own user need none."))
     collector: bool = field(default=False, metadata=_option(
-        "Standalone collector: every request is offered to the emulated collectors (routed by path and payload, "
-        "as requests arrive at the collector's own address)."))
+        "Standalone collector: every request, whatever its host, is answered by the emulated collectors (routed "
+        "by host, path and payload; 404 for what none speaks) and /micro is served on any host."))
 
     def to_options(self) -> dict[str, Any]:
         """The mitmproxy option values (`taudit_*`)."""
