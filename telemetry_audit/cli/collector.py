@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import time
 from typing import Any
 
 from telemetry_audit.cli.common import (
@@ -99,19 +98,28 @@ def print_usage(console: Any, session: Any) -> None:
                   markup=False)
 
 
+class _Stopped(Exception):
+    """Raised by the Ctrl-C / SIGTERM handler to leave the wait at once."""
+
+
 def serve_until_stopped(session: Any) -> int:
-    """Wait for Ctrl-C or SIGTERM (then stop the child, which flushes the store) or for the child to die."""
-    stop = False
+    """Wait for Ctrl-C or SIGTERM (then stop the child, which flushes the store) or for the child to die; its
+    exit status. The wait is the child's own (no polling): the signal handler breaks it."""
 
     def request_stop(signum: int, frame: Any) -> None:
-        nonlocal stop
-        stop = True
+        raise _Stopped
 
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-    while not stop and session.alive():
-        time.sleep(0.2)
-    crashed = not session.alive()
+    crashed = False
+    try:
+        signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGTERM, request_stop)
+        session.process.wait()
+        crashed = True
+    except _Stopped:
+        pass
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # stopping now: a second Ctrl-C must not leave the store open
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     status = int(session.stop())
     if crashed:
         message = session.stderr_text().strip()
