@@ -448,43 +448,57 @@ class TelemetryAudit:
                                              channel="tcp"))
 
     def tcp_message(self, flow: tcp.TCPFlow) -> None:
-        """What a client sends over raw TCP is scanned like a body, and blocked as the policy says."""
+        """What a client sends over raw TCP is scanned like a body; a blocked chunk is emptied and the connection
+        closed (a raw stream has no message boundaries to drop one at).
+
+        TCP has no messages: a secret may arrive split over two reads. Each chunk is scanned together with the
+        tail of what the client sent before (`STREAM_OVERLAP` bytes), so the split secret is caught in the chunk
+        that completes it, and that chunk never goes on.
+        """
         message = flow.messages[-1]
         if not message.from_client or not flow.live:
             return
         self._ensure_configured()
-        requests = [stream_request(flow, name, "TCP", message.content) for name in audited_names(flow)]
+        tail = flow.metadata.get(_STREAM_TAIL, b"")
+        scanned = tail + message.content
+        flow.metadata[_STREAM_TAIL] = scanned[-STREAM_OVERLAP:]
+        requests = [stream_request(flow, name, "TCP", scanned) for name in audited_names(flow)]
         request, decision, _ = self._decide(requests)
-        if self._stream_decision(flow, request, decision, "tcp"):
-            message.content = b""  # a kill does not stop a message already in transit: empty it first
-            if flow.killable:
-                flow.kill()
+        if self._stream_decision(flow, request, decision, "tcp", closes=True):
+            message.content = b""  # `flow.kill()` does not stop a message already in transit: empty it first
+            _close_connection(flow)
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:
-        """Each WebSocket message a client sends is scanned like a body; a blocked one is dropped."""
+        """Each WebSocket message a client sends is scanned like a body: a blocked one is dropped (with
+        `block_style` kill, the connection is closed there), a redacted one rewritten."""
         assert flow.websocket is not None
         message = flow.websocket.messages[-1]
-        if not message.from_client:
+        if not message.from_client or not flow.live:
             return
         self._ensure_configured()
         requests = [stream_request(flow, name, "WEBSOCKET", message.content) for name in audited_names(flow)]
         request, decision, _ = self._decide(requests)
-        if self._stream_decision(flow, request, decision, "websocket"):
+        closes = ctx.options.taudit_block_style == "kill"
+        if self._stream_decision(flow, request, decision, "websocket", closes=closes):
             message.drop()
+            if closes:
+                _close_connection(flow)
         elif (ctx.options.taudit_mode == "enforce" and decision.action is Action.REDACT
               and decision.redacted_body is not None):
             message.content = decision.redacted_body
 
     def _stream_decision(self, flow: http.HTTPFlow | tcp.TCPFlow, request: Request, decision: Decision,
-                         channel: str) -> bool:
-        """Record one message of a stream; True when it must not go on (blocked, or unrecordable)."""
+                         channel: str, *, closes: bool) -> bool:
+        """Record one message of a stream; True when it must not go on (blocked, or unrecordable).
+
+        `closes`: a blocked message closes the connection (recorded as such)."""
         if not decision.telemetry:
             return False
         enforce = ctx.options.taudit_mode == "enforce"
         item = AuditedRequest(request, decision, time=time.time())
         blocked = enforce and decision.action is Action.BLOCK
-        record = audit_record(item, mode=ctx.options.taudit_mode, enforced=enforce,
-                              answered_by="blocked" if blocked else "upstream")
+        answered_by = ("connection closed" if closes else "blocked") if blocked else "upstream"
+        record = audit_record(item, mode=ctx.options.taudit_mode, enforced=enforce, answered_by=answered_by)
         record["telemetry"] = True
         record["channel"] = channel
         messages = flow.messages if isinstance(flow, tcp.TCPFlow) else (
@@ -557,6 +571,25 @@ def inspection_allowed(flow: http.HTTPFlow, token: str) -> bool:
 
 
 _PENDING_KILL = "telemetry_audit_kill"
+_STREAM_TAIL = "telemetry_audit_tail"
+STREAM_OVERLAP = 4096
+"""Bytes of a raw TCP stream's earlier client data scanned again with each new chunk (a secret split over reads)."""
+
+
+def _close_connection(flow: http.HTTPFlow | tcp.TCPFlow) -> None:
+    """Close the client's connection of a WebSocket or raw TCP flow now; the proxy then closes the server side.
+
+    mitmproxy 11 and 12 cannot kill these flows in transit (`flow.kill()` only marks them, and their layers go on
+    relaying), so the connection is closed through its handler in the `proxyserver` addon, as mitmproxy's own
+    `close_connection` does for a `CloseConnection` command. Without a live handler (a test harness) the flow is
+    only marked killed.
+    """
+    server = ctx.master.addons.get("proxyserver") if ctx.master else None
+    handler = getattr(server, "connections", {}).get(flow.client_conn.id) if server is not None else None
+    if handler is not None and flow.client_conn in getattr(handler, "transports", {}):
+        handler.close_connection(flow.client_conn)
+    if flow.killable:
+        flow.kill()
 
 
 def _kill(flow: http.HTTPFlow | tcp.TCPFlow) -> None:

@@ -22,6 +22,7 @@ import pytest
 
 from telemetry_audit.proxy.settings import ProxySettings
 from telemetry_audit.session import ProxySession
+from tests.proxy.ws_echo import EchoServer, ws_exchange
 
 GITHUB_TOKEN = "ghp_" + "C4t8R2w6Q1z5Y9x3V7b0N4m8L2k6J1h5G9f3"
 
@@ -162,6 +163,32 @@ def test_online_raw_tcp_without_secrets_passes_and_is_recorded(tmp_path: Path, c
     assert [r["channel"] for r in seen if r.get("channel") == "tcp"]
 
 
+def test_online_raw_tcp_secret_split_over_two_reads_is_caught_and_the_connection_closed(
+        tmp_path: Path, confdir: Path, catcher: Catcher, loopback_policy: str) -> None:
+    first, second = GITHUB_TOKEN[:18].encode(), GITHUB_TOKEN[18:].encode()
+    with session(tmp_path, confdir, offline=False, policy=(loopback_policy,)) as proxy:
+        with socket.create_connection((proxy.host, proxy.port), timeout=3) as conn:
+            conn.sendall(f"CONNECT 127.0.0.1:{catcher.port} HTTP/1.1\r\n\r\n".encode())
+            conn.recv(4096)
+            conn.sendall(b"\r\nlogin " + first)
+            time.sleep(0.5)  # two reads on the proxy's side
+            conn.sendall(second + b"\r\n")
+            time.sleep(0.5)
+            try:
+                conn.sendall(b"more after the block\r\n")
+                closed = conn.recv(1) == b""
+            except (ConnectionError, TimeoutError):
+                closed = True
+        time.sleep(0.3)
+        seen = records(proxy)
+    assert closed  # the proxy closed the tunnel at the blocked chunk
+    assert GITHUB_TOKEN.encode() not in catcher.received and second not in catcher.received
+    assert b"more after the block" not in catcher.received
+    chunks = [r for r in seen if r.get("channel") == "tcp" and r.get("telemetry")]
+    assert [c["decision"] for c in chunks][-1] == "block" and chunks[-1]["answered_by"] == "connection closed"
+    assert GITHUB_TOKEN not in Path(proxy.log_path).read_text()
+
+
 # --- trailers, other traffic ------------------------------------------------------------------------------------
 
 
@@ -286,3 +313,102 @@ def test_secrets_in_host_labels_header_names_and_cookies_are_blocked_and_never_l
     assert any(f["field"] == where and f["kind"] == "secret" for f in record["findings"]), record["findings"]
     assert GITHUB_TOKEN.lower() not in Path(proxy.log_path).read_text().lower()
     assert GITHUB_TOKEN.lower() not in json.dumps(report).lower()
+
+
+# --- WebSocket (ws and wss) -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ws_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EchoServer]:
+    """A local WebSocket echo server, ws and wss (its certificate from its own CA: the proxy connects with
+    `ssl_insecure`, the client trusts only the proxy's CA)."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from mitmproxy.certs import CertStore
+
+    ca_dir = tmp_path_factory.mktemp("ws-upstream-ca")
+    entry = CertStore.from_store(ca_dir, "wsupstream", 2048).get_cert(
+        "localhost", [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    cert_file, key_file = ca_dir / "localhost.pem", ca_dir / "localhost-key.pem"
+    cert_file.write_bytes(entry.cert.to_pem())
+    key_file.write_bytes(entry.privatekey.private_bytes(serialization.Encoding.PEM,
+                                                        serialization.PrivateFormat.PKCS8,
+                                                        serialization.NoEncryption()))
+    server = EchoServer().start(cert_file, key_file)
+    yield server
+    server.stop()
+
+
+def ws_session(tmp_path: Path, confdir: Path, **settings: Any) -> ProxySession:
+    return ProxySession(ProxySettings(**settings), confdir=str(confdir), workdir=str(tmp_path), audited_env={},
+                        mitmproxy_options={"ssl_insecure": True})
+
+
+WS_CLEAN = json.dumps({"type": "ping", "seq": 1})
+WS_SECRET = json.dumps({"type": "auth", "token": GITHUB_TOKEN})
+
+
+@pytest.mark.parametrize("secure", [False, True], ids=["ws", "wss"])
+def test_online_websocket_message_with_a_secret_is_dropped_and_clean_ones_pass(
+        tmp_path: Path, confdir: Path, ws_upstream: EchoServer, loopback_policy: str, secure: bool) -> None:
+    marker = f"/live-{'wss' if secure else 'ws'}-drop"
+    with ws_session(tmp_path, confdir, offline=False, policy=(loopback_policy,)) as proxy:
+        port = ws_upstream.wss_port if secure else ws_upstream.ws_port
+        result = ws_exchange(proxy.host, proxy.port, "127.0.0.1", port, [WS_CLEAN, WS_SECRET, WS_CLEAN + " "],
+                             secure=secure, ca_file=proxy.ca_cert, path=marker)
+        time.sleep(0.3)
+        seen = records(proxy)
+        report = proxy.report(_policy())
+    assert result.status == 101 and not result.closed
+    assert result.echoes == [WS_CLEAN.encode(), (WS_CLEAN + " ").encode()]  # the blocked one has no echo
+    assert marker in ws_upstream.paths
+    assert GITHUB_TOKEN.encode() not in ws_upstream.received_bytes()
+    messages = [r for r in seen if r.get("channel") == "websocket"]
+    assert [m["decision"] for m in messages] == ["allow", "block", "allow"]
+    assert messages[1]["answered_by"] == "blocked" and messages[1]["host"] == "127.0.0.1"
+    assert any(f["kind"] == "secret" and f["field"] == "token" for f in messages[1]["findings"])
+    assert [r.get("channel", "http") for r in seen].count("http") == 1  # the handshake, recorded too
+    assert report["summary"]["blocked"] == 1 and report["summary"]["telemetry"] == 4
+    assert GITHUB_TOKEN not in Path(proxy.log_path).read_text() and GITHUB_TOKEN not in json.dumps(report)
+
+
+@pytest.mark.parametrize("secure", [False, True], ids=["ws", "wss"])
+def test_online_websocket_with_block_style_kill_is_closed_at_the_blocked_message(
+        tmp_path: Path, confdir: Path, ws_upstream: EchoServer, loopback_policy: str, secure: bool) -> None:
+    marker = f"/live-{'wss' if secure else 'ws'}-kill"
+    with ws_session(tmp_path, confdir, offline=False, policy=(loopback_policy,), block_style="kill") as proxy:
+        port = ws_upstream.wss_port if secure else ws_upstream.ws_port
+        result = ws_exchange(proxy.host, proxy.port, "127.0.0.1", port, [WS_CLEAN, WS_SECRET, WS_CLEAN],
+                             secure=secure, ca_file=proxy.ca_cert, path=marker)
+        time.sleep(0.3)
+        seen = records(proxy)
+    assert result.status == 101 and result.closed
+    assert result.echoes == [WS_CLEAN.encode()]  # nothing after the blocked message
+    assert GITHUB_TOKEN.encode() not in ws_upstream.received_bytes()
+    messages = [r for r in seen if r.get("channel") == "websocket"]
+    assert [m["decision"] for m in messages] == ["allow", "block"]
+    assert messages[1]["answered_by"] == "connection closed"
+    assert GITHUB_TOKEN not in Path(proxy.log_path).read_text()
+
+
+@pytest.mark.parametrize("secure", [False, True], ids=["ws", "wss"])
+def test_offline_websocket_reaches_nothing_and_is_recorded(tmp_path: Path, confdir: Path, ws_upstream: EchoServer,
+                                                           loopback_policy: str, secure: bool) -> None:
+    marker = f"/live-{'wss' if secure else 'ws'}-offline"
+    for policy in ((), (loopback_policy,)):  # not telemetry: refused; telemetry: answered here, no upgrade
+        workdir = tmp_path / f"policies-{len(policy)}"
+        workdir.mkdir()
+        with ws_session(workdir, confdir, policy=policy) as proxy:
+            port = ws_upstream.wss_port if secure else ws_upstream.ws_port
+            result = ws_exchange(proxy.host, proxy.port, "127.0.0.1", port, [WS_SECRET], secure=secure,
+                                 ca_file=proxy.ca_cert, path=marker)
+            time.sleep(0.3)
+            seen = records(proxy)
+        assert result.status != 101 and not result.echoes
+        assert marker not in ws_upstream.paths
+        [handshake] = [r for r in seen if r.get("channel", "http") == "http"]
+        assert handshake["answered_by"] == ("refused offline" if not policy else "no emulator")
+        assert handshake["telemetry"] is bool(policy)
+    assert GITHUB_TOKEN.encode() not in ws_upstream.received_bytes()
