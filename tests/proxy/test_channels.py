@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import socket
 import subprocess
 import threading
@@ -412,3 +413,50 @@ def test_offline_websocket_reaches_nothing_and_is_recorded(tmp_path: Path, confd
         assert handshake["answered_by"] == ("refused offline" if not policy else "no emulator")
         assert handshake["telemetry"] is bool(policy)
     assert GITHUB_TOKEN.encode() not in ws_upstream.received_bytes()
+
+
+NODE_WS_CLIENT = r"""
+const [url, messages] = [process.argv[1], JSON.parse(process.argv[2])];
+const ws = new WebSocket(url);
+const seen = {open: false, echoes: [], closed: null};
+let next = 0;
+const send = () => {
+  if (next < messages.length) { try { ws.send(messages[next++]); } catch (e) {} setTimeout(send, 700); }
+  else ws.close(1000);
+};
+ws.onopen = () => { seen.open = true; send(); };
+ws.onmessage = (event) => seen.echoes.push(String(event.data));
+ws.onclose = (event) => { seen.closed = event.code; console.log(JSON.stringify(seen)); process.exit(0); };
+setTimeout(() => { console.log(JSON.stringify(seen)); process.exit(0); }, 15000);
+"""
+
+
+def _node_has_websocket() -> bool:
+    try:
+        found = subprocess.run(["node", "--experimental-websocket", "-e", "process.exit(typeof WebSocket === "
+                                "'function' ? 0 : 1)"], capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return found.returncode == 0
+
+
+@pytest.mark.skipif(not _node_has_websocket(), reason="no node with a WebSocket global (--experimental-websocket)")
+@pytest.mark.parametrize("secure", [False, True], ids=["ws", "wss"])
+def test_node_websocket_client_through_the_session_environment(
+        tmp_path: Path, confdir: Path, ws_upstream: EchoServer, loopback_policy: str, secure: bool) -> None:
+    """Node's own WebSocket (undici), routed by the session's client environment (the Node preload)."""
+    port = ws_upstream.wss_port if secure else ws_upstream.ws_port
+    url = f"{'wss' if secure else 'ws'}://localhost:{port}/node-{'wss' if secure else 'ws'}"
+    with ws_session(tmp_path, confdir, offline=False, policy=(loopback_policy,)) as proxy:
+        env = proxy.client_environment({"PATH": os.environ["PATH"], "HOME": str(tmp_path)}, bypass_loopback=False)
+        done = subprocess.run(["node", "--experimental-websocket", "-e", NODE_WS_CLIENT, url,
+                               json.dumps(["hello", WS_SECRET, "bye"])], env=env, capture_output=True, text=True,
+                              timeout=60)
+        time.sleep(0.3)
+        seen = records(proxy)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["open"] and result["echoes"] == ["hello", "bye"], done.stderr
+    assert GITHUB_TOKEN.encode() not in ws_upstream.received_bytes()
+    messages = [r for r in seen if r.get("channel") == "websocket"]
+    assert [m["decision"] == "block" for m in messages] == [False, True, False]
+    assert messages[0]["host"] == "localhost"
