@@ -162,15 +162,23 @@ def record(
 ) -> None:
     """Store accepted events as good and each rejection as a bad row, all with collector and tool."""
     meta = request_meta(request, status, collector)
+    payload = decision.get("payload") if decision is not None else None
+    if decision is not None and "payload" in decision:
+        decision = {key: value for key, value in decision.items() if key != "payload"}
     decision = stored_decision(decision)
     if accepted:
         store.add(accepted, good=True, decision=decision, request_meta=meta)
     if not rejected:
         return
     # A body the policy blocked holds what must not be kept (a token): its rows keep no preview of it.
+    # The decoded, masked payload the adapter built (telemetry no emulator understands) stands for the body.
     blocked = any(r.reason == BLOCKED_REASON for r in rejected)
-    bad_meta = meta if blocked else {**meta, "body_preview": request.body[:BODY_PREVIEW_CHARS].decode("utf-8",
-                                                                                                     "replace")}
+    if payload is not None:
+        bad_meta = {**meta, "payload": payload}
+    elif blocked:
+        bad_meta = meta
+    else:
+        bad_meta = {**meta, "body_preview": request.body[:BODY_PREVIEW_CHARS].decode("utf-8", "replace")}
     judged = [
         (
             Event(collector=collector or "", tool=tool or "", name=rejection.name or "",

@@ -319,8 +319,11 @@ class TelemetryAudit:
         else:
             answered_by = "upstream"
         client = client_process(flow) if ctx.options.taudit_client_process else ""
-        item = AuditedRequest(request, decision, time=time.time(), client=client)
-        record = audit_record(item, mode=ctx.options.taudit_mode, enforced=enforce, answered_by=answered_by)
+        # Telemetry no emulator understands keeps its decoded, masked payload: what would have been sent.
+        item = AuditedRequest(request, decision, time=time.time(), client=client,
+                              decoded=decoded if decoded is not None and decoded.body_tree is not None else None)
+        record = audit_record(item, mode=ctx.options.taudit_mode, enforced=enforce, answered_by=answered_by,
+                              with_payload=collector is None)
         record["telemetry"] = True
         if not self._write(flow, record):
             return
@@ -517,6 +520,8 @@ class TelemetryAudit:
             "rule_ids": list(decision.rule_ids),
             "findings": record["findings"],
         }
+        if "payload" in record:  # kept in the store instead of the raw body (`collectors.dispatch.record`)
+            flow.metadata[METADATA_KEY]["payload"] = record["payload"]
         mark = _MARKS.get(decision.action)
         if mark and decision.findings:
             flow.marked = mark

@@ -460,3 +460,67 @@ def test_node_websocket_client_through_the_session_environment(
     messages = [r for r in seen if r.get("channel") == "websocket"]
     assert [m["decision"] == "block" for m in messages] == [False, True, False]
     assert messages[0]["host"] == "localhost"
+
+
+# --- telemetry recognised by its payload; what no emulator understands is kept, masked -------------------------
+
+
+NEUTRAL_HOST = "sync.internal-tool.test"
+"""Not in the catalogue; its name and the path `/v2/state` say nothing about telemetry."""
+
+
+def _json_post(proxy: ProxySession, host: str, path: str, body: Any) -> bytes:
+    content = json.dumps(body).encode()
+    return raw_exchange(proxy, (f"POST http://{host}{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: "
+                                f"application/json\r\nContent-Length: {len(content)}\r\nConnection: close\r\n\r\n")
+                        .encode() + content)
+
+
+def test_offline_payload_telemetry_is_answered_audited_and_its_masked_payload_kept(tmp_path: Path,
+                                                                                  confdir: Path) -> None:
+    import sqlite3
+
+    store = tmp_path / "events.sqlite"
+    event = {"event": "cli.sync", "anonymousId": "anon-7", "timestamp": "2026-11-30T10:00:00Z",
+             "properties": {"command": "sync", "cwd": "/home/alice/acme-secret-plans"}}
+    with session(tmp_path, confdir, store=str(store)) as proxy:
+        events_answer = _json_post(proxy, NEUTRAL_HOST, "/v2/state", event)
+        leak_answer = _json_post(proxy, NEUTRAL_HOST, "/v2/state", {**event, "token": GITHUB_TOKEN})
+        benign_answer = _json_post(proxy, NEUTRAL_HOST, "/v2/state", {"name": "my-package", "version": "1.0.0"})
+        report = proxy.report(_policy())
+    assert events_answer.startswith(b"HTTP/1.1 200") and events_answer.endswith(b"{}")  # a plausible success
+    assert leak_answer.startswith(b"HTTP/1.1 200")  # blocked with an empty success
+    assert benign_answer.startswith(b"HTTP/1.1 502")  # ordinary traffic fails as with no network
+    redacted, blocked = report["requests"]
+    assert redacted["decision"] == "redact" and blocked["decision"] == "block"
+    assert report["summary"]["telemetry"] == 2 and report["summary"]["other"] == 1
+    [other] = report["other_traffic"]
+    assert other["host"] == NEUTRAL_HOST and other["answered_by"] == "refused offline"
+    # What would have been sent, decoded and masked: in the report...
+    body = redacted["payload"]["body"]
+    assert body["event"] == "cli.sync" and body["properties"]["command"] == "sync"
+    assert "alice" not in body["properties"]["cwd"]
+    assert blocked["payload"]["body"]["token"] != GITHUB_TOKEN and GITHUB_TOKEN not in json.dumps(report)
+    # ...and in the store, instead of the raw body.
+    with sqlite3.connect(store) as db:
+        rows = [json.loads(meta) for (meta,) in db.execute("SELECT request_meta FROM events")]
+    assert len(rows) == 2 and all("body_preview" not in row for row in rows)
+    assert [row["payload"]["body"]["event"] for row in rows] == ["cli.sync", "cli.sync"]
+    stored = store.read_bytes()
+    assert GITHUB_TOKEN.encode() not in stored and b"acme-secret-plans" not in stored
+
+
+def test_online_payload_telemetry_is_audited_and_benign_json_passes(tmp_path: Path, confdir: Path,
+                                                                    catcher: Catcher) -> None:
+    host = f"127.0.0.1:{catcher.port}"
+    event = {"event": "cli.sync", "distinct_id": "d-1", "properties": {"token": GITHUB_TOKEN}}
+    with session(tmp_path, confdir, offline=False) as proxy:  # the default policy: 127.0.0.1 is not telemetry
+        blocked = _json_post(proxy, host, "/v2/state", event)
+        passed = _json_post(proxy, host, "/v2/state", {"name": "my-package", "version": "1.0.0"})
+        time.sleep(0.3)
+        seen = records(proxy)
+    assert blocked.startswith(b"HTTP/1.1 200") and passed.startswith(b"HTTP/1.1 200")
+    assert GITHUB_TOKEN.encode() not in catcher.received and b"my-package" in catcher.received
+    audited, other = seen
+    assert audited["telemetry"] is True and audited["decision"] == "block" and "payload" in audited
+    assert other["telemetry"] is False and other["answered_by"] == "upstream"

@@ -116,7 +116,7 @@ def _read_events(sock: socket.socket | ssl.SSLSocket, ws: WSConnection, wait: fl
     sock.settimeout(wait)
     try:
         data = sock.recv(65536)
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         return []
     except (ConnectionError, ssl.SSLError, OSError):
         data = b""
