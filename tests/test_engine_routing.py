@@ -17,6 +17,8 @@ from telemetry_audit.model import Action, Request
 from telemetry_audit.policy import load_policy
 
 GITHUB_TOKEN = "ghp_" + "Z9y8X7w6V5u4T3s2R1q0P9o8N7m6L5k4J3i2"
+PLANTED_SECRETS = (GITHUB_TOKEN,)
+"""Swept for in every file the suite wrote (`tests/conftest.py`): none may hold it in clear."""
 NEUTRAL = "https://api.internal-tool.test/v2/sync"
 """A host no catalogue entry names and a path no telemetry rule reads."""
 

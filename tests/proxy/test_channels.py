@@ -26,6 +26,8 @@ from telemetry_audit.session import ProxySession
 from tests.proxy.ws_echo import EchoServer, ws_exchange
 
 GITHUB_TOKEN = "ghp_" + "C4t8R2w6Q1z5Y9x3V7b0N4m8L2k6J1h5G9f3"
+PLANTED_SECRETS = (GITHUB_TOKEN,)
+"""Swept for in every file the suite wrote (`tests/conftest.py`): none may hold it in clear."""
 
 
 class Catcher:
@@ -62,8 +64,23 @@ class Catcher:
                 with self._lock:
                     self.received += data
                 if data.startswith((b"GET ", b"POST ")):
+                    self._read_body(conn, data)
                     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
                     return
+
+    def _read_body(self, conn: socket.socket, data: bytes) -> None:
+        """Keep what follows an HTTP request's head until its Content-Length is there (a body may come apart)."""
+        while b"\r\n\r\n" not in data and (more := conn.recv(65536)):
+            data += more
+            with self._lock:
+                self.received += more
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), 0)
+        while len(body) < length and (more := conn.recv(65536)):
+            body += more
+            with self._lock:
+                self.received += more
 
     def close(self) -> None:
         self.sock.close()
