@@ -541,3 +541,78 @@ def test_online_payload_telemetry_is_audited_and_benign_json_passes(tmp_path: Pa
     audited, other = seen
     assert audited["telemetry"] is True and audited["decision"] == "block" and "payload" in audited
     assert other["telemetry"] is False and other["answered_by"] == "upstream"
+
+
+# --- failures fail closed (the adapter's own guards) ------------------------------------------------------------
+
+
+def test_acting_on_a_large_request_failing_in_its_thread_kills_the_flow(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The large-body path acts in a thread while the flow waits intercepted: if acting raises, the flow is
+    killed when resumed, never sent on unanswered (it would pass unaudited)."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mitmproxy import http
+    from mitmproxy.test import taddons, tflow
+
+    from telemetry_audit.proxy import workers
+    from telemetry_audit.proxy.addon import OFF_LOOP_BYTES, TelemetryAudit
+
+    body = json.dumps({"event": "x", "properties": {"blob": "a" * OFF_LOOP_BYTES}}).encode()
+    flow = tflow.tflow(req=http.Request.make("POST", "https://api.segment.io/v1/track", body,
+                                             {"Content-Type": "application/json"}))
+    addon = TelemetryAudit()
+    executor = ThreadPoolExecutor(1)
+
+    def failing_act(*args: Any) -> None:
+        raise RuntimeError("acting failed half-way")
+
+    async def scenario() -> None:
+        with taddons.context(addon) as tctx:
+            tctx.configure(addon, taudit_log=str(tmp_path / "audit.jsonl"))
+            assert addon.pool is not None
+            workers._init_worker(addon.pool.recipe)  # the worker's auditor, built here: the pool is a thread
+            monkeypatch.setattr(addon.pool, "executor", lambda: executor)
+            monkeypatch.setattr(addon, "_act", failing_act)
+            addon.request(flow)
+            assert flow.intercepted  # waiting on the audit, off the loop
+            for _ in range(600):
+                if not flow.intercepted:
+                    break
+                await asyncio.sleep(0.05)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        executor.shutdown()
+    assert not flow.intercepted and flow.response is None
+    assert flow.error is not None and flow.error.msg == flow.error.KILLED_MESSAGE
+    assert not flow.live
+
+
+def test_other_traffic_whose_names_cannot_be_audited_is_recorded_masked(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from mitmproxy import http
+    from mitmproxy.test import taddons, tflow
+
+    from telemetry_audit.proxy.addon import TelemetryAudit
+
+    log = tmp_path / "audit.jsonl"
+    host, path = "registry.example.test", "/pkg/" + GITHUB_TOKEN
+    flow = tflow.tflow(req=http.Request.make("GET", f"https://{host}{path}"))
+    addon = TelemetryAudit()
+
+    def failing_evaluate(*args: Any) -> Any:
+        raise RuntimeError("the URL audit failed")
+
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, taudit_log=str(log))
+        assert addon.url_auditor is not None
+        monkeypatch.setattr(addon.url_auditor, "evaluate", failing_evaluate)
+        addon.request(flow)
+    [record] = [json.loads(line) for line in log.read_text().splitlines()]
+    assert record["telemetry"] is False and record["answered_by"] == "refused offline"
+    assert record["host"] != host and record["path"] != path  # unknown what they hold: both masked
+    assert host not in log.read_text() and GITHUB_TOKEN not in log.read_text()
+    assert flow.response is not None and flow.response.status_code == 502
