@@ -616,3 +616,45 @@ def test_other_traffic_whose_names_cannot_be_audited_is_recorded_masked(tmp_path
     assert record["host"] != host and record["path"] != path  # unknown what they hold: both masked
     assert host not in log.read_text() and GITHUB_TOKEN not in log.read_text()
     assert flow.response is not None and flow.response.status_code == 502
+
+
+# --- nothing in clear: names carrying a token, in every output --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "path", "head"),
+    [
+        ("api.segment.io", f"/v1/track/{GITHUB_TOKEN}", ""),
+        ("api.segment.io", "/v1/track/" + GITHUB_TOKEN.replace("_", "%5F"), ""),  # the server reads the token
+        (f"{GITHUB_TOKEN.lower()}.segment.io", "/v1/track", ""),
+        ("api.segment.io", f"/v1/x#{GITHUB_TOKEN}", ""),
+        ("api.segment.io", "/v1/x", f"X-{GITHUB_TOKEN}: 1\r\n"),
+    ],
+    ids=["path segment", "percent-encoded path", "host label", "fragment", "header name"],
+)
+def test_a_token_in_a_name_is_blocked_and_masked_in_log_reports_store_and_inspection_api(
+        tmp_path: Path, confdir: Path, host: str, path: str, head: str) -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from telemetry_audit.report import WRITERS
+    from telemetry_audit.report.table import render_table
+
+    store = tmp_path / "events.sqlite"
+    with session(tmp_path, confdir, store=str(store)) as proxy:
+        answer = raw_exchange(proxy, (f"POST http://{host}{path} HTTP/1.1\r\nHost: {host}\r\n{head}Content-Type: "
+                                      "application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}").encode())
+        inspection = raw_exchange(proxy, b"GET http://telemetry-audit.local/micro/all HTTP/1.1\r\n"
+                                         b"Host: telemetry-audit.local\r\nConnection: close\r\n\r\n")
+        report = proxy.report(_policy())
+    assert answer.startswith(b"HTTP/1.1 200") and inspection.startswith(b"HTTP/1.1 200")
+    [request] = report["requests"]
+    assert request["decision"] == "block"
+    outputs = [Path(proxy.log_path).read_bytes(), store.read_bytes(), inspection]
+    outputs += [writer(report).encode() for writer in WRITERS.values()]
+    terminal = StringIO()
+    render_table(report, Console(file=terminal, width=200), verbose=True)
+    outputs.append(terminal.getvalue().encode())
+    for output in outputs:
+        assert GITHUB_TOKEN.lower().encode() not in output.lower()
