@@ -163,6 +163,14 @@ class Auditor:
     def is_telemetry(self, request: Request) -> bool:
         return self.audit_all or endpoints.is_telemetry(request, self.policy.settings.telemetry_hosts)
 
+    def recognised(self, request: Request) -> bool:
+        """Whether `request` is telemetry by its names or its payload, whatever `audit_all` says: a request audited
+        only because everything is keeps the answer it would have had (offline: none)."""
+        if endpoints.is_telemetry(request, self.policy.settings.telemetry_hosts):
+            return True
+        return bool(request.body) and request.method not in ("GET", "HEAD") and \
+            self._payload_says_telemetry(request, None)
+
     def route(self, request: Request, decoded: DecodedRequest | None = None) -> tuple[bool, tuple[Rule, ...]]:
         """(is telemetry, matching rules), by the request's names, then by its payload.
 

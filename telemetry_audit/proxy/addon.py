@@ -312,7 +312,13 @@ class TelemetryAudit:
             return
 
         collector = find_collector(request, by_path=True)  # the dispatcher's choice, for the record
-        if enforce and decision.action is Action.BLOCK:
+        # Audited only because everything is (`audit_all`): auditing never changes answers, so offline it fails
+        # as with no network, like any request that is not telemetry (a `200 {}` from a cloud metadata endpoint
+        # makes SDKs misbehave).
+        refused = offline and ctx.options.taudit_audit_all and not self.auditor_recognises(request)
+        if refused:
+            answered_by = "refused offline"
+        elif enforce and decision.action is Action.BLOCK:
             answered_by = "blocked"
         elif offline:
             answered_by = f"emulator:{collector.name}" if collector is not None else "no emulator"
@@ -325,10 +331,18 @@ class TelemetryAudit:
         record = audit_record(item, mode=ctx.options.taudit_mode, enforced=enforce, answered_by=answered_by,
                               with_payload=collector is None)
         record["telemetry"] = True
+        if refused:
+            record["status"] = 502
         if not self._write(flow, record):
             return
         self._annotate(flow, decision, record)
 
+        if refused:
+            flow.response = http.Response.make(
+                502, b"telemetry-audit offline mode: no network for requests that are not telemetry\n",
+                {"Content-Type": "text/plain"},
+            )
+            return
         if enforce and decision.action is Action.BLOCK:
             self._block(flow, decoded or decode_request(request))
             return
@@ -340,6 +354,15 @@ class TelemetryAudit:
         elif flow.request.trailers and flow.request.http_version.startswith("HTTP/1"):
             # Audited already; mitmproxy cannot send HTTP/1 trailers upstream, so they stay here.
             flow.request.trailers = None
+
+    def auditor_recognises(self, request: Request) -> bool:
+        """`Auditor.recognised`; an auditor that fails to tell counts the request as telemetry (it is audited)."""
+        assert self.auditor is not None
+        try:
+            return self.auditor.recognised(request)
+        except Exception:
+            logger.exception("telemetry-audit: recognising telemetry failed")
+            return True
 
     def _write(self, flow: http.HTTPFlow | tcp.TCPFlow | None, record: dict[str, Any]) -> bool:
         """Write one audit-log record; on failure stop the flow and the proxy (never pass traffic unrecorded)."""

@@ -658,3 +658,22 @@ def test_a_token_in_a_name_is_blocked_and_masked_in_log_reports_store_and_inspec
     outputs.append(terminal.getvalue().encode())
     for output in outputs:
         assert GITHUB_TOKEN.lower().encode() not in output.lower()
+
+
+@pytest.mark.parametrize("audit_all", [False, True], ids=["default", "audit-all"])
+def test_offline_auditing_never_changes_the_answer_to_a_request_that_is_not_telemetry(
+        tmp_path: Path, confdir: Path, audit_all: bool) -> None:
+    """A cloud metadata endpoint answered `200 {}` makes SDKs misbehave: offline it fails as with no network,
+    whether or not every request is audited (with `audit_all` it is audited too)."""
+    host = "169.254.169.254"
+    with session(tmp_path, confdir, audit_all=audit_all) as proxy:
+        answer = raw_exchange(proxy, f"GET http://{host}/latest/meta-data/?t={GITHUB_TOKEN} HTTP/1.1\r\n"
+                                     f"Host: {host}\r\nConnection: close\r\n\r\n".encode())
+        telemetry = _json_post(proxy, "api.segment.io", "/v1/track", {"event": "x"})
+        [metadata, segment] = records(proxy)
+    assert answer.startswith(b"HTTP/1.1 502") and telemetry.startswith(b"HTTP/1.1 200")
+    assert metadata["answered_by"] == "refused offline" and metadata["status"] == 502
+    assert segment["answered_by"] == "emulator:segment"
+    if audit_all:  # audited with the full policy: the token in the query is a finding
+        assert metadata["decision"] == "block" and metadata["findings"]
+    assert GITHUB_TOKEN not in Path(proxy.log_path).read_text()
