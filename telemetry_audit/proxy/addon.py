@@ -34,8 +34,9 @@ from telemetry_audit.collectors.inspection import INSPECTION_HOST, handle_inspec
 from telemetry_audit.collectors.store import EventStore
 from telemetry_audit.decoders import DecodedRequest, decode_request
 from telemetry_audit.detectors.base import AuditEnvironment
+from telemetry_audit.detectors.secrets import KEY_CONTEXT_ID
 from telemetry_audit.engine import Auditor
-from telemetry_audit.model import Action, Decision, Request, mask
+from telemetry_audit.model import Action, Decision, FindingKind, Request, mask
 from telemetry_audit.policy import PolicyError, load_policy
 from telemetry_audit.proxy import h1_trailers
 from telemetry_audit.proxy.auditlog import AuditLog, AuditLogError, audit_record, stats_record
@@ -496,22 +497,37 @@ class TelemetryAudit:
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:
         """Each WebSocket message a client sends is scanned like a body: a blocked one is dropped (with
-        `block_style` kill, the connection is closed there), a redacted one rewritten."""
+        `block_style` kill, the connection is closed there), a redacted one rewritten.
+
+        A secret split over two messages is caught at their seam: the end of the last message that went on and
+        the start of this one are scanned together for secrets (`STREAM_OVERLAP` bytes each)."""
         assert flow.websocket is not None
         message = flow.websocket.messages[-1]
         if not message.from_client or not flow.live:
             return
         self._ensure_configured()
-        requests = [stream_request(flow, name, "WEBSOCKET", message.content) for name in audited_names(flow)]
-        request, decision, _ = self._decide(requests)
+        names = audited_names(flow)
+        request, decision, _ = self._decide([stream_request(flow, name, "WEBSOCKET", message.content)
+                                             for name in names])
+        tail = flow.metadata.get(_STREAM_TAIL, b"")
+        if decision.telemetry and decision.action is not Action.BLOCK and tail:
+            seam = tail + message.content[:STREAM_OVERLAP]
+            seam_request, seam_decision, _ = self._decide([stream_request(flow, name, "WEBSOCKET", seam)
+                                                           for name in names])
+            # Only a secret's own pattern: a name ending one message and a value starting the next is no pair.
+            if any(f.kind is FindingKind.SECRET and f.action is Action.BLOCK and not f.suppressed
+                   and f.detector != KEY_CONTEXT_ID for f in seam_decision.findings):
+                request, decision = seam_request, seam_decision
         closes = ctx.options.taudit_block_style == "kill"
         if self._stream_decision(flow, request, decision, "websocket", closes=closes):
             message.drop()
             if closes:
                 _close_connection(flow)
-        elif (ctx.options.taudit_mode == "enforce" and decision.action is Action.REDACT
-              and decision.redacted_body is not None):
+            return
+        if (ctx.options.taudit_mode == "enforce" and decision.action is Action.REDACT
+                and decision.redacted_body is not None):
             message.content = decision.redacted_body
+        flow.metadata[_STREAM_TAIL] = message.content[-STREAM_OVERLAP:]
 
     def _stream_decision(self, flow: http.HTTPFlow | tcp.TCPFlow, request: Request, decision: Decision,
                          channel: str, *, closes: bool) -> bool:

@@ -411,6 +411,22 @@ def test_online_websocket_with_block_style_kill_is_closed_at_the_blocked_message
     assert GITHUB_TOKEN not in Path(proxy.log_path).read_text()
 
 
+def test_online_websocket_secret_split_over_two_messages_is_caught_at_the_seam(
+        tmp_path: Path, confdir: Path, ws_upstream: EchoServer, loopback_policy: str) -> None:
+    first, second = f"login {GITHUB_TOKEN[:20]}", f"{GITHUB_TOKEN[20:]} done"
+    with ws_session(tmp_path, confdir, offline=False, policy=(loopback_policy,)) as proxy:
+        result = ws_exchange(proxy.host, proxy.port, "127.0.0.1", ws_upstream.ws_port, [WS_CLEAN, first, second,
+                                                                                        WS_CLEAN], secure=False,
+                             path="/live-seam")
+        time.sleep(0.3)
+        seen = records(proxy)
+    assert result.echoes == [WS_CLEAN.encode(), first.encode(), WS_CLEAN.encode()]  # the second half is dropped
+    assert second.encode() not in ws_upstream.received_bytes()
+    messages = [r for r in seen if r.get("channel") == "websocket"]
+    assert [m["decision"] == "block" for m in messages] == [False, False, True, False]
+    assert GITHUB_TOKEN not in Path(proxy.log_path).read_text()
+
+
 @pytest.mark.parametrize("secure", [False, True], ids=["ws", "wss"])
 def test_offline_websocket_reaches_nothing_and_is_recorded(tmp_path: Path, confdir: Path, ws_upstream: EchoServer,
                                                            loopback_policy: str, secure: bool) -> None:
