@@ -116,6 +116,9 @@ class Auditor:
         self._key_context: dict[int, tuple[Any, Any, Any]] = {}
         self._secret_names: dict[tuple[int, str], str] = {}
         """Per detector (by id; each lives as long as this auditor): its key-context methods, or Nones."""
+        self._payload_verdict: tuple[bytes, str, str, bool] | None = None
+        self._payload_read: tuple[Request, DecodedRequest] | None = None
+        """The last body `route` judged by its payload: its verdict, and its read for `decode` (see `route`)."""
 
     def _secret_name(self, detector: Detector, strength: Any, generic: str) -> str:
         """The name `generic` holds its value under when it may say secret to `detector`, else "" (cached)."""
@@ -160,9 +163,44 @@ class Auditor:
     def is_telemetry(self, request: Request) -> bool:
         return self.audit_all or endpoints.is_telemetry(request, self.policy.settings.telemetry_hosts)
 
-    def route(self, request: Request) -> tuple[bool, tuple[Rule, ...]]:
-        """(is telemetry, matching rules): they depend only on method, host, path, User-Agent and (for GET pixels)
-        whether the query speaks a pixel protocol, so cached."""
+    def recognised(self, request: Request) -> bool:
+        """Whether `request` is telemetry by its names or its payload, whatever `audit_all` says: a request audited
+        only because everything is keeps the answer it would have had (offline: none)."""
+        if endpoints.is_telemetry(request, self.policy.settings.telemetry_hosts):
+            return True
+        return bool(request.body) and request.method not in ("GET", "HEAD") and \
+            self._payload_says_telemetry(request, None)
+
+    def route(self, request: Request, decoded: DecodedRequest | None = None) -> tuple[bool, tuple[Rule, ...]]:
+        """(is telemetry, matching rules), by the request's names, then by its payload.
+
+        By name (method, host, path, User-Agent and, for GET pixels, whether the query speaks a pixel protocol):
+        cached. A request its names do not make telemetry, but that carries a body, is telemetry when the body
+        looks like analytics events (`endpoints.looks_like_analytics_event`): the body is read for that once,
+        from `decoded` when the caller has it, and `decode` hands the same read on.
+        """
+        found = self._route_by_name(request)
+        if found[0] or not request.body or request.method in ("GET", "HEAD"):
+            return found
+        if self._payload_says_telemetry(request, decoded):
+            return True, self.policy.rules_for(request, True)
+        return found
+
+    def _payload_says_telemetry(self, request: Request, decoded: DecodedRequest | None) -> bool:
+        """Whether the body looks like analytics events; remembered for the last body (every name a request goes
+        by shares one body) and its read kept for `decode`."""
+        key = (request.body, request.header("content-type"), request.header("content-encoding"))
+        if self._payload_verdict is not None and self._payload_verdict[0] is key[0] and \
+                self._payload_verdict[1:3] == key[1:]:
+            return self._payload_verdict[3]
+        read = decoded or decode_request(request, self.limits)
+        tree = read.body_tree
+        verdict = isinstance(tree, dict | list) and endpoints.looks_like_analytics_event(tree)
+        self._payload_read = (request, read) if verdict and decoded is None else None
+        self._payload_verdict = (*key, verdict)
+        return verdict
+
+    def _route_by_name(self, request: Request) -> tuple[bool, tuple[Rule, ...]]:
         pixel = endpoints.pixel_says_telemetry(request)
         key = (request.method, request.host, request.path, request.header("user-agent"), pixel)
         found = self._routes.get(key)
@@ -192,6 +230,9 @@ class Auditor:
 
         Hand the result to `audit` and to whatever else needs the body (an emulator): nothing decodes again.
         """
+        read, self._payload_read = self._payload_read, None
+        if read is not None and read[0] is request:  # `route` read it to see the payload
+            return read[1]
         return decode_request(request, self.limits)
 
     def evaluate(self, request: Request) -> Decision:
@@ -203,7 +244,7 @@ class Auditor:
 
     def audit(self, decoded: DecodedRequest) -> Decision:
         """Decide a request `decode` already read; never raises for any request content."""
-        _, rules = self.route(decoded.request)
+        _, rules = self.route(decoded.request, decoded)
         if not rules:
             return Decision(Action.ALLOW, telemetry=False)
         return self._audit(decoded, rules)

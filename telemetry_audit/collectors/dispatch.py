@@ -24,7 +24,7 @@ from telemetry_audit.collectors import Collector, find_collector
 from telemetry_audit.collectors.base import CollectorResponse, Event, Rejection, json_response, request_of
 from telemetry_audit.collectors.store import EventStore
 from telemetry_audit.decoders import DecodedRequest
-from telemetry_audit.model import Request
+from telemetry_audit.model import Request, mask
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,20 @@ def request_meta(request: Request, status: int, collector: str | None) -> dict[s
         "status": status,
         "collector": collector,
     }
+
+
+def masked_meta(meta: dict[str, Any], decision: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`meta` with the host and path masked where the decision's findings are (a token in a host label, a path
+    segment or a fragment is never stored in clear; the inspection API reads the store)."""
+    fields = {str(f.get("field", "")) for f in (decision or {}).get("findings") or [] if isinstance(f, Mapping)}
+    masked = dict(meta)
+    if "url.host" in fields:
+        masked["host"] = mask(str(meta["host"]))
+    if "url.path" in fields:
+        masked["path"] = mask(str(meta["path"]))
+    if masked != meta:
+        masked["url"] = f"{masked['host']}{masked['path']}"
+    return masked
 
 
 def _answer_with(
@@ -161,16 +175,24 @@ def record(
     decision: Mapping[str, Any] | None = None,
 ) -> None:
     """Store accepted events as good and each rejection as a bad row, all with collector and tool."""
-    meta = request_meta(request, status, collector)
+    meta = masked_meta(request_meta(request, status, collector), decision)
+    payload = decision.get("payload") if decision is not None else None
+    if decision is not None and "payload" in decision:
+        decision = {key: value for key, value in decision.items() if key != "payload"}
     decision = stored_decision(decision)
     if accepted:
         store.add(accepted, good=True, decision=decision, request_meta=meta)
     if not rejected:
         return
     # A body the policy blocked holds what must not be kept (a token): its rows keep no preview of it.
+    # The decoded, masked payload the adapter built (telemetry no emulator understands) stands for the body.
     blocked = any(r.reason == BLOCKED_REASON for r in rejected)
-    bad_meta = meta if blocked else {**meta, "body_preview": request.body[:BODY_PREVIEW_CHARS].decode("utf-8",
-                                                                                                     "replace")}
+    if payload is not None:
+        bad_meta = {**meta, "payload": payload}
+    elif blocked:
+        bad_meta = meta
+    else:
+        bad_meta = {**meta, "body_preview": request.body[:BODY_PREVIEW_CHARS].decode("utf-8", "replace")}
     judged = [
         (
             Event(collector=collector or "", tool=tool or "", name=rejection.name or "",

@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 import re2
 
@@ -219,7 +220,7 @@ def scan_text(decoded: DecodedRequest, headers_text: str | None = None) -> str |
         headers_text = header_scan_text(request.headers)
         if headers_text is None:
             return None
-    headers = request.path + "\n" + _host_text(request.host) + "\n" + headers_text
+    headers = _path_text(request.path) + "\n" + _host_text(request.host) + "\n" + headers_text
     if decoded.body_format == "empty":
         return headers
     text = decoded.text
@@ -632,10 +633,19 @@ def _header_and_url_fields(request: Request) -> list[FieldValue]:
                 if sep and name:
                     path = f"cookie.{_quoted(name)}"
                     fields.append(FieldValue(path, cookie, path, (UNREWRITABLE,)))
-    fields.append(FieldValue("url.path", request.path, "url.path", (UNREWRITABLE,)))
+    fields.append(FieldValue("url.path", _path_text(request.path), "url.path", (UNREWRITABLE,)))
     if not _is_ip_literal(request.host):  # an address is where it goes, not something it tells
         fields.append(FieldValue("url.host", request.host, "url.host", (UNREWRITABLE,)))
     return fields
+
+
+def _path_text(path: str) -> str:
+    """The URL path as the detectors read it: as sent, plus percent-decoded when it holds escapes (the server
+    reads `/u/ghp%5F...` as the token itself)."""
+    if "%" not in path:
+        return path
+    decoded = unquote(path, errors="replace")
+    return path if decoded == path else f"{path}\n{decoded}"
 
 
 def _host_text(host: str) -> str:

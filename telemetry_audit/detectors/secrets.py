@@ -570,6 +570,8 @@ def name_strength(name: str, extra: tuple[str, ...] = ()) -> int:
     words = _name_words(name)
     if not words or words[-1] in _NOT_SECRET_LAST or words[0] in _NOT_SECRET_FIRST:
         return 0
+    if words[:2] == ("sec", "websocket"):
+        return 0  # `Sec-WebSocket-Key`: a random nonce of every WebSocket handshake (RFC 6455), not a credential
     if words == ("auth",) or any(w in _SECRET_WORDS for w in words):
         return 2
     if any(pair in _SECRET_PAIRS for pair in zip(words, words[1:], strict=False)):

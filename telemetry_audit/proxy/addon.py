@@ -35,8 +35,9 @@ from telemetry_audit.collectors.inspection import PREFIX as INSPECTION_PREFIX
 from telemetry_audit.collectors.store import EventStore
 from telemetry_audit.decoders import DecodedRequest, decode_request
 from telemetry_audit.detectors.base import AuditEnvironment
+from telemetry_audit.detectors.secrets import KEY_CONTEXT_ID
 from telemetry_audit.engine import Auditor
-from telemetry_audit.model import Action, Decision, Request, mask
+from telemetry_audit.model import Action, Decision, FindingKind, Request, mask
 from telemetry_audit.policy import PolicyError, load_policy
 from telemetry_audit.proxy import h1_trailers
 from telemetry_audit.proxy.auditlog import AuditLog, AuditLogError, audit_record, stats_record
@@ -314,20 +315,37 @@ class TelemetryAudit:
             return
 
         collector = find_collector(request, by_path=True)  # the dispatcher's choice, for the record
-        if enforce and decision.action is Action.BLOCK:
+        # Audited only because everything is (`audit_all`): auditing never changes answers, so offline it fails
+        # as with no network, like any request that is not telemetry (a `200 {}` from a cloud metadata endpoint
+        # makes SDKs misbehave).
+        refused = offline and ctx.options.taudit_audit_all and not self.auditor_recognises(request)
+        if refused:
+            answered_by = "refused offline"
+        elif enforce and decision.action is Action.BLOCK:
             answered_by = "blocked"
         elif offline:
             answered_by = f"emulator:{collector.name}" if collector is not None else "no emulator"
         else:
             answered_by = "upstream"
         client = client_process(flow) if ctx.options.taudit_client_process else ""
-        item = AuditedRequest(request, decision, time=time.time(), client=client)
-        record = audit_record(item, mode=ctx.options.taudit_mode, enforced=enforce, answered_by=answered_by)
+        # Telemetry no emulator understands keeps its decoded, masked payload: what would have been sent.
+        item = AuditedRequest(request, decision, time=time.time(), client=client,
+                              decoded=decoded if decoded is not None and decoded.body_tree is not None else None)
+        record = audit_record(item, mode=ctx.options.taudit_mode, enforced=enforce, answered_by=answered_by,
+                              with_payload=collector is None)
         record["telemetry"] = True
+        if refused:
+            record["status"] = 502
         if not self._write(flow, record):
             return
         self._annotate(flow, decision, record)
 
+        if refused:
+            flow.response = http.Response.make(
+                502, b"telemetry-audit offline mode: no network for requests that are not telemetry\n",
+                {"Content-Type": "text/plain"},
+            )
+            return
         if enforce and decision.action is Action.BLOCK:
             self._block(flow, decoded or decode_request(request))
             return
@@ -339,6 +357,15 @@ class TelemetryAudit:
         elif flow.request.trailers and flow.request.http_version.startswith("HTTP/1"):
             # Audited already; mitmproxy cannot send HTTP/1 trailers upstream, so they stay here.
             flow.request.trailers = None
+
+    def auditor_recognises(self, request: Request) -> bool:
+        """`Auditor.recognised`; an auditor that fails to tell counts the request as telemetry (it is audited)."""
+        assert self.auditor is not None
+        try:
+            return self.auditor.recognised(request)
+        except Exception:
+            logger.exception("telemetry-audit: recognising telemetry failed")
+            return True
 
     def _write(self, flow: http.HTTPFlow | tcp.TCPFlow | None, record: dict[str, Any]) -> bool:
         """Write one audit-log record; on failure stop the flow and the proxy (never pass traffic unrecorded)."""
@@ -450,43 +477,72 @@ class TelemetryAudit:
                                              channel="tcp"))
 
     def tcp_message(self, flow: tcp.TCPFlow) -> None:
-        """What a client sends over raw TCP is scanned like a body, and blocked as the policy says."""
+        """What a client sends over raw TCP is scanned like a body; a blocked chunk is emptied and the connection
+        closed (a raw stream has no message boundaries to drop one at).
+
+        TCP has no messages: a secret may arrive split over two reads. Each chunk is scanned together with the
+        tail of what the client sent before (`STREAM_OVERLAP` bytes), so the split secret is caught in the chunk
+        that completes it, and that chunk never goes on.
+        """
         message = flow.messages[-1]
         if not message.from_client or not flow.live:
             return
         self._ensure_configured()
-        requests = [stream_request(flow, name, "TCP", message.content) for name in audited_names(flow)]
+        tail = flow.metadata.get(_STREAM_TAIL, b"")
+        scanned = tail + message.content
+        flow.metadata[_STREAM_TAIL] = scanned[-STREAM_OVERLAP:]
+        requests = [stream_request(flow, name, "TCP", scanned) for name in audited_names(flow)]
         request, decision, _ = self._decide(requests)
-        if self._stream_decision(flow, request, decision, "tcp"):
-            message.content = b""  # a kill does not stop a message already in transit: empty it first
-            if flow.killable:
-                flow.kill()
+        if self._stream_decision(flow, request, decision, "tcp", closes=True):
+            message.content = b""  # `flow.kill()` does not stop a message already in transit: empty it first
+            _close_connection(flow)
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:
-        """Each WebSocket message a client sends is scanned like a body; a blocked one is dropped."""
+        """Each WebSocket message a client sends is scanned like a body: a blocked one is dropped (with
+        `block_style` kill, the connection is closed there), a redacted one rewritten.
+
+        A secret split over two messages is caught at their seam: the end of the last message that went on and
+        the start of this one are scanned together for secrets (`STREAM_OVERLAP` bytes each)."""
         assert flow.websocket is not None
         message = flow.websocket.messages[-1]
-        if not message.from_client:
+        if not message.from_client or not flow.live:
             return
         self._ensure_configured()
-        requests = [stream_request(flow, name, "WEBSOCKET", message.content) for name in audited_names(flow)]
-        request, decision, _ = self._decide(requests)
-        if self._stream_decision(flow, request, decision, "websocket"):
+        names = audited_names(flow)
+        request, decision, _ = self._decide([stream_request(flow, name, "WEBSOCKET", message.content)
+                                             for name in names])
+        tail = flow.metadata.get(_STREAM_TAIL, b"")
+        if decision.telemetry and decision.action is not Action.BLOCK and tail:
+            seam = tail + message.content[:STREAM_OVERLAP]
+            seam_request, seam_decision, _ = self._decide([stream_request(flow, name, "WEBSOCKET", seam)
+                                                           for name in names])
+            # Only a secret's own pattern: a name ending one message and a value starting the next is no pair.
+            if any(f.kind is FindingKind.SECRET and f.action is Action.BLOCK and not f.suppressed
+                   and f.detector != KEY_CONTEXT_ID for f in seam_decision.findings):
+                request, decision = seam_request, seam_decision
+        closes = ctx.options.taudit_block_style == "kill"
+        if self._stream_decision(flow, request, decision, "websocket", closes=closes):
             message.drop()
-        elif (ctx.options.taudit_mode == "enforce" and decision.action is Action.REDACT
-              and decision.redacted_body is not None):
+            if closes:
+                _close_connection(flow)
+            return
+        if (ctx.options.taudit_mode == "enforce" and decision.action is Action.REDACT
+                and decision.redacted_body is not None):
             message.content = decision.redacted_body
+        flow.metadata[_STREAM_TAIL] = message.content[-STREAM_OVERLAP:]
 
     def _stream_decision(self, flow: http.HTTPFlow | tcp.TCPFlow, request: Request, decision: Decision,
-                         channel: str) -> bool:
-        """Record one message of a stream; True when it must not go on (blocked, or unrecordable)."""
+                         channel: str, *, closes: bool) -> bool:
+        """Record one message of a stream; True when it must not go on (blocked, or unrecordable).
+
+        `closes`: a blocked message closes the connection (recorded as such)."""
         if not decision.telemetry:
             return False
         enforce = ctx.options.taudit_mode == "enforce"
         item = AuditedRequest(request, decision, time=time.time())
         blocked = enforce and decision.action is Action.BLOCK
-        record = audit_record(item, mode=ctx.options.taudit_mode, enforced=enforce,
-                              answered_by="blocked" if blocked else "upstream")
+        answered_by = ("connection closed" if closes else "blocked") if blocked else "upstream"
+        record = audit_record(item, mode=ctx.options.taudit_mode, enforced=enforce, answered_by=answered_by)
         record["telemetry"] = True
         record["channel"] = channel
         messages = flow.messages if isinstance(flow, tcp.TCPFlow) else (
@@ -505,6 +561,8 @@ class TelemetryAudit:
             "rule_ids": list(decision.rule_ids),
             "findings": record["findings"],
         }
+        if "payload" in record:  # kept in the store instead of the raw body (`collectors.dispatch.record`)
+            flow.metadata[METADATA_KEY]["payload"] = record["payload"]
         mark = _MARKS.get(decision.action)
         if mark and decision.findings:
             flow.marked = mark
@@ -561,6 +619,25 @@ def inspection_allowed(flow: http.HTTPFlow, token: str) -> bool:
 
 
 _PENDING_KILL = "telemetry_audit_kill"
+_STREAM_TAIL = "telemetry_audit_tail"
+STREAM_OVERLAP = 4096
+"""Bytes of a raw TCP stream's earlier client data scanned again with each new chunk (a secret split over reads)."""
+
+
+def _close_connection(flow: http.HTTPFlow | tcp.TCPFlow) -> None:
+    """Close the client's connection of a WebSocket or raw TCP flow now; the proxy then closes the server side.
+
+    mitmproxy 11 and 12 cannot kill these flows in transit (`flow.kill()` only marks them, and their layers go on
+    relaying), so the connection is closed through its handler in the `proxyserver` addon, as mitmproxy's own
+    `close_connection` does for a `CloseConnection` command. Without a live handler (a test harness) the flow is
+    only marked killed.
+    """
+    server = ctx.master.addons.get("proxyserver") if ctx.master else None
+    handler = getattr(server, "connections", {}).get(flow.client_conn.id) if server is not None else None
+    if handler is not None and flow.client_conn in getattr(handler, "transports", {}):
+        handler.close_connection(flow.client_conn)
+    if flow.killable:
+        flow.kill()
 
 
 def _kill(flow: http.HTTPFlow | tcp.TCPFlow) -> None:

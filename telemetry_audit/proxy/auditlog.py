@@ -22,9 +22,11 @@ class AuditLogError(OSError):
     """The audit log cannot be written: the proxy must stop rather than pass traffic unrecorded."""
 
 
-def audit_record(item: AuditedRequest, *, mode: str, enforced: bool, answered_by: str = "") -> dict[str, Any]:
-    """The log record for one audited request (a report entry plus body facts)."""
-    record = request_entry(item)
+def audit_record(item: AuditedRequest, *, mode: str, enforced: bool, answered_by: str = "",
+                 with_payload: bool = False) -> dict[str, Any]:
+    """The log record for one audited request (a report entry plus body facts); `with_payload` keeps its decoded,
+    masked payload (`report.payload`), for telemetry no emulator understands."""
+    record = request_entry(item, with_payload=with_payload)
     body = item.request.body
     record["record"] = "request"
     record["mode"] = mode

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from telemetry_audit import __version__
+from telemetry_audit.decoders import DecodedRequest
 from telemetry_audit.model import ENGINE_RULES, LISTED_FINDINGS, Action, Decision, Request, Severity, mask
 from telemetry_audit.policy.model import Policy
 
@@ -25,6 +26,9 @@ class AuditedRequest:
     time: float | None = None
     client: str = ""
     """The client process, when the proxy knows it."""
+    decoded: DecodedRequest | None = None
+    """The request as the engine read it, when the caller has it: the payload tree is built from it without
+    reading the body again."""
 
 
 def safe_path(request: Request, decision: Decision) -> str:
@@ -75,7 +79,7 @@ def request_entry(item: AuditedRequest, *, with_payload: bool = False) -> dict[s
     if with_payload:
         from telemetry_audit.report.payload import payload_tree
 
-        entry["payload"] = payload_tree(request, decision)
+        entry["payload"] = payload_tree(request, decision, item.decoded)
     return entry
 
 

@@ -28,6 +28,8 @@ CREDENTIAL_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key", "x-auth-token"}
 )
 """Headers masked whatever the findings say: they hold credentials by definition."""
+HOST_HEADERS = frozenset({"host", ":authority"})
+"""Headers naming the host: masked when a finding is in the host name."""
 
 
 def pointer(*steps: str | int) -> str:
@@ -109,17 +111,20 @@ def payload_tree(request: Request, decision: Decision, decoded: DecodedRequest |
     builder = _Builder(by_locator, findings, masked_keys)
 
     headers: dict[str, Any] = {}
+    # A token in a host label is in the Host header too; a flagged header name is masked as a key is.
+    host_flagged = any(f.field == "url.host" for f in findings)
     for name, value in request.headers:
         lowered = name.lower()
+        key = mask(lowered) if lowered in masked_keys else lowered
         flagged = by_path.get(f"header.{lowered}")
         if flagged:
-            builder.marks[pointer("headers", lowered)] = flagged
+            builder.marks[pointer("headers", key)] = flagged
             shown = findings[flagged[0]].preview or mask(value)
-        elif lowered in CREDENTIAL_HEADERS:
+        elif lowered in CREDENTIAL_HEADERS or (host_flagged and lowered in HOST_HEADERS):
             shown = mask(value)
         else:
-            shown = builder.leaf(value, ("header", lowered, "unflagged"), ("headers", lowered))
-        headers[lowered] = f"{headers[lowered]}, {shown}" if lowered in headers else shown
+            shown = builder.leaf(value, ("header", lowered, "unflagged"), ("headers", key))
+        headers[key] = f"{headers[key]}, {shown}" if key in headers else shown
 
     out: dict[str, Any] = {"format": decoded.body_format, "headers": headers}
     if decoded.query_tree is not None:

@@ -14,6 +14,7 @@ from mitmproxy.test import taddons, tflow
 from telemetry_audit.proxy.addon import METADATA_KEY, TelemetryAudit
 
 GITHUB_TOKEN = "ghp_" + "Q1w2E3r4T5y6U7i8O9p0A1s2D3f4G5h6J7k8"
+PLANTED_SECRETS = (GITHUB_TOKEN,)
 
 
 def telemetry_flow(body: Any, host: str = "api.segment.io", path: str = "/v1/track",

@@ -20,6 +20,7 @@ from tests.proxy.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 GITHUB_TOKEN = "ghp_" + "M1n2B3v4C5x6Z7l8K9j0H1g2F3d4S5a6P7o8"
+PLANTED_SECRETS = (GITHUB_TOKEN,)
 
 
 def wait_listening(port: int, timeout: float = 60) -> None:

@@ -19,6 +19,7 @@ import pytest
 from telemetry_audit.collectors.store import EventStore
 
 GITHUB_TOKEN = "ghp_" + "Z9y8X7w6V5u4T3s2R1q0P9o8N7m6L5k4J3i2"
+PLANTED_SECRETS = (GITHUB_TOKEN,)
 ENV_SECRET = "s3cr3t-Value-Of-My-Env-Token-42"
 
 needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")

@@ -79,3 +79,19 @@ def test_payload_is_opt_in() -> None:
     request = json_request({"event": "e"})
     report = build_report([AuditedRequest(request, Auditor(policy, audit_all=True).evaluate(request))], policy)
     assert "payload" not in report["requests"][0]
+
+
+@pytest.mark.parametrize(
+    ("url", "headers"),
+    [
+        ("https://api.segment.io/v1/track", {f"X-{TOKEN}": "1"}),
+        (f"https://{TOKEN.lower()}.segment.io/v1/track", {"Host": f"{TOKEN.lower()}.segment.io"}),
+    ],
+    ids=["header name", "host label in the Host header"],
+)
+def test_a_token_in_a_header_name_or_the_host_is_masked_in_the_payload(url: str, headers: dict[str, str]) -> None:
+    request = json_request({"event": "e"}, url=url, headers=headers)
+    entry = _entry(request)
+    assert entry["decision"] == "block"
+    assert TOKEN.lower() not in json.dumps(entry["payload"]).lower()
+    assert entry["payload"]["body"] == {"event": "e"}
