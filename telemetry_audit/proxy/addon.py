@@ -318,7 +318,9 @@ class TelemetryAudit:
         # Audited only because everything is (`audit_all`): auditing never changes answers, so offline it fails
         # as with no network, like any request that is not telemetry (a `200 {}` from a cloud metadata endpoint
         # makes SDKs misbehave).
-        refused = offline and ctx.options.taudit_audit_all and not self.auditor_recognises(request)
+        # The standalone collector answers every request itself (404 to what no emulator speaks).
+        refused = (offline and ctx.options.taudit_audit_all and not ctx.options.taudit_collector
+                   and not self.auditor_recognises(request))
         if refused:
             answered_by = "refused offline"
         elif enforce and decision.action is Action.BLOCK:

@@ -89,7 +89,7 @@ def test_unknown_path_is_404_and_recorded_bad(server: CollectorServer) -> None:
     assert response.status_code == 404
     assert response.json() == {"error": "no collector emulates POST /where/is/this"}
     (bad,) = inspect(server, "bad")
-    assert bad["request"]["body_preview"] == "secret-ish"
+    assert bad["request"]["payload"]["body"] == "secret-ish"  # the decoded, masked payload (no emulator)
 
 
 def test_query_values_are_not_stored(server: CollectorServer) -> None:
