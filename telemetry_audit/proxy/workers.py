@@ -8,8 +8,9 @@ The pool starts on the first large body, so short runs never pay for it.
 
 Acting on a large request is long work too (the emulator reads a batch of tens of thousands of events, and the
 store gets a row for each), so the worker does it as well, with the same `dispatch()` the proxy calls inline: its
-rows go to a store file of their own, which the proxy moves into its store (`EventStore.absorb`, inside SQLite,
-in short transactions) once the audit record is written. Only the decision and the answer come back.
+rows go to a store file of their own, which the proxy moves into its store once the audit record is written
+(`EventStore.absorbing`: inside SQLite, a short transaction at a time). Only the decision and the response come
+back: unpickling the request's events held the proxy's GIL, and so its loop, for seconds.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ class PreparedAnswer:
     blocked: bool
     """Answered as blocked by policy (the dispatcher's `blocked`): the proxy checks it made the same choice."""
     rows: str
-    """A store file of this request's rows alone, for `EventStore.absorb` once the audit record is written."""
+    """A store file of this request's rows alone, moved into the proxy's store once the audit record is written."""
 
     def discard(self) -> None:
         """Remove the store file (absorbed, or the flow ended another way)."""
