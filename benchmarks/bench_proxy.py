@@ -881,8 +881,16 @@ def stall_body(paths: int = 95_000) -> bytes:
     return json.dumps({"api_key": "phc_bench", "batch": events}, separators=(",", ":")).encode()
 
 
+SLOW_SMALL_SECONDS = 0.25
+"""Small requests slower than this are listed with when they were sent (seconds after the large one started)."""
+
+
 def stall_scenario(host: str, port: int, *, interval: float = 0.1, body: bytes | None = None) -> dict[str, Any]:
-    """Send the large body once; meanwhile a small telemetry request every `interval` s. Latencies in seconds."""
+    """Send the large body once; meanwhile a small telemetry request every `interval` s. Latencies in seconds.
+
+    `slow_small` lists (sent at, latency) of the small requests slower than `SLOW_SMALL_SECONDS`, to tell which
+    phase of the large request's life (upload, audit, acting) held them up.
+    """
     large = body if body is not None else stall_body()
 
     def post(path_host: str, path: str, payload: bytes, timeout: float) -> tuple[int, float]:
@@ -903,17 +911,25 @@ def stall_scenario(host: str, port: int, *, interval: float = 0.1, body: bytes |
         outcome["large_status"], outcome["large_seconds"] = post("us.i.posthog.com", "/batch/", large, 600)
 
     sender = threading.Thread(target=send_large)
+    began = time.perf_counter()
     sender.start()
     small: list[tuple[int, float]] = []
+    slow: list[tuple[float, float]] = []
     while sender.is_alive():
+        sent = time.perf_counter() - began
         small.append(post("api.segment.io", "/v1/track", b'{"type":"track","event":"tick","userId":"u"}', 60))
+        if small[-1][1] > SLOW_SMALL_SECONDS:
+            slow.append((round(sent, 2), round(small[-1][1], 3)))
         time.sleep(interval)
     sender.join()
     latencies = sorted(seconds for _, seconds in small)
     outcome.update(small_requests=len(small), small_answered=sum(1 for code, _ in small if code == 200),
                    worst_small_seconds=latencies[-1] if latencies else None,
                    median_small_seconds=latencies[len(latencies) // 2] if latencies else None,
-                   large_bytes=len(large))
+                   p99_small_seconds=percentile(latencies, 99) if latencies else None,
+                   over_half_second=sum(1 for seconds in latencies if seconds > 0.5),
+                   large_bytes=len(large),
+                   slow_small=slow)
     return outcome
 
 

@@ -17,6 +17,7 @@ Load it in plain mitmproxy with `mitmdump -s <this file>` (it defines `addons`),
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hmac
 import json
@@ -43,7 +44,16 @@ from telemetry_audit.proxy import h1_trailers
 from telemetry_audit.proxy.auditlog import AuditLog, AuditLogError, audit_record, stats_record
 from telemetry_audit.proxy.client_process import client_process, peer_uid
 from telemetry_audit.proxy.settings import option_specs
-from telemetry_audit.proxy.workers import OFF_LOOP_BYTES, AuditorRecipe, AuditPool, audit_in_worker
+from telemetry_audit.proxy.workers import (
+    OFF_LOOP_BYTES,
+    Acting,
+    AuditorRecipe,
+    AuditPool,
+    PreparedAnswer,
+    audit_in_worker,
+    decision_metadata,
+    redacted_request,
+)
 from telemetry_audit.report.build import AuditedRequest, safe_path
 
 logger = logging.getLogger(__name__)
@@ -265,41 +275,56 @@ class TelemetryAudit:
         return max(audited, key=lambda item: (item[1].telemetry, item[1].action.rank))
 
     async def _audit_off_loop(self, flow: http.HTTPFlow, requests: list[Request]) -> None:
+        """Audit a large request in a worker process, which also gives the dispatcher's answer and rows; then act.
+
+        The flow stays intercepted meanwhile, and the loop keeps serving every other flow.
+        """
         assert self.pool is not None and self.auditor is not None
-        decided: tuple[Request, Decision, DecodedRequest | None]
+        loop = self._loop = asyncio.get_running_loop()
+        collector = ctx.options.taudit_collector
+        acting = Acting(enforce=ctx.options.taudit_mode == "enforce", offline=ctx.options.taudit_offline,
+                        block_style=ctx.options.taudit_block_style, spool=self.pool.spool(), collector=collector,
+                        refuse_unrecognised=ctx.options.taudit_offline and ctx.options.taudit_audit_all
+                        and not collector)
+        prepared: PreparedAnswer | None = None
+        payload: dict[str, Any] | None = None
         try:
-            result = await asyncio.get_running_loop().run_in_executor(self.pool.executor(), audit_in_worker, requests)
-            index = max(range(len(requests)),
-                        key=lambda k: (result.decisions[k].telemetry, result.decisions[k].action.rank))
-            decided = (requests[index], result.decisions[index], result.decoded_for(requests[index]))
+            result = await loop.run_in_executor(self.pool.executor(), audit_in_worker, requests, acting)
+            request, decision, prepared = requests[result.index], result.decision, result.prepared
+            payload = result.payload
         except Exception as e:  # a worker died or raised: fail closed, like the engine
             logger.exception("telemetry-audit: auditing in a worker failed")
-            decided = (requests[0], _error_decision(e, self.auditor.policy.settings.error_action), None)
-        # Acting on a large request (its record of thousands of findings, redaction, the emulator reading a
-        # large batch, the store) is long work too: a thread does it while the flow stays intercepted, so the
-        # loop keeps answering. A kill decided there waits for the flow to be resumed (see `_kill`).
-        loop = self._loop = asyncio.get_running_loop()
-        # The thread holds the GIL in turns with the loop: hand it over every 0.5 ms instead of Python's 5 ms, so
-        # a small request that needs the loop a few dozen times is not held up for the whole of the work.
-        previous = sys.getswitchinterval()
-        sys.setswitchinterval(min(previous, 0.0005))
+            request, decision = requests[0], _error_decision(e, self.auditor.policy.settings.error_action)
+        # What is left (the audit record of up to a thousand findings, its body digest, redaction) runs in a
+        # thread; a kill decided there waits for the flow to be resumed (see `_kill`). The worker's rows then move
+        # into the store on the loop, a short chunk at a time between other flows' work.
         try:
             if flow.live and not flow.response and not flow.error:
-                await loop.run_in_executor(None, self._act, flow, *decided)
-        except Exception:  # acting failed half-way: the flow must not go on unanswered (it would pass unaudited)
+                await loop.run_in_executor(None, self._act, flow, request, decision, None, prepared, payload)
+                rows = flow.metadata.pop(_ROWS_TO_ABSORB, None)
+                if rows is not None:
+                    await self._absorb(rows)
+        except Exception:  # acting failed half-way: the flow must not go on (unaudited, or answered but not stored)
             logger.exception("telemetry-audit: acting on a large request failed")
-            if flow.response is None:
-                flow.metadata[_PENDING_KILL] = True
+            flow.metadata.pop(_ROWS_TO_ABSORB, None)
+            flow.metadata[_PENDING_KILL] = True
         finally:
-            sys.setswitchinterval(previous)
+            if prepared is not None:  # unlinking tens of megabytes takes a while: not on the loop
+                with contextlib.suppress(OSError):
+                    await loop.run_in_executor(None, prepared.discard)
             pending_kill = flow.metadata.pop(_PENDING_KILL, False)
             flow.resume()
             if pending_kill and flow.killable:
                 flow.kill()
 
     def _act(self, flow: http.HTTPFlow, request: Request, decision: Decision,
-             decoded: DecodedRequest | None = None) -> None:
-        """Record the decision, then block, redact, answer offline or let the request go upstream."""
+             decoded: DecodedRequest | None = None, prepared: PreparedAnswer | None = None,
+             payload: dict[str, Any] | None = None) -> None:
+        """Record the decision, then block, redact, answer offline or let the request go upstream.
+
+        `prepared` and `payload`: the dispatcher's answer and the masked payload a worker gave (a large request),
+        used instead of dispatching and decoding here.
+        """
         enforce = ctx.options.taudit_mode == "enforce"
         offline = ctx.options.taudit_offline
         if not decision.telemetry and not ctx.options.taudit_collector:  # the collector answers every request
@@ -334,7 +359,9 @@ class TelemetryAudit:
         item = AuditedRequest(request, decision, time=time.time(), client=client,
                               decoded=decoded if decoded is not None and decoded.body_tree is not None else None)
         record = audit_record(item, mode=ctx.options.taudit_mode, enforced=enforce, answered_by=answered_by,
-                              with_payload=collector is None)
+                              with_payload=collector is None and payload is None)
+        if collector is None and payload is not None:
+            record["payload"] = payload
         record["telemetry"] = True
         if refused:
             record["status"] = 502
@@ -349,13 +376,13 @@ class TelemetryAudit:
             )
             return
         if enforce and decision.action is Action.BLOCK:
-            self._block(flow, decoded or decode_request(request))
+            self._block(flow, request, decoded, prepared)
             return
         if enforce and decision.action is Action.REDACT:
             request = _apply_redaction(flow, request, decision)
             decoded = None  # the emulator answers what is sent now: the redacted request
         if offline:
-            self._answer_offline(flow, decoded or decode_request(request))
+            self._answer_offline(flow, request, decoded, prepared)
         elif flow.request.trailers and flow.request.http_version.startswith("HTTP/1"):
             # Audited already; mitmproxy cannot send HTTP/1 trailers upstream, so they stay here.
             flow.request.trailers = None
@@ -557,12 +584,7 @@ class TelemetryAudit:
     # --- actions ---------------------------------------------------------------------------------------------
 
     def _annotate(self, flow: http.HTTPFlow, decision: Decision, record: dict[str, Any]) -> None:
-        flow.metadata[METADATA_KEY] = {
-            "decision": decision.action.value,
-            "tool": decision.tool,
-            "rule_ids": list(decision.rule_ids),
-            "findings": record["findings"],
-        }
+        flow.metadata[METADATA_KEY] = decision_metadata(decision, record["findings"])
         if "payload" in record:  # kept in the store instead of the raw body (`collectors.dispatch.record`)
             flow.metadata[METADATA_KEY]["payload"] = record["payload"]
         mark = _MARKS.get(decision.action)
@@ -574,7 +596,8 @@ class TelemetryAudit:
                       for f in decision.findings[:20]]
             flow.comment = "\n".join(lines)
 
-    def _block(self, flow: http.HTTPFlow, decoded: DecodedRequest) -> None:
+    def _block(self, flow: http.HTTPFlow, request: Request, decoded: DecodedRequest | None,
+               prepared: PreparedAnswer | None = None) -> None:
         style = ctx.options.taudit_block_style
         if style == "kill":
             _kill(flow)
@@ -585,15 +608,44 @@ class TelemetryAudit:
             )
             return
         # A well-formed success, so the tool neither crashes nor retries; the dispatcher knows the shape.
-        answer = dispatch(decoded, self.store, decision=flow.metadata.get(METADATA_KEY), blocked=True)
-        flow.response = http.Response.make(answer.status, answer.body, _headers(answer.headers))
+        self._dispatch(flow, request, decoded, prepared, blocked=True)
 
-    def _answer_offline(self, flow: http.HTTPFlow, decoded: DecodedRequest) -> None:
+    def _answer_offline(self, flow: http.HTTPFlow, request: Request, decoded: DecodedRequest | None,
+                        prepared: PreparedAnswer | None = None) -> None:
         # The one offline dispatcher (shared with the standalone collector) picks the emulator by protocol.
-        # The standalone collector answers 404 to what no emulator speaks: the tool was pointed at a wrong URL.
-        answer = dispatch(decoded, self.store, decision=flow.metadata.get(METADATA_KEY),
-                          not_found=ctx.options.taudit_collector)
-        flow.response = http.Response.make(answer.status, answer.body, _headers(answer.headers))
+        self._dispatch(flow, request, decoded, prepared, blocked=False)
+
+    def _dispatch(self, flow: http.HTTPFlow, request: Request, decoded: DecodedRequest | None,
+                  prepared: PreparedAnswer | None, *, blocked: bool) -> None:
+        """Answer through the dispatcher, or take the answer a worker gave with it and move its rows in."""
+        if prepared is not None and prepared.blocked == blocked:
+            flow.metadata[_ROWS_TO_ABSORB] = prepared.rows  # the loop moves them in before the flow resumes
+            status, headers, body = prepared.status, prepared.headers, prepared.body
+        else:
+            if prepared is not None:  # the options changed while the worker ran: answer as they say now
+                logger.warning("telemetry-audit: a worker's answer does not fit the options now; answering here")
+            # The standalone collector answers 404 to what no emulator speaks: the tool was pointed at a wrong URL.
+            answer = dispatch(decoded or decode_request(request), self.store,
+                              decision=flow.metadata.get(METADATA_KEY), blocked=blocked,
+                              not_found=ctx.options.taudit_collector)
+            status, headers, body = answer.status, answer.headers, answer.body
+        flow.response = http.Response.make(status, body, _headers(headers))
+
+    async def _absorb(self, rows: str) -> None:
+        """Move a worker's rows into the store, a chunk at a time in a thread.
+
+        The loop waits for no chunk, and a request recorded meanwhile waits for one chunk at most: the next one
+        starts only when the loop comes back to this task (a thread copying in a loop of its own would take the
+        store's lock back before a waiting thread woke up).
+        """
+        assert self.store is not None
+        loop = asyncio.get_running_loop()
+        chunks = self.store.absorbing(rows)
+        try:
+            while await loop.run_in_executor(None, next, chunks, None) is not None:
+                pass
+        finally:
+            chunks.close()
 
     def _answer_inspection(self, flow: http.HTTPFlow) -> None:
         if self.store is None:
@@ -642,6 +694,10 @@ def _close_connection(flow: http.HTTPFlow | tcp.TCPFlow) -> None:
         flow.kill()
 
 
+_ROWS_TO_ABSORB = "telemetry_audit_rows"
+"""A worker's store file of the rows for the answer just given, moved into the store by `_audit_off_loop`."""
+
+
 def _kill(flow: http.HTTPFlow | tcp.TCPFlow) -> None:
     """Kill `flow`; an intercepted one (acted on in a thread) is killed once resumed, or it would wait forever."""
     if flow.intercepted:
@@ -685,9 +741,8 @@ def _error_decision(error: Exception, action: Action) -> Decision:
 
 def _apply_redaction(flow: http.HTTPFlow, request: Request, decision: Decision) -> Request:
     """Rewrite the live request as the decision says; return the request as now sent."""
-    body = decision.redacted_body if decision.redacted_body is not None else request.body
-    headers = decision.redacted_headers if decision.redacted_headers is not None else request.headers
-    query = decision.redacted_query if decision.redacted_query is not None else request.query
+    sent = redacted_request(request, decision)
+    body, headers, query = sent.body, sent.headers, sent.query
     if decision.redacted_headers is not None:
         plain = [(k, v) for k, v in headers if not k.startswith(TRAILER_PREFIX)]
         trailers = [(k[len(TRAILER_PREFIX):], v) for k, v in headers if k.startswith(TRAILER_PREFIX)]
@@ -702,10 +757,10 @@ def _apply_redaction(flow: http.HTTPFlow, request: Request, decision: Decision) 
             del flow.request.headers["transfer-encoding"]
         if flow.request.http_version != "HTTP/2.0" or "content-length" in flow.request.headers:
             flow.request.headers["content-length"] = str(len(body))
-    return Request(request.method, request.scheme, request.host, request.port, request.path, tuple(query),
-                   tuple(headers), body)
+    return sent
 
 
 
 addons = [TelemetryAudit()]
 """So that `mitmdump -s <path of this module>` loads it as a script (see the README)."""
+

@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -111,3 +114,48 @@ def test_main_rejects_fewer_requests_than_connections() -> None:
     with pytest.raises(SystemExit) as exit_info:
         bench_proxy.main(["--requests", "2", "--concurrency", "4"])
     assert exit_info.value.code == 2
+
+
+def test_stall_scenario_reports_every_small_request_and_the_slow_ones() -> None:
+    """Against a local server that answers small requests at once and the large one after 0.6 s (no proxy)."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+    def answer(conn: socket.socket) -> None:
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length")))
+            while len(body) < length:
+                body += conn.recv(65536)
+            if b"/batch/" in head.split(b"\r\n")[0]:
+                time.sleep(0.6)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        figures = bench_proxy.stall_scenario("127.0.0.1", server.getsockname()[1], interval=0.05,
+                                             body=b'{"batch":[]}')
+    finally:
+        server.close()
+    assert figures["large_status"] == 200 and figures["large_seconds"] >= 0.6
+    assert figures["small_requests"] >= 3 and figures["small_answered"] == figures["small_requests"]
+    assert figures["median_small_seconds"] <= figures["p99_small_seconds"] <= figures["worst_small_seconds"]
+    assert figures["over_half_second"] == 0
+    assert all(latency > bench_proxy.SLOW_SMALL_SECONDS for _, latency in figures["slow_small"])
+
+
+def test_stall_body_holds_a_path_or_an_email_in_every_event() -> None:
+    batch = json.loads(bench_proxy.stall_body(100))["batch"]
+    assert len(batch) == 100
+    assert all(("/home/" in json.dumps(e)) != ("@" in json.dumps(e)) for e in batch)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
 import stat
 import threading
 from pathlib import Path
+
+import pytest
 
 from telemetry_audit.collectors.base import Event
 from telemetry_audit.collectors.store import EventStore
@@ -72,3 +75,58 @@ def test_judged_events_each_keep_their_reason() -> None:
         store.add_judged([(first, "reason a"), (second, "reason b")], good=False, request_meta={"path": "/v1/batch"})
         rows = store.bad(collector="segment")
     assert [(r.name, r.reason, r.tool) for r in rows] == [("a", "reason a", "segment"), (None, "reason b", "segment")]
+
+
+# --- absorbing another store's rows (a large request's, recorded in the proxy's worker process) ------------------
+
+
+def _part(tmp_path: Path, names: list[str]) -> Path:
+    path = tmp_path / "part.sqlite"
+    with EventStore(path) as part:
+        part.add([_event(n) for n in names], good=True, decision={"decision": "redact"}, request_meta={"path": "/b"})
+        part.add([], good=False, reason="not an event", request_meta={"path": "/b"})
+    return path
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 3, 500])
+def test_absorb_moves_every_row_in_order_after_the_rows_already_there(tmp_path: Path, chunk_rows: int) -> None:
+    part = _part(tmp_path, ["e1", "e2", "e3", "e4"])
+    with EventStore() as store:
+        store.add([_event("before")], good=True)
+        assert store.absorb(part, chunk_rows=chunk_rows) == 5
+        rows = store.all()
+    assert [r.name for r in rows] == ["before", "e1", "e2", "e3", "e4", None]
+    assert [r.id for r in rows] == sorted(r.id for r in rows) and len({r.id for r in rows}) == 6
+    assert rows[1].decision == {"decision": "redact"} and rows[1].request_meta == {"path": "/b"}
+    assert (rows[-1].good, rows[-1].reason) == (False, "not an event")
+
+
+def test_the_store_takes_other_rows_between_chunks(tmp_path: Path) -> None:
+    part = _part(tmp_path, ["e1", "e2", "e3"])
+    with EventStore() as store:
+        chunks = store.absorbing(part, chunk_rows=2)
+        assert next(chunks) == 2
+        store.add([_event("meanwhile")], good=True)
+        assert list(chunks) == [4]
+        assert [r.name for r in store.all()] == ["e1", "e2", "meanwhile", "e3", None]
+
+
+def test_absorbing_an_empty_store_moves_nothing(tmp_path: Path) -> None:
+    EventStore(tmp_path / "empty.sqlite").close()
+    with EventStore() as store:
+        assert store.absorb(tmp_path / "empty.sqlite") == 0
+        assert store.counts()["total"] == 0
+
+
+@pytest.mark.parametrize("content", [b"not a database at all" * 100, None], ids=["garbage", "missing"])
+def test_absorbing_what_is_not_a_store_raises_and_leaves_the_store_usable(tmp_path: Path,
+                                                                          content: bytes | None) -> None:
+    path = tmp_path / "bad.sqlite"
+    if content is not None:
+        path.write_bytes(content)
+    with EventStore() as store:
+        with pytest.raises(sqlite3.Error):
+            store.absorb(path)
+        store.add([_event("after")], good=True)  # detached again: the store goes on
+        assert [r.name for r in store.all()] == ["after"]
+        assert store.absorb(_part(tmp_path, ["e1"])) == 2

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from telemetry_audit.collectors.store import EventStore
 from telemetry_audit.proxy.settings import ProxySettings
 from telemetry_audit.session import ProxySession
 from tests.proxy.ws_echo import EchoServer, ws_exchange
@@ -270,7 +271,8 @@ def test_small_requests_are_answered_while_a_large_body_is_audited(tmp_path: Pat
                "properties": {"cwd": f"/home/alice/project-{i}", "email": f"u{i}@example.com"}}
               for i in range(20_000)]
     large = gzip.compress(json.dumps({"api_key": "phc_x", "batch": events}).encode())
-    with session(tmp_path, confdir) as proxy:
+    store_path = tmp_path / "events.sqlite"
+    with session(tmp_path, confdir, store=str(store_path)) as proxy:
         answers: list[int] = []
 
         def send_large() -> None:
@@ -287,8 +289,16 @@ def test_small_requests_are_answered_while_a_large_body_is_audited(tmp_path: Pat
     assert answers and answers[0] == 200
     assert small and all(code == 200 for code in small)
     large_record = next(r for r in seen if r["host"] == "us.i.posthog.com")
-    assert large_record["decision"] == "redact"
+    assert large_record["decision"] == "redact" and large_record["answered_by"] == "emulator:posthog"
     assert len(large_record["findings"]) + large_record.get("findings_omitted", 0) >= 20_000
+    assert sum(1 for r in seen if r["host"] == "api.segment.io") == len(small)
+    # Stored: the worker's rows, moved into the proxy's store (of the redacted batch the emulator answered).
+    with EventStore(store_path) as store:
+        assert store.counts(collector="posthog") == {"total": 20_000, "good": 20_000, "bad": 0}
+        assert store.counts(collector="segment")["total"] == len(small)
+        stored = store.all(collector="posthog", limit=1)[0]
+    assert stored.decision is not None and stored.decision["decision"] == "redact"
+    assert "/home/alice" not in json.dumps(stored.properties) and "@example.com" not in json.dumps(stored.properties)
 
 
 def _post(proxy: ProxySession, host: str, path: str, body: bytes, headers: dict[str, str]) -> int:
