@@ -199,14 +199,28 @@ class Auditor:
         is_telemetry, rules = self.route(request)
         if not rules:
             return Decision(Action.ALLOW, telemetry=False)
-        return self._audit(self.decode(request), rules)
+        decoded = self.decode(request)
+        return self._audit(decoded, self._with_payload_rules(decoded, is_telemetry, rules))
 
     def audit(self, decoded: DecodedRequest) -> Decision:
         """Decide a request `decode` already read; never raises for any request content."""
-        _, rules = self.route(decoded.request)
+        is_telemetry, rules = self.route(decoded.request)
         if not rules:
             return Decision(Action.ALLOW, telemetry=False)
-        return self._audit(decoded, rules)
+        return self._audit(decoded, self._with_payload_rules(decoded, is_telemetry, rules))
+
+    def _with_payload_rules(self, decoded: DecodedRequest, is_telemetry: bool, rules: tuple[Rule, ...]) -> tuple[
+            Rule, ...]:
+        """The routed rules plus those whose `payload:` shape this body has (a tool pack's payload on any host).
+
+        Only for a request read anyway; a policy without shapes returns at once, and a shape tests the body's
+        top-level keys before anything else.
+        """
+        if not self.policy.payload_rules:
+            return rules
+        return self.policy.with_payload_rules(
+            rules, decoded.request, is_telemetry, decoded.body_tree, decoded.plain_body,
+            lambda: (item.generic_path for item in decoded.fields))
 
     def _audit(self, decoded: DecodedRequest, rules: tuple[Rule, ...]) -> Decision:
         tool = next((r.tool for r in reversed(rules) if r.tool), "")
@@ -258,8 +272,9 @@ class Auditor:
         if any(rule.fields is not None and rule.fields.unknown is not None for rule in rules):
             return None
         groups = self.detector_groups(rules)
-        if any(isinstance(detector, _PatternDetector) for detector, _ in groups):
-            return None  # custom patterns may anchor on a value's own start and end
+        if any(isinstance(detector, _PatternDetector) or any(spec.when for _, spec in users)
+               for detector, users in groups):
+            return None  # custom patterns may anchor on a value's own start and end; `when` reads other fields
         headers = decoded.request.headers
         if headers in self._header_texts:
             headers_text = self._header_texts[headers]
@@ -335,6 +350,7 @@ class Auditor:
         joined = "\n".join(texts)
         starts = list(accumulate((len(text) + 1 for text in texts), initial=0))
         out: list[_Candidate] = []
+        hits: dict[int, list[str]] = {}  # per `when` condition: where its field has one of its values
         for detector, users in groups:
             # Custom patterns may anchor on a value's start or end (`^`, `$`): they always scan value by value.
             # Other detectors scan alone only the values their matches in the joined text touch.
@@ -374,6 +390,13 @@ class Auditor:
                             continue
                         if spec.fields_regex is not None and not spec.fields_regex.match(item.generic_path):
                             continue
+                        if spec.except_regex is not None and spec.excepts(text[match.start:match.end]):
+                            continue
+                        if spec.when is not None:
+                            if id(spec.when) not in hits:
+                                hits[id(spec.when)] = spec.when.hits(fields)
+                            if not spec.when.holds_for(item, hits[id(spec.when)]):
+                                continue
                         out.append(self._match_candidate(rule, spec, item, text, match, tool))
         return out
 
