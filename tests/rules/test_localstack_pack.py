@@ -69,7 +69,7 @@ def test_real_cli_cmd_events_are_tied_to_the_session(name: str) -> None:
     decision = audit(capture(name), "localstack")
     assert (decision.tool, decision.action, undocumented(decision)) == ("localstack", Action.REDACT, [])
     assert forbidden(decision) == SESSION_LINK
-    assert {f.kind for f in decision.findings} == {FindingKind.FIELD}
+    assert {f.kind for f in decision.findings} == {FindingKind.PII}
     body = redacted_json(capture(name), decision)
     assert "session_id" not in body["events"][0]["metadata"]
     assert body["events"][0]["payload"] == capture_body(name)["events"][0]["payload"]  # the rest is kept

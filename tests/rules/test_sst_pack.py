@@ -160,3 +160,19 @@ def test_an_identifying_id_is_redacted(name: str, where: tuple[Any, ...], value:
     assert ("sst.promises", "sst.identifier", field, "redact") in forbidden(decision)
     assert decision.action is Action.REDACT
     assert value.encode() not in (decision.redacted_body or b"")
+
+
+def test_the_optout_report_says_which_versions_each_switch_covers() -> None:
+    from telemetry_audit.optout import RunOutcome, optout_report
+    from telemetry_audit.policy.model import switches_for_version
+
+    policy = load_policy(["sst"])
+    record = {"method": "POST", "host": "telemetry.sst.dev", "path": "/events", "tool": "sst", "decision": "log"}
+    sent, silent = RunOutcome(0, (record,)), RunOutcome(0, ())
+    switches = switches_for_version(policy.optout, "2.49.8")
+    report = optout_report("sst", policy, ["sst", "version"], sent, [(s, silent) for s in switches])
+    covered = {(e["switch"]["name"] or e["switch"]["path"] or " ".join(e["switch"]["command"])): e["switch"]["versions"]
+               for e in report["switches"]}
+    # v2 is expected to honour its own command and variable (every version) and to ignore DO_NOT_TRACK (2.x);
+    # v3's file is not among the switches a v2 run is judged by
+    assert covered == {"SST_TELEMETRY_DISABLED": [], "npx sst telemetry disable": [], "DO_NOT_TRACK": ["2.x"]}
