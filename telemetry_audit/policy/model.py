@@ -111,8 +111,12 @@ class PayloadShape:
     names: tuple[bytes, ...] = ()
     """The last name of each field path, as bytes (the cheap second test)."""
 
+    def has_keys(self, tree: Any) -> bool:
+        """The first test: the body is an object with every one of `keys`."""
+        return isinstance(tree, dict) and self.keys <= tree.keys()
+
     def matches(self, tree: Any, plain_body: bytes | None, generic_paths: Callable[[], Iterable[str]]) -> bool:
-        if not isinstance(tree, dict) or not self.keys <= tree.keys():
+        if not self.has_keys(tree):
             return False
         if plain_body is not None and not all(name in plain_body for name in self.names):
             return False
@@ -287,7 +291,7 @@ class Rule:
     def applies_to(self, request: Request, is_telemetry: bool) -> bool:
         return any(m.matches(request, is_telemetry) for m in self.match)
 
-    @property
+    @cached_property
     def payload_specs(self) -> tuple[MatchSpec, ...]:
         return tuple(m for m in self.match if m.payload is not None)
 
@@ -394,7 +398,8 @@ class Policy:
         added = [
             rule for rule in self.payload_rules
             if id(rule) not in present and any(
-                spec.matches_request(request, is_telemetry) and spec.payload is not None
+                spec.payload is not None and spec.payload.has_keys(tree)  # the key set first: most bodies stop here
+                and spec.matches_request(request, is_telemetry)
                 and spec.payload.matches(tree, plain_body, cached_paths)
                 for spec in rule.payload_specs)
         ]

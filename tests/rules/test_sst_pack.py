@@ -108,7 +108,10 @@ def test_optout_expectations_follow_the_tool_version(version: str, expected: set
     (["telemetry", "disable"], False),
     (["deploy", "--stage", "prod"], True),
     (["deploy", "--config=/srv/app/sst.config.ts"], True),
-    (["secret", "set", "KEY", "value"], False),  # words only: not told apart from a command (see the pack)
+    (["secret", "set", "StripeKey", "value"], True),  # positional values: not command words
+    (["add", "aws"], True),
+    (["secret", "list"], False),
+    (["tunnel", "install"], False),
 ])
 def test_v4_argv_is_flagged_only_with_options_or_values(args: list[str], flagged: bool) -> None:
     body = {"api_key": "phc_x", "batch": [{"event": "cli.start", "properties": {"args": args}}]}
