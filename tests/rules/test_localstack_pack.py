@@ -196,16 +196,32 @@ def test_optout_switches_load() -> None:
     }
 
 
-@pytest.mark.parametrize("message", [
-    "The specified bucket does not exist: acme-invoices",
-    "Queue 'orders-prod' not found",
-    "invalid parameter name=acme-db-password",
+@pytest.mark.parametrize(("message", "name"), [
+    ("The specified bucket does not exist: acme-invoices", "acme-invoices"),
+    ("Queue 'orders-prod' not found", "orders-prod"),
+    ("invalid parameter name=acme-db-password", "acme-db-password"),
+    ("Parameter /prod/db/password not found.", "/prod/db/password"),
+    ("The role with name payroll-role cannot be found.", "payroll-role"),
+    ("Stack with id billing-api does not exist", "billing-api"),
+    ("Requested resource not found: Table: orders not found", "orders"),
+    ("Bucket acme-invoices-2024 already exists", "acme-invoices-2024"),
+    ("Function named payroll not found", "payroll"),
+    # the page's own example, and messages that name no resource, stay quiet
+    ("The specified queue does not exist for this wsdl version.", ""),
+    ("The specified bucket does not exist", ""),
+    ("Invalid parameter: TopicArn", ""),
+    ("Table already exists", ""),
 ])
-def test_resource_names_inside_error_messages_are_redacted(message: str) -> None:
-    body = _events({"name": "aws_request", "payload": {"service": "s3", "err_msg": message}})
+def test_resource_names_inside_error_messages_are_redacted(message: str, name: str) -> None:
+    # The page's aws_request example with its 400 error message replaced.
+    body = {"events": [{"name": "aws_request", "metadata": {"session_id": SESSION_ID, "client_time": "t"},
+                        "payload": {"service": "sqs", "operation": "DeleteQueue", "status_code": 400,
+                                    "err_type": "AWS.SimpleQueueService.NonExistentQueue", "err_msg": message}}]}
     decision = audit(json_request("https://analytics.localstack.cloud/v1/events", body), "localstack")
-    assert "localstack.named-resource" in {f.detector for f in decision.findings}
-    assert decision.action is Action.REDACT
+    assert ("localstack.named-resource" in {f.detector for f in decision.findings}) is bool(name)
+    assert decision.action is (Action.REDACT if name else Action.ALLOW)
+    if name:
+        assert name.encode() not in (decision.redacted_body or b"")
 
 
 def test_no_policy_names_localstack_and_checks_its_documented_fields(
