@@ -47,7 +47,7 @@ from telemetry_audit.model import (
     mask,
     strictest,
 )
-from telemetry_audit.policy.model import ForbidSpec, Policy, Rule
+from telemetry_audit.policy.model import ConditionHits, ForbidSpec, Policy, Rule
 
 _ROUTE_CACHE_SIZE = 4096
 _MATCH_CAP = 500
@@ -350,7 +350,7 @@ class Auditor:
         joined = "\n".join(texts)
         starts = list(accumulate((len(text) + 1 for text in texts), initial=0))
         out: list[_Candidate] = []
-        hits: dict[int, list[str]] = {}  # per `when` condition: where its field has one of its values
+        hits: dict[int, ConditionHits] = {}  # per `when` condition: where its field has one of its values
         for detector, users in groups:
             # Custom patterns may anchor on a value's start or end (`^`, `$`): they always scan value by value.
             # Other detectors scan alone only the values their matches in the joined text touch.

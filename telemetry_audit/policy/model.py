@@ -219,14 +219,14 @@ class Condition:
     """A generic field path, e.g. `events[].name`."""
     equals: frozenset[str]
 
-    def hits(self, fields: Iterable[FieldValue]) -> list[str]:
-        """Concrete paths of the request's fields where the condition's field has one of the values."""
-        return [f.path for f in fields if f.generic_path == self.field and f.value is not None
-                and f.text in self.equals]
+    def hits(self, fields: Iterable[FieldValue]) -> ConditionHits:
+        """Where, in one request, the condition's field has one of the values (built once per request)."""
+        return ConditionHits(tuple(f.path for f in fields if f.generic_path == self.field and f.value is not None
+                                   and f.text in self.equals))
 
-    def holds_for(self, item: FieldValue, hits: list[str]) -> bool:
-        """True when the record `item` belongs to holds a hit."""
-        if not hits:
+    def holds_for(self, item: FieldValue, hits: ConditionHits) -> bool:
+        """True when the record `item` belongs to holds a hit (a set lookup: batches of any size stay linear)."""
+        if not hits.paths:
             return False
         mine, theirs = path_steps(item.generic_path), path_steps(self.field)
         shared = 0
@@ -237,8 +237,22 @@ class Condition:
                 shared = index + 1
         if shared == 0:
             return True
-        prefix = "".join(path_steps(item.path)[:shared])
-        return any(hit.startswith(prefix) and hit[len(prefix):len(prefix) + 1] in (".", "[") for hit in hits)
+        return "".join(path_steps(item.path)[:shared]) in hits.records(shared)
+
+
+@dataclass
+class ConditionHits:
+    """The concrete paths where a condition holds in one request, and their records by depth (cached)."""
+
+    paths: tuple[str, ...]
+    _records: dict[int, frozenset[str]] = field(default_factory=dict)
+
+    def records(self, depth: int) -> frozenset[str]:
+        """The first `depth` steps of each hit: the records (`events[3]`) the condition holds in."""
+        found = self._records.get(depth)
+        if found is None:
+            found = self._records[depth] = frozenset("".join(path_steps(p)[:depth]) for p in self.paths)
+        return found
 
 
 @dataclass(frozen=True)

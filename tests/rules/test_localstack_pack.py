@@ -263,3 +263,16 @@ def test_run_with_no_policy_names_localstack_and_checks_its_documented_fields(tm
         "analytics.localstack.cloud", "localstack", "log")
     undocumented_fields = {f["field"] for f in request["findings"] if f["kind"] == "undocumented"}
     assert undocumented_fields == {"payload.cwd_name", "payload.edition", "payload.product"}
+
+
+def test_a_large_cli_batch_loses_every_session_link() -> None:
+    # 3000 cli_cmd events, each tied to the session: every link is dropped (the record lookup is per event,
+    # so a large batch is not quadratic).
+    def many(body: dict[str, Any]) -> None:
+        body["events"] = body["events"] * 3000
+
+    decision = audit(_edited("localstack-cli_cmd-config-show", many), "localstack")
+    assert decision.action is Action.REDACT
+    sent = json.loads(decision.redacted_body or b"")
+    assert len(sent["events"]) == 3000
+    assert not any("session_id" in event["metadata"] for event in sent["events"])
