@@ -115,6 +115,7 @@ class Auditor:
         self._header_texts: dict[tuple[tuple[str, str], ...], str | None] = {}
         self._key_context: dict[int, tuple[Any, Any, Any]] = {}
         self._secret_names: dict[tuple[int, str], str] = {}
+        self._scoped: dict[tuple[int, str], bool] = {}
         """Per detector (by id; each lives as long as this auditor): its key-context methods, or Nones."""
 
     def _secret_name(self, detector: Detector, strength: Any, generic: str) -> str:
@@ -129,6 +130,17 @@ class Auditor:
                 name = ""
             self._secret_names[key] = name
         return name
+
+    def _in_scope(self, detector: Detector, scopes: list[Any], generic: str) -> bool:
+        """Whether a value at generic path `generic` is in a custom pattern's `fields:` (cached per distinct path,
+        so a pack's scoped check costs a lookup per value, not a regex per value and pattern)."""
+        key = (id(detector), generic)
+        found = self._scoped.get(key)
+        if found is None:
+            if len(self._scoped) >= _ROUTE_CACHE_SIZE:
+                self._scoped.clear()
+            found = self._scoped[key] = any(s.match(generic) for s in scopes)
+        return found
 
     def key_context_of(self, detector: Detector) -> tuple[Any, Any, Any]:
         """(find_in_scan_text, find_under, strength) of a detector that reads field names, else Nones; looked up
@@ -216,8 +228,9 @@ class Auditor:
         Only for a request read anyway; a policy without shapes returns at once, and a shape tests the body's
         top-level keys before anything else.
         """
-        if not self.policy.payload_rules:
-            return rules
+        tree = decoded.body_tree
+        if not isinstance(tree, dict) or not any(key in tree for key in self.policy.payload_keys):
+            return rules  # no shape can match: the common case costs a lookup per shape key
         return self.policy.with_payload_rules(
             rules, decoded.request, is_telemetry, decoded.body_tree, decoded.plain_body,
             lambda: (item.generic_path for item in decoded.fields))
@@ -271,10 +284,9 @@ class Auditor:
         """
         if any(rule.fields is not None and rule.fields.unknown is not None for rule in rules):
             return None
-        groups = self.detector_groups(rules)
-        if any(isinstance(detector, _PatternDetector) or any(spec.when for _, spec in users)
-               for detector, users in groups):
+        if any(rule.reads_other_fields for rule in rules):
             return None  # custom patterns may anchor on a value's own start and end; `when` reads other fields
+        groups = self.detector_groups(rules)
         headers = decoded.request.headers
         if headers in self._header_texts:
             headers_text = self._header_texts[headers]
@@ -373,7 +385,9 @@ class Auditor:
             # A custom pattern scoped to `fields:` need not run on any other value (tool packs apply by default).
             scopes = [spec.fields_regex for _, spec in users]
             if isinstance(detector, _PatternDetector) and all(s is not None for s in scopes):
-                indexes = [k for k in indexes if any(s.match(values[k][0].generic_path) for s in scopes)]
+                in_scope = {generic: self._in_scope(detector, scopes, generic)
+                            for generic in {values[k][0].generic_path for k in indexes}}
+                indexes = [k for k in indexes if in_scope[values[k][0].generic_path]]
             for index in indexes:
                 item, text = values[index]
                 scan_each = index in scanned

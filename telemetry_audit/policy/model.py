@@ -112,8 +112,13 @@ class PayloadShape:
     """The last name of each field path, as bytes (the cheap second test)."""
 
     def has_keys(self, tree: Any) -> bool:
-        """The first test: the body is an object with every one of `keys`."""
-        return isinstance(tree, dict) and self.keys <= tree.keys()
+        """The first test: the body is an object with every one of `keys` (a few dict lookups)."""
+        if not isinstance(tree, dict):
+            return False
+        for key in self.keys:
+            if key not in tree:
+                return False
+        return True
 
     def matches(self, tree: Any, plain_body: bytes | None, generic_paths: Callable[[], Iterable[str]]) -> bool:
         if not self.has_keys(tree):
@@ -306,6 +311,11 @@ class Rule:
         return any(m.matches(request, is_telemetry) for m in self.match)
 
     @cached_property
+    def reads_other_fields(self) -> bool:
+        """A forbid entry looks beyond its own match: a custom pattern (anchored on a whole value) or a `when`."""
+        return any(spec.family == "custom" or spec.when is not None for spec in self.forbid)
+
+    @cached_property
     def payload_specs(self) -> tuple[MatchSpec, ...]:
         return tuple(m for m in self.match if m.payload is not None)
 
@@ -389,6 +399,12 @@ class Policy:
     def payload_rules(self) -> tuple[Rule, ...]:
         """Rules with a `payload:` match entry (tried on the decoded body)."""
         return tuple(rule for rule in self.rules if rule.payload_specs)
+
+    @cached_property
+    def payload_keys(self) -> frozenset[str]:
+        """Every top-level key some payload shape needs: a body with none of them matches no shape."""
+        return frozenset(key for rule in self.payload_rules for spec in rule.payload_specs
+                         if spec.payload is not None for key in spec.payload.keys)
 
     def with_payload_rules(
         self, routed: tuple[Rule, ...], request: Request, is_telemetry: bool, tree: Any, plain_body: bytes | None,
