@@ -47,7 +47,7 @@ from telemetry_audit.model import (
     mask,
     strictest,
 )
-from telemetry_audit.policy.model import ForbidSpec, Policy, Rule
+from telemetry_audit.policy.model import ConditionHits, ForbidSpec, Policy, Rule
 
 _ROUTE_CACHE_SIZE = 4096
 _MATCH_CAP = 500
@@ -115,6 +115,7 @@ class Auditor:
         self._header_texts: dict[tuple[tuple[str, str], ...], str | None] = {}
         self._key_context: dict[int, tuple[Any, Any, Any]] = {}
         self._secret_names: dict[tuple[int, str], str] = {}
+        self._scoped: dict[tuple[int, str], bool] = {}
         """Per detector (by id; each lives as long as this auditor): its key-context methods, or Nones."""
         self._payload_verdict: tuple[bytes, str, str, bool] | None = None
         self._payload_read: tuple[Request, DecodedRequest] | None = None
@@ -132,6 +133,17 @@ class Auditor:
                 name = ""
             self._secret_names[key] = name
         return name
+
+    def _in_scope(self, detector: Detector, scopes: list[Any], generic: str) -> bool:
+        """Whether a value at generic path `generic` is in a custom pattern's `fields:` (cached per distinct path,
+        so a pack's scoped check costs a lookup per value, not a regex per value and pattern)."""
+        key = (id(detector), generic)
+        found = self._scoped.get(key)
+        if found is None:
+            if len(self._scoped) >= _ROUTE_CACHE_SIZE:
+                self._scoped.clear()
+            found = self._scoped[key] = any(s.match(generic) for s in scopes)
+        return found
 
     def key_context_of(self, detector: Detector) -> tuple[Any, Any, Any]:
         """(find_in_scan_text, find_under, strength) of a detector that reads field names, else Nones; looked up
@@ -240,14 +252,29 @@ class Auditor:
         is_telemetry, rules = self.route(request)
         if not rules:
             return Decision(Action.ALLOW, telemetry=False)
-        return self._audit(self.decode(request), rules)
+        decoded = self.decode(request)
+        return self._audit(decoded, self._with_payload_rules(decoded, is_telemetry, rules))
 
     def audit(self, decoded: DecodedRequest) -> Decision:
         """Decide a request `decode` already read; never raises for any request content."""
-        _, rules = self.route(decoded.request, decoded)
+        is_telemetry, rules = self.route(decoded.request, decoded)
         if not rules:
             return Decision(Action.ALLOW, telemetry=False)
-        return self._audit(decoded, rules)
+        return self._audit(decoded, self._with_payload_rules(decoded, is_telemetry, rules))
+
+    def _with_payload_rules(self, decoded: DecodedRequest, is_telemetry: bool, rules: tuple[Rule, ...]) -> tuple[
+            Rule, ...]:
+        """The routed rules plus those whose `payload:` shape this body has (a tool pack's payload on any host).
+
+        Only for a request read anyway; a policy without shapes returns at once, and a shape tests the body's
+        top-level keys before anything else.
+        """
+        tree = decoded.body_tree
+        if not isinstance(tree, dict) or not any(key in tree for key in self.policy.payload_keys):
+            return rules  # no shape can match: the common case costs a lookup per shape key
+        return self.policy.with_payload_rules(
+            rules, decoded.request, is_telemetry, decoded.body_tree, decoded.plain_body,
+            lambda: (item.generic_path for item in decoded.fields))
 
     def _audit(self, decoded: DecodedRequest, rules: tuple[Rule, ...]) -> Decision:
         tool = next((r.tool for r in reversed(rules) if r.tool), "")
@@ -298,9 +325,9 @@ class Auditor:
         """
         if any(rule.fields is not None and rule.fields.unknown is not None for rule in rules):
             return None
+        if any(rule.reads_other_fields for rule in rules):
+            return None  # custom patterns may anchor on a value's own start and end; `when` reads other fields
         groups = self.detector_groups(rules)
-        if any(isinstance(detector, _PatternDetector) for detector, _ in groups):
-            return None  # custom patterns may anchor on a value's own start and end
         headers = decoded.request.headers
         if headers in self._header_texts:
             headers_text = self._header_texts[headers]
@@ -376,6 +403,7 @@ class Auditor:
         joined = "\n".join(texts)
         starts = list(accumulate((len(text) + 1 for text in texts), initial=0))
         out: list[_Candidate] = []
+        hits: dict[int, ConditionHits] = {}  # per `when` condition: where its field has one of its values
         for detector, users in groups:
             # Custom patterns may anchor on a value's start or end (`^`, `$`): they always scan value by value.
             # Other detectors scan alone only the values their matches in the joined text touch.
@@ -398,7 +426,9 @@ class Auditor:
             # A custom pattern scoped to `fields:` need not run on any other value (tool packs apply by default).
             scopes = [spec.fields_regex for _, spec in users]
             if isinstance(detector, _PatternDetector) and all(s is not None for s in scopes):
-                indexes = [k for k in indexes if any(s.match(values[k][0].generic_path) for s in scopes)]
+                in_scope = {generic: self._in_scope(detector, scopes, generic)
+                            for generic in {values[k][0].generic_path for k in indexes}}
+                indexes = [k for k in indexes if in_scope[values[k][0].generic_path]]
             for index in indexes:
                 item, text = values[index]
                 scan_each = index in scanned
@@ -415,6 +445,13 @@ class Auditor:
                             continue
                         if spec.fields_regex is not None and not spec.fields_regex.match(item.generic_path):
                             continue
+                        if spec.except_regex is not None and spec.excepts(text[match.start:match.end]):
+                            continue
+                        if spec.when is not None:
+                            if id(spec.when) not in hits:
+                                hits[id(spec.when)] = spec.when.hits(fields)
+                            if not spec.when.holds_for(item, hits[id(spec.when)]):
+                                continue
                         out.append(self._match_candidate(rule, spec, item, text, match, tool))
         return out
 

@@ -393,7 +393,8 @@ def optout_report(
         judgement = judge(switch, len(baseline.requests), len(outcome.requests), outcome.setup_error)
         entries.append({
             "switch": {"kind": switch.kind, "name": switch.name, "value": switch.value, "path": switch.path,
-                       "command": list(switch.command), "source": switch.source, "expected": switch.expected},
+                       "command": list(switch.command), "source": switch.source, "expected": switch.expected,
+                       "versions": list(switch.versions)},
             "label": describe(switch),
             "verdict": judgement.verdict.value,
             "failed": judgement.failed,

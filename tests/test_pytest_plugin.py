@@ -34,7 +34,7 @@ ENV_SECRET = {ENV_SECRET[:7]!r} + {ENV_SECRET[7:]!r}
 
 
 def batch(**properties):
-    event = {{"type": "capture", "event": "cli.start", "distinct_id": "abc",
+    event = {{"type": "capture", "event": "cli.start", "distinct_id": "zvdendhdnrdaonumwdtmrumxwwetewrs",
              "properties": {{"sst_version": "4.17.1", "cpu_count": 2, **properties}}}}
     return json.dumps({{"api_key": "phc_test", "batch": [event]}})
 
@@ -106,7 +106,8 @@ def test_curl(telemetry_audit):
     result = telemetry_audit.run(["curl", "-sS", "--fail", "-H", "content-type: application/json",
                                   "--data-binary", batch(), URL])
     assert json.loads(result.stdout) == {"status": 1}, result.stderr
-    telemetry_audit.assert_sent(event="cli.start", fields={"sst_version": "4.17.1", "raw.distinct_id": "abc"})
+    telemetry_audit.assert_sent(event="cli.start", fields={"sst_version": "4.17.1",
+                                                           "raw.distinct_id": "zvdendhdnrdaonumwdtmrumxwwetewrs"})
     telemetry_audit.assert_no_violations(fail_on="log")
 
 
@@ -264,7 +265,7 @@ def test_requests_client(telemetry_audit):
     answer = requests.post(URL, data=batch(), headers=HEADERS, proxies=telemetry_audit.proxies,
                            verify=telemetry_audit.ca_bundle, timeout=20)
     assert answer.json() == {"status": 1}
-    telemetry_audit.assert_sent(event="cli.start", fields={"distinct_id": "abc"})
+    telemetry_audit.assert_sent(event="cli.start", fields={"distinct_id": "zvdendhdnrdaonumwdtmrumxwwetewrs"})
     telemetry_audit.assert_no_violations()
 
 

@@ -15,22 +15,26 @@ from typing import Any
 
 import re2
 
+from telemetry_audit.catalogue import TOOLS
 from telemetry_audit.detectors import closest, detector_references
 from telemetry_audit.model import Action, FindingKind, RedactMode, Severity
 from telemetry_audit.policy.errors import PolicyError
 from telemetry_audit.policy.loader import LoadedDocument, parse_yaml, policy_schema, validate
 from telemetry_audit.policy.model import (
     Allowlist,
+    Condition,
     FieldPolicy,
     ForbidSpec,
     MatchSpec,
     OptOutSwitch,
+    PayloadShape,
     Policy,
     Rule,
     Settings,
     compile_alternation,
     field_glob_to_regex,
     glob_to_regex,
+    path_steps,
 )
 
 __all__ = [
@@ -131,10 +135,49 @@ def _field_alternation(document: LoadedDocument, path: tuple[str | int, ...], pa
     return _alternation(document, path, [field_glob_to_regex(p) for p in patterns])
 
 
+def _payload_shape(document: LoadedDocument, path: tuple[str | int, ...], raw: Mapping[str, Any]) -> PayloadShape:
+    """A `payload:` shape; each field path must be a plain generic path under one of its `keys` (so the cheap key
+    test is a true first test, and a typo cannot make a shape that matches nothing or everything)."""
+    keys = frozenset(raw["keys"])
+    names: list[bytes] = []
+    for index, field_path in enumerate(raw["fields"]):
+        steps = path_steps(field_path)
+        where = path + ("fields", index)
+        if "".join(steps) != field_path or "*" in field_path or not steps or steps[0] not in keys:
+            raise document.error(
+                where, f"{_where(where)}: {field_path!r} is not a field path under the shape's keys",
+                f"write a generic path starting with one of {sorted(keys)}, no wildcards, e.g. "
+                f"`{sorted(keys)[0]}[].name` (`[]` for any index)")
+        last = steps[-1].lstrip(".")
+        if last.startswith('["'):
+            last = last[2:-2]
+        if last != "[]":
+            names.append(last.encode("utf-8"))
+    return PayloadShape(keys=keys, fields=frozenset(raw["fields"]), names=tuple(names))
+
+
+def _check_payload_tool(document: LoadedDocument, path: tuple[str | int, ...], raw: Mapping[str, Any]) -> None:
+    """A rule that claims a payload shape on any host attributes what it finds to its `tool`: that tool must be one
+    the telemetry catalogue knows, so a typo cannot attribute traffic to a tool that does not exist."""
+    if not any("payload" in m for m in (raw["match"] if isinstance(raw["match"], list) else [raw["match"]])):
+        return
+    tools = {entry.tool.lower(): entry.tool for entry in TOOLS}
+    tool = raw.get("tool", "")
+    if tool.lower() not in tools:
+        guess = closest(tool.lower(), list(tools)) if tool else None
+        hint = f"did you mean {tools[guess]!r}? " if guess else ""
+        raise document.error(
+            path + ("tool",), f"{_where(path)}: a rule with a `payload:` match must name a catalogued `tool`"
+            + (f" ({tool!r} is not one)" if tool else ""),
+            f"{hint}the payload shape attributes requests on any host to that tool "
+            "(tools: telemetry_audit/catalogue.py)")
+
+
 def _match_spec(document: LoadedDocument, path: tuple[str | int, ...], raw: Mapping[str, Any]) -> MatchSpec:
     paths = tuple(raw.get("paths", ()))
     agents = tuple(raw.get("user_agents", ()))
     return MatchSpec(
+        payload=_payload_shape(document, path + ("payload",), raw["payload"]) if "payload" in raw else None,
         hosts=tuple(h.lower() for h in raw.get("hosts", ())),
         paths=paths,
         methods=tuple(m.upper() for m in raw.get("methods", ())),
@@ -235,6 +278,9 @@ def _forbid(
         settings=dict(raw.get("settings", {})),
         source=raw.get("source", ""),
         kind=FindingKind(raw["kind"]) if "kind" in raw else None,
+        except_regex=_alternation(document, path + ("except_values",), list(raw.get("except_values", []))),
+        when=Condition(raw["when"]["field"], frozenset(str(v) for v in raw["when"]["equals"]))
+        if "when" in raw else None,
     )
 
 
@@ -243,6 +289,7 @@ def _rule(
     custom_ids: frozenset[str] = frozenset(),
 ) -> Rule:
     path: tuple[str | int, ...] = ("rules", index)
+    _check_payload_tool(document, path, raw)
     raw_match = raw["match"]
     matches = raw_match if isinstance(raw_match, list) else [raw_match]
     match_path = path + ("match",)

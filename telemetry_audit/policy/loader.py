@@ -137,6 +137,11 @@ _REQUIRED_HINTS = {
     "match": "a rule needs `match:` to say which requests it applies to, e.g. `match: {hosts: [api.example.com]}`",
     "id": "every rule needs a stable `id`",
     "rules": "a policy needs a `rules:` list (it may be empty: `rules: []`)",
+    "keys": "a payload shape starts with the body's top-level keys (the cheap first test), "
+            "e.g. `keys: [resourceSpans]`",
+    "fields": "a payload shape names generic field paths the body must hold under its keys, e.g. "
+              "`fields: [resourceSpans[].scopeSpans[].spans[].attributes.executionID]`",
+    "equals": "`when` needs the values its field must have, e.g. `when: {field: events[].name, equals: [cli_cmd]}`",
 }
 
 

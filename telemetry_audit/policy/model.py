@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import re2
 
 from telemetry_audit.hosts import host_matches
-from telemetry_audit.model import Action, FindingKind, RedactMode, Request, Severity
+from telemetry_audit.model import Action, FieldValue, FindingKind, RedactMode, Request, Severity
 
 
 def _translate(glob: str, one_segment: str, one_char: str | None) -> str:
@@ -80,6 +81,15 @@ def field_glob_to_regex(pattern: str) -> str:
     return "".join(out) + r"(?:$|[.\[].*)"
 
 
+_PATH_STEP = re2.compile(r'\["(?:[^"\\]|\\.)*"\]|\[[0-9]*\]|\.?[^.\[]+')
+"""One step of a field path: a quoted name, a list index (`[3]`, generic `[]`), or a plain name."""
+
+
+def path_steps(path: str) -> list[str]:
+    """`events[0].metadata.session_id` -> `events`, `[0]`, `.metadata`, `.session_id` (joined, the path again)."""
+    return [m.group(0) for m in _PATH_STEP.finditer(path)]
+
+
 def compile_alternation(patterns: list[str]) -> Any:
     """One RE2 program matching any of `patterns` in full, or None for none."""
     if not patterns:
@@ -88,8 +98,43 @@ def compile_alternation(patterns: list[str]) -> Any:
 
 
 @dataclass(frozen=True)
+class PayloadShape:
+    """A tool's payload recognised by its shape on any host (werf's spans when `WERF_TELEMETRY_TRACE_URL` moves it).
+
+    `keys` are top-level keys of the decoded body, tested first (a set test on a document already parsed);
+    only then are `fields` looked for: generic field paths the body must all hold. Each field's last name must
+    also appear in the plain body, a substring test that spares the field walk for most look-alikes.
+    """
+
+    keys: frozenset[str]
+    fields: frozenset[str]
+    names: tuple[bytes, ...] = ()
+    """The last name of each field path, as bytes (the cheap second test)."""
+
+    def has_keys(self, tree: Any) -> bool:
+        """The first test: the body is an object with every one of `keys` (a few dict lookups)."""
+        if not isinstance(tree, dict):
+            return False
+        for key in self.keys:
+            if key not in tree:
+                return False
+        return True
+
+    def matches(self, tree: Any, plain_body: bytes | None, generic_paths: Callable[[], Iterable[str]]) -> bool:
+        if not self.has_keys(tree):
+            return False
+        if plain_body is not None and not all(name in plain_body for name in self.names):
+            return False
+        return self.fields <= set(generic_paths())
+
+
+@dataclass(frozen=True)
 class MatchSpec:
-    """Which requests a rule applies to; every given criterion must hold."""
+    """Which requests a rule applies to; every given criterion must hold.
+
+    With `payload`, the spec never matches on the request line and headers alone (routing): it is tried on
+    the decoded body of a request another rule already reads, so it never makes a request be decoded.
+    """
 
     hosts: tuple[str, ...] = ()
     paths: tuple[str, ...] = ()
@@ -98,8 +143,13 @@ class MatchSpec:
     telemetry: bool | None = None
     path_regex: Any = None
     user_agent_regex: Any = None
+    payload: PayloadShape | None = None
 
     def matches(self, request: Request, is_telemetry: bool) -> bool:
+        return self.payload is None and self.matches_request(request, is_telemetry)
+
+    def matches_request(self, request: Request, is_telemetry: bool) -> bool:
+        """Every criterion but the payload shape holds."""
         if self.telemetry is not None and self.telemetry != is_telemetry:
             return False
         if self.methods and request.method.upper() not in self.methods:
@@ -152,6 +202,62 @@ class ForbidSpec:
     source: str = ""
     kind: FindingKind | None = None
     """The kind reported for this entry's findings; None keeps the detector's own (custom patterns: secret)."""
+    except_regex: Any = None
+    """A match whose text fully matches this (`except_values`) is not a finding: the documented values."""
+    when: Condition | None = None
+    """Only where this holds (`when`): e.g. in events whose `name` is `cli_cmd`."""
+
+    def excepts(self, matched: str) -> bool:
+        return self.except_regex is not None and self.except_regex.match(matched) is not None
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A forbid entry applies only where a field of the same record has one of some values.
+
+    The record is the list item the finding's field and `field` share (`events[].metadata.session_id` and
+    `events[].name`: the same event); with no list in common, the whole request (a header and `events[].name`:
+    any event of the request).
+    """
+
+    field: str
+    """A generic field path, e.g. `events[].name`."""
+    equals: frozenset[str]
+
+    def hits(self, fields: Iterable[FieldValue]) -> ConditionHits:
+        """Where, in one request, the condition's field has one of the values (built once per request)."""
+        return ConditionHits(tuple(f.path for f in fields if f.generic_path == self.field and f.value is not None
+                                   and f.text in self.equals))
+
+    def holds_for(self, item: FieldValue, hits: ConditionHits) -> bool:
+        """True when the record `item` belongs to holds a hit (a set lookup: batches of any size stay linear)."""
+        if not hits.paths:
+            return False
+        mine, theirs = path_steps(item.generic_path), path_steps(self.field)
+        shared = 0
+        for index, (a, b) in enumerate(zip(mine, theirs, strict=False)):
+            if a != b:
+                break
+            if a == "[]":
+                shared = index + 1
+        if shared == 0:
+            return True
+        return "".join(path_steps(item.path)[:shared]) in hits.records(shared)
+
+
+@dataclass
+class ConditionHits:
+    """The concrete paths where a condition holds in one request, and their records by depth (cached)."""
+
+    paths: tuple[str, ...]
+    _records: dict[int, frozenset[str]] = field(default_factory=dict)
+
+    def records(self, depth: int) -> frozenset[str]:
+        """The first `depth` steps of each hit: the records (`events[3]`) the condition holds in."""
+        found = self._records.get(depth)
+        if found is None:
+            found = self._records[depth] = frozenset("".join(path_steps(p)[:depth]) for p in self.paths)
+        return found
 
 
 @dataclass(frozen=True)
@@ -203,6 +309,15 @@ class Rule:
 
     def applies_to(self, request: Request, is_telemetry: bool) -> bool:
         return any(m.matches(request, is_telemetry) for m in self.match)
+
+    @cached_property
+    def reads_other_fields(self) -> bool:
+        """A forbid entry looks beyond its own match: a custom pattern (anchored on a whole value) or a `when`."""
+        return any(spec.family == "custom" or spec.when is not None for spec in self.forbid)
+
+    @cached_property
+    def payload_specs(self) -> tuple[MatchSpec, ...]:
+        return tuple(m for m in self.match if m.payload is not None)
 
 
 @dataclass(frozen=True)
@@ -279,6 +394,49 @@ class Policy:
 
     def rules_for(self, request: Request, is_telemetry: bool) -> tuple[Rule, ...]:
         return tuple(rule for rule in self.rules if rule.applies_to(request, is_telemetry))
+
+    @cached_property
+    def payload_rules(self) -> tuple[Rule, ...]:
+        """Rules with a `payload:` match entry (tried on the decoded body)."""
+        return tuple(rule for rule in self.rules if rule.payload_specs)
+
+    @cached_property
+    def payload_keys(self) -> frozenset[str]:
+        """Every top-level key some payload shape needs: a body with none of them matches no shape."""
+        return frozenset(key for rule in self.payload_rules for spec in rule.payload_specs
+                         if spec.payload is not None for key in spec.payload.keys)
+
+    def with_payload_rules(
+        self, routed: tuple[Rule, ...], request: Request, is_telemetry: bool, tree: Any, plain_body: bytes | None,
+        generic_paths: Callable[[], Iterable[str]],
+    ) -> tuple[Rule, ...]:
+        """`routed` plus the rules whose payload shape the decoded body has, in policy order.
+
+        The engine calls this only for a request it reads anyway (`routed` is not empty): a shape never makes
+        a request be decoded, and a policy without shapes costs one attribute test.
+        """
+        if not self.payload_rules:
+            return routed
+        paths: list[str] = []
+
+        def cached_paths() -> list[str]:
+            if not paths:
+                paths.extend(generic_paths())
+            return paths
+
+        present = {id(rule) for rule in routed}
+        added = [
+            rule for rule in self.payload_rules
+            if id(rule) not in present and any(
+                spec.payload is not None and spec.payload.has_keys(tree)  # the key set first: most bodies stop here
+                and spec.matches_request(request, is_telemetry)
+                and spec.payload.matches(tree, plain_body, cached_paths)
+                for spec in rule.payload_specs)
+        ]
+        if not added:
+            return routed
+        chosen = {id(rule) for rule in (*routed, *added)}
+        return tuple(rule for rule in self.rules if id(rule) in chosen)
 
     def rule(self, rule_id: str) -> Rule | None:
         for rule in self.rules:

@@ -128,3 +128,31 @@ def test_switches_for_version(version: str, expected: set[tuple[str, str]]) -> N
     switches = switches_for_version(load_policy(["sst"]).optout, version)
     assert {(s.name or s.path or " ".join(s.command), s.expected) for s in switches} == expected
     assert len(switches) == len(expected)
+
+
+@pytest.mark.parametrize("name", tool_pack_names())
+def test_every_tool_pack_check_cites_the_vendor_and_says_its_kind(name: str) -> None:
+    # Every promise check names the public page it enforces; every custom pattern says what it finds.
+    rules = [r for r in load_policy([name]).rules if r.tool]
+    assert rules
+    for rule in rules:
+        for spec in rule.forbid:
+            assert spec.source.startswith("https://"), (rule.id, spec.custom_id or spec.family)
+            if spec.family == "custom":
+                assert spec.kind is not None, (rule.id, spec.custom_id)
+
+
+def test_a_custom_pattern_reports_its_own_kind(tmp_path: Path) -> None:
+    from telemetry_audit.detectors.base import AuditEnvironment
+    from telemetry_audit.engine import Auditor
+    from telemetry_audit.model import FindingKind, Request
+
+    policy = tmp_path / "p.yaml"
+    policy.write_text("rules:\n  - id: r\n    match: {hosts: [c.test]}\n    forbid:\n"
+                      "      - {id: acme.user-id, pattern: 'usr_[0-9]+', kind: pii}\n"
+                      "      - {id: acme.debug-flag, pattern: 'debug=on', kind: field}\n")
+    request = Request.from_url("POST", "https://c.test/e", {"Content-Type": "application/json"},
+                               b'{"u": "usr_42", "f": "debug=on"}')
+    decision = Auditor(load_policy([str(policy)]), AuditEnvironment(env={}), audit_all=True).evaluate(request)
+    assert {(f.detector, f.kind) for f in decision.findings} == {
+        ("acme.user-id", FindingKind.PII), ("acme.debug-flag", FindingKind.FIELD)}

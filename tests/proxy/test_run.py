@@ -176,8 +176,10 @@ def test_audit_mode_records_but_modifies_nothing(confdir: Path, tmp_path: Path, 
 @pytest.mark.parametrize("client", ["fetch", "https.request"])
 def test_node_clients_are_captured_and_clean_runs_keep_the_command_status(confdir: Path, tmp_path: Path,
                                                                           client: str) -> None:
+    # An opaque 32-letter id, as SST sends (the SST pack redacts an id that could name someone).
     body = json.dumps({"api_key": "phc_x", "batch": [{"type": "capture", "event": "cli.start",
-                                                      "distinct_id": "abc", "properties": {"cpu_count": 2}}]})
+                                                      "distinct_id": "zvdendhdnrdaonumwdtmrumxwwetewrs",
+                                                      "properties": {"cpu_count": 2}}]})
     if client == "fetch":
         program = (f"fetch('https://telemetry.ion.sst.dev/batch/', {{method: 'POST', body: {body!r}, "
                    "headers: {'content-type': 'application/json'}}).then(r => r.text())"

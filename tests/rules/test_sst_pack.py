@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
 import pytest
 
 from telemetry_audit.cli import main
-from telemetry_audit.model import Action
+from telemetry_audit.model import Action, Request
 from telemetry_audit.policy import load_policy
-from tests.rules.audit import ROOT, audit, capture, forbidden, json_request, undocumented
+from tests.rules.audit import CAPTURES, ROOT, audit, capture, forbidden, json_request, undocumented
 
 V2_CONTEXT = ["context.anonymousId", "context.projectId", "context.sessionId"]
 V4_IDS = ["batch[].properties.error", "batch[].properties.project_id", "batch[].properties.session_id",
@@ -24,19 +29,20 @@ def test_pack_validates() -> None:
         ("sst-v2.49.8-CLI_COMMAND", V2_CONTEXT, set()),
         (
             "sst-v2.49.8-CLI_COMMAND_SUCCEEDED",
-            [*V2_CONTEXT, "events[].properties.duration", "events[].properties.rawCommand"],
+            # `rawCommand` is the documented "command invoked"; its `--stage dev` is what sst.argv reports
+            [*V2_CONTEXT, "events[].properties.duration"],
             {("sst.promises", "sst.argv", "events[0].properties.rawCommand", "log")},
         ),
         (
             "sst-v4.17.1-posthog-batch",
             # `args: ["version"]` is the documented "command invoked": no argv finding; the cli.error
             # event's message is the kind of error the page says is not collected.
-            ["batch[].properties.args[]", *V4_IDS],
+            V4_IDS,
             {("sst.promises", "sst.error", "batch[1].properties.error", "log")},
         ),
         (
             "sst-v4.17.1-telemetry-disable-cmd-offline",
-            ["batch[].properties.args[]", *V4_IDS],
+            V4_IDS,
             # `args: ["telemetry", "disable"]` is the command; the cli.error event's message is the kind of
             # error the page says is not collected.
             {("sst.promises", "sst.error", "batch[1].properties.error", "log")},
@@ -102,7 +108,10 @@ def test_optout_expectations_follow_the_tool_version(version: str, expected: set
     (["telemetry", "disable"], False),
     (["deploy", "--stage", "prod"], True),
     (["deploy", "--config=/srv/app/sst.config.ts"], True),
-    (["secret", "set", "KEY", "value"], False),  # words only: not told apart from a command (see the pack)
+    (["secret", "set", "StripeKey", "value"], True),  # positional values: not command words
+    (["add", "aws"], True),
+    (["secret", "list"], False),
+    (["tunnel", "install"], False),
 ])
 def test_v4_argv_is_flagged_only_with_options_or_values(args: list[str], flagged: bool) -> None:
     body = {"api_key": "phc_x", "batch": [{"event": "cli.start", "properties": {"args": args}}]}
@@ -116,3 +125,57 @@ def test_an_absolute_path_outside_home_is_redacted() -> None:
     decision = audit(json_request("https://telemetry.ion.sst.dev/batch/", body), "sst")
     assert decision.action is Action.REDACT
     assert b"/srv/builds" not in (decision.redacted_body or b"")
+
+
+def _edited(name: str, edit: Callable[[Any], None]) -> Request:
+    """A real capture with its JSON body edited (method, path and headers as captured)."""
+    body = json.loads((CAPTURES / f"{name}.json").read_text())["body_json"]
+    edit(body)
+    request = capture(name)
+    headers = tuple((k, v) for k, v in request.headers if k.lower() not in ("content-length", "transfer-encoding"))
+    return replace(request, headers=headers, body=json.dumps(body).encode())
+
+
+@pytest.mark.parametrize("name", ["sst-v2.49.8-CLI_COMMAND", "sst-v4.17.1-posthog-batch"])
+def test_real_ids_are_opaque(name: str) -> None:
+    # v2's SHA-256 digests, v4's random 32-letter ids and 40-hex project id: no identifier finding.
+    assert not [f for f in audit(capture(name), "sst").findings if f.detector == "sst.identifier"]
+
+
+@pytest.mark.parametrize(("name", "where", "value", "field"), [
+    ("sst-v2.49.8-CLI_COMMAND", ("context", "anonymousId"), "alice", "context.anonymousId"),
+    ("sst-v2.49.8-CLI_COMMAND", ("context", "projectId"), "git@github.com:acme/billing-api.git", "context.projectId"),
+    ("sst-v4.17.1-posthog-batch", ("batch", 0, "properties", "project_id"), "acme-billing-api",
+     "batch[0].properties.project_id"),
+    ("sst-v4.17.1-posthog-batch", ("batch", 0, "distinct_id"), "alice-laptop", "batch[0].distinct_id"),
+    ("sst-v4.17.1-posthog-batch", ("batch", 1, "properties", "session_id"), "0f7d3dd0",
+     "batch[1].properties.session_id"),
+])
+def test_an_identifying_id_is_redacted(name: str, where: tuple[Any, ...], value: str, field: str) -> None:
+    # "No data we collect is personally identifiable": an id that is not random or a digest names someone.
+    def plant(body: Any) -> None:
+        node = body
+        for step in where[:-1]:
+            node = node[step]
+        node[where[-1]] = value
+
+    decision = audit(_edited(name, plant), "sst")
+    assert ("sst.promises", "sst.identifier", field, "redact") in forbidden(decision)
+    assert decision.action is Action.REDACT
+    assert value.encode() not in (decision.redacted_body or b"")
+
+
+def test_the_optout_report_says_which_versions_each_switch_covers() -> None:
+    from telemetry_audit.optout import RunOutcome, optout_report
+    from telemetry_audit.policy.model import switches_for_version
+
+    policy = load_policy(["sst"])
+    record = {"method": "POST", "host": "telemetry.sst.dev", "path": "/events", "tool": "sst", "decision": "log"}
+    sent, silent = RunOutcome(0, (record,)), RunOutcome(0, ())
+    switches = switches_for_version(policy.optout, "2.49.8")
+    report = optout_report("sst", policy, ["sst", "version"], sent, [(s, silent) for s in switches])
+    covered = {(e["switch"]["name"] or e["switch"]["path"] or " ".join(e["switch"]["command"])): e["switch"]["versions"]
+               for e in report["switches"]}
+    # v2 is expected to honour its own command and variable (every version) and to ignore DO_NOT_TRACK (2.x);
+    # v3's file is not among the switches a v2 run is judged by
+    assert covered == {"SST_TELEMETRY_DISABLED": [], "npx sst telemetry disable": [], "DO_NOT_TRACK": ["2.x"]}

@@ -6,10 +6,11 @@ import importlib.util
 import json
 
 from telemetry_audit.cli import main
+from telemetry_audit.engine import Auditor
 from telemetry_audit.model import Action
 from telemetry_audit.policy import load_policy
 from tests.rules import werf_otlp
-from tests.rules.audit import OTLP, ROOT, audit, capture, forbidden, undocumented
+from tests.rules.audit import OTLP, ROOT, audit, capture, environment, forbidden, undocumented
 
 SPAN = "resourceSpans[].scopeSpans[].spans[]"
 USER_ID = ("werf.promises", "werf.user-id", "resourceSpans[0].scopeSpans[0].spans[0].attributes.userID", "log")
@@ -71,9 +72,42 @@ def test_a_home_path_inside_event_data_is_redacted() -> None:
     assert (event_data["exitCode"], attributes["command"].string_value) == (1, "werf converge")
 
 
+OTHER_HOST = "https://otel.corp.example/v1/traces"
+
+
 def test_other_otlp_traffic_is_not_werf() -> None:
-    request = werf_otlp.werf_request(werf_otlp.command_started(), url="https://otel.example.com/v1/traces")
-    assert audit(request, "werf").tool == ""
+    # An application's own spans (no werf event attributes) on another collector: not werf's, whatever host.
+    app_span = {"http.method": "GET", "http.route": "/orders", "schemaVersion": 1, "eventType": "request"}
+    for url in (OTHER_HOST, werf_otlp.URL.replace("telemetry.werf.io", "telemetry.example.org")):
+        decision = audit(werf_otlp.werf_request(app_span, url=url), "werf")
+        assert decision.tool == "" and not {"werf.events", "werf.promises"} & set(decision.rule_ids)
+
+
+def test_werf_spans_sent_elsewhere_are_werf_by_their_shape() -> None:
+    # WERF_TELEMETRY_TRACE_URL moves the spans to any host: the payload shape gives werf's attribution and checks.
+    event = _without_user_id(werf_otlp.command_started(projectID="https://gitlab.acme.example/payroll/api.git",
+                                                       gitBranch="feature/payroll"))
+    decision = audit(werf_otlp.werf_request(event, url=OTHER_HOST), "werf")
+    assert decision.tool == "werf" and {"werf.events", "werf.promises"} <= set(decision.rule_ids)
+    assert undocumented(decision) == [f"{SPAN}.attributes.gitBranch"]
+    assert ("werf.promises", "werf.project-id-not-a-digest",
+            "resourceSpans[0].scopeSpans[0].spans[0].attributes.projectID", "redact") in forbidden(decision)
+    assert decision.action is Action.REDACT
+
+
+def test_a_shape_needs_every_werf_key() -> None:
+    # Three of the four event attributes are not werf's shape.
+    event = {k: v for k, v in _without_user_id(werf_otlp.command_started()).items() if k != "executionID"}
+    assert audit(werf_otlp.werf_request(event, url=OTHER_HOST), "werf").tool == ""
+
+
+def test_a_shape_never_makes_a_request_be_decoded() -> None:
+    # Without --audit-all a request no rule reads is not decoded, so a shape cannot match it: werf's spans on a
+    # path that is not telemetry pass as ordinary traffic, exactly like any other tool's there.
+    request = werf_otlp.werf_request(_without_user_id(werf_otlp.command_started()),
+                                     url="https://collector.corp.example/ingest/spans")
+    decision = Auditor(load_policy(["werf"]), environment()).evaluate(request)
+    assert (decision.telemetry, decision.tool, decision.action) == (False, "", Action.ALLOW)
 
 
 def test_optout_switches_load() -> None:
@@ -103,3 +137,10 @@ def test_the_envelope_allow_list_names_each_key() -> None:
                   "resourceSpans[].scopeSpans[].spans[].status.message",
                   "resourceSpans[].scopeSpans[].spans[].attributes.attributes.trdlUser"):
         assert not rule.fields.is_allowed(probe), probe
+
+
+def test_the_trdl_group_channel_is_documented_by_its_exact_key() -> None:
+    environment_attributes = {**werf_otlp.ENVIRONMENT, "groupChannel": "2 stable", "trdlUser": "alice"}
+    event = _without_user_id(werf_otlp.command_started(attributes=environment_attributes))
+    decision = audit(werf_otlp.werf_request(event), "werf")
+    assert undocumented(decision) == [f"{SPAN}.attributes.attributes.trdlUser"]
