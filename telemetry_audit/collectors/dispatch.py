@@ -106,6 +106,7 @@ def dispatch(
     decision: Mapping[str, Any] | None = None,
     blocked: bool = False,
     not_found: bool = False,
+    collector: Collector | None = None,
 ) -> OfflineAnswer:
     """Answer one telemetry request offline and record it in `store`.
 
@@ -114,10 +115,12 @@ def dispatch(
     fails nor retries; a generic `200 {}` when the emulator would refuse it) and recorded as one bad
     row, "blocked by policy"; none of its events count as received. `not_found`: a request no
     emulator speaks is answered 404 (the standalone server: the client was pointed at a wrong URL)
-    instead of the generic success the proxy gives telemetry to unknown endpoints.
+    instead of the generic success the proxy gives telemetry to unknown endpoints. `collector`: the emulator the
+    caller already picked for `decoded` with `find_collector(decoded, by_path=True)` (picked here when not given).
     """
     request = request_of(decoded)
-    collector = find_collector(decoded, by_path=True)
+    if collector is None:
+        collector = find_collector(decoded, by_path=True)
     accepted: tuple[Event, ...] = ()
     if collector is None and not_found:
         reason = f"no collector emulates {request.method} {request.path}"

@@ -39,6 +39,10 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_filters ON events (good, tool, name, collector);
 """
+_INSERT = (
+    "INSERT INTO events (received_at, good, reason, collector, tool, name, distinct_id, anonymous_id, timestamp,"
+    " properties, context, raw, decision, request_meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _COLUMNS = (
     "id, received_at, good, reason, collector, tool, name, distinct_id, anonymous_id, timestamp,"
     " properties, context, raw, decision, request_meta"
@@ -90,9 +94,13 @@ class StoredEvent:
         }
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
+"""`json.dumps(value, separators=(",", ":"), default=str)` without building an encoder per call (5 per row).
+`default=str` keeps odd values (bytes from a decoder, datetimes) recordable rather than lost."""
+
+
 def _dump(value: Any) -> str:
-    # `default=str` keeps odd values (bytes from a decoder, datetimes) recordable rather than lost.
-    return json.dumps(value, separators=(",", ":"), default=str)
+    return _ENCODER.encode(value)
 
 
 class EventStore:
@@ -169,16 +177,12 @@ class EventStore:
             rows.append((now, 0, empty_reason, None, None, None, None, None, None, "{}", "{}", "{}", verdict, meta))
         ids: list[int] = []
         with self._lock:
+            if len(rows) == 1:  # the usual case: one statement is its own transaction (autocommit)
+                return [int(self._db.execute(_INSERT, rows[0]).lastrowid or 0)]
             self._db.execute("BEGIN")
             try:
                 for row in rows:
-                    cursor = self._db.execute(
-                        "INSERT INTO events (received_at, good, reason, collector, tool, name, distinct_id,"
-                        " anonymous_id, timestamp, properties, context, raw, decision, request_meta)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        row,
-                    )
-                    ids.append(int(cursor.lastrowid or 0))
+                    ids.append(int(self._db.execute(_INSERT, row).lastrowid or 0))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")

@@ -28,8 +28,9 @@ import time
 from typing import Any
 
 from mitmproxy import ctx, exceptions, http, tcp, tls
+from mitmproxy.net.http import status_codes
 
-from telemetry_audit.collectors import find_collector
+from telemetry_audit.collectors import Collector, find_collector
 from telemetry_audit.collectors.dispatch import dispatch
 from telemetry_audit.collectors.inspection import INSPECTION_HOST, handle_inspection
 from telemetry_audit.collectors.inspection import PREFIX as INSPECTION_PREFIX
@@ -43,7 +44,7 @@ from telemetry_audit.policy import PolicyError, load_policy
 from telemetry_audit.proxy import h1_trailers
 from telemetry_audit.proxy.auditlog import AuditLog, AuditLogError, audit_record, stats_record
 from telemetry_audit.proxy.client_process import client_process, peer_uid
-from telemetry_audit.proxy.settings import option_specs
+from telemetry_audit.proxy.settings import ProxySettings, option_specs
 from telemetry_audit.proxy.workers import (
     OFF_LOOP_BYTES,
     Acting,
@@ -73,30 +74,35 @@ def request_from_flow(flow: http.HTTPFlow, host: str | None = None) -> Request:
     """
     req = flow.request
     host = host or req.pretty_host or req.host
-    headers = [(k, v) for k, v in req.headers.items(multi=True)]
+    # The header fields decoded as `Headers.items(multi=True)` does, without a view object per call.
+    headers = [(k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape"))
+               for k, v in req.headers.fields]
     if req.trailers:
         headers += [(TRAILER_PREFIX + k, v) for k, v in req.trailers.items(multi=True)]
+    path = req.path
     return Request(
         method=req.method,
         scheme=req.scheme,
         host=host.lower(),
         port=req.port,
-        path=req.path.split("?", 1)[0],
-        query=tuple(req.query.items(multi=True)),
+        path=path.split("?", 1)[0],
+        # `req.query` rebuilds and parses the whole URL: only worth it when the path has a query.
+        query=tuple(req.query.items(multi=True)) if "?" in path else (),
         headers=tuple(headers),
         body=req.raw_content or b"",
     )
 
 
-def audited_names(flow: http.HTTPFlow | tcp.TCPFlow) -> list[str]:
+def audited_names(flow: http.HTTPFlow | tcp.TCPFlow, pretty_host: str | None = None) -> list[str]:
     """Every name a flow goes by: the Host header, the URL or CONNECT host, and the TLS SNI.
 
     mitmproxy connects to the CONNECT target while the Host header or SNI may name another host: a client
     must not dodge the audit by naming a harmless host in one of them (or a token in a host label).
+    `pretty_host`: the HTTP request's `pretty_host` when the caller has it already (it parses the Host header).
     """
     names = []
     if isinstance(flow, http.HTTPFlow):
-        names += [flow.request.pretty_host, flow.request.host]
+        names += [flow.request.pretty_host if pretty_host is None else pretty_host, flow.request.host]
     elif flow.server_conn.address:
         # Inside a sealed run, raw TCP goes to a synthetic address: the sealed addon knows the name behind it.
         sealed = ctx.master.addons.get("sealednetwork") if ctx.master else None
@@ -156,6 +162,8 @@ class TelemetryAudit:
         self.store: EventStore | None = None
         self.seen = 0
         self.started = time.time()
+        self.settings = ProxySettings()
+        """The `taudit_*` option values, read once per `configure` (not on every flow: each read is a lookup)."""
 
     # --- options ---------------------------------------------------------------------------------------------
 
@@ -165,6 +173,7 @@ class TelemetryAudit:
             loader.add_option(spec.name, spec.typespec, spec.default, spec.help, choices=spec.choices)
 
     def configure(self, updated: set[str]) -> None:
+        self.settings = ProxySettings.from_options(ctx.options)
         policy_options = {"taudit_policy", "taudit_env_file", "taudit_audit_all", "taudit_baseline"}
         if self.auditor is None or updated & policy_options:
             fingerprints: frozenset[str] = frozenset()
@@ -227,14 +236,15 @@ class TelemetryAudit:
         if flow.response or flow.error or not flow.live:
             return
         self.seen += 1
-        if (flow.request.pretty_host or "").lower() == INSPECTION_HOST or (
-                flow.request.path.startswith(INSPECTION_PREFIX) and ctx.options.taudit_collector):
+        pretty_host = flow.request.pretty_host
+        if (pretty_host or "").lower() == INSPECTION_HOST or (
+                self.settings.collector and flow.request.path.startswith(INSPECTION_PREFIX)):
             self._answer_inspection(flow)
             return
         self._ensure_configured()
         assert self.auditor is not None
         try:
-            requests = [request_from_flow(flow, name) for name in audited_names(flow)]
+            requests = [request_from_flow(flow, name) for name in audited_names(flow, pretty_host)]
         except Exception as e:  # guards the adapter itself: fail closed
             logger.exception("telemetry-audit: reading the flow failed")
             bare = Request(flow.request.method, flow.request.scheme, flow.request.pretty_host.lower(),
@@ -325,10 +335,11 @@ class TelemetryAudit:
         `prepared` and `payload`: the dispatcher's answer and the masked payload a worker gave (a large request),
         used instead of dispatching and decoding here.
         """
-        enforce = ctx.options.taudit_mode == "enforce"
-        offline = ctx.options.taudit_offline
-        if not decision.telemetry and not ctx.options.taudit_collector:  # the collector answers every request
-            refused = offline and ctx.options.taudit_offline_unknown == "fail"
+        settings = self.settings
+        enforce = settings.mode == "enforce"
+        offline = settings.offline
+        if not decision.telemetry and not settings.collector:  # the collector answers every request
+            refused = offline and settings.offline_unknown == "fail"
             if not self._write(flow, self._other_record(flow, request, "refused offline" if refused else "upstream",
                                                          502 if refused else None)):
                 return
@@ -339,12 +350,13 @@ class TelemetryAudit:
                 )
             return
 
-        collector = find_collector(request, by_path=True)  # the dispatcher's choice, for the record
+        # The dispatcher's choice, for the record (and handed to it: the same request picks the same emulator).
+        collector = find_collector(decoded if decoded is not None else request, by_path=True)
         # Audited only because everything is (`audit_all`): auditing never changes answers, so offline it fails
         # as with no network, like any request that is not telemetry (a `200 {}` from a cloud metadata endpoint
-        # makes SDKs misbehave).
-        # The standalone collector answers every request itself (404 to what no emulator speaks).
-        refused = (offline and ctx.options.taudit_audit_all and not ctx.options.taudit_collector
+        # makes SDKs misbehave). The standalone collector answers every request itself (404 to what no emulator
+        # speaks).
+        refused = (offline and settings.audit_all and not settings.collector
                    and not self.auditor_recognises(request))
         if refused:
             answered_by = "refused offline"
@@ -354,11 +366,11 @@ class TelemetryAudit:
             answered_by = f"emulator:{collector.name}" if collector is not None else "no emulator"
         else:
             answered_by = "upstream"
-        client = client_process(flow) if ctx.options.taudit_client_process else ""
+        client = client_process(flow) if settings.client_process else ""
         # Telemetry no emulator understands keeps its decoded, masked payload: what would have been sent.
         item = AuditedRequest(request, decision, time=time.time(), client=client,
                               decoded=decoded if decoded is not None and decoded.body_tree is not None else None)
-        record = audit_record(item, mode=ctx.options.taudit_mode, enforced=enforce, answered_by=answered_by,
+        record = audit_record(item, mode=settings.mode, enforced=enforce, answered_by=answered_by,
                               with_payload=collector is None and payload is None)
         if collector is None and payload is not None:
             record["payload"] = payload
@@ -376,13 +388,14 @@ class TelemetryAudit:
             )
             return
         if enforce and decision.action is Action.BLOCK:
-            self._block(flow, request, decoded, prepared)
+            self._block(flow, request, decoded, prepared, collector)
             return
         if enforce and decision.action is Action.REDACT:
             request = _apply_redaction(flow, request, decision)
             decoded = None  # the emulator answers what is sent now: the redacted request
+            collector = None  # ... and picks its emulator for it
         if offline:
-            self._answer_offline(flow, request, decoded, prepared)
+            self._answer_offline(flow, request, decoded, prepared, collector)
         elif flow.request.trailers and flow.request.http_version.startswith("HTTP/1"):
             # Audited already; mitmproxy cannot send HTTP/1 trailers upstream, so they stay here.
             flow.request.trailers = None
@@ -399,8 +412,8 @@ class TelemetryAudit:
     def _write(self, flow: http.HTTPFlow | tcp.TCPFlow | None, record: dict[str, Any]) -> bool:
         """Write one audit-log record; on failure stop the flow and the proxy (never pass traffic unrecorded)."""
         assert self.log is not None
-        if ctx.options.taudit_session:
-            record["session"] = ctx.options.taudit_session
+        if self.settings.session:
+            record["session"] = self.settings.session
         if flow is not None:
             record.setdefault("id", flow.id)
         try:
@@ -448,7 +461,7 @@ class TelemetryAudit:
         }
         if status is not None:
             record["status"] = status
-        if ctx.options.taudit_client_process and isinstance(flow, http.HTTPFlow):
+        if self.settings.client_process and isinstance(flow, http.HTTPFlow):
             record["client"] = client_process(flow)
         return record
 
@@ -597,8 +610,8 @@ class TelemetryAudit:
             flow.comment = "\n".join(lines)
 
     def _block(self, flow: http.HTTPFlow, request: Request, decoded: DecodedRequest | None,
-               prepared: PreparedAnswer | None = None) -> None:
-        style = ctx.options.taudit_block_style
+               prepared: PreparedAnswer | None = None, collector: Collector | None = None) -> None:
+        style = self.settings.block_style
         if style == "kill":
             _kill(flow)
             return
@@ -608,15 +621,15 @@ class TelemetryAudit:
             )
             return
         # A well-formed success, so the tool neither crashes nor retries; the dispatcher knows the shape.
-        self._dispatch(flow, request, decoded, prepared, blocked=True)
+        self._dispatch(flow, request, decoded, prepared, collector, blocked=True)
 
     def _answer_offline(self, flow: http.HTTPFlow, request: Request, decoded: DecodedRequest | None,
-                        prepared: PreparedAnswer | None = None) -> None:
+                        prepared: PreparedAnswer | None = None, collector: Collector | None = None) -> None:
         # The one offline dispatcher (shared with the standalone collector) picks the emulator by protocol.
-        self._dispatch(flow, request, decoded, prepared, blocked=False)
+        self._dispatch(flow, request, decoded, prepared, collector, blocked=False)
 
     def _dispatch(self, flow: http.HTTPFlow, request: Request, decoded: DecodedRequest | None,
-                  prepared: PreparedAnswer | None, *, blocked: bool) -> None:
+                  prepared: PreparedAnswer | None, collector: Collector | None, *, blocked: bool) -> None:
         """Answer through the dispatcher, or take the answer a worker gave with it and move its rows in."""
         if prepared is not None and prepared.blocked == blocked:
             flow.metadata[_ROWS_TO_ABSORB] = prepared.rows  # the loop moves them in before the flow resumes
@@ -627,9 +640,9 @@ class TelemetryAudit:
             # The standalone collector answers 404 to what no emulator speaks: the tool was pointed at a wrong URL.
             answer = dispatch(decoded or decode_request(request), self.store,
                               decision=flow.metadata.get(METADATA_KEY), blocked=blocked,
-                              not_found=ctx.options.taudit_collector)
+                              not_found=self.settings.collector, collector=collector)
             status, headers, body = answer.status, answer.headers, answer.body
-        flow.response = http.Response.make(status, body, _headers(headers))
+        flow.response = _response(status, body, headers)
 
     async def _absorb(self, rows: str) -> None:
         """Move a worker's rows into the store, a chunk at a time in a thread.
@@ -727,6 +740,32 @@ def _loop_running() -> bool:
 
 def _headers(pairs: tuple[tuple[str, str], ...]) -> http.Headers:
     return http.Headers([(k.encode(), v.encode()) for k, v in pairs])
+
+
+def _response(status: int, body: bytes, pairs: tuple[tuple[str, str], ...]) -> http.Response:
+    """`http.Response.make(status, body, _headers(pairs))`, built directly; the result is the same: the fields as
+    given, then `content-length`.
+
+    Two costs of `make` go: it converts its headers again and sets the body through the content setter; and its
+    `trailers=None` fails the first type of `Headers | None` in mitmproxy's field check, which raises and keeps a
+    `TypeError` whose traceback holds every frame of this hook (the flow's decoded fields, its decision, ...) in a
+    reference cycle: all of it then waits for the garbage collector instead of being freed on return. Empty
+    trailers pass the check at once and are set to None after. Headers the content setter acts on (a content
+    coding it applies, a transfer coding, a length of the emulator's own) still go through `make`.
+    """
+    for name, _ in pairs:
+        if name.lower() in _SETTER_HEADERS:
+            return http.Response.make(status, body, _headers(pairs))
+    fields = [(k.encode(), v.encode()) for k, v in pairs]
+    fields.append((b"content-length", str(len(body)).encode()))
+    now = time.time()
+    response = http.Response(b"HTTP/1.1", status, status_codes.RESPONSES.get(status, "").encode(),
+                             http.Headers(fields), body, http.Headers(), now, now)
+    response.trailers = None
+    return response
+
+
+_SETTER_HEADERS = frozenset({"content-encoding", "transfer-encoding", "content-length"})
 
 
 def _error_decision(error: Exception, action: Action) -> Decision:

@@ -37,6 +37,10 @@ def audit_record(item: AuditedRequest, *, mode: str, enforced: bool, answered_by
     return record
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+"""`json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str)` without an encoder per record."""
+
+
 class AuditLog:
     """Appends JSON lines to a file (or discards them when no path is given)."""
 
@@ -53,7 +57,7 @@ class AuditLog:
     def write(self, record: dict[str, Any]) -> None:
         if self._fd is None:
             return
-        line = (json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str) + "\n").encode("utf-8")
+        line = (_ENCODER.encode(record) + "\n").encode("utf-8")
         with self._lock:
             try:
                 written = os.write(self._fd, line)

@@ -7,7 +7,7 @@ once it listens). A child keeps mitmproxy's
 event loop and signal handling away from the supervising CLI, and a crash
 of either side cannot silently take the other with it. Leaving out the ~30
 interactive default addons of `mitmdump` (playback, map-local, sticky
-cookies, ...) removes most of the per-flow hook dispatch cost.
+cookies, ...) removes most of the per-flow hook dispatch cost, and `proxy.lean_addons` most of what is left.
 """
 
 from __future__ import annotations
@@ -58,12 +58,17 @@ def build_master(opts: options.Options, audit: TelemetryAudit | None = None, *, 
     `sealed`: the proxy runs inside a sealed run's sandbox (tun mode) and also answers DNS and guards the way out
     (`proxy.synthetic_dns`, `proxy.sealed`), before the audit addon so that flows reach it already named.
     """
-    from mitmproxy.addons import core, errorcheck, next_layer, proxyserver, tlsconfig
+    from mitmproxy.addons import core, errorcheck, next_layer, proxyserver, termlog, tlsconfig
     from mitmproxy.master import Master
 
     from telemetry_audit.proxy.addon import TelemetryAudit
+    from telemetry_audit.proxy.lean_addons import LeanAddonManager
 
-    master = Master(opts, with_termlog=not quiet)
+    master = Master(opts)
+    LeanAddonManager.install(master)
+    if not quiet:  # as `Master(opts, with_termlog=True)` does, on the lean manager
+        master._termlog_addon = termlog.TermLog()
+        master.addons.add(master._termlog_addon)
     master.addons.add(core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig())
     if sealed:
         from telemetry_audit.proxy.sealed import SealedNetwork

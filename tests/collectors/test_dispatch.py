@@ -180,6 +180,32 @@ def test_no_emulator(store: EventStore, not_found: bool, status: int) -> None:
     assert bad.reason == (NO_EMULATOR_REASON if not not_found else "no collector emulates POST /collect-it")
 
 
+@pytest.mark.parametrize(("url", "body"), [
+    ("https://api.segment.io/v1/track", b'{"type":"track","userId":"u","event":"e"}'),
+    ("https://ph.acme.com/batch/", POSTHOG_BATCH),
+    ("https://telemetry.example.org/x", b"{}"),
+])
+def test_a_collector_picked_by_the_caller_answers_and_stores_as_one_picked_here(url: str, body: bytes) -> None:
+    from telemetry_audit.collectors import find_collector
+
+    request = decoded("POST", url, {"Content-Type": "application/json"}, body)
+    here, handed = EventStore(), EventStore()
+    mine = dispatch(request, here)
+    theirs = dispatch(request, handed, collector=find_collector(request, by_path=True))
+    assert (theirs.status, theirs.body, theirs.collector, theirs.tool) == (mine.status, mine.body, mine.collector,
+                                                                         mine.tool)
+    assert [(r.good, r.collector, r.name, r.raw, r.reason) for r in handed.all()] == [
+        (r.good, r.collector, r.name, r.raw, r.reason) for r in here.all()]
+
+
+def test_the_collector_handed_in_is_the_one_that_answers(store: EventStore) -> None:
+    """The proxy hands dispatch the emulator it already picked for the record: dispatch must not pick again."""
+    request = decoded("POST", "https://api.segment.io/v1/track", {}, b'{"type":"track","userId":"u","event":"e"}')
+    answer = dispatch(request, store, collector=COLLECTORS_BY_NAME["serverless-v1"])
+    assert answer.collector == "serverless-v1"
+    assert [e.collector for e in store.good()] == ["serverless-v1"]
+
+
 # --- decode once ---------------------------------------------------------------------------------------------
 
 

@@ -130,3 +130,26 @@ def test_absorbing_what_is_not_a_store_raises_and_leaves_the_store_usable(tmp_pa
         store.add([_event("after")], good=True)  # detached again: the store goes on
         assert [r.name for r in store.all()] == ["after"]
         assert store.absorb(_part(tmp_path, ["e1"])) == 2
+
+
+def test_ids_follow_insertion_order_one_row_or_many() -> None:
+    with EventStore() as store:
+        first = store.add([_event("a")], good=True)
+        batch = store.add([_event("b"), _event("c")], good=True)
+        bad = store.add([], good=False, reason="broken")
+        assert [first, batch, bad] == [[1], [2, 3], [4]]
+        assert [(e.id, e.name, e.good) for e in store.all()] == [(1, "a", True), (2, "b", True), (3, "c", True),
+                                                                 (4, None, False)]
+
+
+def test_a_row_that_cannot_be_stored_fails_and_leaves_nothing(tmp_path: Path) -> None:
+    class Unstorable:
+        def __str__(self) -> str:
+            raise ValueError("no text form")
+
+    with EventStore(tmp_path / "events.sqlite") as store:
+        broken = Event(collector="segment", tool="segment", name="x", properties={"v": Unstorable()})
+        for events in ([broken], [_event("fine"), broken]):
+            with pytest.raises(ValueError, match="no text form"):
+                store.add(events, good=True)
+        assert store.counts()["total"] == 0

@@ -232,3 +232,64 @@ def addon_module_for_dispatch() -> Any:
     from telemetry_audit.proxy import addon as addon_module
 
     return addon_module
+
+
+def test_option_changes_reach_the_next_flow(addon: TelemetryAudit, tmp_path: Path) -> None:
+    """The addon reads its options once per `configure`: a change must still decide the very next flow."""
+    log = tmp_path / "audit.jsonl"
+    secret = {"event": "x", "properties": {"token": GITHUB_TOKEN}}
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, taudit_log=str(log), taudit_block_style="403")
+        blocked = telemetry_flow(secret)
+        addon.request(blocked)
+        tctx.configure(addon, taudit_mode="audit", taudit_session="s-2")
+        audited = telemetry_flow(secret)
+        addon.request(audited)
+    assert blocked.response is not None and blocked.response.status_code == 403
+    assert audited.response is not None and json.loads(audited.response.content) == {"success": True}
+    first, second = records(log)
+    assert (first["mode"], first["enforced"], "session" in first) == ("enforce", True, False)
+    assert (second["mode"], second["enforced"], second["session"]) == ("audit", False, "s-2")
+
+
+@pytest.mark.parametrize(("status", "body", "headers"), [
+    (200, b'{"success":true}', (("Content-Type", "application/json"),)),
+    (204, b"", ()),
+    (299, b"\x00\x01", (("Content-Type", "image/gif"), ("X-Two", "1"), ("x-two", "2"))),
+    (418, "ünïcode".encode(), (("Content-Type", "text/plain; charset=utf-8"),)),
+    # Headers the content setter acts on: the answer goes through `Response.make` as before.
+    (200, b'{"a":1}', (("Content-Encoding", "gzip"), ("Content-Type", "application/json"))),
+    (200, b"abc", (("Content-Length", "3"), ("X-After", "y"))),
+    (200, b"abc", (("Transfer-Encoding", "chunked"),)),
+])
+def test_local_answers_are_built_as_response_make_builds_them(
+        status: int, body: bytes, headers: tuple[tuple[str, str], ...]) -> None:
+    from telemetry_audit.proxy.addon import _headers, _response
+
+    built, made = _response(status, body, headers), http.Response.make(status, body, _headers(headers))
+    state, expected = built.get_state(), made.get_state()
+    for moment in ("timestamp_start", "timestamp_end"):
+        assert state.pop(moment) == pytest.approx(expected.pop(moment), abs=5)
+    assert state == expected
+    assert built.trailers is None and built.content == made.content
+
+
+def test_a_local_answer_leaves_nothing_for_the_garbage_collector() -> None:
+    """Each flow's decoded fields and decision are freed when its hook returns, not held in a reference cycle
+    (mitmproxy's field check keeps a raised `TypeError` and its frames for `trailers=None`)."""
+    import gc
+
+    from telemetry_audit.proxy.addon import _response
+
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        _response(200, b'{"success":true}', (("Content-Type", "application/json"),))
+        gc.collect()
+        garbage = list(gc.garbage)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert garbage == []
