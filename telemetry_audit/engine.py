@@ -24,8 +24,10 @@ from telemetry_audit.decoders import (
     DROP,
     DecodedRequest,
     DecodeProblem,
+    body_leaves,
     decode_request,
     fields_near,
+    header_and_url_fields,
     header_scan_text,
     rewrite_body,
     rewrite_values,
@@ -53,6 +55,8 @@ _ROUTE_CACHE_SIZE = 4096
 _MATCH_CAP = 500
 """Matches of one family over a whole request beyond which every value is scanned alone (detectors stop at
 their own caps, so a value past one would otherwise go unseen)."""
+_FIELD_CACHE_SIZE = 65536
+"""Entries of the per-generic-path verdict caches (field allow-lists, custom pattern scopes) before a reset."""
 _NOT_PAYLOAD_FIELDS = ("header.", "url.", "key:")
 """Scanned by detectors, but not payload fields an allow-list documents."""
 
@@ -116,6 +120,13 @@ class Auditor:
         self._key_context: dict[int, tuple[Any, Any, Any]] = {}
         self._secret_names: dict[tuple[int, str], str] = {}
         """Per detector (by id; each lives as long as this auditor): its key-context methods, or Nones."""
+        self._reported: dict[tuple[int, str], bool] = {}
+        """Per (field policy, generic path): whether a field there is reported (neither allowed nor ignored)."""
+        self._in_scope: dict[tuple[int, str], bool] = {}
+        """Per (forbid entry, generic path): whether the entry's `fields:` scope covers the path."""
+        self._request_fields: dict[tuple[Any, ...], list[tuple[str, Any]]] = {}
+        self._shapes: dict[tuple[str, ...], tuple[bool, bool]] = {}
+        """Per rule set: (any rule has a `fields:` check, any forbid entry is a custom pattern)."""
 
     def _secret_name(self, detector: Detector, strength: Any, generic: str) -> str:
         """The name `generic` holds its value under when it may say secret to `detector`, else "" (cached)."""
@@ -222,13 +233,18 @@ class Auditor:
         self, decoded: DecodedRequest, rules: tuple[Rule, ...], tool: str, rule_ids: tuple[str, ...]
     ) -> Decision:
         fields: list[FieldValue] | None = None
+        flagged: set[int] | None = None
         if self.fast_path:
             glance = self._glance(decoded, rules)
             if glance is not None:
-                headers_text, spans = glance
-                if not spans:
+                headers_text, spans, flagged = glance
+                has_field_rules, has_custom = self._shape(rules)
+                if not has_field_rules and not has_custom:
+                    if not spans:
+                        return Decision(Action.ALLOW, (), True, tool, rule_ids)
+                    fields = fields_near(decoded, headers_text, spans)
+                elif not flagged and self._documented(decoded, rules):
                     return Decision(Action.ALLOW, (), True, tool, rule_ids)
-                fields = fields_near(decoded, headers_text, spans)
         if fields is None:
             fields = decoded.fields  # may add problems (limits met while walking)
         candidates = [self._problem_candidate(problem, tool) for problem in decoded.read_problems]
@@ -238,8 +254,95 @@ class Auditor:
         for rule in rules:
             if rule.fields is not None and rule.fields.unknown is not None:
                 candidates.extend(self._field_candidates(rule, fields, tool))
-        candidates.extend(self._detector_candidates(rules, fields, tool))
+        candidates.extend(self._detector_candidates(rules, fields, tool, flagged))
         return self._decide(decoded, candidates, tool, rules)
+
+    def _documented(self, decoded: DecodedRequest, rules: tuple[Rule, ...]) -> bool:
+        """True when no `fields:` check reports a field and no custom pattern matches, read from generic paths
+        and values alone (`body_leaves`); False when that cannot be told so (the full path then decides).
+
+        With no detector flagged by `_glance`, that is exactly when the full path finds nothing.
+        """
+        leaves = body_leaves(decoded)
+        if leaves is None:
+            return False
+        body, keys = leaves
+        reported = self._reported
+        field_rules = [rule for rule in rules if rule.fields is not None and rule.fields.unknown is not None]
+        if field_rules:
+            for generic in {generic for generic, _ in body}:
+                for rule in field_rules:
+                    policy = rule.fields
+                    assert policy is not None
+                    verdict = reported.get((id(policy), generic))
+                    if verdict is None:
+                        if len(reported) >= _FIELD_CACHE_SIZE:
+                            reported.clear()
+                        verdict = reported[(id(policy), generic)] = not (
+                            generic.startswith(_NOT_PAYLOAD_FIELDS) or policy.is_allowed(generic)
+                            or policy.is_ignored(generic))
+                    if verdict:
+                        return False
+        patterns = [(d, users) for d, users in self.detector_groups(rules) if isinstance(d, _PatternDetector)]
+        if not patterns:
+            return True
+        by_generic: dict[str, list[str]] = {}
+        for generic, value in (*self._request_values(decoded.request), *body, *keys):
+            if value is None or value is True or value is False:
+                continue
+            text = value if type(value) is str else str(value)  # as `FieldValue.text` spells it
+            if text:
+                by_generic.setdefault(generic, []).append(text)
+        for detector, users in patterns:
+            for generic, texts in by_generic.items():
+                covering = self._covering(users, generic)
+                if not covering:
+                    continue
+                for text in texts:
+                    for match in detector.find(text):
+                        if any(not spec.detector_id or spec.detector_id == match.detector_id for _, spec in covering):
+                            return False
+        return True
+
+    def _request_values(self, request: Request) -> list[tuple[str, Any]]:
+        """(generic path, value) of the header and URL fields of `request` (cached: clients repeat them)."""
+        key = (request.headers, request.path, request.host)
+        found = self._request_fields.get(key)
+        if found is None:
+            if len(self._request_fields) >= _ROUTE_CACHE_SIZE:
+                self._request_fields.clear()
+            found = self._request_fields[key] = [(f.generic_path, f.value) for f in header_and_url_fields(request)]
+        return found
+
+    def _covering(self, users: list[tuple[Rule, ForbidSpec]], generic: str) -> list[tuple[Rule, ForbidSpec]]:
+        """The (rule, forbid entry) pairs whose `fields:` scope covers generic path `generic` (no scope: all)."""
+        in_scope = self._in_scope
+        covering: list[tuple[Rule, ForbidSpec]] = []
+        for rule, spec in users:
+            if spec.fields_regex is None:
+                covering.append((rule, spec))
+                continue
+            key = (id(spec), generic)
+            covered = in_scope.get(key)
+            if covered is None:
+                if len(in_scope) >= _FIELD_CACHE_SIZE:
+                    in_scope.clear()
+                covered = in_scope[key] = spec.fields_regex.match(generic) is not None
+            if covered:
+                covering.append((rule, spec))
+        return covering
+
+    def _shape(self, rules: tuple[Rule, ...]) -> tuple[bool, bool]:
+        """(any rule checks `fields:`, any forbid entry is a custom pattern) of a rule set (cached)."""
+        key = tuple(rule.id for rule in rules)
+        shape = self._shapes.get(key)
+        if shape is None:
+            if len(self._shapes) >= _ROUTE_CACHE_SIZE:
+                self._shapes.clear()
+            shape = self._shapes[key] = (
+                any(rule.fields is not None and rule.fields.unknown is not None for rule in rules),
+                any(spec.family == "custom" for rule in rules for spec in rule.forbid))
+        return shape
 
     def _problem_candidate(self, problem: DecodeProblem, tool: str) -> _Candidate:
         if problem.rule_id == "decode":
@@ -248,18 +351,19 @@ class Auditor:
             message = f"{problem.where} not fully inspected: {problem.reason}"
         return self._engine_candidate(problem.rule_id, problem.where, tool, message)
 
-    def _glance(self, decoded: DecodedRequest, rules: tuple[Rule, ...]) -> tuple[str, list[tuple[int, int]]] | None:
-        """(header text, spans every detector finds in the request's `scan_text`), or None to read every field.
+    def _glance(
+        self, decoded: DecodedRequest, rules: tuple[Rule, ...]
+    ) -> tuple[str, list[tuple[int, int]], set[int]] | None:
+        """(header text, spans every detector finds in the request's `scan_text`, ids of the detectors that may
+        find anything in the request), or None when the scan text cannot stand in for the fields.
 
         Most telemetry is clean: no span, and the request passes without a field per value. With spans, only
         the fields around them are read (`fields_near`). Either way the decision is exactly the one reading
-        every field gives.
+        every field gives. A detector that finds nothing in the scan text finds nothing in any field, so with
+        `fields:` checks or custom patterns (which need every field) only the detectors it flags are run per
+        field. Custom patterns are never judged here (they may anchor on a value's own start and end).
         """
-        if any(rule.fields is not None and rule.fields.unknown is not None for rule in rules):
-            return None
         groups = self.detector_groups(rules)
-        if any(isinstance(detector, _PatternDetector) for detector, _ in groups):
-            return None  # custom patterns may anchor on a value's own start and end
         headers = decoded.request.headers
         if headers in self._header_texts:
             headers_text = self._header_texts[headers]
@@ -272,19 +376,28 @@ class Auditor:
         if text is None or headers_text is None:
             return None
         spans: list[tuple[int, int]] = []
+        flagged: set[int] = set()
+        exact = True
         for detector, _ in groups:
+            if isinstance(detector, _PatternDetector):
+                continue
             find_in_scan_text = self.key_context_of(detector)[0]
             if find_in_scan_text is not None:
                 # Key context sees the body's `name: value` pairs and each header; its matches are not placed
                 # in the scan text, so any of them sends the request down the full path.
                 if next(iter(find_in_scan_text(text, headers)), None) is not None:
-                    return None
+                    flagged.add(id(detector))
+                    exact = False
                 continue
             for count, match in enumerate(detector.find(text)):
+                flagged.add(id(detector))
                 if count >= _MATCH_CAP:
-                    return None  # the detector may stop at its own cap: read every field
+                    exact = False  # the detector may stop at its own cap: read every field
+                    break
                 spans.append((match.start, match.end))
-        return headers_text, spans
+        if not exact and self._shape(rules) == (False, False):
+            return None  # spans cannot stand in for the fields: read every field
+        return headers_text, spans, flagged
 
     def _engine_candidate(
         self, rule_id: str, where: str, tool: str, message: str, parts: tuple[str, ...] | None = None
@@ -302,9 +415,18 @@ class Auditor:
     def _field_candidates(self, rule: Rule, fields: list[FieldValue], tool: str) -> Iterator[_Candidate]:
         policy = rule.fields
         assert policy is not None and policy.unknown is not None
+        reported = self._reported
+        policy_key = id(policy)  # the policy outlives this auditor's caches (the auditor holds it)
         for item in fields:
             generic = item.generic_path
-            if generic.startswith(_NOT_PAYLOAD_FIELDS) or policy.is_allowed(generic) or policy.is_ignored(generic):
+            verdict = reported.get((policy_key, generic))
+            if verdict is None:
+                if len(reported) >= _FIELD_CACHE_SIZE:
+                    reported.clear()
+                verdict = reported[(policy_key, generic)] = not (
+                    generic.startswith(_NOT_PAYLOAD_FIELDS) or policy.is_allowed(generic)
+                    or policy.is_ignored(generic))
+            if not verdict:
                 continue
             text = item.text
             kind = policy.unknown_kind
@@ -322,8 +444,14 @@ class Auditor:
             )
             yield _Candidate(finding, item, 0, len(text), policy.redact, rule)
 
-    def _detector_candidates(self, rules: tuple[Rule, ...], fields: list[FieldValue], tool: str) -> list[_Candidate]:
+    def _detector_candidates(
+        self, rules: tuple[Rule, ...], fields: list[FieldValue], tool: str, flagged: set[int] | None = None
+    ) -> list[_Candidate]:
+        """Candidates of every detector the rules use over `fields`; with `flagged` (from `_glance`), detectors
+        other than custom patterns that are not in it found nothing in the whole request and are skipped."""
         groups = self.detector_groups(rules)
+        if flagged is not None:
+            groups = [(d, users) for d, users in groups if isinstance(d, _PatternDetector) or id(d) in flagged]
         if not groups:
             return []
         values = [(item, item.text) for item in fields if item.value is not None and not isinstance(item.value, bool)]
@@ -331,17 +459,19 @@ class Auditor:
         # most telemetry is clean, and a family that finds nothing in the whole finds nothing in a part.
         # On a hit, only the values its matches touch are scanned alone, so positions and per-value
         # context stay exact without a scan per value of a large batch.
-        texts = [text for _, text in values]
-        joined = "\n".join(texts)
-        starts = list(accumulate((len(text) + 1 for text in texts), initial=0))
+        joined: str | None = None
+        starts: list[int] = []
         out: list[_Candidate] = []
         for detector, users in groups:
-            # Custom patterns may anchor on a value's start or end (`^`, `$`): they always scan value by value.
-            # Other detectors scan alone only the values their matches in the joined text touch.
             if isinstance(detector, _PatternDetector):
-                scanned: set[int] = set(range(len(values)))
-            else:
-                scanned = set(self._touched_values(detector, joined, starts, len(values)))
+                out.extend(self._pattern_candidates(detector, users, values, tool))
+                continue
+            if joined is None:
+                texts = [text for _, text in values]
+                joined = "\n".join(texts)
+                starts = list(accumulate((len(text) + 1 for text in texts), initial=0))
+            # Other detectors scan alone only the values their matches in the joined text touch.
+            scanned = set(self._touched_values(detector, joined, starts, len(values)))
             # Key context (a credential under a secret-sounding name) needs each value's field name; only
             # values under a name that may say secret (`strength`, per distinct field path) are looked at again.
             _, find_under, strength = self.key_context_of(detector)
@@ -354,10 +484,6 @@ class Auditor:
             if not scanned and not named:
                 continue
             indexes = sorted(scanned | {k for k, (item, _) in enumerate(values) if item.generic_path in named})
-            # A custom pattern scoped to `fields:` need not run on any other value (tool packs apply by default).
-            scopes = [spec.fields_regex for _, spec in users]
-            if isinstance(detector, _PatternDetector) and all(s is not None for s in scopes):
-                indexes = [k for k in indexes if any(s.match(values[k][0].generic_path) for s in scopes)]
             for index in indexes:
                 item, text = values[index]
                 scan_each = index in scanned
@@ -376,6 +502,24 @@ class Auditor:
                             continue
                         out.append(self._match_candidate(rule, spec, item, text, match, tool))
         return out
+
+    def _pattern_candidates(
+        self, detector: _PatternDetector, users: list[tuple[Rule, ForbidSpec]], values: list[tuple[FieldValue, str]],
+        tool: str,
+    ) -> Iterator[_Candidate]:
+        """A custom pattern over each value (it may anchor on a value's start or end) its entries' `fields:`
+        scopes cover; an entry without a scope covers every value."""
+        for item, text in values:
+            if not text:
+                continue
+            covering = self._covering(users, item.generic_path)
+            if not covering:
+                continue
+            for match in detector.find(text):
+                for rule, spec in covering:
+                    if spec.detector_id and match.detector_id != spec.detector_id:
+                        continue
+                    yield self._match_candidate(rule, spec, item, text, match, tool)
 
     @staticmethod
     def _touched_values(detector: Detector, joined: str, starts: list[int], count: int) -> Iterable[int]:

@@ -34,9 +34,11 @@ __all__ = [
     "DecodeProblem",
     "Embedded",
     "Limits",
+    "body_leaves",
     "decode_request",
     "field_path",
     "fields_near",
+    "header_and_url_fields",
     "header_scan_text",
     "rewrite_body",
     "scan_text",
@@ -592,6 +594,60 @@ def field_path(*names: str | int) -> str:
     return path
 
 
+class _NotPlain(Exception):
+    """The walk would do more than name leaves (open a document, read OTLP attributes, meet a limit)."""
+
+
+def body_leaves(decoded: DecodedRequest) -> tuple[list[tuple[str, Any]], list[tuple[str, str]]] | None:
+    """(generic path, value) of every leaf of the body and (generic path, name) of every key, in the order
+    `DecodedRequest.fields` would list them, without building a field per value; None when that walk would
+    do more than name them (open an embedded document, read OTLP attributes, meet a limit) or the body is not
+    a parsed JSON document without problems. Then read `fields`, which does all of it.
+
+    For checks that need only generic paths and values (field allow-lists, custom patterns scoped to fields).
+    """
+    if decoded.body_format not in ("json", "otlp-json", "empty") or decoded.read_problems or decoded.query_tree:
+        return None
+    leaves: list[tuple[str, Any]] = []
+    keys: list[tuple[str, str]] = []
+    if decoded.body_tree is None:
+        return leaves, keys
+    limits = decoded.limits
+    try:
+        _name_leaves(decoded.body_tree, "", 0, leaves, keys, limits.max_fields, limits.max_depth)
+    except (_NotPlain, RecursionError):
+        return None
+    return leaves, keys
+
+
+def _name_leaves(node: Any, generic: str, depth: int, leaves: list[tuple[str, Any]], keys: list[tuple[str, str]],
+                 max_fields: int, max_depth: int) -> None:
+    """`_Flattener._visit` reduced to generic paths (see `body_leaves`); raises `_NotPlain` where it differs."""
+    if len(leaves) >= max_fields or depth > max_depth:
+        raise _NotPlain
+    kind = type(node)
+    if kind is dict:
+        key_generic = f"key:{generic or 'body'}"
+        keys.extend((key_generic, str(name)) for name in reversed(node))
+        for name, value in node.items():
+            if name == "attributes" and type(value) is list and _is_otlp_attribute_list(value):
+                raise _NotPlain
+            _name_leaves(value, _join(generic, str(name)), depth + 1, leaves, keys, max_fields, max_depth)
+        return
+    if kind is list:
+        item_generic = f"{generic}[]"
+        for item in node:
+            _name_leaves(item, item_generic, depth + 1, leaves, keys, max_fields, max_depth)
+        return
+    if kind is str:
+        if len(node) >= 2 and (node[0] in _MAY_EMBED or node[0].isspace()):
+            if formats.sniff_embedded(node) is not None:
+                raise _NotPlain
+    elif kind not in (int, float, bool) and node is not None:
+        raise _NotPlain  # Embedded, FormPairs: opened by the full walk
+    leaves.append((generic or "body", node))
+
+
 def _flatten(decoded: DecodedRequest) -> list[FieldValue]:
     request = decoded.request
     fields: list[FieldValue] = []
@@ -614,6 +670,11 @@ def _flatten(decoded: DecodedRequest) -> list[FieldValue]:
         fields.append(FieldValue("body", text, "body", ()))
     fields.extend(flattener.keys)
     return fields
+
+
+def header_and_url_fields(request: Request) -> list[FieldValue]:
+    """The fields of a request's headers and URL (see `_header_and_url_fields`), as `fields` lists them."""
+    return _header_and_url_fields(request)
 
 
 def _header_and_url_fields(request: Request) -> list[FieldValue]:
