@@ -11,6 +11,7 @@ the engine reports: `decode` when the body's text was still scanned as a whole,
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import re
@@ -699,8 +700,10 @@ def _header_and_url_fields(request: Request) -> list[FieldValue]:
     return fields
 
 
+@functools.lru_cache(maxsize=4096)
 def _host_text(host: str) -> str:
-    """The host as the scan text holds it: as `url.host` does (nothing for an IP literal)."""
+    """The host as the scan text holds it: as `url.host` does (nothing for an IP literal). Cached: a request
+    goes to one of few hosts, and telling an address from a name costs two failed parses."""
     return "" if _is_ip_literal(host) else host
 
 

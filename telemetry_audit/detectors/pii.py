@@ -143,6 +143,13 @@ def _maybe_ipv6(value: str) -> bool:
 _PRODUCT_VERSION = re2.compile(r"(?:[A-Za-z][A-Za-z0-9._+-]*/|\b[vV]|(?i:version)[:= ]{0,2})$")
 """What precedes a version number: a User-Agent product token (`Chrome/`), `v` or `version `."""
 
+_IPV6_GATE = r"::|[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){7}"
+"""What any IPv6 address `_accept_ip` takes holds: `::` or eight groups (seven colons). The pattern alone also
+matches times of day (`07:12:33`), which are then rejected one by one; as the gate of the pattern pass,
+this keeps such text out of it without changing what is found (the pattern is what finds)."""
+_SET_GATES = {_IPV6: _IPV6_GATE}
+"""Set entries that stand in for a pattern: each matches wherever an accepted match of the pattern exists."""
+
 _NEEDS: dict[str, tuple[Callable[[str], bool], ...]] = {
     "git-remote": (_maybe_git_remote, _maybe_git_remote), "url-user": (_has_at,), "email": (_has_at,),
     "mac-address": (_maybe_mac,), "ip-address": (_maybe_ipv4, _maybe_ipv6),
@@ -166,7 +173,7 @@ class PiiDetector:
         if self._patterns:
             self._set = re2.Set.SearchSet()
             for _, _, regex in self._patterns:
-                self._set.Add(regex.pattern)
+                self._set.Add(_SET_GATES.get(regex.pattern, regex.pattern))
             self._set.Compile()
         self._names = names
         self._names_regex: Any = None
