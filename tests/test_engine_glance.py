@@ -1,0 +1,112 @@
+"""Requests under `fields:` checks and custom patterns (the shipped tool packs) decide at a glance exactly as
+reading every field decides: documented requests pass, and every kind of finding still comes out."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+from typing import Any
+
+import pytest
+
+from benchmarks import bench_engine
+from telemetry_audit.decoders import body_leaves, decode_request
+from telemetry_audit.engine import Auditor
+from telemetry_audit.model import Action, Limits, Request
+from telemetry_audit.policy import default_references, load_policy
+
+
+@functools.cache
+def _auditor(fast_path: bool) -> Auditor:
+    return Auditor(load_policy(default_references()), bench_engine.ENVIRONMENT, fast_path=fast_path)
+
+
+def _summary(request: Request, fast_path: bool) -> tuple[Any, ...]:
+    decision = _auditor(fast_path).evaluate(request)
+    return (decision.action, decision.tool, decision.rule_ids, decision.redacted_body,
+            tuple((f.rule_id, f.field, f.detector, f.kind, f.action, f.fingerprint, f.suppressed)
+                  for f in decision.findings))
+
+
+def _edited(request: Request, edit: Any) -> Request:
+    body = json.loads(request.body)
+    edit(body)
+    return Request.from_url(request.method, request.url, dict(request.headers), json.dumps(body).encode())
+
+
+def _first(body: Any) -> Any:
+    return body[0] if isinstance(body, list) else body
+
+
+EDITS = {
+    "as sent": lambda body: None,
+    "undocumented field": lambda body: _first(body).update({"hostname_hash": "abc"}),
+    "home path in a documented field": lambda body: _first(body).update(
+        {"timezone": "/home/alice/work/billing-api/serverless.yml"}) if isinstance(body, list) else None,
+    "token under a documented key": lambda body: _first(body).update(
+        {"event": "ghp_Zx8Qw2Er4Ty6Ui8Op0As2Df4Gh6Jk8Lz0Xc2V"}) if not isinstance(body, list) else None,
+    "scoped custom pattern (frameworkLocalUserId)": lambda body: _first(body).update(
+        {"frameworkLocalUserId": "1f0e2d3c-0000-1000-8000-00aabbccddee"}) if isinstance(body, list) else None,
+    "option in SST argv": lambda body: body["batch"][0]["properties"].update({"args": ["deploy", "--stage=prod"]})
+    if isinstance(body, dict) and "batch" in body else None,
+    "embedded document": lambda body: _first(body).update({"event": '{"token": "x"}'})
+    if not isinstance(body, list) else None,
+    "e-mail in a list": lambda body: _first(body)["config"]["plugins"].append("alice.smith@initech.example")
+    if isinstance(body, list) else None,
+}
+
+
+@pytest.mark.parametrize("edit", list(EDITS))
+def test_pack_host_requests_decide_at_a_glance_as_in_full(edit: str) -> None:
+    for request in bench_engine.make_pack_host_corpus(6):
+        edited = _edited(request, EDITS[edit])
+        assert _summary(edited, True) == _summary(edited, False)
+
+
+def test_documented_pack_host_requests_pass_and_edits_are_found() -> None:
+    requests = bench_engine.make_pack_host_corpus(6)
+    assert all(_auditor(True).evaluate(r).action is Action.ALLOW and not _auditor(True).evaluate(r).findings
+               for r in requests)
+    serverless = next(r for r in requests if r.host.startswith("sp-notifications"))
+    decision = _auditor(True).evaluate(_edited(serverless, EDITS["undocumented field"]))
+    assert any(f.field == "[0].hostname_hash" for f in decision.findings)
+    decision = _auditor(True).evaluate(_edited(serverless, EDITS["scoped custom pattern (frameworkLocalUserId)"]))
+    assert any(f.detector == "serverless.local-user-id" for f in decision.findings)
+
+
+def test_the_bench_corpus_decides_at_a_glance_as_in_full() -> None:
+    for event in bench_engine.make_corpus(40, leak_rate=0.3):
+        assert _summary(event.request, True) == _summary(event.request, False)
+
+
+@pytest.mark.parametrize("document", [
+    {"a": 1, "b": [1, "x", None, True, 1.5], "c": {"d": {"e": "f"}}, "g.h": "i", "": []},
+    [{"x": [[1, 2], {"y": "z"}]}, "w"],
+    {"attributes": [{"key": "k", "value": {"stringValue": "v"}}]},
+    {"a": "[1, 2]"},
+    {"a": "eyJ0b2tlbiI6ICJ4In0="},
+])
+def test_body_leaves_name_what_fields_walks(document: Any) -> None:
+    request = Request.from_url("POST", "https://example.com/e", {"content-type": "application/json"},
+                               json.dumps(document).encode())
+    decoded = decode_request(request)
+    read = body_leaves(decoded)
+    fields = decode_request(request).fields
+    body = [(f.generic_path, f.value) for f in fields
+            if not f.path.startswith(("header.", "url.", "key:"))]
+    keys = [(f.generic_path, f.value) for f in fields if f.path.startswith("key:") and f.path != "key:header"]
+    if read is None:  # only where the walk does more than name leaves
+        assert any(f.locator and "embedded" in repr(f.locator) for f in fields) or "attributes" in document
+        return
+    assert read[0] == body
+    assert read[1] == keys
+    assert json.loads(request.body) == copy.deepcopy(decoded.body_tree)  # naming leaves changes nothing
+
+
+def test_body_leaves_stop_at_the_limits() -> None:
+    request = Request.from_url("POST", "https://example.com/e", {"content-type": "application/json"},
+                               json.dumps({"a": list(range(50)), "b": [[[[[[1]]]]]]}).encode())
+    assert body_leaves(decode_request(request, Limits(max_fields=10))) is None
+    assert body_leaves(decode_request(request, Limits(max_depth=4))) is None
+    assert body_leaves(decode_request(request)) is not None
