@@ -269,8 +269,9 @@ class Auditor:
         body, keys = leaves
         reported = self._reported
         field_rules = [rule for rule in rules if rule.fields is not None and rule.fields.unknown is not None]
-        if field_rules:
-            for generic in {generic for generic, _ in body}:
+        request_values = self._request_values(decoded.request)
+        if field_rules:  # cookies are payload fields too (headers, the URL and keys are not: see the verdict)
+            for generic in {generic for generic, _ in body} | {generic for generic, _ in request_values}:
                 for rule in field_rules:
                     policy = rule.fields
                     assert policy is not None
@@ -287,7 +288,7 @@ class Auditor:
         if not patterns:
             return True
         by_generic: dict[str, list[str]] = {}
-        for generic, value in (*self._request_values(decoded.request), *body, *keys):
+        for generic, value in (*request_values, *body, *keys):
             if value is None or value is True or value is False:
                 continue
             text = value if type(value) is str else str(value)  # as `FieldValue.text` spells it
@@ -385,7 +386,8 @@ class Auditor:
             if find_in_scan_text is not None:
                 # Key context sees the body's `name: value` pairs and each header; its matches are not placed
                 # in the scan text, so any of them sends the request down the full path.
-                if next(iter(find_in_scan_text(text, headers)), None) is not None:
+                if next(iter(find_in_scan_text(text, headers)), None) is not None or self._cookie_says_secret(
+                        detector, decoded.request):
                     flagged.add(id(detector))
                     exact = False
                 continue
@@ -398,6 +400,20 @@ class Auditor:
         if not exact and self._shape(rules) == (False, False):
             return None  # spans cannot stand in for the fields: read every field
         return headers_text, spans, flagged
+
+    def _cookie_says_secret(self, detector: Detector, request: Request) -> bool:
+        """Whether a cookie's own name says secret to `detector` over a credential-like value: the scan text
+        holds the Cookie header's value, not each cookie's name, so this asks what the full path asks of
+        each `cookie.<name>` field."""
+        _, find_under, strength = self.key_context_of(detector)
+        if find_under is None:
+            return False
+        for generic, value in self._request_values(request):
+            if generic.startswith("cookie.") and isinstance(value, str) and value:
+                name = self._secret_name(detector, strength, generic)
+                if name and next(iter(find_under(name, value)), None) is not None:
+                    return True
+        return False
 
     def _engine_candidate(
         self, rule_id: str, where: str, tool: str, message: str, parts: tuple[str, ...] | None = None
