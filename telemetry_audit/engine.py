@@ -125,6 +125,7 @@ class Auditor:
         self._in_scope: dict[tuple[int, str], bool] = {}
         """Per (forbid entry, generic path): whether the entry's `fields:` scope covers the path."""
         self._request_fields: dict[tuple[Any, ...], list[tuple[str, Any]]] = {}
+        self._ids: dict[int, tuple[tuple[Rule, ...], tuple[str, ...], str]] = {}
         self._shapes: dict[tuple[str, ...], tuple[bool, bool]] = {}
         """Per rule set: (any rule has a `fields:` check, any forbid entry is a custom pattern)."""
 
@@ -185,9 +186,22 @@ class Auditor:
             self._routes[key] = found
         return found
 
+    def _ids_of(self, rules: tuple[Rule, ...]) -> tuple[tuple[str, ...], str]:
+        """(rule ids, tool) of a rule set, memoised by the tuple's identity (`route` hands out one tuple per
+        route; the entry keeps it alive, so its id cannot be reused while cached)."""
+        entry = self._ids.get(id(rules))
+        if entry is not None and entry[0] is rules:
+            return entry[1], entry[2]
+        if len(self._ids) >= _ROUTE_CACHE_SIZE:
+            self._ids.clear()
+        ids = tuple(rule.id for rule in rules)
+        tool = next((r.tool for r in reversed(rules) if r.tool), "")
+        self._ids[id(rules)] = (rules, ids, tool)
+        return ids, tool
+
     def detector_groups(self, rules: tuple[Rule, ...]) -> list[tuple[Detector, list[tuple[Rule, ForbidSpec]]]]:
         """Each detector the rules use, with the (rule, forbid entry) pairs that use it; built once per rule set."""
-        key = tuple(rule.id for rule in rules)  # ids are unique within a policy
+        key = self._ids_of(rules)[0]  # ids are unique within a policy
         groups = self._groups.get(key)
         if groups is None:
             by_detector: dict[int, tuple[Detector, list[tuple[Rule, ForbidSpec]]]] = {}
@@ -220,8 +234,7 @@ class Auditor:
         return self._audit(decoded, rules)
 
     def _audit(self, decoded: DecodedRequest, rules: tuple[Rule, ...]) -> Decision:
-        tool = next((r.tool for r in reversed(rules) if r.tool), "")
-        rule_ids = tuple(r.id for r in rules)
+        rule_ids, tool = self._ids_of(rules)
         try:
             return self._evaluate(decoded, rules, tool, rule_ids)
         except Exception as e:  # auditing must fail closed, never open
@@ -335,7 +348,7 @@ class Auditor:
 
     def _shape(self, rules: tuple[Rule, ...]) -> tuple[bool, bool]:
         """(any rule checks `fields:`, any forbid entry is a custom pattern) of a rule set (cached)."""
-        key = tuple(rule.id for rule in rules)
+        key = self._ids_of(rules)[0]
         shape = self._shapes.get(key)
         if shape is None:
             if len(self._shapes) >= _ROUTE_CACHE_SIZE:
@@ -591,7 +604,7 @@ class Auditor:
         tool: str,
         rules: tuple[Rule, ...],
     ) -> Decision:
-        rule_ids = tuple(r.id for r in rules)
+        rule_ids = self._ids_of(rules)[0]
         # One finding per (field, span, detector): the strictest of the rules that flagged it.
         unique: dict[tuple[str, int, int, str, FindingKind], _Candidate] = {}
         for candidate in candidates:

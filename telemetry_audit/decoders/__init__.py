@@ -402,7 +402,7 @@ def _parse_body(decoded: DecodedRequest, body: bytes) -> None:
         raise UninspectableError(f"binary body that is not text (content type {content_type or 'none'!r})")
     text, decoded.bom, decoded.charset = read
     decoded.text = text
-    if not text.strip():
+    if not text or text.isspace():
         decoded.body_format = "empty"
         return
     format_, tree = _parse_text(text, content_type, request.path, limits, decoded.numbers)
