@@ -131,3 +131,19 @@ def test_a_cookie_named_like_a_secret_is_seen_at_a_glance(cookie: str, url: str)
     bare = [Auditor(load_policy(["default"]), bench_engine.ENVIRONMENT, fast_path=f).evaluate(request)
             for f in (True, False)]
     assert bare[0].action == bare[1].action and bare[0].findings == bare[1].findings
+
+
+@pytest.mark.parametrize("space", ["\u00a0", "\u2003", "\u3000", " ", "\t"])
+def test_a_document_behind_unicode_white_space_is_opened_at_a_glance(space: str) -> None:
+    """`sniff_embedded` strips Unicode white space before decoding base64 JSON: the glance must see such a
+    string as a possible document too (it once let a token inside one through)."""
+    import base64
+
+    inner = base64.b64encode(json.dumps({"t": "ghp_" + "Qa8Zx2Wc4Ed6Rf8Tg0Yh2Uj4Ik6Ol8Pm0Nb2V"}).encode()).decode()
+    body = json.dumps({"a": space + inner + space}, ensure_ascii=False).encode()
+    request = Request.from_url("POST", "https://telemetry.sst.dev/events", {"content-type": "application/json"},
+                               body)
+    decisions = [Auditor(load_policy(["default"]), bench_engine.ENVIRONMENT, fast_path=f).evaluate(request)
+                 for f in (True, False)]
+    assert [d.action for d in decisions] == [Action.BLOCK, Action.BLOCK]
+    assert decisions[0].findings == decisions[1].findings

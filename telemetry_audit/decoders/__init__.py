@@ -19,8 +19,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import re2
-
 from telemetry_audit.decoders import formats, splice
 from telemetry_audit.decoders.content_encoding import GZIP_MAGIC, compress, decompress_partial
 from telemetry_audit.decoders.errors import DecodeError, DecodeLimitError, UninspectableError
@@ -189,7 +187,10 @@ def _audited_headers_of(headers: tuple[tuple[str, str], ...]) -> Iterator[tuple[
 # What `scan_text` cannot stand in for: strings that may hold base64 JSON (opened only by the full path).
 # Base64 of a text starting with `{` begins `e` + one of [w-z0-9+/] (and `[` gives `W` + the same): only such
 # strings can be what `formats.sniff_embedded` opens.
-_SCAN_TEXT_BLOCKERS = re2.compile(r'"\s*[eW][w-z0-9+/_-][A-Za-z0-9+/_=-]{10,}\s*"')
+_SCAN_TEXT_BLOCKERS = re.compile(r'"\s*[eW][w-z0-9+/_-][A-Za-z0-9+/_=-]{10,}\s*"')
+"""Python's `re`: its `\\s` is Unicode white space, what `str.strip` removes before `sniff_embedded` decodes
+(RE2's is ASCII only, so a document behind a no-break space went unseen at a glance). Linear here: every match
+starts at a quote and its runs stop at the next quote."""
 
 
 def header_scan_text(headers: tuple[tuple[str, str], ...]) -> str | None:
