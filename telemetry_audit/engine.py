@@ -276,13 +276,13 @@ class Auditor:
 
         With no detector flagged by `_glance`, that is exactly when the full path finds nothing.
         """
-        leaves = body_leaves(decoded)
+        request_values = self._request_values(decoded.request)
+        leaves = body_leaves(decoded, len(request_values))
         if leaves is None:
             return False
         body, keys = leaves
         reported = self._reported
         field_rules = [rule for rule in rules if rule.fields is not None and rule.fields.unknown is not None]
-        request_values = self._request_values(decoded.request)
         if field_rules:  # cookies are payload fields too (headers, the URL and keys are not: see the verdict)
             for generic in {generic for generic, _ in body} | {generic for generic, _ in request_values}:
                 for rule in field_rules:

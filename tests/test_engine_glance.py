@@ -147,3 +147,19 @@ def test_a_document_behind_unicode_white_space_is_opened_at_a_glance(space: str)
                  for f in (True, False)]
     assert [d.action for d in decisions] == [Action.BLOCK, Action.BLOCK]
     assert decisions[0].findings == decisions[1].findings
+
+
+@pytest.mark.parametrize("leaves", [40, 44, 45, 46, 50])
+def test_the_field_limit_counts_header_fields_at_a_glance(leaves: int) -> None:
+    """The full walk lists header and URL fields before the body's, and they count towards `max_fields`."""
+    policy = load_policy(default_references())
+    request = Request.from_url(
+        "POST", "https://sp-notifications-and-metrics-v1.serverless-platform.com/",
+        {"content-type": "application/json", "user-agent": "node-fetch/1.0 (+https://github.com/bitinn/node-fetch)",
+         "accept": "*/*"},
+        json.dumps([{"config": {"plugins": ["serverless-offline"] * (leaves - 1)}, "ciName": None}]).encode())
+    limits = Limits(max_fields=50)
+    decisions = [Auditor(policy, bench_engine.ENVIRONMENT, fast_path=f, limits=limits).evaluate(request)
+                 for f in (True, False)]
+    assert decisions[0].action == decisions[1].action
+    assert decisions[0].findings == decisions[1].findings

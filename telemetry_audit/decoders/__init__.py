@@ -600,13 +600,17 @@ class _NotPlain(Exception):
     """The walk would do more than name leaves (open a document, read OTLP attributes, meet a limit)."""
 
 
-def body_leaves(decoded: DecodedRequest) -> tuple[list[tuple[str, Any]], list[tuple[str, str]]] | None:
+def body_leaves(
+    decoded: DecodedRequest, counted: int = 0
+) -> tuple[list[tuple[str, Any]], list[tuple[str, str]]] | None:
     """(generic path, value) of every leaf of the body and (generic path, name) of every key, in the order
     `DecodedRequest.fields` would list them, without building a field per value; None when that walk would
     do more than name them (open an embedded document, read OTLP attributes, meet a limit) or the body is not
     a parsed JSON document without problems. Then read `fields`, which does all of it.
 
     For checks that need only generic paths and values (field allow-lists, custom patterns scoped to fields).
+    `counted`: the fields `fields` lists before the body's (its header and URL fields), which count towards
+    the field limit too.
     """
     if decoded.body_format not in ("json", "otlp-json", "empty") or decoded.read_problems or decoded.query_tree:
         return None
@@ -616,7 +620,7 @@ def body_leaves(decoded: DecodedRequest) -> tuple[list[tuple[str, Any]], list[tu
         return leaves, keys
     limits = decoded.limits
     try:
-        _name_leaves(decoded.body_tree, "", 0, leaves, keys, limits.max_fields, limits.max_depth)
+        _name_leaves(decoded.body_tree, "", 0, leaves, keys, limits.max_fields - counted, limits.max_depth)
     except (_NotPlain, RecursionError):
         return None
     return leaves, keys
