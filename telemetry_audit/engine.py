@@ -300,22 +300,22 @@ class Auditor:
         patterns = [(d, users) for d, users in self.detector_groups(rules) if isinstance(d, _PatternDetector)]
         if not patterns:
             return True
-        by_generic: dict[str, list[str]] = {}
-        for generic, value in (*request_values, *body, *keys):
-            if value is None or value is True or value is False:
-                continue
-            text = value if type(value) is str else str(value)  # as `FieldValue.text` spells it
-            if text:
-                by_generic.setdefault(generic, []).append(text)
+        values = (*request_values, *body, *keys)
+        generics = {generic for generic, _ in values}
         for detector, users in patterns:
-            for generic, texts in by_generic.items():
-                covering = self._covering(users, generic)
-                if not covering:
+            covered = {generic: covering for generic in generics if (covering := self._covering(users, generic))}
+            if not covered:
+                continue
+            for generic, value in values:
+                specs = covered.get(generic)
+                if specs is None or value is None or value is True or value is False:
                     continue
-                for text in texts:
-                    for match in detector.find(text):
-                        if any(not spec.detector_id or spec.detector_id == match.detector_id for _, spec in covering):
-                            return False
+                text = value if type(value) is str else str(value)  # as `FieldValue.text` spells it
+                if not text:
+                    continue
+                for match in detector.find(text):
+                    if any(not spec.detector_id or spec.detector_id == match.detector_id for _, spec in specs):
+                        return False
         return True
 
     def _request_values(self, request: Request) -> list[tuple[str, Any]]:

@@ -626,32 +626,58 @@ def body_leaves(
     return leaves, keys
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _name_leaves(node: Any, generic: str, depth: int, leaves: list[tuple[str, Any]], keys: list[tuple[str, str]],
                  max_fields: int, max_depth: int) -> None:
-    """`_Flattener._visit` reduced to generic paths (see `body_leaves`); raises `_NotPlain` where it differs."""
-    if len(leaves) >= max_fields or depth > max_depth:
+    """`_Flattener._visit` reduced to generic paths (see `body_leaves`); raises `_NotPlain` where it differs.
+
+    Scalar children are named in place (no call each). The full walk checks its limits at every visit; this
+    checks them at every container and once per container's scalar children, one field early (conservative).
+    """
+    if len(leaves) + 1 >= max_fields or depth > max_depth:
         raise _NotPlain
     kind = type(node)
     if kind is dict:
         key_generic = f"key:{generic or 'body'}"
         keys.extend((key_generic, str(name)) for name in reversed(node))
         for name, value in node.items():
+            child = _join(generic, str(name))
+            if type(value) in _SCALARS:
+                if depth + 1 > max_depth:
+                    raise _NotPlain
+                _name_scalar(value, child, leaves)
+                continue
             if name == "attributes" and type(value) is list and _is_otlp_attribute_list(value):
                 raise _NotPlain
-            _name_leaves(value, _join(generic, str(name)), depth + 1, leaves, keys, max_fields, max_depth)
+            _name_leaves(value, child, depth + 1, leaves, keys, max_fields, max_depth)
+        if len(leaves) + 1 >= max_fields:
+            raise _NotPlain
         return
     if kind is list:
         item_generic = f"{generic}[]"
         for item in node:
+            if type(item) in _SCALARS:
+                if depth + 1 > max_depth:
+                    raise _NotPlain
+                _name_scalar(item, item_generic, leaves)
+                continue
             _name_leaves(item, item_generic, depth + 1, leaves, keys, max_fields, max_depth)
+        if len(leaves) + 1 >= max_fields:
+            raise _NotPlain
         return
-    if kind is str:
-        if len(node) >= 2 and (node[0] in _MAY_EMBED or node[0].isspace()):
-            if formats.sniff_embedded(node) is not None:
-                raise _NotPlain
-    elif kind not in (int, float, bool) and node is not None:
+    if kind not in _SCALARS:
         raise _NotPlain  # Embedded, FormPairs: opened by the full walk
-    leaves.append((generic or "body", node))
+    _name_scalar(node, generic or "body", leaves)
+
+
+def _name_scalar(node: Any, generic: str, leaves: list[tuple[str, Any]]) -> None:
+    """A scalar as `_Flattener._visit` reads it: a string that holds a document is opened there (not here)."""
+    if type(node) is str and len(node) >= 2 and (node[0] in _MAY_EMBED or node[0].isspace()):
+        if formats.sniff_embedded(node) is not None:
+            raise _NotPlain
+    leaves.append((generic, node))
 
 
 def _flatten(decoded: DecodedRequest) -> list[FieldValue]:
