@@ -4,8 +4,8 @@ Run from the project root:
 
     python benchmarks/bench_engine.py [--events N] [--repeat N] [--quick] [--profile]
 
-Measures, on one core, with the built-in default policy and a fixed
-`AuditEnvironment` (not this machine's):
+Measures, on one core, with the bare built-in `default` policy (unless `--policy` says otherwise) and a
+fixed `AuditEnvironment` (not this machine's):
 
 1. events/s for ~1 KB JSON telemetry requests modelled on the real captures in
    `tests/data/captures/` (SST v4 PostHog batches, SST v2 events, Serverless v3
@@ -15,7 +15,12 @@ Measures, on one core, with the built-in default policy and a fixed
 3. the same bodies through detect-secrets' `scan_line` (each 1 KB body as one
    line; the 6 MB body as one line, pretty-printed), and ours / theirs;
 4. a breakdown of one pass over the 1 KB corpus: decoding, each detector
-   family's `find` over the flattened values, field checks and the rest.
+   family's `find` over the flattened values, field checks and the rest;
+5. the same 1 KB corpus with what applies when no `--policy` is given (`default` plus every shipped tool
+   pack: the SST and LocalStack events are then also checked against their packs' documented fields), and
+   a corpus of requests to tool-pack hosts that carry only documented fields (Serverless v3 metrics,
+   Serverless v1 via Segment's `/v1/track`, SST v3 PostHog batches), so the bare default and the default
+   with every pack can be compared on the clean path.
 
 Every figure is the median of `--repeat` timed runs after one warm-up run.
 """
@@ -48,7 +53,7 @@ from telemetry_audit.decoders import decode_request  # noqa: E402
 from telemetry_audit.detectors.base import AuditEnvironment  # noqa: E402
 from telemetry_audit.engine import Auditor  # noqa: E402
 from telemetry_audit.model import Action, FieldValue, Request  # noqa: E402
-from telemetry_audit.policy import Policy, load_policy  # noqa: E402
+from telemetry_audit.policy import Policy, default_references, load_policy  # noqa: E402
 
 SEED = 20261122
 TARGET_EVENTS_PER_S = 20_000
@@ -300,6 +305,97 @@ def make_big_request(size: int = BIG_BYTES, seed: int = SEED + 1) -> tuple[Reque
     return request, document
 
 
+# --- requests to tool-pack hosts carrying only documented fields ----------------------------------------------
+
+
+def _serverless_v3_documented(rng: random.Random) -> tuple[str, dict[str, str], Any]:
+    """A Serverless v3 metrics event with only the fields the `serverless.v3-metrics` rule allows."""
+    event: dict[str, Any] = {
+        "id": _uuid1(rng), "command": rng.choice(_COMMANDS), "ciName": None,
+        "timestamp": rng.randint(1_700_000_000_000, 1_800_000_000_000), "timezone": "UTC",
+        "versions": {"serverless": "3.40.0", "@serverless/dashboard-plugin": "7.2.3"},
+        "dashboard": {"userId": None},
+        "config": {
+            "provider": {"name": "aws", "runtime": "nodejs18.x", "stage": rng.choice(("qa", "dev", "prod")),
+                         "region": rng.choice(("eu-west-1", "us-east-1"))},
+            "functions": [{"runtime": "nodejs18.x", "events": [{"type": "httpApi"}], "memorySize": 1024,
+                           "timeout": 6}],
+            "plugins": [],
+        },
+    }
+    headers = {"Accept": "*/*", "User-Agent": "node-fetch/1.0 (+https://github.com/bitinn/node-fetch)",
+               "Accept-Encoding": "gzip,deflate", "Connection": "keep-alive"}
+    return "https://sp-notifications-and-metrics-v1.serverless-platform.com/", headers, [event]
+
+
+def _segment_v1_documented(rng: random.Random) -> tuple[str, dict[str, str], Any]:
+    """A Serverless v1 usage event sent to Segment's `/v1/track` with only the documented fields."""
+    user = _uuid(rng)
+    body: dict[str, Any] = {
+        "event": "framework_stat", "type": "track", "messageId": _uuid(rng), "timestamp": _iso(rng),
+        "sentAt": _iso(rng), "userId": user, "context": {"library": {"name": "analytics-node", "version": "2.1.0"}},
+        "properties": {
+            "version": 1,
+            "command": {"name": rng.choice(_COMMANDS), "isRunInService": rng.random() < 0.5},
+            "service": {"numberOfCustomPlugins": rng.randint(0, 5), "hasCustomResourcesDefined": False,
+                        "hasVariablesInCustomSectionDefined": True, "hasCustomVariableSyntaxDefined": False},
+            "provider": {"name": "aws", "runtime": "nodejs18.x", "stage": rng.choice(("qa", "dev", "prod")),
+                         "region": rng.choice(("eu-west-1", "us-east-1"))},
+            "functions": {"numberOfFunctions": rng.randint(1, 9), "memorySizeAndTimeoutPerFunction": []},
+            "events": {"numberOfEvents": 2, "numberOfEventsPerType": [{"name": "http", "count": 2}],
+                       "eventNamesPerFunction": [["http"]]},
+            "general": {"userId": user, "timestamp": rng.randint(1_500_000_000_000, 1_600_000_000_000),
+                        "timezone": "Europe/Berlin", "operatingSystem": "linux", "serverlessVersion": "1.83.3",
+                        "nodeJsVersion": "v18.19.0"},
+        },
+    }
+    headers = {"User-Agent": "node-fetch/1.0 (+https://github.com/bitinn/node-fetch)", "Accept": "*/*"}
+    return "https://api.segment.io/v1/track", headers, body
+
+
+def _sst_v3_documented(rng: random.Random) -> tuple[str, dict[str, str], Any]:
+    """An SST v3 PostHog batch whose events carry only the fields the `sst.v3-batch` rule allows."""
+    body = {"api_key": "phc_" + _s(rng, string.ascii_letters + string.digits, 43), "batch": []}
+    return "https://telemetry.ion.sst.dev/batch/", {"user-agent": "posthog-go (version: 2.0.0)"}, body
+
+
+def _pad_documented(rng: random.Random, url: str, body: Any, size: int) -> Any:
+    """Grow a documented body to about `size` bytes with more documented values."""
+    distinct = _s(rng, string.ascii_lowercase, 32)
+    while len(_compact(body)) < size - 40:
+        if isinstance(body, list):
+            body[0]["config"]["plugins"].append(rng.choice(("serverless-offline", "serverless-esbuild",
+                                                            "serverless-domain-manager", "serverless-iam-roles")))
+        elif "batch" in body:
+            body["batch"].append({
+                "type": "capture", "library": "posthog-go", "library_version": "2.0.0", "timestamp": _iso(rng),
+                "distinct_id": distinct, "event": rng.choice(("cli.start", "cli.success")),
+                "properties": {"$lib": "posthog-go", "$lib_version": "2.0.0",
+                               "sst_version": f"3.{rng.randint(0, 20)}.{rng.randint(0, 9)}"},
+                "send_feature_flags": False})
+        else:
+            body["properties"]["functions"]["memorySizeAndTimeoutPerFunction"].append(
+                {"memorySize": rng.choice((128, 512, 1024)), "timeout": rng.choice((6, 30, 900))})
+    return body
+
+
+_PACK_TEMPLATES: tuple[Callable[[random.Random], tuple[str, dict[str, str], Any]], ...] = (
+    _serverless_v3_documented, _segment_v1_documented, _sst_v3_documented,
+)
+
+
+def make_pack_host_corpus(count: int, seed: int = SEED + 2, size: int = EVENT_BYTES) -> list[Request]:
+    """`count` ~`size`-byte requests to tool-pack hosts that their packs document field by field (no leak)."""
+    rng = random.Random(seed)
+    requests: list[Request] = []
+    for index in range(count):
+        url, headers, body = _PACK_TEMPLATES[index % len(_PACK_TEMPLATES)](rng)
+        body = _pad_documented(rng, url, body, size)
+        requests.append(Request.from_url("POST", url, {"content-type": "application/json", **headers},
+                                         _compact(body)))
+    return requests
+
+
 # --- timing ----------------------------------------------------------------------------------------------------
 
 
@@ -445,6 +541,25 @@ class Figures:
     big_leak_found: bool
     big_ds_mb_per_s: float
     breakdown: list[tuple[str, float]]
+    policy_label: str = "default"
+    big_cpu_mb_per_s: float = 0.0
+    """The big batch in process CPU time (less sensitive than wall time to other processes)."""
+    packs_cpu_events_per_s: float = 0.0
+    """The same corpus with `default` plus every shipped tool pack (what applies with no `--policy`)."""
+    packs_actions: dict[str, int] = dataclasses.field(default_factory=dict)
+    pack_host_events: int = 0
+    bare_pack_host_cpu_events_per_s: float = 0.0
+    """Requests to tool-pack hosts with only documented fields, bare `default`."""
+    pack_host_cpu_events_per_s: float = 0.0
+    """The same requests with `default` plus every shipped tool pack (checked against documented fields)."""
+    pack_host_actions: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+def cpu_events_per_s(auditor: Auditor, requests: Sequence[Request], repeat: int) -> tuple[float, Counter[Action]]:
+    """(median events/s in process CPU time after a warm-up pass, decisions) of `requests` through `auditor`."""
+    actions = evaluate_all(auditor, requests)
+    cpu = timings(lambda: evaluate_all(auditor, requests), repeat, warmup=0, clock=time.process_time)
+    return len(requests) / statistics.median(cpu), actions
 
 
 def run(events: int, repeat: int, big_bytes: int = BIG_BYTES, ds_events: int = 1000,
@@ -467,6 +582,15 @@ def run(events: int, repeat: int, big_bytes: int = BIG_BYTES, ds_events: int = 1
     big_auditor.evaluate(requests[0])  # builds the detectors
     big_decision = big_auditor.evaluate(big)
     big_times = timings(lambda: big_auditor.evaluate(big), max(1, repeat // 2), warmup=0)
+    big_cpu_times = timings(lambda: big_auditor.evaluate(big), max(1, repeat // 2), warmup=0, clock=time.process_time)
+
+    # What applies with no `--policy` (default + every shipped tool pack), on the same corpus and on requests
+    # to the packs' own hosts that carry only documented fields.
+    with_packs = Auditor(load_policy(default_references()), ENVIRONMENT)
+    packs_rate, packs_actions = cpu_events_per_s(with_packs, requests, repeat)
+    pack_requests = make_pack_host_corpus(max(events // 2, 3))
+    bare_pack_rate, _ = cpu_events_per_s(Auditor(load_policy(["default"]), ENVIRONMENT), pack_requests, repeat)
+    pack_rate, pack_actions = cpu_events_per_s(with_packs, pack_requests, repeat)
 
     ds_rate = ds_big_rate = 0.0
     ds_count = 0
@@ -499,6 +623,14 @@ def run(events: int, repeat: int, big_bytes: int = BIG_BYTES, ds_events: int = 1
                            for f in big_decision.findings),
         big_ds_mb_per_s=ds_big_rate,
         breakdown=breakdown(auditor, requests, repeat),
+        policy_label=" + ".join(policies),
+        big_cpu_mb_per_s=len(big.body) / 1e6 / statistics.median(big_cpu_times),
+        packs_cpu_events_per_s=packs_rate,
+        packs_actions={a.value: n for a, n in sorted(packs_actions.items())},
+        pack_host_events=len(pack_requests),
+        bare_pack_host_cpu_events_per_s=bare_pack_rate,
+        pack_host_cpu_events_per_s=pack_rate,
+        pack_host_actions={a.value: n for a, n in sorted(pack_actions.items())},
     )
 
 
@@ -521,9 +653,17 @@ def format_report(f: Figures) -> str:
         ("  ours / detect-secrets", _ratio(f.events_per_s, f.ds_events_per_s), "", ""),
         (f"{f.big_bytes / 1e6:.1f} MB batch, Auditor.evaluate", "",
          f"{f.big_mb_per_s:,.2f} MB/s", f"{f.big_bytes / 1e6 / f.big_mb_per_s:,.2f} s/request"),
+        ("  (median, process CPU time)", "", f"{f.big_cpu_mb_per_s:,.2f} MB/s" if f.big_cpu_mb_per_s else "", ""),
         (f"{f.big_bytes / 1e6:.1f} MB batch, detect-secrets (compact JSON as one line, 1 run)", "",
          f"{f.big_ds_mb_per_s:,.2f} MB/s", ""),
         ("  ours / detect-secrets", "", _ratio(f.big_mb_per_s, f.big_ds_mb_per_s), ""),
+        ("1 KB events, default + every tool pack (CPU time)", f"{f.packs_cpu_events_per_s:,.0f} events/s", "",
+         f"{1e6 / f.packs_cpu_events_per_s:,.1f} us/event" if f.packs_cpu_events_per_s else ""),
+        (f"{f.pack_host_events} documented pack-host requests, bare default (CPU)",
+         f"{f.bare_pack_host_cpu_events_per_s:,.0f} events/s", "",
+         f"{1e6 / f.bare_pack_host_cpu_events_per_s:,.1f} us/event" if f.bare_pack_host_cpu_events_per_s else ""),
+        ("  the same, default + every tool pack (CPU)", f"{f.pack_host_cpu_events_per_s:,.0f} events/s", "",
+         f"{1e6 / f.pack_host_cpu_events_per_s:,.1f} us/event" if f.pack_host_cpu_events_per_s else ""),
     ]
     if not f.ds_events:
         rows = [r for r in rows if "detect-secrets" not in r[0] and "ours /" not in r[0]]
@@ -531,7 +671,11 @@ def format_report(f: Figures) -> str:
     lines = [
         f"corpus: {f.events} JSON requests, mean body {f.mean_event_bytes:,.0f} bytes, "
         f"{LEAK_RATE:.0%} with a planted leak; decisions {f.actions}",
-        "one core, default policy, fixed AuditEnvironment; median of timed runs after a warm-up",
+        f"one core, policy {f.policy_label} unless a row says otherwise, fixed AuditEnvironment; median of "
+        "timed runs after a warm-up",
+        f"with default + every tool pack: decisions {f.packs_actions} (the SST and LocalStack events carry "
+        "undocumented padding keys); documented pack-host requests: decisions "
+        f"{f.pack_host_actions}",
         "",
         f"{'measurement':<{width}}  {'events/s':>16}  {'MB/s':>12}  {'latency':>16}",
         f"{'-' * width}  {'-' * 16}  {'-' * 12}  {'-' * 16}",

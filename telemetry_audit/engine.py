@@ -24,8 +24,10 @@ from telemetry_audit.decoders import (
     DROP,
     DecodedRequest,
     DecodeProblem,
+    body_leaves,
     decode_request,
     fields_near,
+    header_and_url_fields,
     header_scan_text,
     rewrite_body,
     rewrite_values,
@@ -53,6 +55,8 @@ _ROUTE_CACHE_SIZE = 4096
 _MATCH_CAP = 500
 """Matches of one family over a whole request beyond which every value is scanned alone (detectors stop at
 their own caps, so a value past one would otherwise go unseen)."""
+_FIELD_CACHE_SIZE = 65536
+"""Entries of the per-generic-path verdict caches (field allow-lists, custom pattern scopes) before a reset."""
 _NOT_PAYLOAD_FIELDS = ("header.", "url.", "key:")
 """Scanned by detectors, but not payload fields an allow-list documents."""
 
@@ -115,11 +119,18 @@ class Auditor:
         self._header_texts: dict[tuple[tuple[str, str], ...], str | None] = {}
         self._key_context: dict[int, tuple[Any, Any, Any]] = {}
         self._secret_names: dict[tuple[int, str], str] = {}
-        self._scoped: dict[tuple[int, str], bool] = {}
         """Per detector (by id; each lives as long as this auditor): its key-context methods, or Nones."""
         self._payload_verdict: tuple[bytes, str, str, bool] | None = None
         self._payload_read: tuple[Request, DecodedRequest] | None = None
         """The last body `route` judged by its payload: its verdict, and its read for `decode` (see `route`)."""
+        self._reported: dict[tuple[int, str], bool] = {}
+        """Per (field policy, generic path): whether a field there is reported (neither allowed nor ignored)."""
+        self._in_scope: dict[tuple[int, str], bool] = {}
+        """Per (forbid entry, generic path): whether the entry's `fields:` scope covers the path."""
+        self._request_fields: dict[tuple[Any, ...], list[tuple[str, Any]]] = {}
+        self._ids: dict[int, tuple[tuple[Rule, ...], tuple[str, ...], str]] = {}
+        self._shapes: dict[tuple[str, ...], tuple[bool, bool]] = {}
+        """Per rule set: (any rule has a `fields:` check, any forbid entry is a custom pattern or has a `when`)."""
 
     def _secret_name(self, detector: Detector, strength: Any, generic: str) -> str:
         """The name `generic` holds its value under when it may say secret to `detector`, else "" (cached)."""
@@ -133,17 +144,6 @@ class Auditor:
                 name = ""
             self._secret_names[key] = name
         return name
-
-    def _in_scope(self, detector: Detector, scopes: list[Any], generic: str) -> bool:
-        """Whether a value at generic path `generic` is in a custom pattern's `fields:` (cached per distinct path,
-        so a pack's scoped check costs a lookup per value, not a regex per value and pattern)."""
-        key = (id(detector), generic)
-        found = self._scoped.get(key)
-        if found is None:
-            if len(self._scoped) >= _ROUTE_CACHE_SIZE:
-                self._scoped.clear()
-            found = self._scoped[key] = any(s.match(generic) for s in scopes)
-        return found
 
     def key_context_of(self, detector: Detector) -> tuple[Any, Any, Any]:
         """(find_in_scan_text, find_under, strength) of a detector that reads field names, else Nones; looked up
@@ -224,9 +224,22 @@ class Auditor:
             self._routes[key] = found
         return found
 
+    def _ids_of(self, rules: tuple[Rule, ...]) -> tuple[tuple[str, ...], str]:
+        """(rule ids, tool) of a rule set, memoised by the tuple's identity (`route` hands out one tuple per
+        route; the entry keeps it alive, so its id cannot be reused while cached)."""
+        entry = self._ids.get(id(rules))
+        if entry is not None and entry[0] is rules:
+            return entry[1], entry[2]
+        if len(self._ids) >= _ROUTE_CACHE_SIZE:
+            self._ids.clear()
+        ids = tuple(rule.id for rule in rules)
+        tool = next((r.tool for r in reversed(rules) if r.tool), "")
+        self._ids[id(rules)] = (rules, ids, tool)
+        return ids, tool
+
     def detector_groups(self, rules: tuple[Rule, ...]) -> list[tuple[Detector, list[tuple[Rule, ForbidSpec]]]]:
         """Each detector the rules use, with the (rule, forbid entry) pairs that use it; built once per rule set."""
-        key = tuple(rule.id for rule in rules)  # ids are unique within a policy
+        key = self._ids_of(rules)[0]  # ids are unique within a policy
         groups = self._groups.get(key)
         if groups is None:
             by_detector: dict[int, tuple[Detector, list[tuple[Rule, ForbidSpec]]]] = {}
@@ -277,8 +290,7 @@ class Auditor:
             lambda: (item.generic_path for item in decoded.fields))
 
     def _audit(self, decoded: DecodedRequest, rules: tuple[Rule, ...]) -> Decision:
-        tool = next((r.tool for r in reversed(rules) if r.tool), "")
-        rule_ids = tuple(r.id for r in rules)
+        rule_ids, tool = self._ids_of(rules)
         try:
             return self._evaluate(decoded, rules, tool, rule_ids)
         except Exception as e:  # auditing must fail closed, never open
@@ -290,13 +302,18 @@ class Auditor:
         self, decoded: DecodedRequest, rules: tuple[Rule, ...], tool: str, rule_ids: tuple[str, ...]
     ) -> Decision:
         fields: list[FieldValue] | None = None
+        flagged: set[int] | None = None
         if self.fast_path:
             glance = self._glance(decoded, rules)
             if glance is not None:
-                headers_text, spans = glance
-                if not spans:
+                headers_text, spans, flagged = glance
+                has_field_rules, has_custom = self._shape(rules)
+                if not has_field_rules and not has_custom:
+                    if not spans:
+                        return Decision(Action.ALLOW, (), True, tool, rule_ids)
+                    fields = fields_near(decoded, headers_text, spans)
+                elif not flagged and self._documented(decoded, rules):
                     return Decision(Action.ALLOW, (), True, tool, rule_ids)
-                fields = fields_near(decoded, headers_text, spans)
         if fields is None:
             fields = decoded.fields  # may add problems (limits met while walking)
         candidates = [self._problem_candidate(problem, tool) for problem in decoded.read_problems]
@@ -306,8 +323,99 @@ class Auditor:
         for rule in rules:
             if rule.fields is not None and rule.fields.unknown is not None:
                 candidates.extend(self._field_candidates(rule, fields, tool))
-        candidates.extend(self._detector_candidates(rules, fields, tool))
+        candidates.extend(self._detector_candidates(rules, fields, tool, flagged))
         return self._decide(decoded, candidates, tool, rules)
+
+    def _documented(self, decoded: DecodedRequest, rules: tuple[Rule, ...]) -> bool:
+        """True when no `fields:` check reports a field and no custom pattern matches, read from generic paths
+        and values alone (`body_leaves`); False when that cannot be told so (the full path then decides).
+
+        With no detector flagged by `_glance`, that is exactly when the full path finds nothing.
+        """
+        request_values = self._request_values(decoded.request)
+        leaves = body_leaves(decoded, len(request_values))
+        if leaves is None:
+            return False
+        body, keys = leaves
+        reported = self._reported
+        field_rules = [rule for rule in rules if rule.fields is not None and rule.fields.unknown is not None]
+        if field_rules:  # cookies are payload fields too (headers, the URL and keys are not: see the verdict)
+            for generic in {generic for generic, _ in body} | {generic for generic, _ in request_values}:
+                for rule in field_rules:
+                    policy = rule.fields
+                    assert policy is not None
+                    verdict = reported.get((id(policy), generic))
+                    if verdict is None:
+                        if len(reported) >= _FIELD_CACHE_SIZE:
+                            reported.clear()
+                        verdict = reported[(id(policy), generic)] = not (
+                            generic.startswith(_NOT_PAYLOAD_FIELDS) or policy.is_allowed(generic)
+                            or policy.is_ignored(generic))
+                    if verdict:
+                        return False
+        patterns = [(d, users) for d, users in self.detector_groups(rules) if isinstance(d, _PatternDetector)]
+        if not patterns:
+            return True
+        values = (*request_values, *body, *keys)
+        generics = {generic for generic, _ in values}
+        for detector, users in patterns:
+            covered = {generic: covering for generic in generics if (covering := self._covering(users, generic))}
+            if not covered:
+                continue
+            for generic, value in values:
+                specs = covered.get(generic)
+                if specs is None or value is None or value is True or value is False:
+                    continue
+                text = value if type(value) is str else str(value)  # as `FieldValue.text` spells it
+                if not text:
+                    continue
+                for match in detector.find(text):
+                    if any(not spec.detector_id or spec.detector_id == match.detector_id for _, spec in specs):
+                        return False
+        return True
+
+    def _request_values(self, request: Request) -> list[tuple[str, Any]]:
+        """(generic path, value) of the header and URL fields of `request` (cached: clients repeat them)."""
+        key = (request.headers, request.path, request.host)
+        found = self._request_fields.get(key)
+        if found is None:
+            if len(self._request_fields) >= _ROUTE_CACHE_SIZE:
+                self._request_fields.clear()
+            found = self._request_fields[key] = [(f.generic_path, f.value) for f in header_and_url_fields(request)]
+        return found
+
+    def _covering(self, users: list[tuple[Rule, ForbidSpec]], generic: str) -> list[tuple[Rule, ForbidSpec]]:
+        """The (rule, forbid entry) pairs whose `fields:` scope covers generic path `generic` (no scope: all)."""
+        in_scope = self._in_scope
+        covering: list[tuple[Rule, ForbidSpec]] = []
+        for rule, spec in users:
+            if spec.fields_regex is None:
+                covering.append((rule, spec))
+                continue
+            key = (id(spec), generic)
+            covered = in_scope.get(key)
+            if covered is None:
+                if len(in_scope) >= _FIELD_CACHE_SIZE:
+                    in_scope.clear()
+                covered = in_scope[key] = spec.fields_regex.match(generic) is not None
+            if covered:
+                covering.append((rule, spec))
+        return covering
+
+    def _shape(self, rules: tuple[Rule, ...]) -> tuple[bool, bool]:
+        """(any rule checks `fields:`, any forbid entry is a custom pattern or has a `when`) of a rule set (cached).
+
+        Either needs every field: a `when` reads other fields of the same record, which `fields_near` may leave out.
+        """
+        key = self._ids_of(rules)[0]
+        shape = self._shapes.get(key)
+        if shape is None:
+            if len(self._shapes) >= _ROUTE_CACHE_SIZE:
+                self._shapes.clear()
+            shape = self._shapes[key] = (
+                any(rule.fields is not None and rule.fields.unknown is not None for rule in rules),
+                any(spec.family == "custom" or spec.when is not None for rule in rules for spec in rule.forbid))
+        return shape
 
     def _problem_candidate(self, problem: DecodeProblem, tool: str) -> _Candidate:
         if problem.rule_id == "decode":
@@ -316,17 +424,18 @@ class Auditor:
             message = f"{problem.where} not fully inspected: {problem.reason}"
         return self._engine_candidate(problem.rule_id, problem.where, tool, message)
 
-    def _glance(self, decoded: DecodedRequest, rules: tuple[Rule, ...]) -> tuple[str, list[tuple[int, int]]] | None:
-        """(header text, spans every detector finds in the request's `scan_text`), or None to read every field.
+    def _glance(
+        self, decoded: DecodedRequest, rules: tuple[Rule, ...]
+    ) -> tuple[str, list[tuple[int, int]], set[int]] | None:
+        """(header text, spans every detector finds in the request's `scan_text`, ids of the detectors that may
+        find anything in the request), or None when the scan text cannot stand in for the fields.
 
         Most telemetry is clean: no span, and the request passes without a field per value. With spans, only
         the fields around them are read (`fields_near`). Either way the decision is exactly the one reading
-        every field gives.
+        every field gives. A detector that finds nothing in the scan text finds nothing in any field, so with
+        `fields:` checks or custom patterns (which need every field) only the detectors it flags are run per
+        field. Custom patterns are never judged here (they may anchor on a value's own start and end).
         """
-        if any(rule.fields is not None and rule.fields.unknown is not None for rule in rules):
-            return None
-        if any(rule.reads_other_fields for rule in rules):
-            return None  # custom patterns may anchor on a value's own start and end; `when` reads other fields
         groups = self.detector_groups(rules)
         headers = decoded.request.headers
         if headers in self._header_texts:
@@ -340,19 +449,43 @@ class Auditor:
         if text is None or headers_text is None:
             return None
         spans: list[tuple[int, int]] = []
+        flagged: set[int] = set()
+        exact = True
         for detector, _ in groups:
+            if isinstance(detector, _PatternDetector):
+                continue
             find_in_scan_text = self.key_context_of(detector)[0]
             if find_in_scan_text is not None:
                 # Key context sees the body's `name: value` pairs and each header; its matches are not placed
                 # in the scan text, so any of them sends the request down the full path.
-                if next(iter(find_in_scan_text(text, headers)), None) is not None:
-                    return None
+                if next(iter(find_in_scan_text(text, headers)), None) is not None or self._cookie_says_secret(
+                        detector, decoded.request):
+                    flagged.add(id(detector))
+                    exact = False
                 continue
             for count, match in enumerate(detector.find(text)):
+                flagged.add(id(detector))
                 if count >= _MATCH_CAP:
-                    return None  # the detector may stop at its own cap: read every field
+                    exact = False  # the detector may stop at its own cap: read every field
+                    break
                 spans.append((match.start, match.end))
-        return headers_text, spans
+        if not exact and self._shape(rules) == (False, False):
+            return None  # spans cannot stand in for the fields: read every field
+        return headers_text, spans, flagged
+
+    def _cookie_says_secret(self, detector: Detector, request: Request) -> bool:
+        """Whether a cookie's own name says secret to `detector` over a credential-like value: the scan text
+        holds the Cookie header's value, not each cookie's name, so this asks what the full path asks of
+        each `cookie.<name>` field."""
+        _, find_under, strength = self.key_context_of(detector)
+        if find_under is None:
+            return False
+        for generic, value in self._request_values(request):
+            if generic.startswith("cookie.") and isinstance(value, str) and value:
+                name = self._secret_name(detector, strength, generic)
+                if name and next(iter(find_under(name, value)), None) is not None:
+                    return True
+        return False
 
     def _engine_candidate(
         self, rule_id: str, where: str, tool: str, message: str, parts: tuple[str, ...] | None = None
@@ -370,9 +503,18 @@ class Auditor:
     def _field_candidates(self, rule: Rule, fields: list[FieldValue], tool: str) -> Iterator[_Candidate]:
         policy = rule.fields
         assert policy is not None and policy.unknown is not None
+        reported = self._reported
+        policy_key = id(policy)  # the policy outlives this auditor's caches (the auditor holds it)
         for item in fields:
             generic = item.generic_path
-            if generic.startswith(_NOT_PAYLOAD_FIELDS) or policy.is_allowed(generic) or policy.is_ignored(generic):
+            verdict = reported.get((policy_key, generic))
+            if verdict is None:
+                if len(reported) >= _FIELD_CACHE_SIZE:
+                    reported.clear()
+                verdict = reported[(policy_key, generic)] = not (
+                    generic.startswith(_NOT_PAYLOAD_FIELDS) or policy.is_allowed(generic)
+                    or policy.is_ignored(generic))
+            if not verdict:
                 continue
             text = item.text
             kind = policy.unknown_kind
@@ -390,8 +532,14 @@ class Auditor:
             )
             yield _Candidate(finding, item, 0, len(text), policy.redact, rule)
 
-    def _detector_candidates(self, rules: tuple[Rule, ...], fields: list[FieldValue], tool: str) -> list[_Candidate]:
+    def _detector_candidates(
+        self, rules: tuple[Rule, ...], fields: list[FieldValue], tool: str, flagged: set[int] | None = None
+    ) -> list[_Candidate]:
+        """Candidates of every detector the rules use over `fields`; with `flagged` (from `_glance`), detectors
+        other than custom patterns that are not in it found nothing in the whole request and are skipped."""
         groups = self.detector_groups(rules)
+        if flagged is not None:
+            groups = [(d, users) for d, users in groups if isinstance(d, _PatternDetector) or id(d) in flagged]
         if not groups:
             return []
         values = [(item, item.text) for item in fields if item.value is not None and not isinstance(item.value, bool)]
@@ -399,18 +547,20 @@ class Auditor:
         # most telemetry is clean, and a family that finds nothing in the whole finds nothing in a part.
         # On a hit, only the values its matches touch are scanned alone, so positions and per-value
         # context stay exact without a scan per value of a large batch.
-        texts = [text for _, text in values]
-        joined = "\n".join(texts)
-        starts = list(accumulate((len(text) + 1 for text in texts), initial=0))
+        joined: str | None = None
+        starts: list[int] = []
         out: list[_Candidate] = []
         hits: dict[int, ConditionHits] = {}  # per `when` condition: where its field has one of its values
         for detector, users in groups:
-            # Custom patterns may anchor on a value's start or end (`^`, `$`): they always scan value by value.
-            # Other detectors scan alone only the values their matches in the joined text touch.
             if isinstance(detector, _PatternDetector):
-                scanned: set[int] = set(range(len(values)))
-            else:
-                scanned = set(self._touched_values(detector, joined, starts, len(values)))
+                out.extend(self._pattern_candidates(detector, users, values, fields, hits, tool))
+                continue
+            if joined is None:
+                texts = [text for _, text in values]
+                joined = "\n".join(texts)
+                starts = list(accumulate((len(text) + 1 for text in texts), initial=0))
+            # Other detectors scan alone only the values their matches in the joined text touch.
+            scanned = set(self._touched_values(detector, joined, starts, len(values)))
             # Key context (a credential under a secret-sounding name) needs each value's field name; only
             # values under a name that may say secret (`strength`, per distinct field path) are looked at again.
             _, find_under, strength = self.key_context_of(detector)
@@ -423,12 +573,6 @@ class Auditor:
             if not scanned and not named:
                 continue
             indexes = sorted(scanned | {k for k, (item, _) in enumerate(values) if item.generic_path in named})
-            # A custom pattern scoped to `fields:` need not run on any other value (tool packs apply by default).
-            scopes = [spec.fields_regex for _, spec in users]
-            if isinstance(detector, _PatternDetector) and all(s is not None for s in scopes):
-                in_scope = {generic: self._in_scope(detector, scopes, generic)
-                            for generic in {values[k][0].generic_path for k in indexes}}
-                indexes = [k for k in indexes if in_scope[values[k][0].generic_path]]
             for index in indexes:
                 item, text = values[index]
                 scan_each = index in scanned
@@ -441,19 +585,28 @@ class Auditor:
                         matches += tuple(find_under(held_under, text, matches))
                 for match in matches:
                     for rule, spec in users:
-                        if spec.detector_id and match.detector_id != spec.detector_id:
-                            continue
                         if spec.fields_regex is not None and not spec.fields_regex.match(item.generic_path):
                             continue
-                        if spec.except_regex is not None and spec.excepts(text[match.start:match.end]):
-                            continue
-                        if spec.when is not None:
-                            if id(spec.when) not in hits:
-                                hits[id(spec.when)] = spec.when.hits(fields)
-                            if not spec.when.holds_for(item, hits[id(spec.when)]):
-                                continue
-                        out.append(self._match_candidate(rule, spec, item, text, match, tool))
+                        if _reports(spec, item, text, match, fields, hits):
+                            out.append(self._match_candidate(rule, spec, item, text, match, tool))
         return out
+
+    def _pattern_candidates(
+        self, detector: _PatternDetector, users: list[tuple[Rule, ForbidSpec]], values: list[tuple[FieldValue, str]],
+        fields: list[FieldValue], hits: dict[int, ConditionHits], tool: str,
+    ) -> Iterator[_Candidate]:
+        """A custom pattern over each value (it may anchor on a value's start or end) its entries' `fields:`
+        scopes cover; an entry without a scope covers every value."""
+        for item, text in values:
+            if not text:
+                continue
+            covering = self._covering(users, item.generic_path)
+            if not covering:
+                continue
+            for match in detector.find(text):
+                for rule, spec in covering:
+                    if _reports(spec, item, text, match, fields, hits):
+                        yield self._match_candidate(rule, spec, item, text, match, tool)
 
     @staticmethod
     def _touched_values(detector: Detector, joined: str, starts: list[int], count: int) -> Iterable[int]:
@@ -509,7 +662,7 @@ class Auditor:
         tool: str,
         rules: tuple[Rule, ...],
     ) -> Decision:
-        rule_ids = tuple(r.id for r in rules)
+        rule_ids = self._ids_of(rules)[0]
         # One finding per (field, span, detector): the strictest of the rules that flagged it.
         unique: dict[tuple[str, int, int, str, FindingKind], _Candidate] = {}
         for candidate in candidates:
@@ -539,6 +692,22 @@ class Auditor:
             return Decision(Action.BLOCK, findings + (finding,), True, tool, rule_ids)
         return Decision(action, findings, True, tool, rule_ids, redacted_body=body, redacted_query=query,
                         redacted_headers=headers)
+
+
+def _reports(spec: ForbidSpec, item: FieldValue, text: str, match: Match, fields: list[FieldValue],
+             hits: dict[int, ConditionHits]) -> bool:
+    """Whether a match in scope is a finding of forbid entry `spec`: its detector id, not one of its
+    `except_values`, and where its `when` condition holds (looked up once per request in `hits`)."""
+    if spec.detector_id and match.detector_id != spec.detector_id:
+        return False
+    if spec.except_regex is not None and spec.excepts(text[match.start:match.end]):
+        return False
+    if spec.when is not None:
+        if id(spec.when) not in hits:
+            hits[id(spec.when)] = spec.when.hits(fields)
+        if not spec.when.holds_for(item, hits[id(spec.when)]):
+            return False
+    return True
 
 
 def _field_name(generic: str) -> str:

@@ -11,6 +11,7 @@ the engine reports: `decode` when the body's text was still scanned as a whole,
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import re
@@ -18,8 +19,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
-
-import re2
 
 from telemetry_audit.decoders import formats, splice
 from telemetry_audit.decoders.content_encoding import GZIP_MAGIC, compress, decompress_partial
@@ -35,9 +34,11 @@ __all__ = [
     "DecodeProblem",
     "Embedded",
     "Limits",
+    "body_leaves",
     "decode_request",
     "field_path",
     "fields_near",
+    "header_and_url_fields",
     "header_scan_text",
     "rewrite_body",
     "scan_text",
@@ -187,7 +188,10 @@ def _audited_headers_of(headers: tuple[tuple[str, str], ...]) -> Iterator[tuple[
 # What `scan_text` cannot stand in for: strings that may hold base64 JSON (opened only by the full path).
 # Base64 of a text starting with `{` begins `e` + one of [w-z0-9+/] (and `[` gives `W` + the same): only such
 # strings can be what `formats.sniff_embedded` opens.
-_SCAN_TEXT_BLOCKERS = re2.compile(r'"\s*[eW][w-z0-9+/_-][A-Za-z0-9+/_=-]{10,}\s*"')
+_SCAN_TEXT_BLOCKERS = re.compile(r'"\s*[eW][w-z0-9+/_-][A-Za-z0-9+/_=-]{10,}\s*"')
+"""Python's `re`: its `\\s` is Unicode white space, what `str.strip` removes before `sniff_embedded` decodes
+(RE2's is ASCII only, so a document behind a no-break space went unseen at a glance). Linear here: every match
+starts at a quote and its runs stop at the next quote."""
 
 
 def header_scan_text(headers: tuple[tuple[str, str], ...]) -> str | None:
@@ -288,7 +292,7 @@ def fields_near(decoded: DecodedRequest, headers_text: str, spans: list[tuple[in
     request = decoded.request
     if decoded.body_format not in ("json", "otlp-json") or text is None or tree is None or decoded.read_problems:
         return None
-    base = len(request.path) + 1 + len(_host_text(request.host)) + 1 + len(headers_text) + 1
+    base = len(_path_text(request.path)) + 1 + len(_host_text(request.host)) + 1 + len(headers_text) + 1
     blocks = [text.count('"', i, i + _QUOTE_BLOCK) for i in range(0, len(text), _QUOTE_BLOCK)]
     body_end = base + len(text) + 2 * sum(blocks)
     targets: list[_Target] = []
@@ -400,7 +404,7 @@ def _parse_body(decoded: DecodedRequest, body: bytes) -> None:
         raise UninspectableError(f"binary body that is not text (content type {content_type or 'none'!r})")
     text, decoded.bom, decoded.charset = read
     decoded.text = text
-    if not text.strip():
+    if not text or text.isspace():
         decoded.body_format = "empty"
         return
     format_, tree = _parse_text(text, content_type, request.path, limits, decoded.numbers)
@@ -593,6 +597,90 @@ def field_path(*names: str | int) -> str:
     return path
 
 
+class _NotPlain(Exception):
+    """The walk would do more than name leaves (open a document, read OTLP attributes, meet a limit)."""
+
+
+def body_leaves(
+    decoded: DecodedRequest, counted: int = 0
+) -> tuple[list[tuple[str, Any]], list[tuple[str, str]]] | None:
+    """(generic path, value) of every leaf of the body and (generic path, name) of every key, in the order
+    `DecodedRequest.fields` would list them, without building a field per value; None when that walk would
+    do more than name them (open an embedded document, read OTLP attributes, meet a limit) or the body is not
+    a parsed JSON document without problems. Then read `fields`, which does all of it.
+
+    For checks that need only generic paths and values (field allow-lists, custom patterns scoped to fields).
+    `counted`: the fields `fields` lists before the body's (its header and URL fields), which count towards
+    the field limit too.
+    """
+    if decoded.body_format not in ("json", "otlp-json", "empty") or decoded.read_problems or decoded.query_tree:
+        return None
+    leaves: list[tuple[str, Any]] = []
+    keys: list[tuple[str, str]] = []
+    if decoded.body_tree is None:
+        return leaves, keys
+    limits = decoded.limits
+    try:
+        _name_leaves(decoded.body_tree, "", 0, leaves, keys, limits.max_fields - counted, limits.max_depth)
+    except (_NotPlain, RecursionError):
+        return None
+    return leaves, keys
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _name_leaves(node: Any, generic: str, depth: int, leaves: list[tuple[str, Any]], keys: list[tuple[str, str]],
+                 max_fields: int, max_depth: int) -> None:
+    """`_Flattener._visit` reduced to generic paths (see `body_leaves`); raises `_NotPlain` where it differs.
+
+    Scalar children are named in place (no call each). The full walk checks its limits at every visit; this
+    checks them at every container and once per container's scalar children, one field early (conservative).
+    """
+    if len(leaves) + 1 >= max_fields or depth > max_depth:
+        raise _NotPlain
+    kind = type(node)
+    if kind is dict:
+        key_generic = f"key:{generic or 'body'}"
+        keys.extend((key_generic, str(name)) for name in reversed(node))
+        for name, value in node.items():
+            child = _join(generic, str(name))
+            if type(value) in _SCALARS:
+                if depth + 1 > max_depth:
+                    raise _NotPlain
+                _name_scalar(value, child, leaves)
+                continue
+            if name == "attributes" and type(value) is list and _is_otlp_attribute_list(value):
+                raise _NotPlain
+            _name_leaves(value, child, depth + 1, leaves, keys, max_fields, max_depth)
+        if len(leaves) + 1 >= max_fields:
+            raise _NotPlain
+        return
+    if kind is list:
+        item_generic = f"{generic}[]"
+        for item in node:
+            if type(item) in _SCALARS:
+                if depth + 1 > max_depth:
+                    raise _NotPlain
+                _name_scalar(item, item_generic, leaves)
+                continue
+            _name_leaves(item, item_generic, depth + 1, leaves, keys, max_fields, max_depth)
+        if len(leaves) + 1 >= max_fields:
+            raise _NotPlain
+        return
+    if kind not in _SCALARS:
+        raise _NotPlain  # Embedded, FormPairs: opened by the full walk
+    _name_scalar(node, generic or "body", leaves)
+
+
+def _name_scalar(node: Any, generic: str, leaves: list[tuple[str, Any]]) -> None:
+    """A scalar as `_Flattener._visit` reads it: a string that holds a document is opened there (not here)."""
+    if type(node) is str and len(node) >= 2 and (node[0] in _MAY_EMBED or node[0].isspace()):
+        if formats.sniff_embedded(node) is not None:
+            raise _NotPlain
+    leaves.append((generic, node))
+
+
 def _flatten(decoded: DecodedRequest) -> list[FieldValue]:
     request = decoded.request
     fields: list[FieldValue] = []
@@ -615,6 +703,11 @@ def _flatten(decoded: DecodedRequest) -> list[FieldValue]:
         fields.append(FieldValue("body", text, "body", ()))
     fields.extend(flattener.keys)
     return fields
+
+
+def header_and_url_fields(request: Request) -> list[FieldValue]:
+    """The fields of a request's headers and URL (see `_header_and_url_fields`), as `fields` lists them."""
+    return _header_and_url_fields(request)
 
 
 def _header_and_url_fields(request: Request) -> list[FieldValue]:
@@ -648,8 +741,10 @@ def _path_text(path: str) -> str:
     return path if decoded == path else f"{path}\n{decoded}"
 
 
+@functools.lru_cache(maxsize=4096)
 def _host_text(host: str) -> str:
-    """The host as the scan text holds it: as `url.host` does (nothing for an IP literal)."""
+    """The host as the scan text holds it: as `url.host` does (nothing for an IP literal). Cached: a request
+    goes to one of few hosts, and telling an address from a name costs two failed parses."""
     return "" if _is_ip_literal(host) else host
 
 

@@ -170,6 +170,7 @@ def serialize_form(tree: FormPairs) -> bytes:
 # --- OTLP/HTTP -------------------------------------------------------------------------------------------------
 
 _OTLP_SIGNALS = ("traces", "metrics", "logs")
+_OTLP_SUFFIXES = tuple(f"/v1/{s}" for s in _OTLP_SIGNALS)
 
 
 def otlp_message_class(path: str) -> Any:
@@ -191,7 +192,7 @@ def otlp_message_class(path: str) -> Any:
 
 
 def is_otlp_path(path: str) -> bool:
-    return path.rstrip("/").endswith(tuple(f"/v1/{s}" for s in _OTLP_SIGNALS))
+    return path.rstrip("/").endswith(_OTLP_SUFFIXES)
 
 
 def parse_otlp_protobuf(body: bytes, path: str) -> Any:

@@ -164,10 +164,14 @@ class PathsDetector:
         self._needles = needles
         self._triggers = triggers
         self._set: Any = None
-        if patterns:
+        if patterns or needles:
+            # The working and home directory spellings are literal entries after the patterns: one pass says
+            # which of either occur (a literal entry hits exactly where `str.find` finds it).
             prefilter = re2.Set.SearchSet()
             for pattern in patterns:
                 prefilter.Add(pattern.pattern)
+            for _, _, needle in needles:
+                prefilter.Add(re2.escape(needle))
             prefilter.Compile()
             self._set = prefilter
 
@@ -178,15 +182,20 @@ class PathsDetector:
         else:
             return
         found: list[Match] = []
-        for detector_id, title, needle in self._needles:
+        hits = sorted((self._set.Match(value) if self._set is not None else None) or ())
+        needle_hits = {index - len(self._patterns) for index in hits if index >= len(self._patterns)}
+        for number, (detector_id, title, needle) in enumerate(self._needles):
+            if number not in needle_hits:
+                continue
             start = value.find(needle)
             count = 0
             while start >= 0 and count < MAX_MATCHES:
                 found.append(Match(detector_id, FindingKind.PATH, title, start, start + len(needle)))
                 start = value.find(needle, start + len(needle))
                 count += 1
-        hits = self._set.Match(value) if self._set is not None else None
-        for index in sorted(hits or ()):
+        for index in hits:
+            if index >= len(self._patterns):
+                break
             pattern = self._patterns[index]
             for count, m in enumerate(self._regexes[index].finditer(value)):
                 if count >= MAX_MATCHES:

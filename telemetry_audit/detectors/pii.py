@@ -143,6 +143,16 @@ def _maybe_ipv6(value: str) -> bool:
 _PRODUCT_VERSION = re2.compile(r"(?:[A-Za-z][A-Za-z0-9._+-]*/|\b[vV]|(?i:version)[:= ]{0,2})$")
 """What precedes a version number: a User-Agent product token (`Chrome/`), `v` or `version `."""
 
+_IPV6_GATE = r"::|[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){7}"
+"""What any IPv6 address `_accept_ip` takes holds: `::` or eight groups (seven colons). The pattern alone also
+matches times of day (`07:12:33`), which are then rejected one by one; as the gate of the pattern pass,
+this keeps such text out of it without changing what is found (the pattern is what finds)."""
+_SET_GATES = {_IPV6: _IPV6_GATE}
+"""Set entries that stand in for a pattern: each matches wherever an accepted match of the pattern exists."""
+
+_LONG_TEXT = 512
+"""From this length a value is looked at with one set pass instead of character tests first (see `find`)."""
+
 _NEEDS: dict[str, tuple[Callable[[str], bool], ...]] = {
     "git-remote": (_maybe_git_remote, _maybe_git_remote), "url-user": (_has_at,), "email": (_has_at,),
     "mac-address": (_maybe_mac,), "ip-address": (_maybe_ipv4, _maybe_ipv6),
@@ -163,21 +173,35 @@ class PiiDetector:
         # One RE2 pass says which patterns occur at all: on a long text (a whole request's values) the cheap
         # character tests below nearly always pass, and running every pattern would cost one scan each.
         self._set: Any = None
-        if self._patterns:
-            self._set = re2.Set.SearchSet()
-            for _, _, regex in self._patterns:
-                self._set.Add(regex.pattern)
-            self._set.Compile()
         self._names = names
         self._names_regex: Any = None
         if names:
             alternation = "|".join(re2.escape(n) for _, _, n in sorted(names, key=lambda n: -len(n[2])))
             self._names_regex = re2.compile(r"(?i)(?:^|[^A-Za-z0-9])(" + alternation + r")")
+        self._names_entry = -1
+        """Index of the names regex in the set (last), for long texts; -1 without names."""
+        if self._patterns or names:
+            self._set = re2.Set.SearchSet()
+            for _, _, regex in self._patterns:
+                self._set.Add(_SET_GATES.get(regex.pattern, regex.pattern))
+            if self._names_regex is not None:
+                self._names_entry = self._set.Add(self._names_regex.pattern)
+            self._set.Compile()
         self._private_ips = private_ips
         self._ignore_emails = ignore_emails
 
     def find(self, value: str) -> Iterator[Match]:
         found: list[Match] = []
+        if len(value) >= _LONG_TEXT and self._set is not None:
+            # A long text (a request's whole scan text) nearly always passes the character tests below, and
+            # lower-casing it costs a copy: one pass of the set says which patterns, and whether a name, occur.
+            hits = self._set.Match(value) or []
+            if self._names_entry in hits:
+                found.extend(self._name_matches(value))
+            found.extend(self._pattern_matches(value, hits))
+            if found:
+                yield from outermost(found)
+            return
         if self._names_regex is not None and len(value) >= MIN_NAME_LENGTH:
             lowered = value.lower()
             for _, _, name in self._names:
@@ -188,13 +212,15 @@ class PiiDetector:
             "@" in value or "ssh://" in value or "::" in value or value.count(".") >= 3
             or value.count(":") >= 5 or value.count("-") >= 5
         ):
-            found.extend(self._pattern_matches(value))
+            hits = (self._set.Match(value) if self._set is not None else None) or []
+            found.extend(self._pattern_matches(value, hits))
         if found:
             yield from outermost(found)
 
-    def _pattern_matches(self, value: str) -> Iterator[Match]:
-        hits = (self._set.Match(value) if self._set is not None else None) or []
+    def _pattern_matches(self, value: str, hits: list[int]) -> Iterator[Match]:
         for index in sorted(hits):
+            if index >= len(self._patterns):
+                continue  # the names entry
             pattern, needed, regex = self._patterns[index]
             if not needed(value):
                 continue

@@ -422,6 +422,8 @@ PATTERNS: tuple[SecretPattern, ...] = (
         ("://",),
         generic=True,
         verify=_not_placeholder_userinfo,
+        # Every match holds `://user:password@`: most URLs (a User-Agent's home page) do not reach the pattern.
+        prefilter=r"://[^\s:@/?#\"'<>\[\]]+:[^\s:@/?#\"'<>\[\]]+@",
     ),
     SecretPattern(
         "authorization-header",
@@ -448,6 +450,11 @@ PATTERNS: tuple[SecretPattern, ...] = (
         entropy=3.0,
         generic=True,
         verify=_is_credential_like,
+        # Every match holds a keyword followed by `:`/`=` (first pattern) or an option spelling it (second):
+        # a key merely named `api_key` or `token_count` in JSON does not reach the patterns.
+        prefilter=(r"(?i)(?:password|passwd|pwd|passphrase|secret|token|api[_-]?key|access[_-]?key|auth[_-]?key|"
+                   r"private[_-]?key|credentials?)[\"']?\s*[:=]"
+                   r"|-[a-z0-9-]*(?:password|passwd|secret|token|api-?key|access-?key|auth-?key)(?:\s|=)"),
     ),
     SecretPattern(
         "high-entropy",

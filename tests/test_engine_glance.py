@@ -1,0 +1,180 @@
+"""Requests under `fields:` checks and custom patterns (the shipped tool packs) decide at a glance exactly as
+reading every field decides: documented requests pass, and every kind of finding still comes out."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+from typing import Any
+
+import pytest
+
+from benchmarks import bench_engine
+from telemetry_audit.decoders import body_leaves, decode_request
+from telemetry_audit.engine import Auditor
+from telemetry_audit.model import Action, Limits, Request
+from telemetry_audit.policy import default_references, load_policy
+
+
+@functools.cache
+def _auditor(fast_path: bool) -> Auditor:
+    return Auditor(load_policy(default_references()), bench_engine.ENVIRONMENT, fast_path=fast_path)
+
+
+def _summary(request: Request, fast_path: bool) -> tuple[Any, ...]:
+    decision = _auditor(fast_path).evaluate(request)
+    return (decision.action, decision.tool, decision.rule_ids, decision.redacted_body,
+            tuple((f.rule_id, f.field, f.detector, f.kind, f.action, f.fingerprint, f.suppressed)
+                  for f in decision.findings))
+
+
+def _edited(request: Request, edit: Any) -> Request:
+    body = json.loads(request.body)
+    edit(body)
+    return Request.from_url(request.method, request.url, dict(request.headers), json.dumps(body).encode())
+
+
+def _first(body: Any) -> Any:
+    return body[0] if isinstance(body, list) else body
+
+
+EDITS = {
+    "as sent": lambda body: None,
+    "undocumented field": lambda body: _first(body).update({"hostname_hash": "abc"}),
+    "home path in a documented field": lambda body: _first(body).update(
+        {"timezone": "/home/alice/work/billing-api/serverless.yml"}) if isinstance(body, list) else None,
+    "token under a documented key": lambda body: _first(body).update(
+        {"event": "ghp_Zx8Qw2Er4Ty6Ui8Op0As2Df4Gh6Jk8Lz0Xc2V"}) if not isinstance(body, list) else None,
+    "scoped custom pattern (frameworkLocalUserId)": lambda body: _first(body).update(
+        {"frameworkLocalUserId": "1f0e2d3c-0000-1000-8000-00aabbccddee"}) if isinstance(body, list) else None,
+    "option in SST argv": lambda body: body["batch"][0]["properties"].update({"args": ["deploy", "--stage=prod"]})
+    if isinstance(body, dict) and "batch" in body else None,
+    "embedded document": lambda body: _first(body).update({"event": '{"token": "x"}'})
+    if not isinstance(body, list) else None,
+    "e-mail in a list": lambda body: _first(body)["config"]["plugins"].append("alice.smith@initech.example")
+    if isinstance(body, list) else None,
+}
+
+
+@pytest.mark.parametrize("edit", list(EDITS))
+def test_pack_host_requests_decide_at_a_glance_as_in_full(edit: str) -> None:
+    for request in bench_engine.make_pack_host_corpus(6):
+        edited = _edited(request, EDITS[edit])
+        assert _summary(edited, True) == _summary(edited, False)
+
+
+def test_documented_pack_host_requests_pass_and_edits_are_found() -> None:
+    requests = bench_engine.make_pack_host_corpus(6)
+    assert all(_auditor(True).evaluate(r).action is Action.ALLOW and not _auditor(True).evaluate(r).findings
+               for r in requests)
+    serverless = next(r for r in requests if r.host.startswith("sp-notifications"))
+    decision = _auditor(True).evaluate(_edited(serverless, EDITS["undocumented field"]))
+    assert any(f.field == "[0].hostname_hash" for f in decision.findings)
+    decision = _auditor(True).evaluate(_edited(serverless, EDITS["scoped custom pattern (frameworkLocalUserId)"]))
+    assert any(f.detector == "serverless.local-user-id" for f in decision.findings)
+
+
+def test_the_bench_corpus_decides_at_a_glance_as_in_full() -> None:
+    for event in bench_engine.make_corpus(40, leak_rate=0.3):
+        assert _summary(event.request, True) == _summary(event.request, False)
+
+
+@pytest.mark.parametrize("document", [
+    {"a": 1, "b": [1, "x", None, True, 1.5], "c": {"d": {"e": "f"}}, "g.h": "i", "": []},
+    [{"x": [[1, 2], {"y": "z"}]}, "w"],
+    {"attributes": [{"key": "k", "value": {"stringValue": "v"}}]},
+    {"a": "[1, 2]"},
+    {"a": "eyJ0b2tlbiI6ICJ4In0="},
+])
+def test_body_leaves_name_what_fields_walks(document: Any) -> None:
+    request = Request.from_url("POST", "https://example.com/e", {"content-type": "application/json"},
+                               json.dumps(document).encode())
+    decoded = decode_request(request)
+    read = body_leaves(decoded)
+    fields = decode_request(request).fields
+    body = [(f.generic_path, f.value) for f in fields
+            if not f.path.startswith(("header.", "url.", "key:"))]
+    keys = [(f.generic_path, f.value) for f in fields if f.path.startswith("key:") and f.path != "key:header"]
+    if read is None:  # only where the walk does more than name leaves
+        assert any(f.locator and "embedded" in repr(f.locator) for f in fields) or "attributes" in document
+        return
+    assert read[0] == body
+    assert read[1] == keys
+    assert json.loads(request.body) == copy.deepcopy(decoded.body_tree)  # naming leaves changes nothing
+
+
+def test_body_leaves_stop_at_the_limits() -> None:
+    request = Request.from_url("POST", "https://example.com/e", {"content-type": "application/json"},
+                               json.dumps({"a": list(range(50)), "b": [[[[[[1]]]]]]}).encode())
+    assert body_leaves(decode_request(request, Limits(max_fields=10))) is None
+    assert body_leaves(decode_request(request, Limits(max_depth=4))) is None
+    assert body_leaves(decode_request(request)) is not None
+
+
+@pytest.mark.parametrize("cookie", [
+    "theme=dark; dd_api_key_v=Zq8vL2pR5tW9yBx7Kd3aa",
+    "sessionToken=Zq8vL2pR5tW9yBx7Kd3aa",
+    "theme=dark; sid=1",
+    "password_set=true",
+])
+@pytest.mark.parametrize("url", ["https://telemetry.sst.dev/events", "https://api.segment.io/v1/track",
+                                 "https://sp-notifications-and-metrics-v1.serverless-platform.com/"])
+def test_a_cookie_named_like_a_secret_is_seen_at_a_glance(cookie: str, url: str) -> None:
+    """The scan text holds the Cookie header, not each cookie's name: key context on cookie names is asked
+    separately, so the glance never lets through what reading every field blocks."""
+    body = b"[{}]" if url.endswith(".com/") else b"{}"
+    request = Request.from_url("POST", url, {"content-type": "application/json", "cookie": cookie,
+                                             "user-agent": "node-fetch/1.0 (+https://github.com/bitinn/node-fetch)"},
+                               body)
+    assert _summary(request, True) == _summary(request, False)
+    bare = [Auditor(load_policy(["default"]), bench_engine.ENVIRONMENT, fast_path=f).evaluate(request)
+            for f in (True, False)]
+    assert bare[0].action == bare[1].action and bare[0].findings == bare[1].findings
+
+
+@pytest.mark.parametrize("space", ["\u00a0", "\u2003", "\u3000", " ", "\t"])
+def test_a_document_behind_unicode_white_space_is_opened_at_a_glance(space: str) -> None:
+    """`sniff_embedded` strips Unicode white space before decoding base64 JSON: the glance must see such a
+    string as a possible document too (it once let a token inside one through)."""
+    import base64
+
+    inner = base64.b64encode(json.dumps({"t": "ghp_" + "Qa8Zx2Wc4Ed6Rf8Tg0Yh2Uj4Ik6Ol8Pm0Nb2V"}).encode()).decode()
+    body = json.dumps({"a": space + inner + space}, ensure_ascii=False).encode()
+    request = Request.from_url("POST", "https://telemetry.sst.dev/events", {"content-type": "application/json"},
+                               body)
+    decisions = [Auditor(load_policy(["default"]), bench_engine.ENVIRONMENT, fast_path=f).evaluate(request)
+                 for f in (True, False)]
+    assert [d.action for d in decisions] == [Action.BLOCK, Action.BLOCK]
+    assert decisions[0].findings == decisions[1].findings
+
+
+@pytest.mark.parametrize("leaves", [40, 44, 45, 46, 50])
+def test_the_field_limit_counts_header_fields_at_a_glance(leaves: int) -> None:
+    """The full walk lists header and URL fields before the body's, and they count towards `max_fields`."""
+    policy = load_policy(default_references())
+    request = Request.from_url(
+        "POST", "https://sp-notifications-and-metrics-v1.serverless-platform.com/",
+        {"content-type": "application/json", "user-agent": "node-fetch/1.0 (+https://github.com/bitinn/node-fetch)",
+         "accept": "*/*"},
+        json.dumps([{"config": {"plugins": ["serverless-offline"] * (leaves - 1)}, "ciName": None}]).encode())
+    limits = Limits(max_fields=50)
+    decisions = [Auditor(policy, bench_engine.ENVIRONMENT, fast_path=f, limits=limits).evaluate(request)
+                 for f in (True, False)]
+    assert decisions[0].action == decisions[1].action
+    assert decisions[0].findings == decisions[1].findings
+
+
+@pytest.mark.parametrize("path", ["/v1/batch", "/v1/b%61tch", "/v1/%62%61%74%63%68/" + "%7E" * 400])
+def test_a_percent_encoded_path_does_not_move_the_spans_of_the_body(path: str) -> None:
+    """The scan text holds the path as sent and percent-decoded: the body's spans start after both (the body's
+    fields around a leak were once looked for at the wrong offset, and a leak there went unseen)."""
+    events = [{"event": f"e{i}", "userId": f"u{i}", "properties": {"n": i}} for i in range(40)]
+    events[17]["properties"]["cwd"] = "/home/alice/secret-project"
+    events[31]["properties"]["contact"] = "alice@example.com"
+    request = Request.from_url("POST", "https://api.segment.io" + path, {"content-type": "application/json"},
+                               json.dumps({"batch": events}).encode())
+    decisions = [Auditor(load_policy(["default"]), bench_engine.ENVIRONMENT, fast_path=f).evaluate(request)
+                 for f in (True, False)]
+    assert decisions[0].findings == decisions[1].findings
+    assert {f.field for f in decisions[0].findings} == {"batch[17].properties.cwd", "batch[31].properties.contact"}
