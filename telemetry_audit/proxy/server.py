@@ -19,6 +19,7 @@ import os
 import signal
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ def build_master(opts: options.Options, audit: TelemetryAudit | None = None, *, 
     from telemetry_audit.proxy.addon import TelemetryAudit
 
     master = Master(opts, with_termlog=not quiet)
-    master.addons.add(core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig())
+    master.addons.add(core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), own_ca_tls_config())
     if sealed:
         from telemetry_audit.proxy.sealed import SealedNetwork
         from telemetry_audit.proxy.synthetic_dns import SyntheticDNS
@@ -73,6 +74,62 @@ def build_master(opts: options.Options, audit: TelemetryAudit | None = None, *, 
         master.addons.add(resolver, SealedNetwork(resolver))
     master.addons.add(audit or TelemetryAudit(), errorcheck.ErrorCheck(repeat_errors_on_stderr=True))
     return master
+
+
+def own_ca_tls_config() -> Any:
+    """mitmproxy's TLS addon, loading the proxy's own CA once per confdir, without OpenSSL's RSA key check.
+
+    The stock addon loads the CA whenever `confdir` is configured and again in `running` (a workaround for hosts
+    that never configure it), and each load checks the RSA key's consistency: ~0.13 s of CPU a time, a
+    quarter of a second of every `run`'s start-up. The key is the one `proxy.ca.ensure_ca` (or mitmproxy) wrote
+    into the owner-only confdir, not foreign input, so the check buys nothing here. A `certs` or
+    `cert_passphrase` option, or a key this cannot read, goes the stock way.
+    """
+    from mitmproxy import ctx
+    from mitmproxy.addons import tlsconfig
+
+    ca_options = {"certs", "confdir", "key_size", "cert_passphrase"}
+
+    class OwnCaTlsConfig(tlsconfig.TlsConfig):
+        name = "tlsconfig"
+
+        def configure(self, updated: set[str]) -> None:
+            if updated & ca_options and not ctx.options.certs and not ctx.options.cert_passphrase:
+                try:
+                    self.certstore = load_own_ca(os.path.expanduser(ctx.options.confdir), ctx.options.key_size)
+                except (TypeError, ValueError, IndexError):  # encrypted or unreadable: the stock error messages
+                    pass
+                else:
+                    if self.certstore.default_ca.has_expired():
+                        logging.getLogger(tlsconfig.__name__).warning(
+                            "The proxy's certificate authority has expired: delete the CA files in "
+                            f"{ctx.options.confdir} and it is created anew on the next start.")
+                    updated = updated - ca_options
+            super().configure(updated)
+
+        def running(self) -> None:
+            if self.certstore is None:
+                super().running()
+
+    return OwnCaTlsConfig()
+
+
+def load_own_ca(confdir: str, key_size: int) -> Any:
+    """The `CertStore` of the CA in `confdir` (created first when missing), read as mitmproxy reads it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from mitmproxy import certs
+    from mitmproxy.addons.tlsconfig import CONF_BASENAME
+
+    folder = Path(confdir)
+    ca_file = folder / f"{CONF_BASENAME}-ca.pem"
+    if not ca_file.exists():
+        certs.CertStore.create_store(folder, CONF_BASENAME, key_size)
+    raw = ca_file.read_bytes()
+    key = serialization.load_pem_private_key(raw, None, unsafe_skip_rsa_key_validation=True)
+    chain = x509.load_pem_x509_certificates(raw)
+    dhparams = certs.CertStore.load_dhparam(folder / f"{CONF_BASENAME}-dhparam.pem")
+    return certs.CertStore(key, certs.Cert(chain[0]), ca_file if len(chain) > 1 else None, dhparams)
 
 
 class ReadyAnnouncer:
@@ -120,23 +177,26 @@ async def serve(config: Mapping[str, Any]) -> int:
     ready = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     master.addons.add(ReadyAnnouncer(ready))
+    values: dict[str, Any] = {}
+    if sealed:
+        # Every packet of the sandbox arrives here; QUIC stays plain UDP so that the sealed addon refuses it.
+        values.update(mode=[f"tun:{sealed['tun']}"], http3=False,
+                      taudit_tun_ready_file=sealed.get("tun_ready_file", ""), taudit_relay=sealed.get("relay", ""))
+    elif config.get("upstream_proxy"):
+        # Online behind the user's own (corporate) proxy: forward through it rather than around it.
+        values.update(mode=[f"upstream:{config['upstream_proxy']}"])
+    values.update(
+        listen_host=config.get("listen_host", "127.0.0.1"),
+        listen_port=int(config.get("listen_port", 8080)),
+        confdir=config.get("confdir", "~/.telemetry-audit"),
+        # Lazy: answer HTTPS locally without ever connecting upstream (offline collectors).
+        connection_strategy="lazy",
+    )
+    values.update(dict(config.get("mitmproxy", {})))
+    values.update(dict(config.get("options", {})))
     try:
-        if sealed:
-            # Every packet of the sandbox arrives here; QUIC stays plain UDP so that the sealed addon refuses it.
-            opts.update(mode=[f"tun:{sealed['tun']}"], http3=False,
-                        taudit_tun_ready_file=sealed.get("tun_ready_file", ""), taudit_relay=sealed.get("relay", ""))
-        elif config.get("upstream_proxy"):
-            # Online behind the user's own (corporate) proxy: forward through it rather than around it.
-            opts.update(mode=[f"upstream:{config['upstream_proxy']}"])
-        opts.update(
-            listen_host=config.get("listen_host", "127.0.0.1"),
-            listen_port=int(config.get("listen_port", 8080)),
-            confdir=config.get("confdir", "~/.telemetry-audit"),
-            # Lazy: answer HTTPS locally without ever connecting upstream (offline collectors).
-            connection_strategy="lazy",
-            **dict(config.get("mitmproxy", {})),
-            **dict(config.get("options", {})),
-        )
+        # One update, so each addon configures once (the policy loads once, the CA is read once).
+        opts.update(**values)
     except exceptions.OptionsError as e:
         print(f"telemetry-audit: {e}", file=sys.stderr)
         return EXIT_CONFIG
