@@ -9,14 +9,19 @@ from telemetry_audit.cli.common import add_policy_options, fatal, load_policy_or
 
 
 def register(commands: Any) -> argparse.ArgumentParser:
-    from telemetry_audit.collectors import server as collector_server
-
     collector = commands.add_parser(
         "collector", help="serve the emulated analytics collectors and the /micro inspection API on loopback")
-    collector_server.add_arguments(collector)
-    add_policy_options(collector)
+    # Its module imports every emulator: declared when `collector` is used (the policy options after, as ever).
+    collector.defer(_server_arguments)
+    collector.defer(add_policy_options)
     collector.set_defaults(handler=cmd_collector)
     return collector
+
+
+def _server_arguments(parser: argparse.ArgumentParser) -> None:
+    from telemetry_audit.collectors import server as collector_server
+
+    collector_server.add_arguments(parser)
 
 
 def cmd_collector(args: argparse.Namespace) -> int:

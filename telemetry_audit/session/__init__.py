@@ -7,6 +7,10 @@ routes them through it, and reads its audit log back for the report.
 
 The child runs in its own session (so the terminal's Ctrl-C reaches the audited command first and the proxy
 stays up to record its last requests) and shuts itself down if its supervisor dies.
+
+Start-up order matters for `run`'s overhead: the child is spawned before its configuration is built and
+imports mitmproxy while the parent works, and this module imports the core (audit log, client environment)
+only where a method needs it.
 """
 
 from __future__ import annotations
@@ -27,10 +31,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from telemetry_audit.proxy.auditlog import read_log
 from telemetry_audit.proxy.ca import default_confdir, ensure_ca
 from telemetry_audit.proxy.settings import ProxySettings
-from telemetry_audit.session.child_env import child_environment, combined_ca_bundle, java_truststore, preload_path
 
 READY_TIMEOUT = 60.0
 TOKEN_VARIABLE = "TELEMETRY_AUDIT_TOKEN"
@@ -142,12 +144,13 @@ class ProxySession:
         Split in two so the caller can do its own start-up work (load the policy for the report) meanwhile.
         """
         self.prepare()
-        config = self.config(upstream_proxy=upstream_proxy)
         # -P: never import from the current directory (a source checkout there would shadow the installed package).
         command = [sys.executable, "-P", "-m", "telemetry_audit.proxy.server"]
         with open(self.stderr_path, "wb") as stderr:
             self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
                                             start_new_session=True)
+        # Built once the child runs: it imports mitmproxy before it reads its configuration.
+        config = self.config(upstream_proxy=upstream_proxy)
         assert self.process.stdin is not None
         try:
             self.process.stdin.write(json.dumps(config).encode("utf-8"))
@@ -256,6 +259,8 @@ class ProxySession:
     @property
     def ca_bundle(self) -> str:
         """System CAs plus the proxy CA, for variables that replace a client's trust store (written once)."""
+        from telemetry_audit.session.child_env import combined_ca_bundle
+
         if not self._ca_bundle:
             self._ca_bundle = combined_ca_bundle(self.ca_cert, self.workdir)
         return self._ca_bundle
@@ -271,6 +276,8 @@ class ProxySession:
     ) -> dict[str, str]:
         """`base` plus every proxy and CA variable (the Node preload, a Java truststore) that routes a client
         through us; see `no_proxy_plan` for what NO_PROXY keeps."""
+        from telemetry_audit.session.child_env import child_environment, preload_path
+
         env = child_environment(base, proxy_url=self.url, ca_cert_path=self.ca_cert, ca_bundle_path=self.ca_bundle,
                                 preload_path=preload_path() if node_preload else None,
                                 audited_hosts=audited_hosts, bypass_loopback=bypass_loopback,
@@ -280,6 +287,8 @@ class ProxySession:
 
     def java_truststore(self) -> str | None:
         """The JDK's CAs plus ours for JVMs (built once per CA and JDK, cached beside the CA); None without Java."""
+        from telemetry_audit.session.child_env import java_truststore
+
         try:
             return java_truststore(self.ca_cert, self.confdir)
         except (OSError, RuntimeError, ValueError):
@@ -289,6 +298,8 @@ class ProxySession:
 
     def records(self) -> tuple[list[dict[str, Any]], int]:
         """(request records, requests seen) of this session so far."""
+        from telemetry_audit.proxy.auditlog import read_log
+
         return read_log(self.log_path, self.settings.session)
 
     def connections(self) -> list[dict[str, Any]]:
