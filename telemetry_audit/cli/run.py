@@ -125,11 +125,17 @@ def cmd_run(args: argparse.Namespace) -> int:
                           f"USER={planted.user}, HOME={planted.home}", markup=False)
         outcome = None
         if support.ok:
-            session.prepare()
-            policy = load_policy_or_exit(args)
+            # The sandbox starts first (its proxy before the command); the policy loads here meanwhile. A policy
+            # that does not load ends the sandbox before its proxy can listen, so the command never runs.
+            sealed = session.start_sealed(command, base_env, support, linger=args.linger, online=args.online,
+                                          audit_loopback=args.proxy_loopback)
+            try:
+                policy = load_policy_or_exit(args)
+            except BaseException:
+                sealed.abort()
+                raise
             console.print(f"telemetry-audit: sealed run ({where}); running {program}", markup=False)
-            outcome = session.run_sealed(command, base_env, support, linger=args.linger, online=args.online,
-                                         audit_loopback=args.proxy_loopback)
+            outcome = sealed.wait()
             if outcome.setup_failed:  # the command never ran: unsealed is still possible
                 if args.seal == "on":
                     raise UsageError(f"cannot seal the run (--seal on): {outcome.error}")

@@ -19,8 +19,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from telemetry_audit.sandbox.relay import LoopbackBridges
-
 _PROXY_READY_TIMEOUT = 60.0
 _STOP_GRACE = 2.0
 _MS_BIND = 4096
@@ -111,6 +109,8 @@ class Supervisor:
         except (OSError, RuntimeError) as e:
             self._finish(status=125, error=f"cannot set up the sealed network: {e}")
             return 125
+        from telemetry_audit.sandbox.relay import LoopbackBridges  # after the proxy started: not on its way
+
         bridges = LoopbackBridges(spec.relay_path, spec.loopback_ports, via_proxy=spec.audit_loopback) \
             if spec.relay_path else None
         if bridges is not None:
@@ -145,7 +145,7 @@ class Supervisor:
                 return
             if self.proxy.poll() is not None:
                 raise RuntimeError(f"the proxy exited with status {self.proxy.returncode}")
-            time.sleep(0.02)
+            time.sleep(0.005)
         raise RuntimeError("the proxy did not bring its tun interface up in time")
 
     # --- the command -------------------------------------------------------------------------------------------

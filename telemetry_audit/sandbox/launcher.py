@@ -103,6 +103,62 @@ _UNIX_PATH_MAX = 100
 
 def run_sealed(run: SealedRun, support: SealSupport) -> SealedOutcome:
     """Run `run.command` sealed and wait for it (and its lingering descendants, up to `run.linger`)."""
+    return start_sealed(run, support).wait()
+
+
+class StartedSealedRun:
+    """A sealed run whose sandbox is starting (its proxy first, the command once the proxy is up).
+
+    Split from `wait` so the caller can do its own work (load the policy for the report) while the proxy starts;
+    whatever goes wrong meanwhile, `abort` ends the sandbox before its command can run. Signals are handled as
+    while waiting from the start: Ctrl-C goes to the command (same terminal group), SIGTERM/SIGHUP are passed on.
+    """
+
+    def __init__(self, child: subprocess.Popen[bytes] | None, status: int, result_file: str, relay: Relay | None,
+                 short_dir: str) -> None:
+        self._child = child
+        self._status = status
+        self._result_file = result_file
+        self._relay = relay
+        self._short_dir = short_dir
+        self._previous_handlers = _forward_signals(child) if child is not None else {}
+
+    def wait(self) -> SealedOutcome:
+        """Wait for the sandbox to end and read how the run ended."""
+        try:
+            while self._child is not None:
+                try:
+                    self._status = self._child.wait()
+                    break
+                except KeyboardInterrupt:  # pragma: no cover - the SIGINT handler replaces the default
+                    continue
+        finally:
+            self._release()
+        return _read_outcome(self._result_file, self._status)
+
+    def abort(self) -> None:
+        """End the sandbox now (its supervisor and everything in it die with `unshare --kill-child`)."""
+        try:
+            if self._child is not None and self._child.poll() is None:
+                self._child.kill()
+                self._child.wait()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        for sig, handler in self._previous_handlers.items():
+            signal.signal(sig, handler)
+        self._previous_handlers = {}
+        if self._relay is not None:
+            self._relay.close()
+            self._relay = None
+        if self._short_dir:
+            shutil.rmtree(self._short_dir, ignore_errors=True)
+            self._short_dir = ""
+
+
+def start_sealed(run: SealedRun, support: SealSupport) -> StartedSealedRun:
+    """Start the sandbox for `run` and return at once; `wait()` (or `abort()`) on the result."""
     workdir = run.workdir
     relay_path = os.path.join(workdir, RELAY_SOCKET)
     short_dir = ""
@@ -142,24 +198,25 @@ def run_sealed(run: SealedRun, support: SealSupport) -> SealedOutcome:
         json.dump(asdict(spec), stream)
     relay = Relay(relay_path, RelayPolicy(allow_remote=run.online, upstream_proxy=run.upstream_proxy)) \
         if need_relay else None
+    argv = [support.unshare or "unshare", *UNSHARE_FLAGS, "--", sys.executable, "-P", "-m",
+            "telemetry_audit.sandbox", spec_path]
     try:
-        argv = [support.unshare or "unshare", *UNSHARE_FLAGS, "--", sys.executable, "-P", "-m",
-                "telemetry_audit.sandbox", spec_path]
-        status = _wait_in_foreground(argv)
-    finally:
+        child: subprocess.Popen[bytes] | None = subprocess.Popen(argv)
+        status = 0
+    except OSError as e:
+        child, status = None, _failed(f"cannot start {argv[0]}: {e.strerror or e}")
+    except BaseException:
         if relay is not None:
             relay.close()
         if short_dir:
             shutil.rmtree(short_dir, ignore_errors=True)
-    return _read_outcome(spec.result_file, status)
+        raise
+    return StartedSealedRun(child, status, spec.result_file, relay, short_dir)
 
 
-def _wait_in_foreground(argv: list[str]) -> int:
-    """Run the sandbox; Ctrl-C goes to the command (same terminal group), SIGTERM/SIGHUP are passed on."""
-    try:
-        child = subprocess.Popen(argv)
-    except OSError as e:
-        return _failed(f"cannot start {argv[0]}: {e.strerror or e}")
+def _forward_signals(child: subprocess.Popen[bytes]) -> dict[int, Any]:
+    """Ctrl-C is left to the command (same terminal group), SIGTERM/SIGHUP are passed on to the sandbox's
+    supervisor; the handlers these replace, to restore."""
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
 
     def forward(signum: int, frame: Any) -> None:
@@ -174,15 +231,7 @@ def _wait_in_foreground(argv: list[str]) -> int:
 
     for sig in previous:
         signal.signal(sig, forward)
-    try:
-        while True:
-            try:
-                return child.wait()
-            except KeyboardInterrupt:  # pragma: no cover - the handler above replaces the default
-                continue
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    return previous
 
 
 def _failed(message: str) -> int:

@@ -163,7 +163,13 @@ class ProxySession:
                    online: bool, audit_loopback: bool, cwd: str | None = None) -> Any:
         """Run `command` and this session's proxy together in a sealed sandbox (see `telemetry_audit.sandbox`);
         the `SealedOutcome`. The proxy inside reads the same configuration and writes the same log."""
-        from telemetry_audit.sandbox.launcher import SealedRun, run_sealed
+        return self.start_sealed(command, env, support, linger=linger, online=online, audit_loopback=audit_loopback,
+                                 cwd=cwd).wait()
+
+    def start_sealed(self, command: Sequence[str], env: Mapping[str, str], support: Any, *, linger: float,
+                     online: bool, audit_loopback: bool, cwd: str | None = None) -> Any:
+        """`run_sealed` in two steps: the sandbox starts now; `.wait()` (or `.abort()`) on what this returns."""
+        from telemetry_audit.sandbox.launcher import SealedRun, start_sealed
         from telemetry_audit.session.sealed_env import sealed_environment, upstream_proxy_from
 
         self.prepare()
@@ -173,7 +179,7 @@ class ProxySession:
         run = SealedRun(self.config(supervised=False), list(command), child_env, self.workdir, linger=linger,
                         online=online, audit_loopback=audit_loopback,
                         upstream_proxy=upstream_proxy_from(env) if online else "", cwd=cwd or os.getcwd())
-        return run_sealed(run, support)
+        return start_sealed(run, support)
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> ProxySession:
         """Block until the child listens; `ProxyStartError` with its own message when it does not."""
