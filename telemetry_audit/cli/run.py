@@ -93,8 +93,9 @@ def report_targets(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Check every option, start the proxy child (unsealed: first, so that it imports mitmproxy while this process
-    loads the policy and prepares the command's environment), run the command, report."""
+    """Check every option, start the proxy (sealed: the sandbox, which starts its proxy first) before anything else
+    so that it imports mitmproxy while this process loads the policy and prepares the command's environment, run
+    the command, report."""
     from telemetry_audit.session import ProxySession, ProxyStartError
 
     command = command_after_dashes(args, "telemetry-audit run -- sst version")
@@ -116,25 +117,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     program = os.path.basename(command[0]) + (f" with {len(command) - 1} argument(s)" if len(command) > 1 else "")
     capture: dict[str, Any] = {}
     try:
-        if not support.ok:
-            # Nothing to try first: the proxy child starts now, everything below runs while it does.
+        # The proxy starts first (sealed: the sandbox, its proxy first); everything below runs while it does.
+        sealed = session.start_sealed(command, base_env, support, linger=args.linger, online=args.online,
+                                      audit_loopback=args.proxy_loopback) if support.ok else None
+        if sealed is None:
             session.launch(upstream_proxy=_upstream_proxy(args, base_env))
-        console = stderr_console()
-        if planted is not None:
-            console.print("telemetry-audit: canaries planted: $TELEMETRY_AUDIT_CANARY_API_TOKEN, "
-                          f"USER={planted.user}, HOME={planted.home}", markup=False)
         outcome = None
-        if support.ok:
-            # The sandbox starts first (its proxy before the command); the policy loads here meanwhile. A policy
-            # that does not load ends the sandbox before its proxy can listen, so the command never runs.
-            sealed = session.start_sealed(command, base_env, support, linger=args.linger, online=args.online,
-                                          audit_loopback=args.proxy_loopback)
-            try:
+        try:
+            console = stderr_console()
+            if planted is not None:
+                console.print("telemetry-audit: canaries planted: $TELEMETRY_AUDIT_CANARY_API_TOKEN, "
+                              f"USER={planted.user}, HOME={planted.home}", markup=False)
+            if sealed is not None:
+                # A policy that does not load ends the sandbox before its proxy listens: the command never runs.
                 policy = load_policy_or_exit(args)
-            except BaseException:
+                console.print(f"telemetry-audit: sealed run ({where}); running {program}", markup=False)
+        except BaseException:
+            if sealed is not None:
                 sealed.abort()
-                raise
-            console.print(f"telemetry-audit: sealed run ({where}); running {program}", markup=False)
+            raise
+        if sealed is not None:
             outcome = sealed.wait()
             if outcome.setup_failed:  # the command never ran: unsealed is still possible
                 if args.seal == "on":

@@ -1,6 +1,8 @@
 """The sealed run's first process inside its namespaces (PID 1 there): network up, proxy, command, linger.
 
-Started by `launcher.run_sealed` through `unshare` as `python -m telemetry_audit.sandbox SPEC`. As PID 1
+Started by `launcher.spawn_sealed` through `unshare` as `python -m telemetry_audit.sandbox SPEC_FD PROXY_STDERR`.
+It starts the proxy at once (its imports are most of a sealed run's start-up), then reads the spec the launcher
+writes to the pipe SPEC_FD meanwhile, and hands the proxy its configuration once the network is ready. As PID 1
 of the run's PID namespace every process the command leaves behind becomes its child, so after the command exits
 it can see (in the namespace's own /proc) which are still running, give them `linger` seconds to finish their
 work (telemetry flushed by detached children), then end them. When it exits, the kernel ends whatever is left.
@@ -24,18 +26,19 @@ _STOP_GRACE = 2.0
 _MS_BIND = 4096
 
 
+PROXY_ARGV = (sys.executable, "-P", "-m", "telemetry_audit.proxy.server")
+"""The proxy server, started first; its configuration arrives on standard input (see `telemetry_audit.proxy.server`,
+which imports mitmproxy before it reads it)."""
+
+
 @dataclass(frozen=True)
 class InsideSpec:
-    """Everything the supervisor needs, handed over as a JSON file in the run's private directory."""
+    """Everything the supervisor needs, handed over as JSON on a pipe (never on disk: it holds the environment)."""
 
-    proxy_argv: list[str]
-    """The proxy server command, started first."""
     proxy_config: dict[str, Any]
     """Its configuration (tun mode included), written to its standard input: it holds the audited environment."""
     proxy_ready_file: str
     """The proxy writes this file once its tun interface is up."""
-    proxy_stderr: str
-    """The proxy's output goes here."""
     tun_name: str
     command: list[str]
     env: dict[str, str]
@@ -71,19 +74,37 @@ class Lingerer:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 1:
-        print("usage: python -m telemetry_audit.sandbox SPEC.json", file=sys.stderr)
+    if len(args) != 2 or not args[0].isdigit():
+        print("usage: python -m telemetry_audit.sandbox SPEC_FD PROXY_STDERR", file=sys.stderr)
         return 2
-    with open(args[0], encoding="utf-8") as stream:
-        spec = InsideSpec(**json.load(stream))
-    os.unlink(args[0])  # it holds the command's environment: read once, never left on disk
-    return Supervisor(spec).run()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # as `Supervisor.run` does: no command to pass to yet
+        signal.signal(sig, lambda *_: None)
+    proxy = start_proxy(args[1])
+    with os.fdopen(int(args[0]), encoding="utf-8") as stream:
+        text = stream.read()
+    if not text.strip():  # the launcher went away before handing the spec over
+        if isinstance(proxy, subprocess.Popen):
+            proxy.kill()
+            proxy.wait()
+        return 2
+    return Supervisor(InsideSpec(**json.loads(text)), proxy).run()
+
+
+def start_proxy(stderr_path: str) -> subprocess.Popen[bytes] | OSError:
+    """The proxy server, importing while the spec is on its way (its configuration comes later, on its standard
+    input); the error when it cannot start (reported once the spec says where results go)."""
+    try:
+        with open(stderr_path, "ab") as out:
+            return subprocess.Popen(PROXY_ARGV, stdin=subprocess.PIPE, stdout=out, stderr=out, start_new_session=True)
+    except OSError as e:
+        return e
 
 
 class Supervisor:
-    def __init__(self, spec: InsideSpec) -> None:
+    def __init__(self, spec: InsideSpec, proxy: subprocess.Popen[bytes] | OSError) -> None:
         self.spec = spec
-        self.proxy: subprocess.Popen[bytes] | None = None
+        self._started: subprocess.Popen[bytes] | OSError = proxy
+        self.proxy: subprocess.Popen[bytes] | None = proxy if isinstance(proxy, subprocess.Popen) else None
         self.command_pid = 0
 
     def run(self) -> int:
@@ -129,10 +150,11 @@ class Supervisor:
         subprocess.run([self.spec.ip, *args], check=True, stdin=subprocess.DEVNULL, capture_output=True)
 
     def _start_proxy(self) -> None:
+        """Hand the proxy (started by `main`) its configuration once the network is ready; wait for its tun."""
         spec = self.spec
-        with open(spec.proxy_stderr, "ab") as out:
-            self.proxy = subprocess.Popen(spec.proxy_argv, stdin=subprocess.PIPE, stdout=out, stderr=out,
-                                          start_new_session=True)
+        if isinstance(self._started, OSError):
+            raise self._started
+        self.proxy = self._started
         assert self.proxy.stdin is not None
         try:
             self.proxy.stdin.write(json.dumps(spec.proxy_config).encode("utf-8"))

@@ -168,18 +168,28 @@ class ProxySession:
 
     def start_sealed(self, command: Sequence[str], env: Mapping[str, str], support: Any, *, linger: float,
                      online: bool, audit_loopback: bool, cwd: str | None = None) -> Any:
-        """`run_sealed` in two steps: the sandbox starts now; `.wait()` (or `.abort()`) on what this returns."""
-        from telemetry_audit.sandbox.launcher import SealedRun, start_sealed
-        from telemetry_audit.session.sealed_env import sealed_environment, upstream_proxy_from
+        """`run_sealed` in two steps: the sandbox starts now; `.wait()` (or `.abort()`) on what this returns.
+
+        The sandbox (and in it the proxy, importing) is spawned first; its spec is built and handed over after.
+        """
+        from telemetry_audit.sandbox.launcher import SealedRun, spawn_sealed
 
         self.prepare()
-        child_env = sealed_environment(env, ca_cert_path=self.ca_cert, ca_bundle_path=self.ca_bundle,
-                                       marker=uuid.uuid4().hex[:16])
-        child_env[TOKEN_VARIABLE] = self.settings.inspection_token
-        run = SealedRun(self.config(supervised=False), list(command), child_env, self.workdir, linger=linger,
-                        online=online, audit_loopback=audit_loopback,
-                        upstream_proxy=upstream_proxy_from(env) if online else "", cwd=cwd or os.getcwd())
-        return start_sealed(run, support)
+        started = spawn_sealed(self.workdir, support)
+        try:
+            from telemetry_audit.session.sealed_env import sealed_environment, upstream_proxy_from
+
+            child_env = sealed_environment(env, ca_cert_path=self.ca_cert, ca_bundle_path=self.ca_bundle,
+                                           marker=uuid.uuid4().hex[:16])
+            child_env[TOKEN_VARIABLE] = self.settings.inspection_token
+            run = SealedRun(self.config(supervised=False), list(command), child_env, self.workdir, linger=linger,
+                            online=online, audit_loopback=audit_loopback,
+                            upstream_proxy=upstream_proxy_from(env) if online else "", cwd=cwd or os.getcwd())
+            started.hand_over(run)
+        except BaseException:
+            started.abort()
+            raise
+        return started
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> ProxySession:
         """Block until the child listens; `ProxyStartError` with its own message when it does not."""
