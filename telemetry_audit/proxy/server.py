@@ -134,6 +134,7 @@ def load_own_ca(confdir: str, key_size: int) -> Any:
     """The `CertStore` of the CA in `confdir` (created first when missing), read as mitmproxy reads it."""
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
     from mitmproxy import certs
     from mitmproxy.addons.tlsconfig import CONF_BASENAME
 
@@ -143,6 +144,8 @@ def load_own_ca(confdir: str, key_size: int) -> Any:
         certs.CertStore.create_store(folder, CONF_BASENAME, key_size)
     raw = ca_file.read_bytes()
     key = serialization.load_pem_private_key(raw, None, unsafe_skip_rsa_key_validation=True)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError("not an RSA key")  # mitmproxy's own loading says what it makes of it
     chain = x509.load_pem_x509_certificates(raw)
     dhparams = certs.CertStore.load_dhparam(folder / f"{CONF_BASENAME}-dhparam.pem")
     return certs.CertStore(key, certs.Cert(chain[0]), ca_file if len(chain) > 1 else None, dhparams)

@@ -242,7 +242,7 @@ class StartedSealedRun:
 def _forward_signals(child: subprocess.Popen[bytes]) -> dict[int, Any]:
     """Ctrl-C is left to the command (same terminal group), SIGTERM/SIGHUP are passed on to the sandbox's
     supervisor; the handlers these replace, to restore."""
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    previous: dict[int, Any] = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
 
     def forward(signum: int, frame: Any) -> None:
         if signum == signal.SIGINT:
