@@ -175,8 +175,11 @@ class ReadyAnnouncer:
 def read_config(stream: TextIO) -> dict[str, Any]:
     """The session's configuration, handed over on standard input (never on the command line or on disk:
     it carries the audited process's environment)."""
+    text = stream.read()
+    if not text.strip():  # the supervisor went away before handing it over: never serve on defaults
+        raise ValueError("no configuration on standard input")
     try:
-        config = json.loads(stream.read() or "{}")
+        config = json.loads(text)
     except ValueError as e:
         raise ValueError(f"the configuration on standard input is not JSON: {e}") from None
     if not isinstance(config, dict):

@@ -150,10 +150,14 @@ class ProxySession:
             self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
                                             start_new_session=True)
         # Built once the child runs: it imports mitmproxy before it reads its configuration.
-        config = self.config(upstream_proxy=upstream_proxy)
+        try:
+            config = json.dumps(self.config(upstream_proxy=upstream_proxy)).encode("utf-8")
+        except BaseException:
+            self.stop()  # without its configuration the child exits; not left waiting for one
+            raise
         assert self.process.stdin is not None
         try:
-            self.process.stdin.write(json.dumps(config).encode("utf-8"))
+            self.process.stdin.write(config)
             self.process.stdin.close()
         except BrokenPipeError:
             pass

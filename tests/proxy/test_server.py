@@ -79,3 +79,18 @@ def test_the_proxy_process_imports_no_report_writer_nor_validator() -> None:
     result = subprocess.run([sys.executable, "-P", "-c", probe], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == []
+
+
+@pytest.mark.parametrize(("stdin", "message"), [
+    ("", "no configuration on standard input"),
+    ("  \n", "no configuration on standard input"),
+    ("{not json", "the configuration on standard input is not JSON"),
+    ("[1, 2]", "the configuration on standard input must be a JSON object"),
+])
+def test_the_proxy_process_refuses_a_missing_or_bad_configuration(stdin: str, message: str) -> None:
+    """Spawned before its configuration is written, it must never serve on defaults if none arrives."""
+    result = subprocess.run([sys.executable, "-P", "-m", "telemetry_audit.proxy.server"], input=stdin,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert result.stdout == ""
