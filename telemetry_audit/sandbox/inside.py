@@ -19,7 +19,10 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from telemetry_audit.sandbox.relay import LoopbackBridges
 
 _PROXY_READY_TIMEOUT = 60.0
 _STOP_GRACE = 2.0
@@ -112,30 +115,32 @@ class Supervisor:
         signal.signal(signal.SIGINT, lambda *_: None)  # the terminal's Ctrl-C reaches the command itself
         for sig in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, self._forward)
+        bridges = None
         try:
             if spec.resolv_conf:
                 _bind_mount(spec.resolv_conf, "/etc/resolv.conf")
             self._ip("link", "set", "lo", "up")
-            self._start_proxy()
+            self._configure_proxy()
+            # Set up while the proxy starts: nothing in the sandbox can connect to them before the command runs.
+            bridges = self._loopback_bridges()
+            self._wait_for_proxy()
             self._ip("route", "add", "default", "dev", spec.tun_name)
             try:  # IPv6 literals reach the proxy too (names resolve to IPv4); a kernel without IPv6 has no need
                 self._ip("-6", "route", "add", "default", "dev", spec.tun_name)
             except subprocess.CalledProcessError:
                 pass
         except subprocess.CalledProcessError as e:
+            if bridges is not None:
+                bridges.close()
             detail = (e.stderr or b"").decode("utf-8", "replace").strip().splitlines()
             self._finish(status=125, error=f"cannot set up the sealed network: `{' '.join(map(str, e.cmd))}` failed"
                                           + (f": {detail[-1]}" if detail else f" with status {e.returncode}"))
             return 125
         except (OSError, RuntimeError) as e:
+            if bridges is not None:
+                bridges.close()
             self._finish(status=125, error=f"cannot set up the sealed network: {e}")
             return 125
-        from telemetry_audit.sandbox.relay import LoopbackBridges  # after the proxy started: not on its way
-
-        bridges = LoopbackBridges(spec.relay_path, spec.loopback_ports, via_proxy=spec.audit_loopback) \
-            if spec.relay_path else None
-        if bridges is not None:
-            bridges.follow_host()
         status = self._run_command()
         lingerers = self._linger()
         if bridges is not None:
@@ -149,8 +154,18 @@ class Supervisor:
     def _ip(self, *args: str) -> None:
         subprocess.run([self.spec.ip, *args], check=True, stdin=subprocess.DEVNULL, capture_output=True)
 
-    def _start_proxy(self) -> None:
-        """Hand the proxy (started by `main`) its configuration once the network is ready; wait for its tun."""
+    def _loopback_bridges(self) -> LoopbackBridges | None:
+        """The host's loopback services inside the sandbox (see `relay.LoopbackBridges`), or None."""
+        if not self.spec.relay_path:
+            return None
+        from telemetry_audit.sandbox.relay import LoopbackBridges  # imported once the proxy is on its way
+
+        bridges = LoopbackBridges(self.spec.relay_path, self.spec.loopback_ports, via_proxy=self.spec.audit_loopback)
+        bridges.follow_host()
+        return bridges
+
+    def _configure_proxy(self) -> None:
+        """Hand the proxy (started by `main`) its configuration, once the network is ready."""
         spec = self.spec
         if isinstance(self._started, OSError):
             raise self._started
@@ -161,6 +176,11 @@ class Supervisor:
             self.proxy.stdin.close()
         except BrokenPipeError:
             pass
+
+    def _wait_for_proxy(self) -> None:
+        """Until the proxy's tun interface is up."""
+        spec = self.spec
+        assert self.proxy is not None
         deadline = time.monotonic() + _PROXY_READY_TIMEOUT
         while time.monotonic() < deadline:
             if os.path.exists(spec.proxy_ready_file):
