@@ -194,3 +194,29 @@ def test_writers_on_real_results_of_every_pack(tmp_path: Path) -> None:
     import jsonschema
 
     jsonschema.validate(sarif, json.loads(SCHEMA.read_text()))
+
+
+def _imported_after(code: str, names: list[str]) -> list[str]:
+    """Which of `names` a fresh interpreter has imported after running `code`."""
+    probe = f"import sys\n{code}\nprint('\\n'.join(n for n in {names!r} if n in sys.modules))"
+    result = subprocess.run([sys.executable, "-P", "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+def test_parsing_a_command_line_imports_none_of_the_core() -> None:
+    """`run` starts its proxy right after parsing: what it imports before that is on every run's way."""
+    heavy = ["rich", "yaml", "jsonschema", "mitmproxy", "http.server", "telemetry_audit.policy",
+             "telemetry_audit.detectors", "telemetry_audit.collectors", "telemetry_audit.engine",
+             "telemetry_audit.endpoints", "telemetry_audit.optout", "telemetry_audit.report.build"]
+    code = ("from telemetry_audit.cli import build_parser\n"
+            "build_parser()[0].parse_known_args(['run', '--', 'true'])\n"
+            "import telemetry_audit.session, telemetry_audit.sandbox.probe")
+    assert _imported_after(code, heavy) == []
+
+
+def test_collector_options_are_declared_when_it_is_used(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["collector", "--help"])
+    help_text = capsys.readouterr().out
+    assert help_text.index("--listen") < help_text.index("--store") < help_text.index("--policy")

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from telemetry_audit import __version__
 from telemetry_audit.cli import ca, check, collector, optout, proxy, rules, run
-from telemetry_audit.cli.common import EXIT_CLEAN, EXIT_USAGE, UsageError, stderr_console
+from telemetry_audit.cli.common import EXIT_CLEAN, EXIT_USAGE, CommandParser, UsageError, stderr_console
 
 COMMANDS = (check, rules, run, proxy, optout, collector, ca)
 """Every subcommand module; each has `register(subparsers) -> its parser`."""
@@ -26,7 +26,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         "block or redact leaks.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
     subparsers = {}
     for module in COMMANDS:
         sub = module.register(commands)

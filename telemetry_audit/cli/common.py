@@ -11,15 +11,16 @@ import argparse
 import os
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from telemetry_audit.model import Action, Severity
 from telemetry_audit.proxy.ca import default_confdir
 from telemetry_audit.proxy.settings import BLOCK_STYLES, MODES, UNKNOWN_HOST_CHOICES, ProxySettings
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
@@ -28,11 +29,47 @@ EXIT_AUDIT_FAILED = 3
 
 FAIL_ON_CHOICES = [a.value for a in Action if a is not Action.ALLOW] + [s.value for s in Severity] + ["never"]
 
+class CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser that can add arguments whose declaring module is costly to import only when that
+    subcommand is used (parsed, or its usage and help shown).
+
+    `collector` takes its options from `collectors.server`, which imports every emulator and `http.server`:
+    declared eagerly, every command, `run` included, would pay for that import at start-up.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deferred: list[Callable[[argparse.ArgumentParser], None]] = []
+
+    def defer(self, add_arguments: Callable[[argparse.ArgumentParser], None]) -> None:
+        """Call `add_arguments(self)` before this parser is first used."""
+        self._deferred.append(add_arguments)
+
+    def _add_deferred(self) -> None:
+        while self._deferred:
+            self._deferred.pop(0)(self)
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        self._add_deferred()
+        return super().parse_known_args(args, namespace)
+
+    def format_usage(self) -> str:
+        self._add_deferred()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self._add_deferred()
+        return super().format_help()
+
+
 class UsageError(Exception):
     """A user error found while checking options; the CLI prints it and exits 2."""
 
 
 def stderr_console() -> Console:
+    from rich.console import Console  # imported on first output: `run` starts its proxy before it prints
+
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -220,6 +257,8 @@ def listen_argument(value: str) -> tuple[str, int]:
 
 def emit_reports(args: argparse.Namespace, report: dict[str, Any], targets: Sequence[tuple[str, str]]) -> None:
     """Write every requested format to its output; the terminal view goes to the terminal."""
+    from rich.console import Console
+
     from telemetry_audit.report import WRITERS
     from telemetry_audit.report.table import render_table
 

@@ -13,12 +13,7 @@ import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from telemetry_audit.cli.common import (
     EXIT_CLEAN,
@@ -32,21 +27,12 @@ from telemetry_audit.cli.common import (
     private_file,
     stderr_console,
 )
-from telemetry_audit.optout import (
-    OptOutRunError,
-    OptOutSwitch,
-    RunSettings,
-    Verdict,
-    base_environment,
-    describe,
-    optout_report,
-    run_case,
-    switch_problem,
-    switches_to_try,
-)
-from telemetry_audit.policy.model import switches_for_version
 from telemetry_audit.proxy.ca import default_confdir
-from telemetry_audit.session import ProxyStartError, audited_hosts
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from telemetry_audit.optout import OptOutSwitch
 
 FORMATS: tuple[str, ...] = ("table", "json", "html")
 
@@ -72,6 +58,8 @@ def check_targets(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 
 def emit(report: Mapping[str, Any], targets: list[tuple[str, str]]) -> None:
+    from rich.console import Console
+
     from telemetry_audit.report.html import write_html
 
     for fmt, target in targets:
@@ -98,6 +86,11 @@ _VERDICT_STYLES = {"honoured": "green", "ignored": "yellow", "inconclusive": "di
 
 def render_table(report: Mapping[str, Any], console: Console) -> None:
     """One row per run: switch, documented source, expected, telemetry requests seen, verdict."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from telemetry_audit.optout import Verdict
+
     table = Table(title=f"Opt-out switches of {report['pack']}", show_edge=False, pad_edge=False)
     table.add_column("Switch", overflow="fold")
     table.add_column("Documented source", overflow="fold")
@@ -129,7 +122,21 @@ def summary_line(report: Mapping[str, Any]) -> str:
 
 
 def cmd_optout_check(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from telemetry_audit.optout import (
+        OptOutRunError,
+        RunSettings,
+        base_environment,
+        describe,
+        optout_report,
+        run_case,
+        switch_problem,
+        switches_to_try,
+    )
     from telemetry_audit.policy import PolicyError, load_policy
+    from telemetry_audit.policy.model import switches_for_version
+    from telemetry_audit.session import ProxyStartError, audited_hosts
 
     command = command_after_dashes(args, "telemetry-audit optout-check --pack sst -- sst version")
     targets = check_targets(args)

@@ -7,12 +7,7 @@ import json
 import signal
 import time
 from collections import Counter, deque
-from typing import Any
-
-from rich.console import Console, Group
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from telemetry_audit.cli.common import (
     EXIT_AUDIT_FAILED,
@@ -33,6 +28,10 @@ from telemetry_audit.cli.common import (
     stderr_console,
 )
 
+if TYPE_CHECKING:
+    from rich.console import Console, Group
+    from rich.text import Text
+
 DECISION_STYLE = {"block": "bold red", "redact": "yellow", "log": "cyan", "allow": "green"}
 LAST_REQUESTS = 12
 
@@ -51,6 +50,8 @@ def register(commands: Any) -> argparse.ArgumentParser:
 
 
 def cmd_proxy(args: argparse.Namespace) -> int:
+    from rich.live import Live
+
     from telemetry_audit.report.table import summary_text as summary_line
     from telemetry_audit.session import ProxySession, ProxyStartError
 
@@ -162,6 +163,10 @@ class LiveView:
         return lines
 
     def render(self) -> Group:
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
         totals = Text("requests: ")
         for decision in ("block", "redact", "log", "allow"):
             totals.append(f"{decision} {self.decisions.get(decision, 0)}  ", style=DECISION_STYLE[decision])
@@ -182,6 +187,8 @@ class LiveView:
 
 
 def request_line(record: dict[str, Any]) -> Text:
+    from rich.text import Text
+
     decision = record.get("decision", "")
     findings = record.get("findings", [])
     top = "; ".join(f"{f['kind']} {f['field']} {f['preview']}" for f in findings[:3])

@@ -6,8 +6,6 @@ import argparse
 import json
 from typing import Any
 
-from rich.console import Console
-
 from telemetry_audit.cli.common import EXIT_CLEAN, EXIT_USAGE, add_policy_options, load_policy_or_exit, stderr_console
 
 
@@ -45,6 +43,7 @@ def cmd_rules_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_rules_list(args: argparse.Namespace) -> int:
+    from rich.console import Console
     from rich.table import Table
 
     from telemetry_audit.policy import builtin_pack_names

@@ -93,8 +93,9 @@ def report_targets(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from telemetry_audit.report.table import summary_text as summary_line
-    from telemetry_audit.sandbox.launcher import CAPTURE_PROXY_VARIABLES, CAPTURE_SEALED
+    """Check every option, start the proxy (sealed: the sandbox, which starts its proxy first) before anything else
+    so that it imports mitmproxy while this process loads the policy and prepares the command's environment, run
+    the command, report."""
     from telemetry_audit.session import ProxySession, ProxyStartError
 
     command = command_after_dashes(args, "telemetry-audit run -- sst version")
@@ -102,30 +103,41 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.log:
         check_writable(args.log, "--log")
     support = seal_support(args.seal)
-    console = stderr_console()
     base_env = dict(os.environ)
     workdir = tempfile.mkdtemp(prefix="telemetry-audit-")
-    canaries: tuple[str, ...] = ()
+    planted = None
     if args.canary:
         from telemetry_audit.canary import plant_canaries
 
         planted = plant_canaries(base_env, workdir)
-        base_env, canaries = planted.env, planted.markers
-        console.print("telemetry-audit: canaries planted: $TELEMETRY_AUDIT_CANARY_API_TOKEN, "
-                      f"USER={planted.user}, HOME={planted.home}", markup=False)
+        base_env = planted.env
     session = ProxySession(proxy_settings(args, client_process=True), confdir=args.confdir, audited_env=base_env,
-                           canaries=canaries, workdir=workdir, verbose=args.verbose)
+                           canaries=planted.markers if planted else (), workdir=workdir, verbose=args.verbose)
     where = f"{'online' if args.online else 'offline'}, {args.mode} mode"
     program = os.path.basename(command[0]) + (f" with {len(command) - 1} argument(s)" if len(command) > 1 else "")
     capture: dict[str, Any] = {}
     try:
+        # The proxy starts first (sealed: the sandbox, its proxy first); everything below runs while it does.
+        sealed = session.start_sealed(command, base_env, support, linger=args.linger, online=args.online,
+                                      audit_loopback=args.proxy_loopback) if support.ok else None
+        if sealed is None:
+            session.launch(upstream_proxy=_upstream_proxy(args, base_env))
         outcome = None
-        if support.ok:
-            session.prepare()
-            policy = load_policy_or_exit(args)
-            console.print(f"telemetry-audit: sealed run ({where}); running {program}", markup=False)
-            outcome = session.run_sealed(command, base_env, support, linger=args.linger, online=args.online,
-                                         audit_loopback=args.proxy_loopback)
+        try:
+            console = stderr_console()
+            if planted is not None:
+                console.print("telemetry-audit: canaries planted: $TELEMETRY_AUDIT_CANARY_API_TOKEN, "
+                              f"USER={planted.user}, HOME={planted.home}", markup=False)
+            if sealed is not None:
+                # A policy that does not load ends the sandbox before its proxy listens: the command never runs.
+                policy = load_policy_or_exit(args)
+                console.print(f"telemetry-audit: sealed run ({where}); running {program}", markup=False)
+        except BaseException:
+            if sealed is not None:
+                sealed.abort()
+            raise
+        if sealed is not None:
+            outcome = sealed.wait()
             if outcome.setup_failed:  # the command never ran: unsealed is still possible
                 if args.seal == "on":
                     raise UsageError(f"cannot seal the run (--seal on): {outcome.error}")
@@ -133,19 +145,24 @@ def cmd_run(args: argparse.Namespace) -> int:
                 console.print(f"telemetry-audit: not sealed ({support.reason}); capturing through proxy variables",
                               markup=False)
                 outcome = None
+                session.launch(upstream_proxy=_upstream_proxy(args, base_env))
         elif args.seal != "off":
             console.print(f"telemetry-audit: not sealed ({support.reason}); capturing through proxy variables",
                           markup=False)
         if outcome is not None:
+            from telemetry_audit.sandbox.launcher import CAPTURE_SEALED
+
             status, lingering = outcome.status, outcome.lingering
             failure = outcome.error or proxy_failure(outcome.proxy_status, session.stderr_text())
             capture["mode"] = CAPTURE_SEALED
         else:
-            status, lingering, failure = _run_unsealed(args, session, command, base_env, console, where, program)
+            from telemetry_audit.sandbox.launcher import CAPTURE_PROXY_VARIABLES
+
+            status, lingering, policy = _run_unsealed(args, session, command, base_env, console, where, program)
+            failure = ""
             capture["mode"] = CAPTURE_PROXY_VARIABLES
             if support.reason:
                 capture["not_sealed_because"] = support.reason
-            policy = load_policy_or_exit(args)
         report = session.report(policy)
         connections = session.connections()
         failure = failure or proxy_failure(session.stop(), session.stderr_text())
@@ -167,7 +184,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     for item in lingering:
         console.print(f"telemetry-audit: {item.name}[{item.pid}] outlived the command: {item.outcome} after "
                       f"{item.seconds:g} s", markup=False)
-    console.print(summary_line(report), markup=False)
+    from telemetry_audit.report.table import summary_text
+
+    console.print(summary_text(report), markup=False)
     if failure:
         console.print(f"[bold red]telemetry-audit:[/] {failure}; {report['summary']['requests']} request(s) were "
                       "audited before it stopped, later ones were refused, not passed", highlight=False)
@@ -177,23 +196,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     return status
 
 
+def _upstream_proxy(args: argparse.Namespace, base_env: dict[str, str]) -> str:
+    """Online behind the user's own proxy: the proxy child forwards through it."""
+    if not args.online:
+        return ""
+    from telemetry_audit.session.sealed_env import upstream_proxy_from
+
+    return upstream_proxy_from(base_env)
+
+
 def _run_unsealed(args: argparse.Namespace, session: Any, command: list[str], base_env: dict[str, str],
-                  console: Any, where: str, program: str) -> tuple[int, list[Any], str]:
-    """Proxy variables (and the Node preload): the command's descendants are followed by an environment marker."""
+                  console: Any, where: str, program: str) -> tuple[int, list[Any], Any]:
+    """Proxy variables (and the Node preload): the command's descendants are followed by an environment marker.
+    The session's child is already starting; the policy loads here meanwhile (the child loads its own copy)."""
     from telemetry_audit.sandbox.descendants import linger_for_marked
     from telemetry_audit.session import audited_hosts
     from telemetry_audit.session.child_env import no_proxy_plan
-    from telemetry_audit.session.sealed_env import RUN_MARKER, upstream_proxy_from
+    from telemetry_audit.session.sealed_env import RUN_MARKER
 
-    # The proxy child starts first; the policy loads here meanwhile (the child loads its own copy).
-    session.launch(upstream_proxy=upstream_proxy_from(base_env) if args.online else "")
     policy = load_policy_or_exit(args)
-    session.wait_ready()
     hosts = audited_hosts(policy)
+    plan = no_proxy_plan(base_env, audited_hosts=hosts, no_proxy_for=args.no_proxy_for,
+                         bypass_loopback=not args.proxy_loopback)
+    session.wait_ready()
     env = session.client_environment(base_env, bypass_loopback=not args.proxy_loopback, audited_hosts=hosts,
                                      no_proxy_for=args.no_proxy_for)
-    for entry, reason in no_proxy_plan(base_env, audited_hosts=hosts, no_proxy_for=args.no_proxy_for,
-                                       bypass_loopback=not args.proxy_loopback).dropped:
+    for entry, reason in plan.dropped:
         console.print(f"telemetry-audit: NO_PROXY entry {entry!r} not kept: {reason}", markup=False)
     marker = uuid.uuid4().hex[:16]
     env[RUN_MARKER] = marker
@@ -201,7 +229,7 @@ def _run_unsealed(args: argparse.Namespace, session: Any, command: list[str], ba
                   f"running {program}", markup=False)
     status = run_foreground(command, env)
     lingering = linger_for_marked(marker, args.linger)
-    return status, lingering, ""
+    return status, lingering, policy
 
 
 def proxy_failure(status: int, stderr: str) -> str:

@@ -2,6 +2,10 @@
 
 Positions let every error name the file, line and column and show the
 snippet, the way semgrep's rule loader does.
+
+The built-in packs are read with libyaml's parser when PyYAML has it, and are not validated again at run time:
+they ship with the package and a test validates each one (and checks both parsers read it alike). Every
+other file goes through the pure-Python parser and the schema, so its errors read the same as ever.
 """
 
 from __future__ import annotations
@@ -10,13 +14,15 @@ import json
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import yaml
 
 from telemetry_audit.detectors import closest, detector_references, detector_schema
 from telemetry_audit.policy.errors import PolicyError, snippet_at
+
+if TYPE_CHECKING:
+    import jsonschema
 
 Position = tuple[int, int]
 """1-based (line, column)."""
@@ -47,6 +53,10 @@ class LoadedDocument:
 
 class _Loader(yaml.SafeLoader):
     """SafeLoader: plain data only, no Python object tags."""
+
+
+_FastLoader: type[Any] = getattr(yaml, "CSafeLoader", _Loader)
+"""libyaml's SafeLoader (about 15 times faster), for the shipped packs only; the pure one where it is missing."""
 
 
 def _build(doc_file: str, source: str, node: yaml.Node, positions: dict[PathKey, Position]) -> Any:
@@ -87,8 +97,20 @@ def _build(doc_file: str, source: str, node: yaml.Node, positions: dict[PathKey,
     return root_holder[0]
 
 
-def parse_yaml(file: str, source: str) -> LoadedDocument:
-    """Parse one YAML document with positions; raises `PolicyError` on any syntax problem."""
+def parse_yaml(file: str, source: str, *, shipped: bool = False) -> LoadedDocument:
+    """Parse one YAML document with positions; raises `PolicyError` on any syntax problem.
+
+    `shipped`: a built-in pack, parsed with libyaml when available (a file that libyaml refuses is parsed
+    again the ordinary way, so an error reads the same).
+    """
+    if shipped and _FastLoader is not _Loader:
+        try:
+            fast = yaml.compose(source, Loader=_FastLoader)
+        except yaml.YAMLError:
+            fast = None
+        if fast is not None:
+            positions: dict[PathKey, Position] = {}
+            return LoadedDocument(file, source, _build(file, source, fast, positions), positions)
     try:
         node = yaml.compose(source, Loader=_Loader)
     except yaml.MarkedYAMLError as e:
@@ -102,7 +124,7 @@ def parse_yaml(file: str, source: str) -> LoadedDocument:
         raise PolicyError(file, f"YAML error: {e}") from None
     if node is None:
         raise PolicyError(file, "the policy file is empty", hint="a policy needs at least `rules: []`")
-    positions: dict[PathKey, Position] = {}
+    positions = {}
     data = _build(file, source, node, positions)
     return LoadedDocument(file, source, data, positions)
 
@@ -184,6 +206,8 @@ def _describe(error: jsonschema.ValidationError) -> tuple[str, str]:
         hint = _PATTERN_HINTS.get(error.validator_value, f"expected text matching {error.validator_value}")
         return f"{prefix}{error.instance!r} is not valid here", hint
     if validator == "oneOf" and error.context:
+        import jsonschema
+
         best = jsonschema.exceptions.best_match(error.context)
         if best is not None and best.validator != "required":
             return _describe(best)
@@ -197,6 +221,8 @@ def _describe(error: jsonschema.ValidationError) -> tuple[str, str]:
 
 def validate(document: LoadedDocument) -> None:
     """Raise a `PolicyError` at the first schema violation (the deepest, most specific one)."""
+    import jsonschema  # only files that are not shipped are validated at run time: most runs never need it
+
     validator = jsonschema.Draft202012Validator(policy_schema())
     errors = sorted(validator.iter_errors(document.data), key=lambda e: (-len(e.absolute_path), str(e.message)))
     if not errors:

@@ -13,12 +13,14 @@ cookies, ...) removes most of the per-flow hook dispatch cost, and `proxy.lean_a
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
 import signal
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
@@ -51,6 +53,21 @@ def skip_default_addons_import() -> None:
     sys.modules["mitmproxy.addons"] = importlib.util.module_from_spec(spec)
 
 
+PRELOADED_MODULES = ("mitmproxy.master", "mitmproxy.options", "mitmproxy.addons.core", "mitmproxy.addons.errorcheck",
+                     "mitmproxy.addons.next_layer", "mitmproxy.addons.proxyserver", "mitmproxy.addons.tlsconfig",
+                     "telemetry_audit.proxy.addon")
+"""What every proxy imports, before its configuration is read (see `import_proxy_modules`)."""
+
+
+def import_proxy_modules() -> None:
+    """Import what every proxy needs before the configuration is read: the session spawns this process first
+    and builds the configuration while the imports (most of a start-up) run."""
+    import importlib
+
+    for name in PRELOADED_MODULES:
+        importlib.import_module(name)
+
+
 def build_master(opts: options.Options, audit: TelemetryAudit | None = None, *, quiet: bool = True,
                  sealed: bool = False) -> Master:
     """A master with the proxy core and the telemetry-audit addon, nothing else.
@@ -58,7 +75,7 @@ def build_master(opts: options.Options, audit: TelemetryAudit | None = None, *, 
     `sealed`: the proxy runs inside a sealed run's sandbox (tun mode) and also answers DNS and guards the way out
     (`proxy.synthetic_dns`, `proxy.sealed`), before the audit addon so that flows reach it already named.
     """
-    from mitmproxy.addons import core, errorcheck, next_layer, proxyserver, termlog, tlsconfig
+    from mitmproxy.addons import core, errorcheck, next_layer, proxyserver, termlog
     from mitmproxy.master import Master
 
     from telemetry_audit.proxy.addon import TelemetryAudit
@@ -69,7 +86,7 @@ def build_master(opts: options.Options, audit: TelemetryAudit | None = None, *, 
     if not quiet:  # as `Master(opts, with_termlog=True)` does, on the lean manager
         master._termlog_addon = termlog.TermLog()
         master.addons.add(master._termlog_addon)
-    master.addons.add(core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig())
+    master.addons.add(core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), own_ca_tls_config())
     if sealed:
         from telemetry_audit.proxy.sealed import SealedNetwork
         from telemetry_audit.proxy.synthetic_dns import SyntheticDNS
@@ -78,6 +95,65 @@ def build_master(opts: options.Options, audit: TelemetryAudit | None = None, *, 
         master.addons.add(resolver, SealedNetwork(resolver))
     master.addons.add(audit or TelemetryAudit(), errorcheck.ErrorCheck(repeat_errors_on_stderr=True))
     return master
+
+
+def own_ca_tls_config() -> Any:
+    """mitmproxy's TLS addon, loading the proxy's own CA once per confdir, without OpenSSL's RSA key check.
+
+    The stock addon loads the CA whenever `confdir` is configured and again in `running` (a workaround for hosts
+    that never configure it), and each load checks the RSA key's consistency: ~0.13 s of CPU a time, a
+    quarter of a second of every `run`'s start-up. The key is the one `proxy.ca.ensure_ca` (or mitmproxy) wrote
+    into the owner-only confdir, not foreign input, so the check buys nothing here. A `certs` or
+    `cert_passphrase` option, or a key this cannot read, goes the stock way.
+    """
+    from mitmproxy import ctx
+    from mitmproxy.addons import tlsconfig
+
+    ca_options = {"certs", "confdir", "key_size", "cert_passphrase"}
+
+    class OwnCaTlsConfig(tlsconfig.TlsConfig):
+        name = "tlsconfig"
+
+        def configure(self, updated: set[str]) -> None:
+            if updated & ca_options and not ctx.options.certs and not ctx.options.cert_passphrase:
+                try:
+                    self.certstore = load_own_ca(os.path.expanduser(ctx.options.confdir), ctx.options.key_size)
+                except (TypeError, ValueError, IndexError):  # encrypted or unreadable: the stock error messages
+                    pass
+                else:
+                    if self.certstore.default_ca.has_expired():
+                        logging.getLogger(tlsconfig.__name__).warning(
+                            "The proxy's certificate authority has expired: delete the CA files in "
+                            f"{ctx.options.confdir} and it is created anew on the next start.")
+                    updated = updated - ca_options
+            super().configure(updated)
+
+        def running(self) -> None:
+            if self.certstore is None:
+                super().running()
+
+    return OwnCaTlsConfig()
+
+
+def load_own_ca(confdir: str, key_size: int) -> Any:
+    """The `CertStore` of the CA in `confdir` (created first when missing), read as mitmproxy reads it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from mitmproxy import certs
+    from mitmproxy.addons.tlsconfig import CONF_BASENAME
+
+    folder = Path(confdir)
+    ca_file = folder / f"{CONF_BASENAME}-ca.pem"
+    if not ca_file.exists():
+        certs.CertStore.create_store(folder, CONF_BASENAME, key_size)
+    raw = ca_file.read_bytes()
+    key = serialization.load_pem_private_key(raw, None, unsafe_skip_rsa_key_validation=True)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError("not an RSA key")  # mitmproxy's own loading says what it makes of it
+    chain = x509.load_pem_x509_certificates(raw)
+    dhparams = certs.CertStore.load_dhparam(folder / f"{CONF_BASENAME}-dhparam.pem")
+    return certs.CertStore(key, certs.Cert(chain[0]), ca_file if len(chain) > 1 else None, dhparams)
 
 
 class ReadyAnnouncer:
@@ -96,13 +172,19 @@ class ReadyAnnouncer:
         host, port = addresses[0][:2] if addresses else ("", 0)
         self.stream.write(json.dumps({"host": host, "port": port, "pid": os.getpid()}) + "\n")
         self.stream.close()  # the supervisor stops reading after this line
+        # Started: what start-up built stays for good, so later collections need not walk it (see `main`).
+        gc.freeze()
+        gc.enable()
 
 
 def read_config(stream: TextIO) -> dict[str, Any]:
     """The session's configuration, handed over on standard input (never on the command line or on disk:
     it carries the audited process's environment)."""
+    text = stream.read()
+    if not text.strip():  # the supervisor went away before handing it over: never serve on defaults
+        raise ValueError("no configuration on standard input")
     try:
-        config = json.loads(stream.read() or "{}")
+        config = json.loads(text)
     except ValueError as e:
         raise ValueError(f"the configuration on standard input is not JSON: {e}") from None
     if not isinstance(config, dict):
@@ -125,23 +207,26 @@ async def serve(config: Mapping[str, Any]) -> int:
     ready = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     master.addons.add(ReadyAnnouncer(ready))
+    values: dict[str, Any] = {}
+    if sealed:
+        # Every packet of the sandbox arrives here; QUIC stays plain UDP so that the sealed addon refuses it.
+        values.update(mode=[f"tun:{sealed['tun']}"], http3=False,
+                      taudit_tun_ready_file=sealed.get("tun_ready_file", ""), taudit_relay=sealed.get("relay", ""))
+    elif config.get("upstream_proxy"):
+        # Online behind the user's own (corporate) proxy: forward through it rather than around it.
+        values.update(mode=[f"upstream:{config['upstream_proxy']}"])
+    values.update(
+        listen_host=config.get("listen_host", "127.0.0.1"),
+        listen_port=int(config.get("listen_port", 8080)),
+        confdir=config.get("confdir", "~/.telemetry-audit"),
+        # Lazy: answer HTTPS locally without ever connecting upstream (offline collectors).
+        connection_strategy="lazy",
+    )
+    values.update(dict(config.get("mitmproxy", {})))
+    values.update(dict(config.get("options", {})))
     try:
-        if sealed:
-            # Every packet of the sandbox arrives here; QUIC stays plain UDP so that the sealed addon refuses it.
-            opts.update(mode=[f"tun:{sealed['tun']}"], http3=False,
-                        taudit_tun_ready_file=sealed.get("tun_ready_file", ""), taudit_relay=sealed.get("relay", ""))
-        elif config.get("upstream_proxy"):
-            # Online behind the user's own (corporate) proxy: forward through it rather than around it.
-            opts.update(mode=[f"upstream:{config['upstream_proxy']}"])
-        opts.update(
-            listen_host=config.get("listen_host", "127.0.0.1"),
-            listen_port=int(config.get("listen_port", 8080)),
-            confdir=config.get("confdir", "~/.telemetry-audit"),
-            # Lazy: answer HTTPS locally without ever connecting upstream (offline collectors).
-            connection_strategy="lazy",
-            **dict(config.get("mitmproxy", {})),
-            **dict(config.get("options", {})),
-        )
+        # One update, so each addon configures once (the policy loads once, the CA is read once).
+        opts.update(**values)
     except exceptions.OptionsError as e:
         print(f"telemetry-audit: {e}", file=sys.stderr)
         return EXIT_CONFIG
@@ -177,13 +262,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv:
         print(__doc__, file=sys.stderr)
         return EXIT_CONFIG
+    # Start-up allocates a few hundred thousand objects that live as long as the process: collecting cycles
+    # among them is wasted work (~7% of a start-up). Collection resumes once the proxy listens.
+    gc.disable()
+    skip_default_addons_import()
+    import_proxy_modules()
     try:
         config = read_config(sys.stdin)
     except ValueError as e:
         print(f"telemetry-audit: {e}", file=sys.stderr)
         return EXIT_CONFIG
     logging.getLogger().setLevel(logging.INFO if config.get("verbose") else logging.WARNING)
-    skip_default_addons_import()
     try:
         status = asyncio.run(serve(config))
     except KeyboardInterrupt:

@@ -11,5 +11,6 @@ SEAL_CHOICES = ("auto", "on", "off")
 
 # Nothing is imported here: the proxy child imports `sandbox.names` and `sandbox.relay` (the pure helpers its
 # addons need) without pulling in the launcher, which sits a layer above it. Import from the submodules:
-# `sandbox.probe` (probe_seal, SealSupport), `sandbox.launcher` (run_sealed, SealedRun, SealedOutcome).
+# `sandbox.probe` (probe_seal, SealSupport), `sandbox.launcher` (run_sealed, or start_sealed / spawn_sealed then
+# wait or abort; SealedRun, SealedOutcome).
 __all__ = ["SEAL_CHOICES"]

@@ -1,6 +1,8 @@
 """The sealed run's first process inside its namespaces (PID 1 there): network up, proxy, command, linger.
 
-Started by `launcher.run_sealed` through `unshare` as `python -m telemetry_audit.sandbox SPEC`. As PID 1
+Started by `launcher.spawn_sealed` through `unshare` as `python -m telemetry_audit.sandbox SPEC_FD PROXY_STDERR`.
+It starts the proxy at once (its imports are most of a sealed run's start-up), then reads the spec the launcher
+writes to the pipe SPEC_FD meanwhile, and hands the proxy its configuration once the network is ready. As PID 1
 of the run's PID namespace every process the command leaves behind becomes its child, so after the command exits
 it can see (in the namespace's own /proc) which are still running, give them `linger` seconds to finish their
 work (telemetry flushed by detached children), then end them. When it exits, the kernel ends whatever is left.
@@ -17,27 +19,29 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from telemetry_audit.sandbox.relay import LoopbackBridges
+if TYPE_CHECKING:
+    from telemetry_audit.sandbox.relay import LoopbackBridges
 
 _PROXY_READY_TIMEOUT = 60.0
 _STOP_GRACE = 2.0
 _MS_BIND = 4096
 
 
+PROXY_ARGV = (sys.executable, "-P", "-m", "telemetry_audit.proxy.server")
+"""The proxy server, started first; its configuration arrives on standard input (see `telemetry_audit.proxy.server`,
+which imports mitmproxy before it reads it)."""
+
+
 @dataclass(frozen=True)
 class InsideSpec:
-    """Everything the supervisor needs, handed over as a JSON file in the run's private directory."""
+    """Everything the supervisor needs, handed over as JSON on a pipe (never on disk: it holds the environment)."""
 
-    proxy_argv: list[str]
-    """The proxy server command, started first."""
     proxy_config: dict[str, Any]
     """Its configuration (tun mode included), written to its standard input: it holds the audited environment."""
     proxy_ready_file: str
     """The proxy writes this file once its tun interface is up."""
-    proxy_stderr: str
-    """The proxy's output goes here."""
     tun_name: str
     command: list[str]
     env: dict[str, str]
@@ -73,19 +77,37 @@ class Lingerer:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 1:
-        print("usage: python -m telemetry_audit.sandbox SPEC.json", file=sys.stderr)
+    if len(args) != 2 or not args[0].isdigit():
+        print("usage: python -m telemetry_audit.sandbox SPEC_FD PROXY_STDERR", file=sys.stderr)
         return 2
-    with open(args[0], encoding="utf-8") as stream:
-        spec = InsideSpec(**json.load(stream))
-    os.unlink(args[0])  # it holds the command's environment: read once, never left on disk
-    return Supervisor(spec).run()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # as `Supervisor.run` does: no command to pass to yet
+        signal.signal(sig, lambda *_: None)
+    proxy = start_proxy(args[1])
+    with os.fdopen(int(args[0]), encoding="utf-8") as stream:
+        text = stream.read()
+    if not text.strip():  # the launcher went away before handing the spec over
+        if isinstance(proxy, subprocess.Popen):
+            proxy.kill()
+            proxy.wait()
+        return 2
+    return Supervisor(InsideSpec(**json.loads(text)), proxy).run()
+
+
+def start_proxy(stderr_path: str) -> subprocess.Popen[bytes] | OSError:
+    """The proxy server, importing while the spec is on its way (its configuration comes later, on its standard
+    input); the error when it cannot start (reported once the spec says where results go)."""
+    try:
+        with open(stderr_path, "ab") as out:
+            return subprocess.Popen(PROXY_ARGV, stdin=subprocess.PIPE, stdout=out, stderr=out, start_new_session=True)
+    except OSError as e:
+        return e
 
 
 class Supervisor:
-    def __init__(self, spec: InsideSpec) -> None:
+    def __init__(self, spec: InsideSpec, proxy: subprocess.Popen[bytes] | OSError) -> None:
         self.spec = spec
-        self.proxy: subprocess.Popen[bytes] | None = None
+        self._started: subprocess.Popen[bytes] | OSError = proxy
+        self.proxy: subprocess.Popen[bytes] | None = proxy if isinstance(proxy, subprocess.Popen) else None
         self.command_pid = 0
 
     def run(self) -> int:
@@ -93,28 +115,32 @@ class Supervisor:
         signal.signal(signal.SIGINT, lambda *_: None)  # the terminal's Ctrl-C reaches the command itself
         for sig in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, self._forward)
+        bridges = None
         try:
             if spec.resolv_conf:
                 _bind_mount(spec.resolv_conf, "/etc/resolv.conf")
             self._ip("link", "set", "lo", "up")
-            self._start_proxy()
+            self._configure_proxy()
+            # Set up while the proxy starts: nothing in the sandbox can connect to them before the command runs.
+            bridges = self._loopback_bridges()
+            self._wait_for_proxy()
             self._ip("route", "add", "default", "dev", spec.tun_name)
             try:  # IPv6 literals reach the proxy too (names resolve to IPv4); a kernel without IPv6 has no need
                 self._ip("-6", "route", "add", "default", "dev", spec.tun_name)
             except subprocess.CalledProcessError:
                 pass
         except subprocess.CalledProcessError as e:
+            if bridges is not None:
+                bridges.close()
             detail = (e.stderr or b"").decode("utf-8", "replace").strip().splitlines()
             self._finish(status=125, error=f"cannot set up the sealed network: `{' '.join(map(str, e.cmd))}` failed"
                                           + (f": {detail[-1]}" if detail else f" with status {e.returncode}"))
             return 125
         except (OSError, RuntimeError) as e:
+            if bridges is not None:
+                bridges.close()
             self._finish(status=125, error=f"cannot set up the sealed network: {e}")
             return 125
-        bridges = LoopbackBridges(spec.relay_path, spec.loopback_ports, via_proxy=spec.audit_loopback) \
-            if spec.relay_path else None
-        if bridges is not None:
-            bridges.follow_host()
         status = self._run_command()
         lingerers = self._linger()
         if bridges is not None:
@@ -128,24 +154,40 @@ class Supervisor:
     def _ip(self, *args: str) -> None:
         subprocess.run([self.spec.ip, *args], check=True, stdin=subprocess.DEVNULL, capture_output=True)
 
-    def _start_proxy(self) -> None:
+    def _loopback_bridges(self) -> LoopbackBridges | None:
+        """The host's loopback services inside the sandbox (see `relay.LoopbackBridges`), or None."""
+        if not self.spec.relay_path:
+            return None
+        from telemetry_audit.sandbox.relay import LoopbackBridges  # imported once the proxy is on its way
+
+        bridges = LoopbackBridges(self.spec.relay_path, self.spec.loopback_ports, via_proxy=self.spec.audit_loopback)
+        bridges.follow_host()
+        return bridges
+
+    def _configure_proxy(self) -> None:
+        """Hand the proxy (started by `main`) its configuration, once the network is ready."""
         spec = self.spec
-        with open(spec.proxy_stderr, "ab") as out:
-            self.proxy = subprocess.Popen(spec.proxy_argv, stdin=subprocess.PIPE, stdout=out, stderr=out,
-                                          start_new_session=True)
+        if isinstance(self._started, OSError):
+            raise self._started
+        self.proxy = self._started
         assert self.proxy.stdin is not None
         try:
             self.proxy.stdin.write(json.dumps(spec.proxy_config).encode("utf-8"))
             self.proxy.stdin.close()
         except BrokenPipeError:
             pass
+
+    def _wait_for_proxy(self) -> None:
+        """Until the proxy's tun interface is up."""
+        spec = self.spec
+        assert self.proxy is not None
         deadline = time.monotonic() + _PROXY_READY_TIMEOUT
         while time.monotonic() < deadline:
             if os.path.exists(spec.proxy_ready_file):
                 return
             if self.proxy.poll() is not None:
                 raise RuntimeError(f"the proxy exited with status {self.proxy.returncode}")
-            time.sleep(0.02)
+            time.sleep(0.005)
         raise RuntimeError("the proxy did not bring its tun interface up in time")
 
     # --- the command -------------------------------------------------------------------------------------------

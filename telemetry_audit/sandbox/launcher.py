@@ -18,11 +18,12 @@ import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from telemetry_audit.sandbox.inside import InsideSpec
 from telemetry_audit.sandbox.probe import UNSHARE_FLAGS, SealSupport
-from telemetry_audit.sandbox.relay import Relay, RelayPolicy, loopback_listening_ports
+
+if TYPE_CHECKING:
+    from telemetry_audit.sandbox.relay import Relay
 
 TUN_NAME = "taudit0"
 RELAY_SOCKET = "relay.sock"
@@ -85,13 +86,9 @@ class SealedRun:
     cwd: str = field(default_factory=os.getcwd)
 
 
-PROXY_ARGV = (sys.executable, "-P", "-m", "telemetry_audit.proxy.server")
-"""The proxy server; its configuration arrives on standard input (see `telemetry_audit.proxy.server`)."""
-
-
 def sealed_proxy_config(workdir: str, *, online: bool, relay_path: str = "") -> dict[str, str]:
     """The server configuration's `sealed` part: tun mode, synthetic DNS, where to forward."""
-    config = {"tun": TUN_NAME, "tun_ready_file": os.path.join(workdir, "tun-ready")}
+    config = {"tun": TUN_NAME, "tun_ready_file": _ready_file(workdir)}
     if online:
         config["relay"] = relay_path or os.path.join(workdir, RELAY_SOCKET)
     return config
@@ -103,64 +100,149 @@ _UNIX_PATH_MAX = 100
 
 def run_sealed(run: SealedRun, support: SealSupport) -> SealedOutcome:
     """Run `run.command` sealed and wait for it (and its lingering descendants, up to `run.linger`)."""
-    workdir = run.workdir
-    relay_path = os.path.join(workdir, RELAY_SOCKET)
-    short_dir = ""
-    if len(os.fsencode(relay_path)) > _UNIX_PATH_MAX:  # a deep working directory (pytest's): a short private one
-        short_dir = tempfile.mkdtemp(prefix="ta-")
-        relay_path = os.path.join(short_dir, RELAY_SOCKET)
-    need_relay = run.online or run.loopback
-    # Services listening when the run starts; one started later is not bridged (see the README).
-    ports = loopback_listening_ports() if run.loopback else []
-    spec = InsideSpec(
-        proxy_argv=list(PROXY_ARGV),
-        proxy_config={**run.proxy_config, "sealed": sealed_proxy_config(workdir, online=run.online,
-                                                                         relay_path=relay_path)},
-        proxy_ready_file=os.path.join(workdir, "tun-ready"),
-        proxy_stderr=os.path.join(workdir, "proxy.stderr"),
-        tun_name=TUN_NAME,
-        command=list(run.command),
-        env=dict(run.env),
-        cwd=run.cwd,
-        result_file=os.path.join(workdir, "sealed-result.json"),
-        ip=support.ip or "ip",
-        linger=run.linger,
-        outer_uid=os.getuid(),
-        outer_gid=os.getgid(),
-        unshare=support.unshare or "unshare",
-        relay_path=relay_path if run.loopback else "",
-        loopback_ports=ports,
-        audit_loopback=run.audit_loopback,
-        resolv_conf=_resolv_conf_override(workdir),
-    )
-    for stale in (spec.proxy_ready_file, spec.result_file):  # a previous sealed run in the same directory
+    return start_sealed(run, support).wait()
+
+
+def start_sealed(run: SealedRun, support: SealSupport) -> StartedSealedRun:
+    """Start the sandbox for `run` and return at once; `wait()` (or `abort()`) on the result."""
+    started = spawn_sealed(run.workdir, support)
+    try:
+        started.hand_over(run)
+    except BaseException:
+        started.abort()
+        raise
+    return started
+
+
+def spawn_sealed(workdir: str, support: SealSupport) -> StartedSealedRun:
+    """Start the sandbox before its run is known: its supervisor starts the proxy (whose imports are most of a
+    start-up) and waits for `hand_over(run)`, which the caller builds meanwhile. The spec travels on a pipe."""
+    for stale in (_ready_file(workdir), _result_file(workdir)):  # a previous sealed run in the same directory
         if os.path.exists(stale):
             os.unlink(stale)
-    spec_path = os.path.join(workdir, "sealed-spec.json")
-    fd = os.open(spec_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as stream:
-        json.dump(asdict(spec), stream)
-    relay = Relay(relay_path, RelayPolicy(allow_remote=run.online, upstream_proxy=run.upstream_proxy)) \
-        if need_relay else None
+    spec_read, spec_write = os.pipe()
+    argv = [support.unshare or "unshare", *UNSHARE_FLAGS, "--", sys.executable, "-P", "-m",
+            "telemetry_audit.sandbox", str(spec_read), os.path.join(workdir, "proxy.stderr")]
     try:
-        argv = [support.unshare or "unshare", *UNSHARE_FLAGS, "--", sys.executable, "-P", "-m",
-                "telemetry_audit.sandbox", spec_path]
-        status = _wait_in_foreground(argv)
-    finally:
-        if relay is not None:
-            relay.close()
-        if short_dir:
-            shutil.rmtree(short_dir, ignore_errors=True)
-    return _read_outcome(spec.result_file, status)
-
-
-def _wait_in_foreground(argv: list[str]) -> int:
-    """Run the sandbox; Ctrl-C goes to the command (same terminal group), SIGTERM/SIGHUP are passed on."""
-    try:
-        child = subprocess.Popen(argv)
+        child: subprocess.Popen[bytes] | None = subprocess.Popen(argv, pass_fds=(spec_read,))
+        status = 0
     except OSError as e:
-        return _failed(f"cannot start {argv[0]}: {e.strerror or e}")
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        child, status = None, _failed(f"cannot start {argv[0]}: {e.strerror or e}")
+        os.close(spec_write)
+        spec_write = -1
+    finally:
+        os.close(spec_read)
+    return StartedSealedRun(child, status, _result_file(workdir), support, spec_write)
+
+
+class StartedSealedRun:
+    """A sealed run whose sandbox is starting (its proxy first, the command once the proxy is up).
+
+    Split in steps so the caller can do its own work while the proxy starts (build the run, then load the policy
+    for the report); whatever goes wrong meanwhile, `abort` ends the sandbox before its command can run. Signals
+    are handled as while waiting from the start: Ctrl-C goes to the command (same terminal group), SIGTERM/SIGHUP
+    are passed on.
+    """
+
+    def __init__(self, child: subprocess.Popen[bytes] | None, status: int, result_file: str, support: SealSupport,
+                 spec_write: int) -> None:
+        self._child = child
+        self._status = status
+        self._result_file = result_file
+        self._support = support
+        self._spec_write = spec_write
+        self._relay: Relay | None = None
+        self._short_dir = ""
+        self._previous_handlers = _forward_signals(child) if child is not None else {}
+
+    def hand_over(self, run: SealedRun) -> None:
+        """Give the supervisor its spec (the relay to the host is up before it can be used)."""
+        from telemetry_audit.sandbox.inside import InsideSpec
+        from telemetry_audit.sandbox.relay import Relay, RelayPolicy, loopback_listening_ports
+
+        workdir = run.workdir
+        relay_path = os.path.join(workdir, RELAY_SOCKET)
+        if len(os.fsencode(relay_path)) > _UNIX_PATH_MAX:  # a deep working directory (pytest's): a short private one
+            self._short_dir = tempfile.mkdtemp(prefix="ta-")
+            relay_path = os.path.join(self._short_dir, RELAY_SOCKET)
+        # Services listening when the run starts; one started later is not bridged (see the README).
+        ports = loopback_listening_ports() if run.loopback else []
+        spec = InsideSpec(
+            proxy_config={**run.proxy_config, "sealed": sealed_proxy_config(workdir, online=run.online,
+                                                                             relay_path=relay_path)},
+            proxy_ready_file=_ready_file(workdir),
+            tun_name=TUN_NAME,
+            command=list(run.command),
+            env=dict(run.env),
+            cwd=run.cwd,
+            result_file=self._result_file,
+            ip=self._support.ip or "ip",
+            linger=run.linger,
+            outer_uid=os.getuid(),
+            outer_gid=os.getgid(),
+            unshare=self._support.unshare or "unshare",
+            relay_path=relay_path if run.loopback else "",
+            loopback_ports=ports,
+            audit_loopback=run.audit_loopback,
+            resolv_conf=_resolv_conf_override(workdir),
+        )
+        if run.online or run.loopback:
+            self._relay = Relay(relay_path, RelayPolicy(allow_remote=run.online, upstream_proxy=run.upstream_proxy))
+        if self._spec_write < 0:
+            return
+        try:
+            with os.fdopen(self._spec_write, "w", encoding="utf-8") as stream:
+                self._spec_write = -1
+                json.dump(asdict(spec), stream)
+        except BrokenPipeError:  # the supervisor is gone: `wait` reports how the sandbox ended
+            pass
+
+    def wait(self) -> SealedOutcome:
+        """Wait for the sandbox to end and read how the run ended."""
+        try:
+            self._close_spec()
+            while self._child is not None:
+                try:
+                    self._status = self._child.wait()
+                    break
+                except KeyboardInterrupt:  # pragma: no cover - the SIGINT handler replaces the default
+                    continue
+        finally:
+            self._release()
+        return _read_outcome(self._result_file, self._status)
+
+    def abort(self) -> None:
+        """End the sandbox now (its supervisor and everything in it die with `unshare --kill-child`)."""
+        try:
+            if self._child is not None and self._child.poll() is None:
+                self._child.kill()
+                self._child.wait()
+        finally:
+            self._release()
+
+    def _close_spec(self) -> None:
+        """Without a spec (never handed over) the supervisor ends its proxy and exits."""
+        if self._spec_write >= 0:
+            os.close(self._spec_write)
+            self._spec_write = -1
+
+    def _release(self) -> None:
+        self._close_spec()
+        for sig, handler in self._previous_handlers.items():
+            signal.signal(sig, handler)
+        self._previous_handlers = {}
+        if self._relay is not None:
+            self._relay.close()
+            self._relay = None
+        if self._short_dir:
+            shutil.rmtree(self._short_dir, ignore_errors=True)
+            self._short_dir = ""
+
+
+def _forward_signals(child: subprocess.Popen[bytes]) -> dict[int, Any]:
+    """Ctrl-C is left to the command (same terminal group), SIGTERM/SIGHUP are passed on to the sandbox's
+    supervisor; the handlers these replace, to restore."""
+    previous: dict[int, Any] = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
 
     def forward(signum: int, frame: Any) -> None:
         if signum == signal.SIGINT:
@@ -174,15 +256,17 @@ def _wait_in_foreground(argv: list[str]) -> int:
 
     for sig in previous:
         signal.signal(sig, forward)
-    try:
-        while True:
-            try:
-                return child.wait()
-            except KeyboardInterrupt:  # pragma: no cover - the handler above replaces the default
-                continue
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    return previous
+
+
+def _ready_file(workdir: str) -> str:
+    """The proxy writes it once its tun interface is up."""
+    return os.path.join(workdir, "tun-ready")
+
+
+def _result_file(workdir: str) -> str:
+    """The supervisor writes how the run ended here."""
+    return os.path.join(workdir, "sealed-result.json")
 
 
 def _failed(message: str) -> int:

@@ -7,6 +7,10 @@ routes them through it, and reads its audit log back for the report.
 
 The child runs in its own session (so the terminal's Ctrl-C reaches the audited command first and the proxy
 stays up to record its last requests) and shuts itself down if its supervisor dies.
+
+Start-up order matters for `run`'s overhead: the child is spawned before its configuration is built and
+imports mitmproxy while the parent works, and this module imports the core (audit log, client environment)
+only where a method needs it.
 """
 
 from __future__ import annotations
@@ -27,10 +31,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from telemetry_audit.proxy.auditlog import read_log
 from telemetry_audit.proxy.ca import default_confdir, ensure_ca
 from telemetry_audit.proxy.settings import ProxySettings
-from telemetry_audit.session.child_env import child_environment, combined_ca_bundle, java_truststore, preload_path
 
 READY_TIMEOUT = 60.0
 TOKEN_VARIABLE = "TELEMETRY_AUDIT_TOKEN"
@@ -158,15 +160,20 @@ class ProxySession:
         Split in two so the caller can do its own start-up work (load the policy for the report) meanwhile.
         """
         self.prepare()
-        config = self.config(upstream_proxy=upstream_proxy)
         # -P: never import from the current directory (a source checkout there would shadow the installed package).
         command = [sys.executable, "-P", "-m", "telemetry_audit.proxy.server"]
         with open(self.stderr_path, "wb") as stderr:
             self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
                                             start_new_session=True)
+        # Built once the child runs: it imports mitmproxy before it reads its configuration.
+        try:
+            config = json.dumps(self.config(upstream_proxy=upstream_proxy)).encode("utf-8")
+        except BaseException:
+            self.stop()  # without its configuration the child exits; not left waiting for one
+            raise
         assert self.process.stdin is not None
         try:
-            self.process.stdin.write(json.dumps(config).encode("utf-8"))
+            self.process.stdin.write(config)
             self.process.stdin.close()
         except BrokenPipeError:
             pass
@@ -176,17 +183,33 @@ class ProxySession:
                    online: bool, audit_loopback: bool, cwd: str | None = None) -> Any:
         """Run `command` and this session's proxy together in a sealed sandbox (see `telemetry_audit.sandbox`);
         the `SealedOutcome`. The proxy inside reads the same configuration and writes the same log."""
-        from telemetry_audit.sandbox.launcher import SealedRun, run_sealed
-        from telemetry_audit.session.sealed_env import sealed_environment, upstream_proxy_from
+        return self.start_sealed(command, env, support, linger=linger, online=online, audit_loopback=audit_loopback,
+                                 cwd=cwd).wait()
+
+    def start_sealed(self, command: Sequence[str], env: Mapping[str, str], support: Any, *, linger: float,
+                     online: bool, audit_loopback: bool, cwd: str | None = None) -> Any:
+        """`run_sealed` in two steps: the sandbox starts now; `.wait()` (or `.abort()`) on what this returns.
+
+        The sandbox (and in it the proxy, importing) is spawned first; its spec is built and handed over after.
+        """
+        from telemetry_audit.sandbox.launcher import SealedRun, spawn_sealed
 
         self.prepare()
-        child_env = sealed_environment(env, ca_cert_path=self.ca_cert, ca_bundle_path=self.ca_bundle,
-                                       marker=uuid.uuid4().hex[:16])
-        child_env[TOKEN_VARIABLE] = self.settings.inspection_token
-        run = SealedRun(self.config(supervised=False), list(command), child_env, self.workdir, linger=linger,
-                        online=online, audit_loopback=audit_loopback,
-                        upstream_proxy=upstream_proxy_from(env) if online else "", cwd=cwd or os.getcwd())
-        return run_sealed(run, support)
+        started = spawn_sealed(self.workdir, support)
+        try:
+            from telemetry_audit.session.sealed_env import sealed_environment, upstream_proxy_from
+
+            child_env = sealed_environment(env, ca_cert_path=self.ca_cert, ca_bundle_path=self.ca_bundle,
+                                           marker=uuid.uuid4().hex[:16])
+            child_env[TOKEN_VARIABLE] = self.settings.inspection_token
+            run = SealedRun(self.config(supervised=False), list(command), child_env, self.workdir, linger=linger,
+                            online=online, audit_loopback=audit_loopback,
+                            upstream_proxy=upstream_proxy_from(env) if online else "", cwd=cwd or os.getcwd())
+            started.hand_over(run)
+        except BaseException:
+            started.abort()
+            raise
+        return started
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> ProxySession:
         """Block until the child listens; `ProxyStartError` with its own message when it does not."""
@@ -273,6 +296,8 @@ class ProxySession:
     @property
     def ca_bundle(self) -> str:
         """System CAs plus the proxy CA, for variables that replace a client's trust store (written once)."""
+        from telemetry_audit.session.child_env import combined_ca_bundle
+
         if not self._ca_bundle:
             self._ca_bundle = combined_ca_bundle(self.ca_cert, self.workdir)
         return self._ca_bundle
@@ -288,6 +313,8 @@ class ProxySession:
     ) -> dict[str, str]:
         """`base` plus every proxy and CA variable (the Node preload, a Java truststore) that routes a client
         through us; see `no_proxy_plan` for what NO_PROXY keeps."""
+        from telemetry_audit.session.child_env import child_environment, preload_path
+
         env = child_environment(base, proxy_url=self.url, ca_cert_path=self.ca_cert, ca_bundle_path=self.ca_bundle,
                                 preload_path=preload_path() if node_preload else None,
                                 audited_hosts=audited_hosts, bypass_loopback=bypass_loopback,
@@ -297,6 +324,8 @@ class ProxySession:
 
     def java_truststore(self) -> str | None:
         """The JDK's CAs plus ours for JVMs (built once per CA and JDK, cached beside the CA); None without Java."""
+        from telemetry_audit.session.child_env import java_truststore
+
         try:
             return java_truststore(self.ca_cert, self.confdir)
         except (OSError, RuntimeError, ValueError):
@@ -306,6 +335,8 @@ class ProxySession:
 
     def records(self) -> tuple[list[dict[str, Any]], int]:
         """(request records, requests seen) of this session so far."""
+        from telemetry_audit.proxy.auditlog import read_log
+
         return read_log(self.log_path, self.settings.session)
 
     def connections(self) -> list[dict[str, Any]]:

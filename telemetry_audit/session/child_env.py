@@ -25,7 +25,6 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from telemetry_audit.endpoints import TELEMETRY_HOSTS, host_says_telemetry
 from telemetry_audit.hosts import canonical_host, host_matches
 
 PROXY_VARIABLES: tuple[str, ...] = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
@@ -157,6 +156,8 @@ def no_proxy_plan(
     needs direct are given with `--no-proxy-for HOST` (`no_proxy_for`); even those are refused when they cover a
     telemetry host: one of `audited_hosts`, a catalogued collector, or a name that says telemetry. `*` never stays.
     """
+    from telemetry_audit.endpoints import TELEMETRY_HOSTS, host_says_telemetry  # the catalogue: only when needed
+
     audited = [canonical_host(host) for host in audited_hosts if host.strip()]
     telemetry_names = audited + _catalogue_names()
     kept: list[str] = []
@@ -350,6 +351,8 @@ def java_truststore(
 
 def _catalogue_names() -> list[str]:
     """Catalogue host patterns a NO_PROXY entry could cover, as names (`*.x.com` as `x.com`; inner globs skipped)."""
+    from telemetry_audit.endpoints import TELEMETRY_HOSTS
+
     names = [host[2:] if host.startswith("*.") else host for host in TELEMETRY_HOSTS]
     return [canonical_host(name) for name in names if "*" not in name]
 

@@ -156,3 +156,39 @@ def test_a_custom_pattern_reports_its_own_kind(tmp_path: Path) -> None:
     decision = Auditor(load_policy([str(policy)]), AuditEnvironment(env={}), audit_all=True).evaluate(request)
     assert {(f.detector, f.kind) for f in decision.findings} == {
         ("acme.user-id", FindingKind.PII), ("acme.debug-flag", FindingKind.FIELD)}
+
+
+@pytest.mark.parametrize("name", builtin_pack_names())
+def test_every_shipped_pack_is_valid_and_both_parsers_read_it_alike(name: str) -> None:
+    """Shipped packs skip schema validation at run time and may be read by libyaml: this test is why that is safe."""
+    from telemetry_audit.policy import builtin_pack_path
+    from telemetry_audit.policy.loader import parse_yaml, validate
+
+    path = builtin_pack_path(name)
+    assert path is not None
+    source = path.read_text("utf-8")
+    plain = parse_yaml(f"<builtin>/{name}.yaml", source)
+    validate(plain)
+    fast = parse_yaml(f"<builtin>/{name}.yaml", source, shipped=True)
+    assert fast.data == plain.data
+    assert fast.positions == plain.positions
+
+
+def test_a_user_file_named_like_a_pack_is_still_validated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "<builtin>").mkdir()
+    fake = tmp_path / "<builtin>" / "default.yaml"
+    fake.write_text("rules:\n  - id: r\n    match: {hosts: [a.test]}\n    acton: block\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PolicyError, match="unknown key 'acton'"):
+        load_policy(["<builtin>/default.yaml"])
+
+
+def test_a_shipped_pack_that_libyaml_refuses_reads_as_before() -> None:
+    from telemetry_audit.policy.loader import parse_yaml
+
+    source = "rules:\n  - id: a\n   bad: [\n"
+    with pytest.raises(PolicyError) as fast:
+        parse_yaml("<builtin>/x.yaml", source, shipped=True)
+    with pytest.raises(PolicyError) as plain:
+        parse_yaml("<builtin>/x.yaml", source)
+    assert str(fast.value) == str(plain.value)

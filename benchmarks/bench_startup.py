@@ -1,0 +1,140 @@
+"""Start-up benchmark: what `telemetry-audit run -- true` costs over a bare `true`, and where it goes.
+
+Run from the project root:
+
+    python benchmarks/bench_startup.py [--runs N] [--seal off|auto]
+
+Each run is a whole `python -m telemetry_audit run --seal S -- true` process, timed from outside (wall time and
+the CPU of every process it waited for: the CLI, the proxy child, the sealed run's supervisor), after one
+warm-up, alternating with a bare `true`. The median is printed; on a shared machine wall time mostly measures
+the other load, CPU time much less so.
+
+`--phases` (unsealed only) also splits one process's CPU along the critical path: the CLI until it spawns the
+proxy child, the child until it listens, and the CLI after that (the command, the report, the output); what the
+CLI does while the child starts runs in parallel on a second core. Nothing of this is a test: the figures are
+printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Runs in a fresh interpreter: wraps the session's launch and wait_ready to read the CPU spent at each point.
+_PHASES = r"""
+import json, os, resource, sys
+TICKS = os.sysconf("SC_CLK_TCK")
+
+def own_cpu():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+def process_cpu(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+marks = {}
+from telemetry_audit import session
+launch, wait_ready = session.ProxySession.launch, session.ProxySession.wait_ready
+
+def timed_launch(self, **kwargs):
+    marks["cli_before_spawn"] = own_cpu()
+    return launch(self, **kwargs)
+
+def timed_wait_ready(self, *args, **kwargs):
+    result = wait_ready(self, *args, **kwargs)
+    marks["child_until_listening"] = process_cpu(self.process.pid)
+    marks["cli_until_listening"] = own_cpu()
+    return result
+
+session.ProxySession.launch, session.ProxySession.wait_ready = timed_launch, timed_wait_ready
+from telemetry_audit.cli import main
+main(["run", "--seal", "off", "--", "true"])
+marks["cli_end"] = own_cpu()
+print(json.dumps(marks), file=sys.stderr)
+"""
+
+
+def timed(argv: list[str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the process and every process it waited for)."""
+    start = time.perf_counter()
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} exited with {process.returncode}")
+    return wall, usage.ru_utime + usage.ru_stime
+
+
+def phases(runs: int) -> dict[str, float]:
+    """Median CPU seconds of each critical-path phase of an unsealed run."""
+    samples = []
+    for _ in range(runs):
+        result = subprocess.run([sys.executable, "-c", _PHASES], capture_output=True, text=True, cwd=ROOT,
+                                timeout=300)
+        samples.append(json.loads(result.stderr.strip().splitlines()[-1]))
+
+    def median(key: str) -> float:
+        return statistics.median(sample[key] for sample in samples)
+
+    return {
+        "cli until it spawns the proxy (interpreter start-up included)": median("cli_before_spawn"),
+        "proxy child until it listens": median("child_until_listening"),
+        "cli meanwhile (policy, output set-up; on another core)": median("cli_until_listening")
+        - median("cli_before_spawn"),
+        "cli after (command, report, output)": median("cli_end") - median("cli_until_listening"),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=10, help="counted runs of each command (default: 10)")
+    parser.add_argument("--seal", choices=("off", "auto"), default="off", help="run's --seal (default: off)")
+    parser.add_argument("--phases", action="store_true", help="also split the CPU along the critical path")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args()
+    audited = [sys.executable, "-m", "telemetry_audit", "run", "--seal", args.seal, "--", "true"]
+    bare = ["true"]
+    timed(audited)  # warm-up: page cache, the CA
+    walls: list[float] = []
+    cpus: list[float] = []
+    bare_walls: list[float] = []
+    for _ in range(args.runs):
+        wall, cpu = timed(audited)
+        walls.append(wall)
+        cpus.append(cpu)
+        bare_walls.append(timed(bare)[0])
+    figures: dict[str, object] = {
+        "runs": args.runs,
+        "seal": args.seal,
+        "run_wall_median_s": round(statistics.median(walls), 3),
+        "bare_wall_median_s": round(statistics.median(bare_walls), 4),
+        "overhead_wall_median_s": round(statistics.median(w - b for w, b in zip(walls, bare_walls, strict=True)), 3),
+        "run_cpu_median_s": round(statistics.median(cpus), 3),
+    }
+    split = {name: round(value, 3) for name, value in phases(args.runs).items()} if args.phases else {}
+    if split:
+        figures["phases_cpu_median_s"] = split
+    if args.json:
+        print(json.dumps(figures, indent=2))
+        return 0
+    print(f"run --seal {args.seal} -- true, {args.runs} runs (median)")
+    print(f"  wall: {figures['run_wall_median_s']} s; bare true {figures['bare_wall_median_s']} s; "
+          f"overhead {figures['overhead_wall_median_s']} s")
+    print(f"  CPU of every process: {figures['run_cpu_median_s']} s")
+    for name, value in split.items():
+        print(f"  {name}: {value} s CPU")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,96 @@
+"""The lean proxy process's start-up pieces: its own CA read once, without OpenSSL's RSA key check."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from mitmproxy import certs
+from mitmproxy.test import taddons
+
+from telemetry_audit.proxy.ca import ensure_ca
+from telemetry_audit.proxy.server import load_own_ca, own_ca_tls_config
+
+
+@pytest.fixture(scope="module")
+def confdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("confdir")
+    ensure_ca(str(folder))
+    return folder
+
+
+def test_own_ca_is_the_store_mitmproxy_reads(confdir: Path) -> None:
+    ours = load_own_ca(str(confdir), 2048)
+    stock = certs.CertStore.from_store(confdir, "mitmproxy", 2048)
+    assert ours.default_ca == stock.default_ca
+    assert ours.default_privatekey.private_numbers() == stock.default_privatekey.private_numbers()
+    assert ours.default_chain_file == stock.default_chain_file
+    issued = ours.get_cert("api.segment.io", ["api.segment.io"])
+    assert issued.cert.issuer == stock.default_ca.subject
+
+
+def test_own_ca_is_created_when_missing(tmp_path: Path) -> None:
+    store = load_own_ca(str(tmp_path / "new"), 2048)
+    assert (tmp_path / "new" / "mitmproxy-ca.pem").is_file()
+    assert store.default_ca == certs.CertStore.from_store(tmp_path / "new", "mitmproxy", 2048).default_ca
+
+
+def test_tls_addon_reads_the_ca_once_and_keeps_it_when_running(confdir: Path) -> None:
+    tls = own_ca_tls_config()
+    with taddons.context(tls) as context:
+        context.configure(tls, confdir=str(confdir))
+        first = tls.certstore
+        assert first.default_ca == load_own_ca(str(confdir), 2048).default_ca
+        tls.running()  # the stock addon reads the CA again here
+        assert tls.certstore is first
+        context.configure(tls, tls_ecdh_curve_client="prime256v1")  # other options: the store stays
+        assert tls.certstore is first
+
+
+def test_an_encrypted_key_goes_the_stock_way(tmp_path: Path, confdir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The stock addon's error for a key it cannot read, not one of ours."""
+    raw = (confdir / "mitmproxy-ca.pem").read_bytes()
+    key = serialization.load_pem_private_key(raw, None)
+    cert = raw[raw.index(b"-----BEGIN CERTIFICATE-----"):]
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "mitmproxy-ca.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.BestAvailableEncryption(b"secret")) + cert)
+    with pytest.raises(TypeError):
+        load_own_ca(str(locked), 2048)
+    tls = own_ca_tls_config()
+    with taddons.context(tls) as context:
+        context.configure(tls, confdir=str(locked))
+    assert tls.certstore is None
+    assert "Password was not given but private key is encrypted" in caplog.text
+
+
+def test_the_proxy_process_imports_no_report_writer_nor_validator() -> None:
+    """What the proxy child imports before it listens is most of every run's start-up."""
+    heavy = ["rich", "jsonschema", "http.server", "telemetry_audit.report.html", "telemetry_audit.report.sarif",
+             "telemetry_audit.report.table", "telemetry_audit.cli", "telemetry_audit.session",
+             "mitmproxy.addons.onboarding"]
+    probe = ("import sys\nimport telemetry_audit.proxy.server as server\nserver.skip_default_addons_import()\n"
+             f"server.import_proxy_modules()\nprint('\\n'.join(n for n in {heavy!r} if n in sys.modules))")
+    result = subprocess.run([sys.executable, "-P", "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == []
+
+
+@pytest.mark.parametrize(("stdin", "message"), [
+    ("", "no configuration on standard input"),
+    ("  \n", "no configuration on standard input"),
+    ("{not json", "the configuration on standard input is not JSON"),
+    ("[1, 2]", "the configuration on standard input must be a JSON object"),
+])
+def test_the_proxy_process_refuses_a_missing_or_bad_configuration(stdin: str, message: str) -> None:
+    """Spawned before its configuration is written, it must never serve on defaults if none arrives."""
+    result = subprocess.run([sys.executable, "-P", "-m", "telemetry_audit.proxy.server"], input=stdin,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert result.stdout == ""
