@@ -8,12 +8,22 @@ import re
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from benchmarks import bench_engine
-from telemetry_audit.decoders import DROP, EMBEDDED, DecodeError, decode_request, rewrite_body
+from telemetry_audit.decoders import (
+    DROP,
+    EMBEDDED,
+    DecodeError,
+    _nesting_exceeds,
+    decode_request,
+    rewrite_body,
+    scan_text,
+)
 from telemetry_audit.decoders.splice import OffsetIndex, child_holding, splice_json
 from telemetry_audit.engine import Auditor
-from telemetry_audit.model import Action, Request
+from telemetry_audit.model import Action, Limits, Request
 from telemetry_audit.policy import load_policy
 
 # --- child_holding ----------------------------------------------------------------------------------------------
@@ -143,3 +153,66 @@ def test_splicing_after_locating_equals_splicing_a_fresh_decode() -> None:
         assert event is not None and event[0] == at
     assert rewrite_body(located, edits) == rewrite_body(decode_request(request), edits)
     assert rewrite_body(located, edits) == splice_json(request.body.decode(), edits, DROP, EMBEDDED).encode()
+
+
+# --- nesting depth of a text without escapes (the scan-text glance) ---------------------------------------------
+
+
+def _depth(text: str) -> int | None:
+    """Deepest nesting outside strings, char by char; None when brackets do not pair."""
+    depth = deepest = 0
+    inside = False
+    stack: list[str] = []
+    for char in text:
+        if char == '"':
+            inside = not inside
+        elif not inside and char in "[{":
+            stack.append("]" if char == "[" else "}")
+            depth += 1
+            deepest = max(deepest, depth)
+        elif not inside and char in "]}":
+            if not stack or stack.pop() != char:
+                return None
+            depth -= 1
+    return deepest if not stack else None
+
+
+NESTING = [
+    ('{"a":[1,{"b":[]}]}', 4),
+    ('["]]]]", ["[[[", {"x": "{"}]]', 3),
+    ('[""]', 1),
+    ('["a""b"]', 1),
+    ('[["é", ["ü\U0001f600"]]]', 3),
+    ('[[[[[[]]]]]]', 6),
+]
+
+
+@pytest.mark.parametrize(("text", "depth"), NESTING)
+@pytest.mark.parametrize("slack", [-1, 0, 1])
+def test_nesting_exceeds_counts_only_brackets_outside_strings(text: str, depth: int, slack: int) -> None:
+    assert _depth(text) == depth
+    assert _nesting_exceeds(text, depth + slack) is (slack < 0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(alphabet='"[]{}a ,:é', max_size=60), limit=st.integers(0, 6))
+def test_nesting_exceeds_agrees_with_a_char_by_char_count(text: str, limit: int) -> None:
+    depth = _depth(text)
+    if depth is not None and text.count('"') % 2 == 0:
+        assert _nesting_exceeds(text, limit) is (depth > limit)
+
+
+@pytest.mark.parametrize("extra", [-1, 0, 1, 2, 30, 62])
+def test_a_body_nested_past_the_depth_limit_takes_the_full_path(extra: int) -> None:
+    """Mixed `{[{[...]}]}` nesting: counting it at half its depth let the glance allow what the full path blocks."""
+    depth = Limits().max_depth + extra
+    body: Any = "x"
+    for level in range(depth):
+        body = [body] if level % 2 else {"a": body}
+    request = Request.from_url("POST", "https://c.test/e", {"content-type": "application/json"},
+                               json.dumps(body).encode())
+    assert (scan_text(decode_request(request)) is None) is (extra > 0)
+    policy = load_policy(["default"])
+    fast = Auditor(policy, bench_engine.ENVIRONMENT).evaluate(request)
+    full = Auditor(policy, bench_engine.ENVIRONMENT, fast_path=False).evaluate(request)
+    assert fast == full and (fast.action is Action.BLOCK) is (extra > 0)
