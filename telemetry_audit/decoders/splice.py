@@ -8,7 +8,6 @@ no edit are skipped by the C scanner of the `json` module) and only those spans 
 from __future__ import annotations
 
 import base64
-import gc
 import json
 import json.decoder
 import json.scanner
@@ -119,14 +118,7 @@ class OffsetIndex:
         """Scan members until one ends after `position` (every member when None)."""
         if members.done or (position is not None and members.ends and members.ends[-1] > position):
             return
-        enabled = gc.isenabled()
-        if enabled:
-            gc.disable()  # skipping builds and frees acyclic values: a collection would only walk the heap
-        try:
-            self._scan(members, position)
-        finally:
-            if enabled:
-                gc.enable()
+        self._scan(members, position)
 
     def _scan(self, members: _Members, position: int | None) -> None:
         text = self.text
