@@ -2,7 +2,8 @@
 
 Re-serialising a parsed document respells numbers (`1.50` -> `1.5`, `1E400` -> `Infinity`), spacing and
 escapes. Instead, the spans of the values to rewrite are found in the original text (containers that hold
-no edit are skipped by the C scanner of the `json` module) and only those spans are replaced.
+no edit are skipped by the C scanner of the `json` module) and only those spans are replaced. The offsets
+found are kept per text (`OffsetIndex`): locating the leaks and splicing their redaction scan a container once.
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ class _Members:
         self.end = end
         """Where the container ends, when the caller knows it (then its last member is not scanned)."""
         self.count = count
-        """How many members it has, when the caller knows it (from the parsed document)."""
+        """How many members it has, when the caller knows it (from the document parsed from this very text:
+        a wrong count would misplace the last member)."""
         self.items: list[tuple[Any, int, int, int]] = []
         """(key or index, member start, value start, value end) in text order."""
         self.ends: list[int] = []
