@@ -151,6 +151,7 @@ class DecodedRequest:
     numbers: list[str] = field(default_factory=list)
     """For a JSON body: each non-integer number as a detector sees it (`str(float)`: `1.50` reads `1.5`)."""
     _fields: list[FieldValue] | None = field(default=None, repr=False)
+    _offsets: splice.OffsetIndex | None = field(default=None, repr=False, compare=False)
 
     @property
     def path(self) -> str:
@@ -171,6 +172,15 @@ class DecodedRequest:
         if self._fields is None:
             self._fields = _flatten(self)
         return self._fields
+
+    @property
+    def offsets(self) -> splice.OffsetIndex:
+        """Where the members of the JSON text's containers lie, found once and shared by locating leaks
+        (`fields_near`) and splicing their redaction (`rewrite_body`)."""
+        assert self.text is not None
+        if self._offsets is None:
+            self._offsets = splice.OffsetIndex(self.text, self.body_tree)
+        return self._offsets
 
 
 def _audited_headers(request: Request) -> Iterator[tuple[str, str]]:
@@ -243,7 +253,10 @@ def scan_text(decoded: DecodedRequest, headers_text: str | None = None) -> str |
     return headers + "\n" + text.replace('"', "\n\x00\n") + "\n" + floats
 
 
-_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+_NOT_QUOTE_OR_BRACKET = bytes(range(256)).translate(None, b'"[]{}')
+"""The bytes `_nesting_exceeds` deletes (every byte but quotes and brackets)."""
+_QUOTED = re.compile(rb'"[^"]*"')
+_INNERMOST = re.compile(rb"\[\]|\{\}")
 
 
 def _nesting_exceeds(text: str, limit: int) -> bool:
@@ -251,12 +264,20 @@ def _nesting_exceeds(text: str, limit: int) -> bool:
 
     Outside strings (quotes alternate: no escapes), only brackets are kept; each pass removes the innermost
     pairs, so the passes it takes to empty them is the depth. C-speed passes, at most `limit` + 1 of them.
+    Only quotes and brackets are kept first (bytes.translate), then quotes side by side go (no bracket lies
+    between them, and the others keep their parity): what is left is short, and the strings still holding
+    brackets are cut out of it.
     """
-    brackets = _NOT_BRACKETS.sub("", "".join(text.split('"')[::2]))
+    kept = text.encode("utf-8", "surrogatepass").translate(None, _NOT_QUOTE_OR_BRACKET).replace(b'""', b"")
+    brackets = _QUOTED.sub(b"", kept)
+    unpaired = brackets.find(b'"')
+    if unpaired >= 0:
+        brackets = brackets[:unpaired]  # what follows a quote that is never closed is inside it
     for _ in range(limit):
         if not brackets:
             return False
-        brackets = brackets.replace("[]", "").replace("{}", "")
+        # One sub, not `.replace("[]")` then `.replace("{}")`: that took `{[]}` in one pass (half the depth).
+        brackets = _INNERMOST.sub(b"", brackets)
     return bool(brackets)
 
 
@@ -303,7 +324,7 @@ def fields_near(decoded: DecodedRequest, headers_text: str, spans: list[tuple[in
             return None  # across segments or in the float spellings after the body
         first = _original_offset(text, blocks, start - base)
         last = _original_offset(text, blocks, max(end - 1, start) - base)
-        target = _target_around(text, tree, first, last)
+        target = _target_around(decoded.offsets, tree, first, last)
         if target is None:
             return None
         targets.append(target)
@@ -341,8 +362,9 @@ def _original_offset(text: str, blocks: list[int], scanned: int) -> int:
     return len(text) - 1
 
 
-def _target_around(text: str, tree: Any, first: int, last: int) -> _Target | None:
+def _target_around(offsets: splice.OffsetIndex, tree: Any, first: int, last: int) -> _Target | None:
     """Descend from the root to the smallest container holding `first`..`last` (or one short enough to read)."""
+    text = offsets.text
     pos = splice.skip_whitespace(text, 0)
     end = len(text.rstrip(" \t\n\r"))  # the body parsed as one document: it ends where its text does
     node, parent, key = tree, None, None
@@ -354,7 +376,8 @@ def _target_around(text: str, tree: Any, first: int, last: int) -> _Target | Non
         opening = text[pos]
         if opening not in "{[" or end - pos <= _LOCAL_SUBTREE_CHARS:
             return here
-        child = splice.child_holding(text, pos, first, last)
+        count = len(node) if isinstance(node, (dict, list)) else None  # spares scanning its last member
+        child = splice.child_holding(offsets, pos, first, last, end, count)
         if child is None:
             return here  # a key, a separator, or a span across children: read the whole container
         name, value_start, value_end = child
@@ -914,7 +937,10 @@ def rewrite_body(decoded: DecodedRequest, edits: dict[tuple[Any, ...], Any]) -> 
     blocks rather than pass a body it could not clean).
     """
     splicer = _SPLICERS.get(decoded.body_format)
-    if splicer is not None and decoded.text is not None:
+    if splicer is splice.splice_json and decoded.text is not None:  # the offsets located leaks with: reused
+        body = decoded.bom + splice.splice_json(decoded.text, edits, DROP, EMBEDDED, decoded.offsets).encode(
+            decoded.charset)
+    elif splicer is not None and decoded.text is not None:
         body = decoded.bom + splicer(decoded.text, edits, DROP, EMBEDDED).encode(decoded.charset)
     else:
         serializer = _SERIALIZERS.get(decoded.body_format)
