@@ -1,13 +1,27 @@
-"""`python -m telemetry_audit.sandbox SPEC.json`: the supervisor inside a sealed run (see `inside`)."""
+"""The supervisor inside a sealed run (see `inside`): `python -S -P .../sandbox/__main__.py SPEC_FD PROXY_STDERR`
+as the launcher starts it, or `python -m telemetry_audit.sandbox SPEC_FD PROXY_STDERR`.
+
+Its first act is to spawn the proxy (`proxy_start`, which imports only `os`), the longest part of a sealed start;
+everything else imports meanwhile. Started as a file under `-S` (no `site`, no install finder: a few tens of
+milliseconds sooner), it puts the package's root on the path itself; the supervisor needs the standard library
+only, while the proxy it spawns starts with `site` as usual.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
 
-from telemetry_audit.sandbox.inside import main
+if not __package__:  # started as a file: this file is <root>/telemetry_audit/sandbox/__main__.py
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-status = main()
+from telemetry_audit.sandbox.proxy_start import spawn_proxy  # noqa: E402 - after the path is known
+
+proxy = spawn_proxy(sys.argv[2]) if len(sys.argv) == 3 and sys.argv[1].isdigit() else None
+
+from telemetry_audit.sandbox.inside import main  # noqa: E402 - imports while the proxy does
+
+status = main(proxy=proxy)
 # The result file is written and closed: leave without the interpreter's teardown (it held up the end of every
 # sealed run by a few tens of milliseconds); as PID 1 of the namespace, whatever is left ends with us.
 sys.stdout.flush()

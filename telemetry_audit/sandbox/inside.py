@@ -21,17 +21,14 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from telemetry_audit.sandbox.proxy_start import ProxyTimeout, StartedProxy, spawn_proxy
+
 if TYPE_CHECKING:
     from telemetry_audit.sandbox.relay import LoopbackBridges
 
 _PROXY_READY_TIMEOUT = 60.0
 _STOP_GRACE = 2.0
 _MS_BIND = 4096
-
-
-PROXY_ARGV = (sys.executable, "-P", "-m", "telemetry_audit.proxy.server")
-"""The proxy server, started first; its configuration arrives on standard input (see `telemetry_audit.proxy.server`,
-which imports mitmproxy before it reads it)."""
 
 
 @dataclass(frozen=True)
@@ -75,39 +72,31 @@ class Lingerer:
     """True when the linger time ran out and it was ended; False when it finished on its own."""
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, proxy: StartedProxy | OSError | None = None) -> int:
+    """`proxy`: already spawned by `__main__` (before this module was imported); spawned here otherwise."""
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 2 or not args[0].isdigit():
         print("usage: python -m telemetry_audit.sandbox SPEC_FD PROXY_STDERR", file=sys.stderr)
         return 2
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # as `Supervisor.run` does: no command to pass to yet
         signal.signal(sig, lambda *_: None)
-    proxy = start_proxy(args[1])
+    if proxy is None:
+        proxy = spawn_proxy(args[1])
     with os.fdopen(int(args[0]), encoding="utf-8") as stream:
         text = stream.read()
     if not text.strip():  # the launcher went away before handing the spec over
-        if isinstance(proxy, subprocess.Popen):
+        if isinstance(proxy, StartedProxy):
             proxy.kill()
             proxy.wait()
         return 2
     return Supervisor(InsideSpec(**json.loads(text)), proxy).run()
 
 
-def start_proxy(stderr_path: str) -> subprocess.Popen[bytes] | OSError:
-    """The proxy server, importing while the spec is on its way (its configuration comes later, on its standard
-    input); the error when it cannot start (reported once the spec says where results go)."""
-    try:
-        with open(stderr_path, "ab") as out:
-            return subprocess.Popen(PROXY_ARGV, stdin=subprocess.PIPE, stdout=out, stderr=out, start_new_session=True)
-    except OSError as e:
-        return e
-
-
 class Supervisor:
-    def __init__(self, spec: InsideSpec, proxy: subprocess.Popen[bytes] | OSError) -> None:
+    def __init__(self, spec: InsideSpec, proxy: StartedProxy | OSError) -> None:
         self.spec = spec
-        self._started: subprocess.Popen[bytes] | OSError = proxy
-        self.proxy: subprocess.Popen[bytes] | None = proxy if isinstance(proxy, subprocess.Popen) else None
+        self._started: StartedProxy | OSError = proxy
+        self.proxy: StartedProxy | None = proxy if isinstance(proxy, StartedProxy) else None
         self.command_pid = 0
 
     def run(self) -> int:
@@ -170,12 +159,7 @@ class Supervisor:
         if isinstance(self._started, OSError):
             raise self._started
         self.proxy = self._started
-        assert self.proxy.stdin is not None
-        try:
-            self.proxy.stdin.write(json.dumps(spec.proxy_config).encode("utf-8"))
-            self.proxy.stdin.close()
-        except BrokenPipeError:
-            pass
+        self.proxy.send_config(json.dumps(spec.proxy_config).encode("utf-8"))
 
     def _wait_for_proxy(self) -> None:
         """Until the proxy's tun interface is up."""
@@ -275,7 +259,7 @@ class Supervisor:
             self.proxy.send_signal(signal.SIGTERM)
             try:
                 self.proxy.wait(20)
-            except subprocess.TimeoutExpired:
+            except ProxyTimeout:
                 self.proxy.kill()
                 self.proxy.wait()
         return int(self.proxy.returncode or 0)

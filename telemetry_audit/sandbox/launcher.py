@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 TUN_NAME = "taudit0"
 RELAY_SOCKET = "relay.sock"
 
+SUPERVISOR_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "__main__.py")
+"""Run as a file under `python -S`: the supervisor starts (and spawns the proxy) sooner without `site`."""
+
 CAPTURE_SEALED = "sealed"
 CAPTURE_PROXY_VARIABLES = "proxy variables"
 
@@ -121,8 +124,8 @@ def spawn_sealed(workdir: str, support: SealSupport) -> StartedSealedRun:
         if os.path.exists(stale):
             os.unlink(stale)
     spec_read, spec_write = os.pipe()
-    argv = [support.unshare or "unshare", *UNSHARE_FLAGS, "--", sys.executable, "-P", "-m",
-            "telemetry_audit.sandbox", str(spec_read), os.path.join(workdir, "proxy.stderr")]
+    argv = [support.unshare or "unshare", *UNSHARE_FLAGS, "--", sys.executable, "-S", "-P", SUPERVISOR_SCRIPT,
+            str(spec_read), os.path.join(workdir, "proxy.stderr")]
     try:
         child: subprocess.Popen[bytes] | None = subprocess.Popen(argv, pass_fds=(spec_read,))
         status = 0
