@@ -108,16 +108,11 @@ class Supervisor:
         try:
             if spec.resolv_conf:
                 _bind_mount(spec.resolv_conf, "/etc/resolv.conf")
-            self._ip("link", "set", "lo", "up")
+            self._network_up()
             self._configure_proxy()
             # Set up while the proxy starts: nothing in the sandbox can connect to them before the command runs.
             bridges = self._loopback_bridges()
             self._wait_for_proxy()
-            self._ip("route", "add", "default", "dev", spec.tun_name)
-            try:  # IPv6 literals reach the proxy too (names resolve to IPv4); a kernel without IPv6 has no need
-                self._ip("-6", "route", "add", "default", "dev", spec.tun_name)
-            except subprocess.CalledProcessError:
-                pass
         except subprocess.CalledProcessError as e:
             if bridges is not None:
                 bridges.close()
@@ -140,8 +135,31 @@ class Supervisor:
 
     # --- setup -------------------------------------------------------------------------------------------------
 
-    def _ip(self, *args: str) -> None:
-        subprocess.run([self.spec.ip, *args], check=True, stdin=subprocess.DEVNULL, capture_output=True)
+    def _network_up(self) -> None:
+        """Loopback up, the tun interface created (persistent) and up, the default routes through it: one `ip`
+        process, before the proxy has its configuration, so none of it waits on the proxy or delays it.
+
+        The proxy then attaches to the interface that already exists. Being persistent, it is not removed when
+        the proxy closes it (the kernel takes tens of milliseconds for that, in the exiting proxy, which held up
+        the end of every run) but with the namespace, after the run. Until the proxy attaches, packets sent to
+        it are dropped; nothing in the sandbox runs before it is up.
+        """
+        tun = self.spec.tun_name
+        commands = [["link", "set", "lo", "up"], ["tuntap", "add", "dev", tun, "mode", "tun"],
+                    ["link", "set", tun, "up"], ["route", "add", "default", "dev", tun]]
+        # IPv6 literals reach the proxy too (names resolve to IPv4); a kernel without IPv6 has no need: last, and
+        # its failure alone is ignored.
+        ipv6 = ["route", "add", "::/0", "dev", tun]
+        result = subprocess.run([self.spec.ip, "-batch", "-"], capture_output=True,
+                                input="".join(" ".join(line) + "\n" for line in [*commands, ipv6]).encode("ascii"))
+        if result.returncode == 0:
+            return
+        failed = _batch_failed_line(result.stderr)
+        if failed == len(commands) + 1:
+            return
+        line = commands[failed - 1] if 0 < failed <= len(commands) else ["-batch", "-"]
+        why = b"\n".join(text for text in result.stderr.splitlines() if not text.startswith(b"Command failed -:"))
+        raise subprocess.CalledProcessError(result.returncode, [self.spec.ip, *line], result.stdout, why)
 
     def _loopback_bridges(self) -> LoopbackBridges | None:
         """The host's loopback services inside the sandbox (see `relay.LoopbackBridges`), or None."""
@@ -274,6 +292,14 @@ class Supervisor:
         with open(temp, "w", encoding="utf-8") as stream:
             json.dump(result, stream)
         os.replace(temp, self.spec.result_file)
+
+
+def _batch_failed_line(stderr: bytes) -> int:
+    """The line `ip -batch` stopped at (`Command failed -:N`), or 0 when it does not say."""
+    marker = b"Command failed -:"
+    at = stderr.rfind(marker)
+    digits = stderr[at + len(marker):].split(b"\n", 1)[0].strip() if at >= 0 else b""
+    return int(digits) if digits.isdigit() else 0
 
 
 def _exit_code(wait_status: int) -> int:
