@@ -23,7 +23,10 @@ if len(args) == 3 and args[2].isdigit():  # STARTED_FD: tell the launcher the sa
 
 from telemetry_audit.sandbox.proxy_start import spawn_proxy  # noqa: E402 - after the path is known
 
-proxy = spawn_proxy(args[1]) if len(args) == 2 and args[0].isdigit() else None
+proxy = None
+if len(args) == 2 and args[0].isdigit():
+    os.set_inheritable(int(args[0]), False)  # the spec is the supervisor's alone (it holds the environment)
+    proxy = spawn_proxy(args[1])
 
 from telemetry_audit.sandbox.inside import main  # noqa: E402 - imports while the proxy does
 
