@@ -2,17 +2,19 @@
 
 Run from the project root:
 
-    python benchmarks/bench_startup.py [--runs N] [--seal off|auto]
+    python benchmarks/bench_startup.py [--runs N] [--seal off|auto] [--phases]
 
 Each run is a whole `python -m telemetry_audit run --seal S -- true` process, timed from outside (wall time and
 the CPU of every process it waited for: the CLI, the proxy child, the sealed run's supervisor), after one
 warm-up, alternating with a bare `true`. The median is printed; on a shared machine wall time mostly measures
 the other load, CPU time much less so.
 
-`--phases` (unsealed only) also splits one process's CPU along the critical path: the CLI until it spawns the
-proxy child, the child until it listens, and the CLI after that (the command, the report, the output); what the
-CLI does while the child starts runs in parallel on a second core. Nothing of this is a test: the figures are
-printed, never asserted.
+`--phases` also splits the critical path. Unsealed, one process's CPU: the CLI until it spawns the proxy child,
+the child until it listens, and the CLI after that (the command, the report, the output); what the CLI does while
+the child starts runs in parallel on a second core. Sealed (`--seal auto`, run here with `--seal on`), wall time
+from the process's start: the CLI until it spawns the sandbox, the sandbox and its proxy until the tun interface
+is up, the command through the result file, the sandbox's teardown, the report. Nothing of this is a test: the
+figures are printed, never asserted.
 """
 
 from __future__ import annotations
@@ -63,6 +65,36 @@ print(json.dumps(marks), file=sys.stderr)
 """
 
 
+# The same for a sealed run, in wall seconds from just before the process was started (argv[1]): the sandbox's
+# own steps are read from the files it writes (the proxy's tun-ready file, the supervisor's result file).
+_SEALED_PHASES = r"""
+import json, os, sys, time
+started = float(sys.argv[1])
+marks = {}
+from telemetry_audit.sandbox import launcher
+spawn, wait = launcher.spawn_sealed, launcher.StartedSealedRun.wait
+
+def timed_spawn(workdir, support):
+    marks["spawn"] = time.time()
+    marks["workdir"] = workdir
+    return spawn(workdir, support)
+
+def timed_wait(self):
+    outcome = wait(self)
+    marks["sandbox_ended"] = time.time()
+    for name, file in (("proxy_ready", "tun-ready"), ("result_written", "sealed-result.json")):
+        marks[name] = os.stat(os.path.join(marks["workdir"], file)).st_mtime_ns / 1e9
+    return outcome
+
+launcher.spawn_sealed, launcher.StartedSealedRun.wait = timed_spawn, timed_wait
+from telemetry_audit.cli import main
+main(["run", "--seal", "on", "--", "true"])
+marks["cli_end"] = time.time()
+marks.pop("workdir")
+print(json.dumps({name: value - started for name, value in marks.items()}), file=sys.stderr)
+"""
+
+
 def timed(argv: list[str]) -> tuple[float, float]:
     """(wall seconds, CPU seconds of the process and every process it waited for)."""
     start = time.perf_counter()
@@ -95,6 +127,26 @@ def phases(runs: int) -> dict[str, float]:
     }
 
 
+def sealed_phases(runs: int) -> dict[str, float]:
+    """Median wall seconds of each critical-path step of a sealed run."""
+    samples = []
+    for _ in range(runs):
+        result = subprocess.run([sys.executable, "-c", _SEALED_PHASES, repr(time.time())], capture_output=True,
+                                text=True, cwd=ROOT, timeout=300)
+        samples.append(json.loads(result.stderr.strip().splitlines()[-1]))
+
+    def median(key: str) -> float:
+        return statistics.median(sample[key] for sample in samples)
+
+    return {
+        "cli until it spawns the sandbox (interpreter start-up, seal probe)": median("spawn"),
+        "sandbox and its proxy until the tun interface is up": median("proxy_ready") - median("spawn"),
+        "command, linger, proxy stop, result written": median("result_written") - median("proxy_ready"),
+        "until the sandbox has ended (namespace teardown)": median("sandbox_ended") - median("result_written"),
+        "cli after (report, output)": median("cli_end") - median("sandbox_ended"),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=10, help="counted runs of each command (default: 10)")
@@ -121,9 +173,11 @@ def main() -> int:
         "overhead_wall_median_s": round(statistics.median(w - b for w, b in zip(walls, bare_walls, strict=True)), 3),
         "run_cpu_median_s": round(statistics.median(cpus), 3),
     }
-    split = {name: round(value, 3) for name, value in phases(args.runs).items()} if args.phases else {}
-    if split:
-        figures["phases_cpu_median_s"] = split
+    split: dict[str, float] = {}
+    if args.phases:
+        measured = phases(args.runs) if args.seal == "off" else sealed_phases(args.runs)
+        split = {name: round(value, 3) for name, value in measured.items()}
+        figures["phases_cpu_median_s" if args.seal == "off" else "phases_wall_median_s"] = split
     if args.json:
         print(json.dumps(figures, indent=2))
         return 0
@@ -132,7 +186,7 @@ def main() -> int:
           f"overhead {figures['overhead_wall_median_s']} s")
     print(f"  CPU of every process: {figures['run_cpu_median_s']} s")
     for name, value in split.items():
-        print(f"  {name}: {value} s CPU")
+        print(f"  {name}: {value} s {'CPU' if args.seal == 'off' else 'wall'}")
     return 0
 
 

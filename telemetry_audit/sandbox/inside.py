@@ -21,17 +21,14 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from telemetry_audit.sandbox.proxy_start import ProxyTimeout, StartedProxy, spawn_proxy
+
 if TYPE_CHECKING:
     from telemetry_audit.sandbox.relay import LoopbackBridges
 
 _PROXY_READY_TIMEOUT = 60.0
 _STOP_GRACE = 2.0
 _MS_BIND = 4096
-
-
-PROXY_ARGV = (sys.executable, "-P", "-m", "telemetry_audit.proxy.server")
-"""The proxy server, started first; its configuration arrives on standard input (see `telemetry_audit.proxy.server`,
-which imports mitmproxy before it reads it)."""
 
 
 @dataclass(frozen=True)
@@ -75,39 +72,31 @@ class Lingerer:
     """True when the linger time ran out and it was ended; False when it finished on its own."""
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, proxy: StartedProxy | OSError | None = None) -> int:
+    """`proxy`: already spawned by `__main__` (before this module was imported); spawned here otherwise."""
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 2 or not args[0].isdigit():
         print("usage: python -m telemetry_audit.sandbox SPEC_FD PROXY_STDERR", file=sys.stderr)
         return 2
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # as `Supervisor.run` does: no command to pass to yet
         signal.signal(sig, lambda *_: None)
-    proxy = start_proxy(args[1])
+    if proxy is None:
+        proxy = spawn_proxy(args[1])
     with os.fdopen(int(args[0]), encoding="utf-8") as stream:
         text = stream.read()
     if not text.strip():  # the launcher went away before handing the spec over
-        if isinstance(proxy, subprocess.Popen):
+        if isinstance(proxy, StartedProxy):
             proxy.kill()
             proxy.wait()
         return 2
     return Supervisor(InsideSpec(**json.loads(text)), proxy).run()
 
 
-def start_proxy(stderr_path: str) -> subprocess.Popen[bytes] | OSError:
-    """The proxy server, importing while the spec is on its way (its configuration comes later, on its standard
-    input); the error when it cannot start (reported once the spec says where results go)."""
-    try:
-        with open(stderr_path, "ab") as out:
-            return subprocess.Popen(PROXY_ARGV, stdin=subprocess.PIPE, stdout=out, stderr=out, start_new_session=True)
-    except OSError as e:
-        return e
-
-
 class Supervisor:
-    def __init__(self, spec: InsideSpec, proxy: subprocess.Popen[bytes] | OSError) -> None:
+    def __init__(self, spec: InsideSpec, proxy: StartedProxy | OSError) -> None:
         self.spec = spec
-        self._started: subprocess.Popen[bytes] | OSError = proxy
-        self.proxy: subprocess.Popen[bytes] | None = proxy if isinstance(proxy, subprocess.Popen) else None
+        self._started: StartedProxy | OSError = proxy
+        self.proxy: StartedProxy | None = proxy if isinstance(proxy, StartedProxy) else None
         self.command_pid = 0
 
     def run(self) -> int:
@@ -119,16 +108,11 @@ class Supervisor:
         try:
             if spec.resolv_conf:
                 _bind_mount(spec.resolv_conf, "/etc/resolv.conf")
-            self._ip("link", "set", "lo", "up")
+            self._network_up()
             self._configure_proxy()
             # Set up while the proxy starts: nothing in the sandbox can connect to them before the command runs.
             bridges = self._loopback_bridges()
             self._wait_for_proxy()
-            self._ip("route", "add", "default", "dev", spec.tun_name)
-            try:  # IPv6 literals reach the proxy too (names resolve to IPv4); a kernel without IPv6 has no need
-                self._ip("-6", "route", "add", "default", "dev", spec.tun_name)
-            except subprocess.CalledProcessError:
-                pass
         except subprocess.CalledProcessError as e:
             if bridges is not None:
                 bridges.close()
@@ -151,8 +135,31 @@ class Supervisor:
 
     # --- setup -------------------------------------------------------------------------------------------------
 
-    def _ip(self, *args: str) -> None:
-        subprocess.run([self.spec.ip, *args], check=True, stdin=subprocess.DEVNULL, capture_output=True)
+    def _network_up(self) -> None:
+        """Loopback up, the tun interface created (persistent) and up, the default routes through it: one `ip`
+        process, before the proxy has its configuration, so none of it waits on the proxy or delays it.
+
+        The proxy then attaches to the interface that already exists. Being persistent, it is not removed when
+        the proxy closes it (the kernel takes tens of milliseconds for that, in the exiting proxy, which held up
+        the end of every run) but with the namespace, after the run. Until the proxy attaches, packets sent to
+        it are dropped; nothing in the sandbox runs before it is up.
+        """
+        tun = self.spec.tun_name
+        commands = [["link", "set", "lo", "up"], ["tuntap", "add", "dev", tun, "mode", "tun"],
+                    ["link", "set", tun, "up"], ["route", "add", "default", "dev", tun]]
+        # IPv6 literals reach the proxy too (names resolve to IPv4); a kernel without IPv6 has no need: last, and
+        # its failure alone is ignored.
+        ipv6 = ["route", "add", "::/0", "dev", tun]
+        result = subprocess.run([self.spec.ip, "-batch", "-"], capture_output=True,
+                                input="".join(" ".join(line) + "\n" for line in [*commands, ipv6]).encode("ascii"))
+        if result.returncode == 0:
+            return
+        failed = _batch_failed_line(result.stderr)
+        if failed == len(commands) + 1:
+            return
+        line = commands[failed - 1] if 0 < failed <= len(commands) else ["-batch", "-"]
+        why = b"\n".join(text for text in result.stderr.splitlines() if not text.startswith(b"Command failed -:"))
+        raise subprocess.CalledProcessError(result.returncode, [self.spec.ip, *line], result.stdout, why)
 
     def _loopback_bridges(self) -> LoopbackBridges | None:
         """The host's loopback services inside the sandbox (see `relay.LoopbackBridges`), or None."""
@@ -170,12 +177,7 @@ class Supervisor:
         if isinstance(self._started, OSError):
             raise self._started
         self.proxy = self._started
-        assert self.proxy.stdin is not None
-        try:
-            self.proxy.stdin.write(json.dumps(spec.proxy_config).encode("utf-8"))
-            self.proxy.stdin.close()
-        except BrokenPipeError:
-            pass
+        self.proxy.send_config(json.dumps(spec.proxy_config).encode("utf-8"))
 
     def _wait_for_proxy(self) -> None:
         """Until the proxy's tun interface is up."""
@@ -275,7 +277,7 @@ class Supervisor:
             self.proxy.send_signal(signal.SIGTERM)
             try:
                 self.proxy.wait(20)
-            except subprocess.TimeoutExpired:
+            except ProxyTimeout:
                 self.proxy.kill()
                 self.proxy.wait()
         return int(self.proxy.returncode or 0)
@@ -290,6 +292,14 @@ class Supervisor:
         with open(temp, "w", encoding="utf-8") as stream:
             json.dump(result, stream)
         os.replace(temp, self.spec.result_file)
+
+
+def _batch_failed_line(stderr: bytes) -> int:
+    """The line `ip -batch` stopped at (`Command failed -:N`), or 0 when it does not say."""
+    marker = b"Command failed -:"
+    at = stderr.rfind(marker)
+    digits = stderr[at + len(marker):].split(b"\n", 1)[0].strip() if at >= 0 else b""
+    return int(digits) if digits.isdigit() else 0
 
 
 def _exit_code(wait_status: int) -> int:

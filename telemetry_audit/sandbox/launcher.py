@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 TUN_NAME = "taudit0"
 RELAY_SOCKET = "relay.sock"
 
+SUPERVISOR_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "__main__.py")
+"""Run as a file under `python -S`: the supervisor starts (and spawns the proxy) sooner without `site`."""
+
 CAPTURE_SEALED = "sealed"
 CAPTURE_PROXY_VARIABLES = "proxy variables"
 
@@ -121,10 +124,11 @@ def spawn_sealed(workdir: str, support: SealSupport) -> StartedSealedRun:
         if os.path.exists(stale):
             os.unlink(stale)
     spec_read, spec_write = os.pipe()
-    argv = [support.unshare or "unshare", *UNSHARE_FLAGS, "--", sys.executable, "-P", "-m",
-            "telemetry_audit.sandbox", str(spec_read), os.path.join(workdir, "proxy.stderr")]
+    started_read, started_write = os.pipe()  # the supervisor's first act is to write a byte to it
+    argv = [support.unshare or "unshare", *UNSHARE_FLAGS, "--", sys.executable, "-S", "-P", SUPERVISOR_SCRIPT,
+            str(spec_read), os.path.join(workdir, "proxy.stderr"), str(started_write)]
     try:
-        child: subprocess.Popen[bytes] | None = subprocess.Popen(argv, pass_fds=(spec_read,))
+        child: subprocess.Popen[bytes] | None = subprocess.Popen(argv, pass_fds=(spec_read, started_write))
         status = 0
     except OSError as e:
         child, status = None, _failed(f"cannot start {argv[0]}: {e.strerror or e}")
@@ -132,7 +136,8 @@ def spawn_sealed(workdir: str, support: SealSupport) -> StartedSealedRun:
         spec_write = -1
     finally:
         os.close(spec_read)
-    return StartedSealedRun(child, status, _result_file(workdir), support, spec_write)
+        os.close(started_write)
+    return StartedSealedRun(child, status, _result_file(workdir), support, spec_write, started_read)
 
 
 class StartedSealedRun:
@@ -145,8 +150,9 @@ class StartedSealedRun:
     """
 
     def __init__(self, child: subprocess.Popen[bytes] | None, status: int, result_file: str, support: SealSupport,
-                 spec_write: int) -> None:
+                 spec_write: int, started_read: int = -1) -> None:
         self._child = child
+        self._started_read = started_read
         self._status = status
         self._result_file = result_file
         self._support = support
@@ -207,9 +213,39 @@ class StartedSealedRun:
                     break
                 except KeyboardInterrupt:  # pragma: no cover - the SIGINT handler replaces the default
                     continue
+            supervisor_started = self._supervisor_started()
         finally:
             self._release()
-        return _read_outcome(self._result_file, self._status)
+        outcome = _read_outcome(self._result_file, self._status)
+        if outcome.error and not os.path.exists(self._result_file) and not supervisor_started:
+            outcome = self._never_started()
+        return outcome
+
+    def _supervisor_started(self) -> bool:
+        """Whether the supervisor ran at all (its byte is in the pipe; it is read once the sandbox has ended)."""
+        if self._started_read < 0:
+            return True
+        try:
+            os.set_blocking(self._started_read, False)
+            return os.read(self._started_read, 1) == b"1"
+        except BlockingIOError:  # pragma: no cover - every writer is gone once the sandbox has ended
+            return False
+        finally:
+            os.close(self._started_read)
+            self._started_read = -1
+
+    def _never_started(self) -> SealedOutcome:
+        """`unshare` failed before the supervisor ran, so the command never ran: a setup failure (the caller may
+        run it unsealed). A remembered probe verdict was wrong: forgotten, and the probe's reason is the reason."""
+        from telemetry_audit.sandbox.probe import forget_verdict, probe_seal
+
+        forget_verdict(self._support)
+        reason = ""
+        if self._support.remembered:
+            fresh = probe_seal()
+            reason = fresh.reason
+        return SealedOutcome(125, error=reason or f"`unshare` exited with {self._status} before the sandbox started",
+                             setup_failed=True)
 
     def abort(self) -> None:
         """End the sandbox now (its supervisor and everything in it die with `unshare --kill-child`)."""
@@ -228,6 +264,9 @@ class StartedSealedRun:
 
     def _release(self) -> None:
         self._close_spec()
+        if self._started_read >= 0:
+            os.close(self._started_read)
+            self._started_read = -1
         for sig, handler in self._previous_handlers.items():
             signal.signal(sig, handler)
         self._previous_handlers = {}

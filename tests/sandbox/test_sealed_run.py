@@ -380,7 +380,7 @@ def test_a_sandbox_that_cannot_be_set_up(sealable: None, home: Path, seal: str, 
     result = run_cli(["run", "--seal", seal, "--", "sh", "-c", f"echo once >> {ran}"], home,
                      extra_env={"PATH": f"{tools}:{os.environ['PATH']}"})
     assert result.returncode == status, result.stderr
-    reason = (f"cannot set up the sealed network: `{failing_ip} link set lo up` failed: RTNETLINK answers: "
+    reason = (f"cannot set up the sealed network: `{failing_ip} -batch -` failed: RTNETLINK answers: "
               "Operation not permitted")
     if seal == "auto":
         assert f"not sealed ({reason}); capturing through proxy variables" in result.stderr
@@ -388,6 +388,63 @@ def test_a_sandbox_that_cannot_be_set_up(sealable: None, home: Path, seal: str, 
     else:
         assert f"cannot seal the run (--seal on): {reason}" in result.stderr
         assert not ran.exists()
+
+
+@pytest.mark.parametrize(("seal", "status"), [("auto", 0), ("on", 2)])
+def test_a_remembered_verdict_that_became_wrong_falls_back_as_a_fresh_probe(sealable: None, home: Path, seal: str,
+                                                                             status: int) -> None:
+    """The first run's trial succeeds and is remembered; then namespaces are forbidden (here: an `unshare` that
+    starts failing, the same binary, so the verdict still applies). The sealed start fails before its supervisor
+    runs: the verdict is forgotten and the run goes on as a fresh probe would have made it go."""
+    real_unshare = shutil.which("unshare")
+    assert real_unshare
+    forbidden = home / "forbidden"
+    unshare = home / "unshare"
+    unshare.write_text(f"#!/bin/sh\nif [ -e {forbidden} ]; then echo 'unshare: unshare failed: Operation not "
+                       f"permitted' >&2; exit 1; fi\nexec {real_unshare} \"$@\"\n")
+    unshare.chmod(0o755)
+    cache = home / "cache"
+    extra = {"TELEMETRY_AUDIT_UNSHARE": str(unshare), "TELEMETRY_AUDIT_SEAL_CACHE": str(cache)}
+    first = run_cli(["run", "--seal", seal, "--", "true"], home, extra_env=extra)
+    assert first.returncode == 0, first.stderr
+    assert "sealed run" in first.stderr
+    assert (cache / "seal-probe").stat().st_mode & 0o777 == 0o600
+    forbidden.write_text("")
+    ran = home / "ran.txt"
+    result = run_cli(["run", "--seal", seal, "--", "sh", "-c", f"echo once >> {ran}"], home, extra_env=extra)
+    assert result.returncode == status, result.stderr
+    reason = "cannot create a user + network namespace: unshare: unshare failed: Operation not permitted"
+    if seal == "auto":
+        assert f"not sealed ({reason}); capturing through proxy variables" in result.stderr
+        assert ran.read_text() == "once\n"
+    else:
+        assert f"cannot seal the run (--seal on): {reason}" in result.stderr
+        assert not ran.exists()
+    assert not (cache / "seal-probe").exists()
+
+
+def test_a_kernel_without_ipv6_routes_still_seals(sealable: None, home: Path) -> None:
+    """Only the IPv6 default route fails (the batch's last line, as `ip` says on a kernel without IPv6): the
+    run is sealed all the same and its IPv4 traffic is audited."""
+    real_ip = shutil.which("ip") or shutil.which("ip", path="/usr/sbin:/sbin")
+    assert real_ip
+    tools = home / "bin"
+    tools.mkdir()
+    no_ipv6_ip = tools / "ip"
+    no_ipv6_ip.write_text(f"#!/bin/sh\ngrep -v '::/0' | {real_ip} \"$@\" || exit\n"
+                          "echo 'RTNETLINK answers: Address family not supported by protocol' >&2\n"
+                          "echo 'Command failed -:5' >&2\nexit 1\n")
+    no_ipv6_ip.chmod(0o755)
+    report = home / "report.json"
+    code = ("import urllib.request; "
+            "print(urllib.request.urlopen('http://api.segment.io/v1/track', data=b'{}').status)")
+    result = run_cli(["run", "--seal", "on", "--report", str(report), "--", sys.executable, "-c", code], home,
+                     extra_env={"PATH": f"{tools}:{os.environ['PATH']}"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "200"
+    data = json.loads(report.read_text())
+    assert data["capture"]["mode"] == "sealed"
+    assert data["summary"]["requests"] == 1
 
 
 def test_a_detached_child_outliving_linger_is_ended_and_named(sealable: None, home: Path) -> None:
