@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,6 +58,22 @@ def files_holding(root: Path, secrets: set[str]) -> list[tuple[Path, str]]:
         except OSError:
             continue
     return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_seal_probe_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Sealed runs remember the seal probe's verdict (`sandbox.probe`): in the session's own directory, not in the
+    home of whoever runs the tests (a test that studies the cache sets its own)."""
+    from telemetry_audit.sandbox.probe import CACHE_VARIABLE
+
+    if CACHE_VARIABLE in os.environ:
+        yield
+        return
+    os.environ[CACHE_VARIABLE] = str(tmp_path_factory.mktemp("seal-probe-cache"))
+    try:
+        yield
+    finally:
+        os.environ.pop(CACHE_VARIABLE, None)
 
 
 @pytest.fixture(scope="session", autouse=True)
