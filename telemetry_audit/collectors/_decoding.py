@@ -93,3 +93,24 @@ def ndjson(data: bytes) -> list[Any]:
 def json_size(document: Any) -> int:
     """Bytes `document` takes as compact JSON (vendors' per-event size limits)."""
     return len(json.dumps(document, separators=(",", ":"), default=str).encode())
+
+
+JSON_REENCODE_GROWTH = 6
+"""How many times its source text a JSON value parsed by `json.loads` can grow when encoded again as compact ASCII
+JSON: a character grows at most to a six-byte `\\uXXXX` (a 1-byte DEL, a 2-byte `é`; a 4-byte emoji becomes two of
+them, 12 bytes), an escape never grows, a number at most 4.5 times (`1e15` reads `1000000000000000.0`), and
+white space and a duplicate key only shrink."""
+JSON_REENCODE_SLACK = 64
+"""Bytes an emulator adds to an item it parsed (Segment's `"type":"identify",` on a single call)."""
+
+
+def json_size_over(document: Any, limit: int, source_bytes: int | None) -> bool:
+    """Whether `document` takes more than `limit` bytes as compact JSON (`json_size(document) > limit`).
+
+    `source_bytes`: the length of the JSON text the whole document (every part of it) was parsed from, when the
+    caller knows it. Then a body too short to hold an item over the limit, whatever re-encoding makes of it, is
+    answered without encoding the item again (the usual small request); None always encodes it.
+    """
+    if source_bytes is not None and source_bytes * JSON_REENCODE_GROWTH + JSON_REENCODE_SLACK <= limit:
+        return False
+    return json_size(document) > limit

@@ -52,33 +52,35 @@ def _error(status: int, code: str, detail: str) -> CollectorResponse:
     return json_response(status, {"type": kind, "code": code, "detail": detail, "attr": None}, bad_reason=detail)
 
 
-def _payload(decoded: DecodedRequest, request: Request) -> Any:
-    """The decoded JSON document, whichever of PostHog's encodings carried it."""
+def _payload(decoded: DecodedRequest, request: Request) -> tuple[Any, int | None]:
+    """The decoded JSON document, whichever of PostHog's encodings carried it, and a length its JSON text is at
+    most (None when unknown: LZ-string expands, and a `GET` carries it in the query)."""
     params = _decoding.query(request)
     if request.method == "GET":
         if "data" not in params:
             raise ValueError("no data parameter")
-        return _decoding.json_or_base64(params["data"])
+        return _decoding.json_or_base64(params["data"]), None
     data = _decoding.body(decoded)  # content codings and posthog-js' bare gzip already undone
     if len(data) > MAX_REQUEST_BYTES:
         raise _decoding.BodyTooLarge(f"request body of {len(data)} bytes exceeds {MAX_REQUEST_BYTES}")
     compression = params.get("compression", "").lower()
     if not data.strip():
         raise ValueError("empty body")
+    # Form and base64 encodings only shrink when undone: the JSON text is at most the body's length.
     if request.content_type == "application/x-www-form-urlencoded" or data.startswith(b"data="):
         fields = _decoding.form(data)
         if "data" not in fields:
             raise ValueError("form body has no data field")
         if compression == "lz64":
-            return _decoding.json_loads(decompress_from_base64(fields["data"]))
-        return _decoding.json_or_base64(fields["data"])
+            return _decoding.json_loads(decompress_from_base64(fields["data"])), None
+        return _decoding.json_or_base64(fields["data"]), len(data)
     if compression == "lz64":
-        return _decoding.json_loads(decompress_from_base64(data.decode("ascii", "replace")))
+        return _decoding.json_loads(decompress_from_base64(data.decode("ascii", "replace"))), None
     try:
-        return _decoding.json_loads(data)
+        return _decoding.json_loads(data), len(data)
     except ValueError:
         if compression == "base64":
-            return _decoding.json_loads(_decoding.b64decode(data))
+            return _decoding.json_loads(_decoding.b64decode(data)), len(data)
         raise
 
 
@@ -131,7 +133,7 @@ class PostHogCollector(HostAndPathCollector):
         if flags and flags.group(1) in ("flags/definitions", "api/feature_flag/local_evaluation"):
             return self._definitions(request)
         try:
-            document = _payload(decoded, request)
+            document, source_bytes = _payload(decoded, request)
         except _decoding.BodyTooLarge as e:
             return _error(413, "payload_too_large", f"Payload too large: {e}")
         except ValueError as e:
@@ -170,7 +172,7 @@ class PostHogCollector(HostAndPathCollector):
             if not as_str(distinct_id):
                 problems.append(f"batch[{index}]: All events must have the distinct_id field")
                 continue
-            if not ai_batch and _decoding.json_size(item) > MAX_EVENT_BYTES:
+            if not ai_batch and _decoding.json_size_over(item, MAX_EVENT_BYTES, source_bytes):
                 return _error(413, "payload_too_large", f"Payload too large: event {index} exceeds 2 MB")
             events.append(self._event(document, item, properties, distinct_id))
         if problems:

@@ -146,7 +146,7 @@ class SegmentCollector(HostAndPathCollector):
             problem = _problem(message)
             if problem is None and index >= MAX_BATCH_EVENTS:
                 problem = f"batch holds more than {MAX_BATCH_EVENTS} events"
-            if problem is None and _decoding.json_size(message) > MAX_MESSAGE_BYTES:
+            if problem is None and _decoding.json_size_over(message, MAX_MESSAGE_BYTES, len(data)):
                 problem = "message exceeds 32KB"
             if problem is not None:
                 rejected.append(Rejection(f"batch[{index}]: {problem}", message, _name(message)))

@@ -116,6 +116,10 @@ class EventStore:
         with self._lock:
             if self.path != ":memory:":
                 self._db.execute("PRAGMA journal_mode=WAL")
+                # In WAL mode, NORMAL syncs at checkpoints instead of on every commit: a committed row still
+                # survives the proxy crashing or being killed (only an OS crash or power loss can take back the last
+                # ones), and a request no longer waits for an fsync of its own row (about 1 ms each).
+                self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
 
     def close(self) -> None:

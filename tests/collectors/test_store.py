@@ -153,3 +153,24 @@ def test_a_row_that_cannot_be_stored_fails_and_leaves_nothing(tmp_path: Path) ->
             with pytest.raises(ValueError, match="no text form"):
                 store.add(events, good=True)
         assert store.counts()["total"] == 0
+
+
+def test_a_row_survives_the_proxy_being_killed_right_after_it(tmp_path: Path) -> None:
+    """Commits are not fsynced one by one (WAL, synchronous NORMAL), yet a killed process loses no row it stored."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "events.db"
+    script = (
+        "import os, sys\n"
+        "from telemetry_audit.collectors.base import Event\n"
+        "from telemetry_audit.collectors.store import EventStore\n"
+        "store = EventStore(sys.argv[1])\n"
+        "store.add([Event(collector='segment', tool='t', name='kept')], good=True)\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, timeout=60)
+    assert result.returncode == -9, result.stderr
+    with EventStore(path) as store:
+        assert [e.name for e in store.good()] == ["kept"]
+        assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
