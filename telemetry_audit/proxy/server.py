@@ -153,7 +153,12 @@ def load_own_ca(confdir: str, key_size: int) -> Any:
         raise ValueError("not an RSA key")  # mitmproxy's own loading says what it makes of it
     chain = x509.load_pem_x509_certificates(raw)
     dhparams = certs.CertStore.load_dhparam(folder / f"{CONF_BASENAME}-dhparam.pem")
-    return certs.CertStore(key, certs.Cert(chain[0]), ca_file if len(chain) > 1 else None, dhparams)
+    chain_file = ca_file if len(chain) > 1 else None
+    store: Any = certs.CertStore  # its signature differs between mitmproxy 11 and 12
+    dummy_crl = getattr(certs, "dummy_crl", None)
+    if dummy_crl is not None:  # mitmproxy 12 (Python 3.12+): the store also serves a CRL, as `from_files` makes it
+        return store(key, certs.Cert(chain[0]), chain_file, dummy_crl(key, chain[0]), dhparams)
+    return store(key, certs.Cert(chain[0]), chain_file, dhparams)
 
 
 class ReadyAnnouncer:
