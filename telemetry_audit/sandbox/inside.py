@@ -214,6 +214,12 @@ class Supervisor:
             if pid == child.pid:
                 child.returncode = 0  # reaped here, keep Popen from waiting again
                 return _exit_code(wait_status)
+            proxy = self.proxy
+            if proxy is not None and pid == proxy.pid and proxy.returncode is None:
+                # The proxy died while the command runs (e.g. its audit log failed): keep its status, and take the
+                # persistent tun interface down, or it would swallow the command's packets until its own timeout.
+                proxy.returncode = os.waitstatus_to_exitcode(wait_status)
+                subprocess.run([spec.ip, "link", "delete", spec.tun_name], capture_output=True, check=False)
 
     def _forward(self, signum: int, frame: object) -> None:
         if self.command_pid:
