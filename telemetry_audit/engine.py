@@ -15,7 +15,7 @@ import hashlib
 import json
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any
 
@@ -57,6 +57,10 @@ _MATCH_CAP = 500
 their own caps, so a value past one would otherwise go unseen)."""
 _FIELD_CACHE_SIZE = 65536
 """Entries of the per-generic-path verdict caches (field allow-lists, custom pattern scopes) before a reset."""
+_REMEMBERED_VALUE_CHARS = 256
+_REMEMBERED_VALUES = 4096
+"""A custom pattern remembers its matches in values up to this long, this many at a time."""
+
 _NOT_PAYLOAD_FIELDS = ("header.", "url.", "key:")
 """Scanned by detectors, but not payload fields an allow-list documents."""
 
@@ -69,11 +73,20 @@ class _PatternDetector:
     detector_id: str
     title: str
     regex: Any
+    _seen: dict[str, tuple[Match, ...]] = field(default_factory=dict, init=False, compare=False, repr=False)
+    """Matches of short values already read: ids, names and command words repeat within and across requests,
+    and each RE2 call costs microseconds of wrapper however short the value."""
 
     def find(self, value: str) -> Iterator[Match]:
-        for match in self.regex.finditer(value):
-            if match.end() > match.start():
-                yield Match(self.detector_id, FindingKind.SECRET, self.title, match.start(), match.end())
+        found = self._seen.get(value)
+        if found is None:
+            found = tuple(Match(self.detector_id, FindingKind.SECRET, self.title, start, end)
+                          for start, end in (m.span() for m in self.regex.finditer(value)) if end > start)
+            if len(value) <= _REMEMBERED_VALUE_CHARS:
+                if len(self._seen) >= _REMEMBERED_VALUES:
+                    self._seen.clear()
+                self._seen[value] = found
+        return iter(found)
 
 
 @dataclass
@@ -127,6 +140,11 @@ class Auditor:
         """Per (field policy, generic path): whether a field there is reported (neither allowed nor ignored)."""
         self._in_scope: dict[tuple[int, str], bool] = {}
         """Per (forbid entry, generic path): whether the entry's `fields:` scope covers the path."""
+        self._shape_verdicts: dict[tuple[tuple[str, ...], frozenset[str]], bool] = {}
+        """Per (rule set, generic paths of a payload): whether a `fields:` check reports one of them."""
+        self._scopes: dict[tuple[tuple[str, ...], int, frozenset[str]], dict[str, list[tuple[Rule, ForbidSpec]]]] = {}
+        """Per (rule set, custom pattern, generic paths of a request): the paths its entries cover, and by which."""
+        self._allowlists: dict[tuple[str, ...], tuple[Any, ...]] = {}
         self._request_fields: dict[tuple[Any, ...], list[tuple[str, Any]]] = {}
         self._ids: dict[int, tuple[tuple[Rule, ...], tuple[str, ...], str]] = {}
         self._shapes: dict[tuple[str, ...], tuple[bool, bool]] = {}
@@ -309,9 +327,9 @@ class Auditor:
                 headers_text, spans, flagged = glance
                 has_field_rules, has_custom = self._shape(rules)
                 if not has_field_rules and not has_custom:
-                    if not spans:
+                    if not flagged:
                         return Decision(Action.ALLOW, (), True, tool, rule_ids)
-                    fields = fields_near(decoded, headers_text, spans)
+                    fields = fields_near(decoded, headers_text, spans)  # with no span: the header and URL fields
                 elif not flagged and self._documented(decoded, rules):
                     return Decision(Action.ALLOW, (), True, tool, rule_ids)
         if fields is None:
@@ -337,29 +355,27 @@ class Auditor:
         if leaves is None:
             return False
         body, keys = leaves
-        reported = self._reported
+        rule_ids = self._ids_of(rules)[0]
+        # Clients repeat their payload's shape: what depends only on the set of generic paths is kept per set.
+        payload_generics = frozenset(generic for generic, _ in body) | {generic for generic, _ in request_values}
         field_rules = [rule for rule in rules if rule.fields is not None and rule.fields.unknown is not None]
         if field_rules:  # cookies are payload fields too (headers, the URL and keys are not: see the verdict)
-            for generic in {generic for generic, _ in body} | {generic for generic, _ in request_values}:
-                for rule in field_rules:
-                    policy = rule.fields
-                    assert policy is not None
-                    verdict = reported.get((id(policy), generic))
-                    if verdict is None:
-                        if len(reported) >= _FIELD_CACHE_SIZE:
-                            reported.clear()
-                        verdict = reported[(id(policy), generic)] = not (
-                            generic.startswith(_NOT_PAYLOAD_FIELDS) or policy.is_allowed(generic)
-                            or policy.is_ignored(generic))
-                    if verdict:
-                        return False
+            key = (rule_ids, payload_generics)
+            reports_any = self._shape_verdicts.get(key)
+            if reports_any is None:
+                if len(self._shape_verdicts) >= _ROUTE_CACHE_SIZE:
+                    self._shape_verdicts.clear()
+                reports_any = self._shape_verdicts[key] = any(
+                    self._field_reported(rule, generic) for generic in payload_generics for rule in field_rules)
+            if reports_any:
+                return False
         patterns = [(d, users) for d, users in self.detector_groups(rules) if isinstance(d, _PatternDetector)]
         if not patterns:
             return True
         values = (*request_values, *body, *keys)
-        generics = {generic for generic, _ in values}
+        generics = payload_generics | {generic for generic, _ in keys}
         for detector, users in patterns:
-            covered = {generic: covering for generic in generics if (covering := self._covering(users, generic))}
+            covered = self._scope(rule_ids, detector, users, generics)
             if not covered:
                 continue
             for generic, value in values:
@@ -370,9 +386,35 @@ class Auditor:
                 if not text:
                     continue
                 for match in detector.find(text):
-                    if any(not spec.detector_id or spec.detector_id == match.detector_id for _, spec in specs):
+                    if any(_may_report(spec, text, match) for _, spec in specs):
                         return False
         return True
+
+    def _scope(self, rule_ids: tuple[str, ...], detector: _PatternDetector, users: list[tuple[Rule, ForbidSpec]],
+               generics: frozenset[str]) -> dict[str, list[tuple[Rule, ForbidSpec]]]:
+        """The generic paths among `generics` that a custom pattern's entries cover, each with the entries that
+        cover it (cached per set of paths: clients repeat their payload's shape)."""
+        key = (rule_ids, id(detector), generics)
+        covered = self._scopes.get(key)
+        if covered is None:
+            if len(self._scopes) >= _ROUTE_CACHE_SIZE:
+                self._scopes.clear()
+            covered = self._scopes[key] = {
+                generic: covering for generic in generics if (covering := self._covering(users, generic))}
+        return covered
+
+    def _field_reported(self, rule: Rule, generic: str) -> bool:
+        """Whether `rule`'s `fields:` check reports a field at generic path `generic` (cached per path)."""
+        policy = rule.fields
+        assert policy is not None and policy.unknown is not None
+        reported = self._reported  # keyed by the policy's id: it outlives these caches (the auditor holds it)
+        verdict = reported.get((id(policy), generic))
+        if verdict is None:
+            if len(reported) >= _FIELD_CACHE_SIZE:
+                reported.clear()
+            verdict = reported[(id(policy), generic)] = not (
+                generic.startswith(_NOT_PAYLOAD_FIELDS) or policy.is_allowed(generic) or policy.is_ignored(generic))
+        return verdict
 
     def _request_values(self, request: Request) -> list[tuple[str, Any]]:
         """(generic path, value) of the header and URL fields of `request` (cached: clients repeat them)."""
@@ -456,12 +498,21 @@ class Auditor:
                 continue
             find_in_scan_text = self.key_context_of(detector)[0]
             if find_in_scan_text is not None:
-                # Key context sees the body's `name: value` pairs and each header; its matches are not placed
-                # in the scan text, so any of them sends the request down the full path.
-                if next(iter(find_in_scan_text(text, headers)), None) is not None or self._cookie_says_secret(
-                        detector, decoded.request):
+                # Key context also sees the body's `name: value` pairs, each header and each cookie. A match in a
+                # header or cookie needs no span (`fields_near` always reads them); one of a body pair is placed
+                # at its value, so the full path reads that value under its name; any other (an OTLP attribute,
+                # found at its name) cannot be placed: every field is read.
+                count = 0
+                for match, placed in find_in_scan_text(text, headers):
                     flagged.add(id(detector))
-                    exact = False
+                    if not placed or count >= _MATCH_CAP:
+                        exact = False
+                        break
+                    if match.end > match.start:
+                        spans.append((match.start, match.end))
+                    count += 1
+                if self._cookie_says_secret(detector, decoded.request):
+                    flagged.add(id(detector))
                 continue
             for count, match in enumerate(detector.find(text)):
                 flagged.add(id(detector))
@@ -503,18 +554,9 @@ class Auditor:
     def _field_candidates(self, rule: Rule, fields: list[FieldValue], tool: str) -> Iterator[_Candidate]:
         policy = rule.fields
         assert policy is not None and policy.unknown is not None
-        reported = self._reported
-        policy_key = id(policy)  # the policy outlives this auditor's caches (the auditor holds it)
         for item in fields:
             generic = item.generic_path
-            verdict = reported.get((policy_key, generic))
-            if verdict is None:
-                if len(reported) >= _FIELD_CACHE_SIZE:
-                    reported.clear()
-                verdict = reported[(policy_key, generic)] = not (
-                    generic.startswith(_NOT_PAYLOAD_FIELDS) or policy.is_allowed(generic)
-                    or policy.is_ignored(generic))
-            if not verdict:
+            if not self._field_reported(rule, generic):
                 continue
             text = item.text
             kind = policy.unknown_kind
@@ -551,9 +593,13 @@ class Auditor:
         starts: list[int] = []
         out: list[_Candidate] = []
         hits: dict[int, ConditionHits] = {}  # per `when` condition: where its field has one of its values
+        generics: frozenset[str] | None = None
         for detector, users in groups:
             if isinstance(detector, _PatternDetector):
-                out.extend(self._pattern_candidates(detector, users, values, fields, hits, tool))
+                if generics is None:
+                    generics = frozenset(item.generic_path for item, _ in values)
+                covered = self._scope(self._ids_of(rules)[0], detector, users, generics)
+                out.extend(self._pattern_candidates(detector, covered, values, fields, hits, tool))
                 continue
             if joined is None:
                 texts = [text for _, text in values]
@@ -592,15 +638,17 @@ class Auditor:
         return out
 
     def _pattern_candidates(
-        self, detector: _PatternDetector, users: list[tuple[Rule, ForbidSpec]], values: list[tuple[FieldValue, str]],
-        fields: list[FieldValue], hits: dict[int, ConditionHits], tool: str,
+        self, detector: _PatternDetector, covered: dict[str, list[tuple[Rule, ForbidSpec]]],
+        values: list[tuple[FieldValue, str]], fields: list[FieldValue], hits: dict[int, ConditionHits], tool: str,
     ) -> Iterator[_Candidate]:
-        """A custom pattern over each value (it may anchor on a value's start or end) its entries' `fields:`
-        scopes cover; an entry without a scope covers every value."""
+        """A custom pattern over each value (it may anchor on a value's start or end) whose generic path is in
+        `covered` (from `_scope`: its entries' `fields:` scopes; an entry without a scope covers every value)."""
+        if not covered:
+            return
         for item, text in values:
             if not text:
                 continue
-            covering = self._covering(users, item.generic_path)
+            covering = covered.get(item.generic_path)
             if not covering:
                 continue
             for match in detector.find(text):
@@ -649,11 +697,25 @@ class Auditor:
         finding = candidate.finding
         if finding.kind is FindingKind.ERROR:
             return False  # a broken audit is never accepted
+        allowlists = self._allowlists_of(rules)
+        if not allowlists:
+            return False
         text = candidate.field.text[candidate.start : candidate.end] if candidate.field.value is not None else ""
-        allowlists = [*self.policy.allowlists, *(rule.allowlist for rule in rules)]
         return any(
             a.accepts(candidate.field.generic_path, text, finding.fingerprint, finding.detector) for a in allowlists
         )
+
+    def _allowlists_of(self, rules: tuple[Rule, ...]) -> tuple[Any, ...]:
+        """The allowlists that may accept a finding of a request `rules` match: the policy's and the rules' own,
+        without the empty ones (cached per rule set)."""
+        key = self._ids_of(rules)[0]
+        found = self._allowlists.get(key)
+        if found is None:
+            if len(self._allowlists) >= _ROUTE_CACHE_SIZE:
+                self._allowlists.clear()
+            found = self._allowlists[key] = tuple(
+                a for a in (*self.policy.allowlists, *(rule.allowlist for rule in rules)) if not a.empty)
+        return found
 
     def _decide(
         self,
@@ -708,6 +770,13 @@ def _reports(spec: ForbidSpec, item: FieldValue, text: str, match: Match, fields
         if not spec.when.holds_for(item, hits[id(spec.when)]):
             return False
     return True
+
+
+def _may_report(spec: ForbidSpec, text: str, match: Match) -> bool:
+    """`_reports` without the record around the value: a match with a `when` may report (the full path decides)."""
+    if spec.detector_id and match.detector_id != spec.detector_id:
+        return False
+    return spec.when is not None or spec.except_regex is None or not spec.excepts(text[match.start:match.end])
 
 
 def _field_name(generic: str) -> str:

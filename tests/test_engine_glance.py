@@ -178,3 +178,34 @@ def test_a_percent_encoded_path_does_not_move_the_spans_of_the_body(path: str) -
                  for f in (True, False)]
     assert decisions[0].findings == decisions[1].findings
     assert {f.field for f in decisions[0].findings} == {"batch[17].properties.cwd", "batch[31].properties.contact"}
+
+
+KEY_CONTEXT_BODIES = {
+    "credential under a secret-sounding key": {"event": "x", "properties": {"password": "Zq8vL2pR5tW9yBx7Kd3a"}},
+    "two credentials in a batch": {"batch": [{"properties": {"api_key": "Zq8vL2pR5tW9yBx7Kd3a"}},
+                                             {"properties": {"client_secret": "Kd3aZq8vL2pR5tW9yBx7"}}]},
+    "Segment write key beside a leak": {"writeKey": "Zq8vL2pR5tW9yBx7Kd3aZq8v",
+                                        "properties": {"cwd": "/home/alice/work/billing-api"}},
+    "credential in a long batch": {"batch": [{"i": i, "pad": "x" * 300} for i in range(40)]
+                                   + [{"auth_token": "Zq8vL2pR5tW9yBx7Kd3a"}]},
+    "OTLP attribute": {"resourceSpans": [{"resource": {"attributes": [
+        {"key": "db.password", "value": {"stringValue": "Zq8vL2pR5tW9yBx7Kd3a"}}]}}]},
+    "secret-sounding key, harmless value": {"properties": {"password": "true", "token_count": "12"}},
+}
+
+
+@pytest.mark.parametrize("header", [{}, {"x-api-key": "Zq8vL2pR5tW9yBx7Kd3a"}, {"authorization": "Bearer Zq8vL2pR5"}])
+@pytest.mark.parametrize("body", list(KEY_CONTEXT_BODIES))
+@pytest.mark.parametrize("url", ["https://api.segment.io/v1/batch", "https://telemetry.sst.dev/events",
+                                 "https://collector.example/v1/traces"])
+def test_key_context_matches_decide_at_a_glance_as_in_full(body: str, header: dict[str, str], url: str) -> None:
+    """A credential under a name that says secret is placed at its value (the glance reads just that subtree)
+    or, in a header, cookie or OTLP attribute, sends the request to the fields the full path reads: the
+    decision is the one reading every field gives, with the bare default and with every pack."""
+    request = Request.from_url("POST", url, {"content-type": "application/json", **header},
+                               json.dumps(KEY_CONTEXT_BODIES[body]).encode())
+    assert _summary(request, True) == _summary(request, False)
+    bare = [Auditor(load_policy(["default"]), bench_engine.ENVIRONMENT, fast_path=f).evaluate(request)
+            for f in (True, False)]
+    assert (bare[0].action, bare[0].findings, bare[0].redacted_body) == \
+        (bare[1].action, bare[1].findings, bare[1].redacted_body)

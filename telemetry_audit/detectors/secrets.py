@@ -706,21 +706,24 @@ class SecretsDetector:
         if strength and looks_like_credential(value, strength):
             yield Match(KEY_CONTEXT_ID, FindingKind.SECRET, KEY_CONTEXT_TITLE, 0, len(value))
 
-    def find_in_scan_text(self, text: str, headers: Iterable[tuple[str, str]] = ()) -> Iterator[Match]:
-        """`find(text)`, plus key-context matches for the `name: value` pairs of a `scan_text` (see above) and
-        for `headers` (the request's, whose values the scan text holds without their names).
+    def find_in_scan_text(self, text: str, headers: Iterable[tuple[str, str]] = ()) -> Iterator[tuple[Match, bool]]:
+        """(match, placed) for `find(text)` plus key-context matches for the `name: value` pairs of a `scan_text`
+        (see above) and for `headers` (the request's, whose values the scan text holds without their names).
 
-        Used only to decide that a request is clean at a glance, in the same keyword pass as `find`; it may
-        flag more than the per-field path (an OTLP attribute whose value is not spelled right after its key),
-        never less. Positions are those inside `text` (a header's: its value's).
+        Used only to decide a request at a glance, in the same keyword pass as `find`; it may flag more than the
+        per-field path (an OTLP attribute whose value is not spelled right after its key), never less. `placed`
+        says the match's positions are those of the value it covers inside `text` (a pattern match, or a
+        credential spelled right after its name); the others (a header's: positions in its value; an OTLP
+        attribute's: its name) tell only that the detector has something to say.
         """
         hits = (self._keywords.Match(text) or []) if len(text) >= MIN_LENGTH else []
-        yield from self._find(text, hits)
+        for match in self._find(text, hits):
+            yield match, True
         if self._key_context:
             for name, value in headers:
                 strength = self.strength(name.lower().rsplit(".", 1)[-1])
                 if strength and looks_like_credential(value, strength):
-                    yield Match(KEY_CONTEXT_ID, FindingKind.SECRET, KEY_CONTEXT_TITLE, 0, len(value))
+                    yield Match(KEY_CONTEXT_ID, FindingKind.SECRET, KEY_CONTEXT_TITLE, 0, len(value)), False
         if not self._key_context or (self._name_hints.isdisjoint(hits) and not self._secret_names):
             return
         for found in self._scan_text_pairs.finditer(text):
@@ -728,11 +731,11 @@ class SecretsDetector:
                 name, value = found.group(1).rsplit(".", 1)[-1], found.group(2)
                 strength = self.strength(name)
                 if strength and (value is None or looks_like_credential(value, strength)):
-                    yield Match(KEY_CONTEXT_ID, FindingKind.SECRET, KEY_CONTEXT_TITLE, *found.span(1))
+                    yield Match(KEY_CONTEXT_ID, FindingKind.SECRET, KEY_CONTEXT_TITLE, *found.span(1)), False
                 continue
             start, end = found.span(4)
             for match in self.find_under(found.group(3).rsplit(".", 1)[-1], found.group(4)):
-                yield Match(match.detector_id, match.kind, match.title, start, end)
+                yield Match(match.detector_id, match.kind, match.title, start, end), True
 
 
 def _matches(compiled: _Compiled, value: str) -> Iterator[Match]:

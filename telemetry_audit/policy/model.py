@@ -183,6 +183,11 @@ class FieldPolicy:
         return self.ignore_regex is not None and self.ignore_regex.match(generic_path) is not None
 
 
+_REMEMBERED_MATCH_CHARS = 256
+_REMEMBERED_MATCHES = 4096
+"""`ForbidSpec.excepts` remembers its verdict on matches up to this long, this many at a time."""
+
+
 @dataclass(frozen=True)
 class ForbidSpec:
     """One detector (family, single detector, or custom pattern) and what its findings do."""
@@ -207,8 +212,20 @@ class ForbidSpec:
     when: Condition | None = None
     """Only where this holds (`when`): e.g. in events whose `name` is `cli_cmd`."""
 
+    _excepted: dict[str, bool] = field(default_factory=dict, init=False, compare=False, repr=False)
+    """`excepts` verdicts already given: the documented values repeat in every request."""
+
     def excepts(self, matched: str) -> bool:
-        return self.except_regex is not None and self.except_regex.match(matched) is not None
+        if self.except_regex is None:
+            return False
+        verdict = self._excepted.get(matched)
+        if verdict is None:
+            verdict = self.except_regex.match(matched) is not None
+            if len(matched) <= _REMEMBERED_MATCH_CHARS:
+                if len(self._excepted) >= _REMEMBERED_MATCHES:
+                    self._excepted.clear()
+                self._excepted[matched] = verdict
+        return verdict
 
 
 @dataclass(frozen=True)
