@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
+import re2
+
 from telemetry_audit.decoders import formats, splice
 from telemetry_audit.decoders.content_encoding import GZIP_MAGIC, compress, decompress_partial
 from telemetry_audit.decoders.errors import DecodeError, DecodeLimitError, UninspectableError
@@ -202,6 +204,11 @@ _SCAN_TEXT_BLOCKERS = re.compile(r'"\s*[eW][w-z0-9+/_-][A-Za-z0-9+/_=-]{10,}\s*"
 """Python's `re`: its `\\s` is Unicode white space, what `str.strip` removes before `sniff_embedded` decodes
 (RE2's is ASCII only, so a document behind a no-break space went unseen at a glance). Linear here: every match
 starts at a quote and its runs stop at the next quote."""
+_ASCII_SPACE = "[\t\n\x0b\x0c\r\x1c-\x1f ]"
+"""The ASCII characters Python's `\\s` (and `str.strip`) takes for white space, spelled out for RE2."""
+_SCAN_TEXT_BLOCKERS_ASCII = re2.compile(
+    ('"' + _ASCII_SPACE + '*[eW][w-z0-9+/_-][A-Za-z0-9+/_=-]{10,}' + _ASCII_SPACE + '*"').encode())
+"""`_SCAN_TEXT_BLOCKERS` for an ASCII text, run by RE2 over its bytes (offsets are the same): a few times faster."""
 
 
 def header_scan_text(headers: tuple[tuple[str, str], ...]) -> str | None:
@@ -243,8 +250,13 @@ def scan_text(decoded: DecodedRequest, headers_text: str | None = None) -> str |
         return None
     if text.count("{") + text.count("[") > limits.max_depth and _nesting_exceeds(text, limits.max_depth):
         return None
-    for candidate in _SCAN_TEXT_BLOCKERS.finditer(text):  # rare, and most are ids that only look like base64
-        if formats.sniff_embedded(candidate.group(0)[1:-1]) is not None:
+    # Rare, and most are ids that only look like base64.
+    if text.isascii():
+        candidates: Iterator[str] = (m.group(0).decode() for m in _SCAN_TEXT_BLOCKERS_ASCII.finditer(text.encode()))
+    else:
+        candidates = (m.group(0) for m in _SCAN_TEXT_BLOCKERS.finditer(text))
+    for candidate in candidates:
+        if formats.sniff_embedded(candidate[1:-1]) is not None:
             return None
     # Numbers as detectors see them (`1.50` reads `1.5`), recorded while parsing: no pass over the text.
     floats = "\n".join(decoded.numbers)

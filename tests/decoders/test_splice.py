@@ -216,3 +216,23 @@ def test_a_body_nested_past_the_depth_limit_takes_the_full_path(extra: int) -> N
     fast = Auditor(policy, bench_engine.ENVIRONMENT).evaluate(request)
     full = Auditor(policy, bench_engine.ENVIRONMENT, fast_path=False).evaluate(request)
     assert fast == full and (fast.action is Action.BLOCK) is (extra > 0)
+
+
+def test_the_ascii_blocker_class_is_python_white_space() -> None:
+    """The RE2 spelling of the base64-document blocker for ASCII texts must see the same white space as the
+    Python one (`str.strip` before `sniff_embedded`), or a document would pass unseen at a glance."""
+    import re2
+
+    from telemetry_audit.decoders import _ASCII_SPACE
+    python = {chr(c) for c in range(128) if re.fullmatch(r"\s", chr(c))}
+    ours = {chr(c) for c in range(128) if re2.fullmatch(_ASCII_SPACE, chr(c))}
+    assert ours == python == {chr(c) for c in range(128) if chr(c).isspace()}
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(alphabet='"eWxyz09+/= a\u00a0', max_size=80))
+def test_the_ascii_and_unicode_blockers_find_the_same_candidates(text: str) -> None:
+    from telemetry_audit.decoders import _SCAN_TEXT_BLOCKERS, _SCAN_TEXT_BLOCKERS_ASCII
+    ascii_text = text.replace("\u00a0", " ")
+    assert [m.group(0).decode() for m in _SCAN_TEXT_BLOCKERS_ASCII.finditer(ascii_text.encode())] == \
+        [m.group(0) for m in _SCAN_TEXT_BLOCKERS.finditer(ascii_text)]
