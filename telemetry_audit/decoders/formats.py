@@ -13,6 +13,7 @@ import base64
 import binascii
 import json
 import re
+import threading
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -53,20 +54,41 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+class _NumberTexts(threading.local):
+    """Where the number hook of the shared decoder records, per thread (None: it records nothing)."""
+
+    found: list[str] | None = None
+
+
+_NUMBER_TEXTS = _NumberTexts()
+
+
+def _number(literal: str) -> float:
+    value = float(literal)
+    found = _NUMBER_TEXTS.found
+    if found is not None:
+        found.append(str(value))
+    return value
+
+
+_STRICT_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_float=_number, parse_constant=_number)
+"""One decoder for every document: `json.loads` with hooks builds a decoder and its scanner per call."""
+
+
 def loads_strict(text: str | bytes, numbers: list[str] | None = None) -> Any:
     """`json.loads` that refuses duplicate keys (an earlier value would vanish uninspected).
 
     With `numbers`, the text of every non-integer number (`str(float)`, as a detector sees it) is appended.
     """
-    if numbers is None:
-        return json.loads(text, object_pairs_hook=_unique_keys)
-
-    def number(literal: str) -> float:
-        value = float(literal)
-        numbers.append(str(value))
-        return value
-
-    return json.loads(text, object_pairs_hook=_unique_keys, parse_float=number, parse_constant=number)
+    if not isinstance(text, str):
+        text = text.decode(json.detect_encoding(text), "surrogatepass")
+    if text.startswith("\ufeff"):
+        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+    _NUMBER_TEXTS.found = numbers
+    try:
+        return _STRICT_DECODER.decode(text)
+    finally:
+        _NUMBER_TEXTS.found = None
 
 
 def _loads(text: str | bytes, numbers: list[str] | None = None) -> Any:
