@@ -32,6 +32,7 @@ from telemetry_audit.decoders import (
     rewrite_body,
     rewrite_values,
     scan_text,
+    scan_text_pieces,
 )
 from telemetry_audit.detectors import FAMILIES
 from telemetry_audit.detectors.base import AuditEnvironment, Detector, Match
@@ -493,33 +494,34 @@ class Auditor:
         spans: list[tuple[int, int]] = []
         flagged: set[int] = set()
         exact = True
+        starts = scan_text_pieces(decoded, headers_text, len(text))
+        pieces = [(start, text[start:end]) for start, end in zip(starts, [*starts[1:], len(text)], strict=True)] \
+            if len(starts) > 1 else [(0, text)]
         for detector, _ in groups:
             if isinstance(detector, _PatternDetector):
                 continue
             find_in_scan_text = self.key_context_of(detector)[0]
-            if find_in_scan_text is not None:
-                # Key context also sees the body's `name: value` pairs, each header and each cookie. A match in a
-                # header or cookie needs no span (`fields_near` always reads them); one of a body pair is placed
-                # at its value, so the full path reads that value under its name; any other (an OTLP attribute,
-                # found at its name) cannot be placed: every field is read.
-                count = 0
-                for match, placed in find_in_scan_text(text, headers):
+            for offset, piece in pieces:
+                if find_in_scan_text is not None:
+                    # Key context also sees the body's `name: value` pairs, each header and each cookie. A match in
+                    # a header or cookie needs no span (`fields_near` always reads them); one of a body pair is
+                    # placed at its value, so the full path reads that value under its name; any other (an OTLP
+                    # attribute, found at its name) cannot be placed: every field is read.
+                    found = find_in_scan_text(piece, headers if offset == 0 else ())
+                else:
+                    found = ((match, True) for match in detector.find(piece))
+                stopped = False
+                for count, (match, placed) in enumerate(found):
                     flagged.add(id(detector))
                     if not placed or count >= _MATCH_CAP:
-                        exact = False
+                        exact, stopped = False, True  # unplaced, or the detector may stop at its own cap
                         break
                     if match.end > match.start:
-                        spans.append((match.start, match.end))
-                    count += 1
-                if self._cookie_says_secret(detector, decoded.request):
-                    flagged.add(id(detector))
-                continue
-            for count, match in enumerate(detector.find(text)):
+                        spans.append((offset + match.start, offset + match.end))
+                if stopped:
+                    break  # this detector is flagged, and every field will be read: its other pieces add nothing
+            if find_in_scan_text is not None and self._cookie_says_secret(detector, decoded.request):
                 flagged.add(id(detector))
-                if count >= _MATCH_CAP:
-                    exact = False  # the detector may stop at its own cap: read every field
-                    break
-                spans.append((match.start, match.end))
         if not exact and self._shape(rules) == (False, False):
             return None  # spans cannot stand in for the fields: read every field
         return headers_text, spans, flagged

@@ -209,3 +209,55 @@ def test_key_context_matches_decide_at_a_glance_as_in_full(body: str, header: di
             for f in (True, False)]
     assert (bare[0].action, bare[0].findings, bare[0].redacted_body) == \
         (bare[1].action, bare[1].findings, bare[1].redacted_body)
+
+
+def _batch(events: list[Any], leak: str, at: int) -> Request:
+    events = copy.deepcopy(events)
+    properties = events[at % len(events)].setdefault("properties", {})
+    if leak.startswith("password="):  # a credential known by its name only, a comma inside it
+        properties["password"] = leak.removeprefix("password=")
+    else:
+        properties["note"] = f"see {leak}, then retry"
+    return Request.from_url("POST", "https://us.i.posthog.com/batch/", {"content-type": "application/json"},
+                            json.dumps({"api_key": "phc_x", "batch": events}).encode())
+
+
+LEAKS = ["/home/alice/work/billing-api/.env", "alice.smith@initech.example",
+         "ghp_Zx8Qw2Er4Ty6Ui8Op0As2Df4Gh6Jk8Lz0Xc2V",
+         "eu-west-1,billing-dev", "password=Zq8v,L2pR5tW9yBx7Kd3a", "a,b,c"]
+
+
+@pytest.mark.parametrize("piece", [40, 300, 5000])
+@pytest.mark.parametrize("leak", LEAKS)
+def test_a_long_scan_text_read_in_pieces_decides_as_in_full(monkeypatch: pytest.MonkeyPatch, piece: int,
+                                                            leak: str) -> None:
+    """A long scan text is read by the detectors piece by piece, cut after commas between members: whatever
+    the piece size, and wherever the leak sits (commas inside values included), the decision is the full one."""
+    from telemetry_audit import decoders
+    monkeypatch.setattr(decoders, "SCAN_PIECE_CHARS", piece)
+    events = [json.loads(e.request.body) for e in bench_engine.make_corpus(12, leak_rate=0.0)]
+    events = [e["batch"][0] if isinstance(e, dict) and "batch" in e else e for e in events]
+    for at in (0, 5, 11):
+        request = _batch(events, leak, at)
+        bare = [Auditor(load_policy(["default"]), bench_engine.ENVIRONMENT, fast_path=f).evaluate(request)
+                for f in (True, False)]
+        assert (bare[0].action, bare[0].findings, bare[0].redacted_body) == \
+            (bare[1].action, bare[1].findings, bare[1].redacted_body)
+        assert bare[0].findings or leak == "a,b,c"
+
+
+@pytest.mark.parametrize("piece", [1, 16, 64])
+def test_scan_text_pieces_are_cut_after_commas_between_members(piece: int) -> None:
+    from telemetry_audit.decoders import scan_text, scan_text_pieces
+    body = {"a": ["x,y", {"b": "c,d", "e": [1, 2.5, "f"]}], "g": "h, i", "j": [{"k": ","}, {"l": "m"}]}
+    request = Request.from_url("POST", "https://c.test/e", {"content-type": "application/json"},
+                               json.dumps(body).encode())
+    decoded = decode_request(request)
+    text = scan_text(decoded, "content-type\napplication/json")
+    assert text is not None
+    starts = scan_text_pieces(decoded, "content-type\napplication/json", len(text), piece)
+    assert starts[0] == 0 and len(starts) > 1 and starts == sorted(set(starts))
+    body_start = text.index("{")
+    for start in starts[1:]:
+        assert text[start - 1] == ","
+        assert text[body_start:start].count("\x00") % 2 == 0  # outside every string

@@ -265,6 +265,45 @@ def scan_text(decoded: DecodedRequest, headers_text: str | None = None) -> str |
     return headers + "\n" + text.replace('"', "\n\x00\n") + "\n" + floats
 
 
+SCAN_PIECE_CHARS = 65536
+"""About how long a piece of a long scan text is (see `scan_text_pieces`)."""
+
+
+def scan_text_pieces(decoded: DecodedRequest, headers_text: str, length: int, size: int | None = None) -> list[int]:
+    """Where to cut `scan_text(decoded, headers_text)` (of `length` characters) into pieces of about `size`,
+    so that a detector run on each piece finds everything it finds on the whole: the start of each piece,
+    the first 0.
+
+    A piece ends right after a comma between two members of a container: every value, every `name: value`
+    pair and every key lies whole inside one piece (no detector match the fields path can make crosses such a
+    comma). A long text read whole is the costlier: a keyword that occurs anywhere in it makes a pattern scan
+    all of it, and each match's position is counted from its start; a piece confines both to itself.
+    Outside strings is where quotes before a position are even (the scan text has no escapes).
+    """
+    text = decoded.text
+    size = size or SCAN_PIECE_CHARS
+    if text is None or length <= size:
+        return [0]
+    request = decoded.request
+    base = len(_path_text(request.path)) + 1 + len(_host_text(request.host)) + 1 + len(headers_text) + 1
+    starts = [0]
+    quotes = 0
+    counted_to = 0
+    pos = size
+    while pos < len(text):
+        comma = text.find(",", pos)
+        if comma < 0:
+            break
+        quotes += text.count('"', counted_to, comma)
+        counted_to = comma
+        if quotes % 2 == 0:  # a comma between members: the piece after it starts past its scan-text spelling
+            starts.append(base + comma + 1 + 2 * quotes)
+            pos = comma + 1 + size
+        else:
+            pos = comma + 1
+    return starts
+
+
 _NOT_QUOTE_OR_BRACKET = bytes(range(256)).translate(None, b'"[]{}')
 """The bytes `_nesting_exceeds` deletes (every byte but quotes and brackets)."""
 _QUOTED = re.compile(rb'"[^"]*"')
