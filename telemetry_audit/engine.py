@@ -507,11 +507,12 @@ class Auditor:
                     # a header or cookie needs no span (`fields_near` always reads them); one of a body pair is
                     # placed at its value, so the full path reads that value under its name; any other (an OTLP
                     # attribute, found at its name) cannot be placed: every field is read.
-                    found = find_in_scan_text(piece, headers if offset == 0 else ())
+                    found: Iterable[Any] = find_in_scan_text(piece, headers if offset == 0 else ())
                 else:
-                    found = ((match, True) for match in detector.find(piece))
+                    found = detector.find(piece)
                 stopped = False
-                for count, (match, placed) in enumerate(found):
+                for count, item in enumerate(found):
+                    match, placed = item if find_in_scan_text is not None else (item, True)
                     flagged.add(id(detector))
                     if not placed or count >= _MATCH_CAP:
                         exact, stopped = False, True  # unplaced, or the detector may stop at its own cap
