@@ -48,6 +48,8 @@ def test_run_returns_sane_figures() -> None:
     names = [name for name, _ in figures.breakdown]
     assert names[-1] == "total Auditor.evaluate"
     assert any(name.startswith("detectors: secrets") for name in names)
+    assert names[:3] == ["route (telemetry by name or payload, rules)", "decode (codings, charset, JSON parse)",
+                         "scan text (one string of every value)"]
     assert all(seconds >= 0 for _, seconds in figures.breakdown) and figures.breakdown[-1][1] > 0
 
 
