@@ -261,3 +261,17 @@ def test_scan_text_pieces_are_cut_after_commas_between_members(piece: int) -> No
     for start in starts[1:]:
         assert text[start - 1] == ","
         assert text[body_start:start].count("\x00") % 2 == 0  # outside every string
+
+
+def test_a_string_full_of_commas_is_never_cut() -> None:
+    """Commas inside a string are passed in one step (its end is the next quote): a hostile body made of them
+    costs a few C-speed searches, not one step per comma, and no piece starts inside a string."""
+    from telemetry_audit.decoders import scan_text, scan_text_pieces
+    body = json.dumps({"a": "x," * 3_000_000, "b": ["c", "d"], "e": "y," * 100_000}).encode()
+    request = Request.from_url("POST", "https://c.test/e", {"content-type": "application/json"}, body)
+    decoded = decode_request(request, Limits(max_body_bytes=len(body) + 1, max_decoded_bytes=len(body) + 1))
+    text = scan_text(decoded, "")
+    assert text is not None
+    starts = scan_text_pieces(decoded, "", len(text), 1000)
+    # Past the first string, the next cut would fall inside "b" (shorter than a piece), then inside "e": none.
+    assert len(starts) == 2 and text[starts[1] - 1] == "," and text[starts[1]:].lstrip(" ").startswith("\n\x00\nb")

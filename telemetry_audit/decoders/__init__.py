@@ -299,8 +299,12 @@ def scan_text_pieces(decoded: DecodedRequest, headers_text: str, length: int, si
         if quotes % 2 == 0:  # a comma between members: the piece after it starts past its scan-text spelling
             starts.append(base + comma + 1 + 2 * quotes)
             pos = comma + 1 + size
-        else:
-            pos = comma + 1
+            continue
+        close = text.find('"', comma)  # inside a string, which ends at the next quote: look past it
+        if close < 0:
+            break
+        quotes += 1
+        counted_to = pos = close + 1
     return starts
 
 
