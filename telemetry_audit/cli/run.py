@@ -132,7 +132,6 @@ def cmd_run(args: argparse.Namespace) -> int:
                 # A policy that does not load ends the sandbox before its proxy listens: the command never runs.
                 policy = load_policy_or_exit(args)
                 console.print(f"telemetry-audit: sealed run ({where}); running {program}", markup=False)
-                import_report_path()
         except BaseException:
             if sealed is not None:
                 sealed.abort()
@@ -225,7 +224,6 @@ def _run_unsealed(args: argparse.Namespace, session: Any, command: list[str], ba
     hosts = audited_hosts(policy)
     plan = no_proxy_plan(base_env, audited_hosts=hosts, no_proxy_for=args.no_proxy_for,
                          bypass_loopback=not args.proxy_loopback)
-    import_report_path()
     session.wait_ready()
     env = session.client_environment(base_env, bypass_loopback=not args.proxy_loopback, audited_hosts=hosts,
                                      no_proxy_for=args.no_proxy_for)
@@ -239,16 +237,6 @@ def _run_unsealed(args: argparse.Namespace, session: Any, command: list[str], ba
     # The proxy gone, the command and everything marked were ended with it: nothing lingers unaudited.
     lingering = [] if proxy_gone else linger_for_marked(marker, args.linger, proxy_gone=lambda: not session.alive())
     return status, lingering, policy, proxy_gone
-
-
-def import_report_path() -> None:
-    """Import what reading the log and writing the report need while the proxy starts, when this process only
-    waits, rather than after the command, where every millisecond adds to the run."""
-    import rich.console  # noqa: F401 - imported for later
-
-    import telemetry_audit.proxy.auditlog  # noqa: F401
-    import telemetry_audit.report.build  # noqa: F401
-    import telemetry_audit.report.table  # noqa: F401
 
 
 def proxy_failure(status: int, stderr: str) -> str:
