@@ -18,7 +18,7 @@ figures are printed, never asserted.
 
 Bytecode: an installed package has its `.pyc` files (pip compiles them when it installs), but an editable checkout
 run with `PYTHONDONTWRITEBYTECODE=1` compiles every module of the package from source in every process (the CLI,
-the proxy child: ~80 modules, about a tenth of a second each). So the package is byte-compiled first, as an
+the proxy child: ~80 modules, tenths of a second in all). So the package is byte-compiled first, as an
 install would have it, and the figures say so; `--as-is` measures the checkout as it stands.
 """
 
