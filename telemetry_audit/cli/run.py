@@ -154,11 +154,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
             status, lingering = outcome.status, outcome.lingering
             failure = outcome.error or proxy_failure(outcome.proxy_status, session.stderr_text())
+            proxy_lost = outcome.proxy_lost
             capture["mode"] = CAPTURE_SEALED
         else:
             from telemetry_audit.sandbox.launcher import CAPTURE_PROXY_VARIABLES
 
-            status, lingering, policy = _run_unsealed(args, session, command, base_env, console, where, program)
+            status, lingering, policy, proxy_lost = _run_unsealed(args, session, command, base_env, console, where,
+                                                                  program)
             failure = ""
             capture["mode"] = CAPTURE_PROXY_VARIABLES
             if support.reason:
@@ -166,6 +168,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         report = session.report(policy)
         connections = session.connections()
         failure = failure or proxy_failure(session.stop(), session.stderr_text())
+        if proxy_lost and not failure:  # it stopped while the command ran, however it exited: a failure
+            failure = "the auditing proxy stopped on its own"
     except ProxyStartError as e:
         raise UsageError(str(e)) from None
     finally:
@@ -189,7 +193,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     console.print(summary_text(report), markup=False)
     if failure:
         console.print(f"[bold red]telemetry-audit:[/] {failure}; {report['summary']['requests']} request(s) were "
-                      "audited before it stopped, later ones were refused, not passed", highlight=False)
+                      "audited before it stopped, later ones were refused, not passed"
+                      + ("; the command and everything it started were ended with it" if proxy_lost else ""),
+                      highlight=False)
         return EXIT_AUDIT_FAILED
     if reaches_fail_on(args, report):
         return int(args.exit_code)
@@ -206,7 +212,7 @@ def _upstream_proxy(args: argparse.Namespace, base_env: dict[str, str]) -> str:
 
 
 def _run_unsealed(args: argparse.Namespace, session: Any, command: list[str], base_env: dict[str, str],
-                  console: Any, where: str, program: str) -> tuple[int, list[Any], Any]:
+                  console: Any, where: str, program: str) -> tuple[int, list[Any], Any, bool]:
     """Proxy variables (and the Node preload): the command's descendants are followed by an environment marker.
     The session's child is already starting; the policy loads here meanwhile (the child loads its own copy)."""
     from telemetry_audit.sandbox.descendants import linger_for_marked
@@ -227,9 +233,10 @@ def _run_unsealed(args: argparse.Namespace, session: Any, command: list[str], ba
     env[RUN_MARKER] = marker
     console.print(f"telemetry-audit: proxy on {session.url} ({where}, captured through proxy variables); "
                   f"running {program}", markup=False)
-    status = run_foreground(command, env)
-    lingering = linger_for_marked(marker, args.linger)
-    return status, lingering, policy
+    status, proxy_gone = run_foreground(command, env, proxy=session.process, marker=marker)
+    # The proxy gone, the command and everything marked were ended with it: nothing lingers unaudited.
+    lingering = [] if proxy_gone else linger_for_marked(marker, args.linger, proxy_gone=lambda: not session.alive())
+    return status, lingering, policy, proxy_gone
 
 
 def proxy_failure(status: int, stderr: str) -> str:
@@ -243,8 +250,15 @@ def proxy_failure(status: int, stderr: str) -> str:
     return f"the auditing proxy failed ({reason})" + (f": {last.strip()[:300]}" if last else "")
 
 
-def run_foreground(command: list[str], env: dict[str, str]) -> int:
-    """Run the audited command in the foreground; Ctrl-C reaches it directly, SIGTERM is forwarded."""
+def run_foreground(command: list[str], env: dict[str, str], *, proxy: subprocess.Popen[bytes] | None = None,
+                   marker: str = "") -> tuple[int, bool]:
+    """Run the audited command in the foreground; Ctrl-C reaches it directly, SIGTERM is forwarded.
+
+    (exit status, whether `proxy` is gone): when the proxy dies first, the command and every process carrying
+    the run `marker` are ended at once (fail closed: a connection the command holds would wait on a dead proxy,
+    and what it starts next would find none)."""
+    from telemetry_audit.sandbox.descendants import end_marked, wait_command_or_proxy
+
     try:
         child = subprocess.Popen(command, env=env)
     except OSError as e:
@@ -258,8 +272,14 @@ def run_foreground(command: list[str], env: dict[str, str]) -> int:
     for sig in previous:
         signal.signal(sig, forward)
     try:
+        proxy_gone = wait_command_or_proxy(child, proxy)
+        if proxy_gone:
+            if marker:
+                end_marked(marker)  # the command too: it carries the marker
+            if child.poll() is None:
+                child.kill()
         code = child.wait()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return 128 - code if code < 0 else code  # a signal death reads like a shell's 128+N
+    return (128 - code if code < 0 else code), proxy_gone  # a signal death reads like a shell's 128+N

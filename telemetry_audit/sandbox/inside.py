@@ -98,6 +98,9 @@ class Supervisor:
         self._started: StartedProxy | OSError = proxy
         self.proxy: StartedProxy | None = proxy if isinstance(proxy, StartedProxy) else None
         self.command_pid = 0
+        self.command_status: int | None = None
+        self.proxy_lost = False
+        """The proxy ended on its own while the command or what it left behind ran: all of it was ended."""
 
     def run(self) -> int:
         spec = self.spec
@@ -126,7 +129,7 @@ class Supervisor:
             self._finish(status=125, error=f"cannot set up the sealed network: {e}")
             return 125
         status = self._run_command()
-        lingerers = self._linger()
+        lingerers = self._linger() if not self.proxy_lost else []
         if bridges is not None:
             bridges.close()
         proxy_status = self._stop_proxy()
@@ -204,22 +207,61 @@ class Supervisor:
             print(f"telemetry-audit: cannot run {spec.command[0]}: {e.strerror or e}", file=sys.stderr)
             return 127
         self.command_pid = child.pid
-        while True:
+        child.returncode = 0  # reaped here (`_collected`), keep Popen from waiting again
+        while self.command_status is None:
             try:
                 pid, wait_status = os.waitpid(-1, 0)
             except ChildProcessError:
                 return 1
             except InterruptedError:
                 continue
-            if pid == child.pid:
-                child.returncode = 0  # reaped here, keep Popen from waiting again
-                return _exit_code(wait_status)
-            proxy = self.proxy
-            if proxy is not None and pid == proxy.pid and proxy.returncode is None:
-                # The proxy died while the command runs (e.g. its audit log failed): keep its status, and take the
-                # persistent tun interface down, or it would swallow the command's packets until its own timeout.
-                proxy.returncode = os.waitstatus_to_exitcode(wait_status)
-                subprocess.run([spec.ip, "link", "delete", spec.tun_name], capture_output=True, check=False)
+            if self._collected(pid, wait_status) == "proxy":
+                # The proxy died while the command runs (e.g. its audit log failed): fail closed at once. A
+                # connection the command already holds would otherwise wait on a proxy that is gone until the
+                # client's own timeout; nothing may go on running unaudited.
+                self._end_everything()
+        return self.command_status
+
+    def _collected(self, pid: int, wait_status: int) -> str:
+        """Note what a reaped child was: "command" (its status kept), "proxy" (the proxy died: its status kept,
+        `proxy_lost` set) or "" (an orphan the command left)."""
+        if pid == self.command_pid and self.command_status is None:
+            self.command_status = _exit_code(wait_status)
+            return "command"
+        proxy = self.proxy
+        if proxy is not None and pid == proxy.pid and proxy.returncode is None:
+            proxy.returncode = os.waitstatus_to_exitcode(wait_status)
+            self.proxy_lost = True
+            return "proxy"
+        return ""
+
+    def _end_everything(self) -> None:
+        """SIGKILL every other process of the run's PID namespace (the command, its detached descendants, the
+        proxy's workers) and reap them: as PID 1, `kill(-1)` reaches exactly the sandbox, and nothing it holds can
+        ignore or outlive it (setsid, a SIGTERM handler). Repeated until none is left, for a process that was
+        forking meanwhile."""
+        deadline = time.monotonic() + _STOP_GRACE
+        while True:
+            try:
+                os.kill(-1, signal.SIGKILL)
+            except ProcessLookupError:  # nothing left to signal
+                pass
+            self._reap()
+            if not self._descendants(include_proxy=True) or time.monotonic() >= deadline:
+                return
+            time.sleep(0.01)
+
+    def _reap(self) -> None:
+        """Collect every exited child (orphans are re-parented to us, PID 1 of the namespace), keeping the proxy's
+        status if it is one of them."""
+        while True:
+            try:
+                pid, wait_status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self._collected(pid, wait_status)
 
     def _forward(self, signum: int, frame: object) -> None:
         if self.command_pid:
@@ -230,9 +272,10 @@ class Supervisor:
 
     # --- after the command -------------------------------------------------------------------------------------
 
-    def _descendants(self) -> dict[int, str]:
-        """Processes of the namespace other than this one and the proxy's session: what the command left behind."""
-        proxy_pid = self.proxy.pid if self.proxy is not None else -1
+    def _descendants(self, *, include_proxy: bool = False) -> dict[int, str]:
+        """Processes of the namespace other than this one and (unless `include_proxy`) the proxy's session: what
+        the command left behind."""
+        proxy_pid = self.proxy.pid if self.proxy is not None and not include_proxy else -1
         found: dict[int, str] = {}
         for entry in os.listdir("/proc"):
             if not entry.isdigit() or int(entry) in (1, proxy_pid):
@@ -251,7 +294,7 @@ class Supervisor:
         seen: dict[int, tuple[str, float | None]] = {}
         deadline = started + max(self.spec.linger, 0.0)
         while True:
-            _reap()
+            self._reap()
             alive = self._descendants()
             now = time.monotonic()
             for pid, name in alive.items():
@@ -259,22 +302,35 @@ class Supervisor:
             for pid, (name, gone) in list(seen.items()):
                 if gone is None and pid not in alive:
                     seen[pid] = (name, now)
+            if self.proxy_lost:  # the proxy died while they ran: nothing may go on unaudited
+                survivors = set(alive)
+                self._end_everything()
+                break
             if not alive or now >= deadline:
+                survivors = set(self._stop_lingerers())
                 break
             time.sleep(0.05)
-        survivors = self._descendants()
+        end = time.monotonic()
+        return [Lingerer(name, pid, round((gone or end) - started, 2), pid in survivors)
+                for pid, (name, gone) in sorted(seen.items())]
+
+    def _stop_lingerers(self) -> list[int]:
+        """SIGTERM what is still running, SIGKILL what is left after a grace period; the pids it found."""
+        survivors = list(self._descendants())
         for pid in survivors:
             _signal(pid, signal.SIGTERM)
         grace = time.monotonic() + _STOP_GRACE
         while self._descendants() and time.monotonic() < grace:
-            _reap()
+            self._reap()
+            if self.proxy_lost:
+                break
             time.sleep(0.05)
+        if self.proxy_lost:
+            self._end_everything()
         for pid in self._descendants():
             _signal(pid, signal.SIGKILL)
-        _reap()
-        end = time.monotonic()
-        return [Lingerer(name, pid, round((gone or end) - started, 2), pid in survivors)
-                for pid, (name, gone) in sorted(seen.items())]
+        self._reap()
+        return survivors
 
     def _stop_proxy(self) -> int:
         if self.proxy is None:
@@ -293,7 +349,7 @@ class Supervisor:
         if error:  # the launcher's caller reports it (or falls back to proxy variables)
             self._stop_proxy()
         result = {"status": status, "lingerers": [asdict(item) for item in lingerers], "proxy_status": proxy_status,
-                  "error": error, "setup_failed": bool(error)}
+                  "error": error, "setup_failed": bool(error), "proxy_lost": self.proxy_lost}
         temp = f"{self.spec.result_file}.tmp"
         with open(temp, "w", encoding="utf-8") as stream:
             json.dump(result, stream)
@@ -312,17 +368,6 @@ def _exit_code(wait_status: int) -> int:
     if os.WIFSIGNALED(wait_status):
         return 128 + os.WTERMSIG(wait_status)
     return os.WEXITSTATUS(wait_status)
-
-
-def _reap() -> None:
-    """Collect every exited child (orphans are re-parented to us, PID 1 of the namespace)."""
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
 
 
 def _signal(pid: int, sig: int) -> None:

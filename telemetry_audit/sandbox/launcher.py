@@ -66,6 +66,8 @@ class SealedOutcome:
     proxy_status: int = 0
     setup_failed: bool = False
     """The sandbox could not be set up and the command never ran: running it unsealed instead is safe."""
+    proxy_lost: bool = False
+    """The proxy ended on its own while the command (or what it left running) ran: all of it was ended at once."""
 
 
 @dataclass(frozen=True)
@@ -332,7 +334,8 @@ def _read_outcome(path: str, unshare_status: int) -> SealedOutcome:
     lingering = tuple(LingeringProcess(str(item["name"]), int(item["pid"]), float(item["seconds"]),
                                        "ended" if item["ended"] else "finished") for item in data.get("lingerers", ()))
     return SealedOutcome(int(data["status"]), lingering, error=str(data.get("error", "")),
-                         proxy_status=int(data.get("proxy_status", 0)), setup_failed=bool(data.get("setup_failed")))
+                         proxy_status=int(data.get("proxy_status", 0)), setup_failed=bool(data.get("setup_failed")),
+                         proxy_lost=bool(data.get("proxy_lost")))
 
 
 def _resolv_conf_override(workdir: str, resolv_conf: str = "/etc/resolv.conf") -> str:

@@ -8,15 +8,22 @@ import sys
 
 import pytest
 
-from telemetry_audit.sandbox.descendants import linger_for_marked, marked_processes
+from telemetry_audit.sandbox.descendants import end_marked, linger_for_marked, marked_processes, wait_command_or_proxy
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc")
 
 
-def _start(marker: str, seconds: float) -> subprocess.Popen[bytes]:
+def _start(marker: str, seconds: float, *, ignore_sigterm: bool = False) -> subprocess.Popen[bytes]:
     env = {**os.environ, "TELEMETRY_AUDIT_RUN": marker}
-    return subprocess.Popen([sys.executable, "-c", f"import time; time.sleep({seconds})"], env=env,
-                            start_new_session=True)
+    code = f"import time; time.sleep({seconds})"
+    if ignore_sigterm:  # a detached sender that will not be asked to stop
+        code = f"import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(flush=True); {code}"
+    child = subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True,
+                             stdout=subprocess.PIPE if ignore_sigterm else None)
+    if ignore_sigterm:
+        assert child.stdout is not None
+        child.stdout.readline()  # its handler is in place
+    return child
 
 
 def test_marked_processes_are_found_and_others_are_not() -> None:
@@ -53,3 +60,52 @@ def test_linger_gives_up_and_leaves_it_running() -> None:
 
 def test_nothing_marked_returns_at_once() -> None:
     assert linger_for_marked(os.urandom(6).hex(), 30) == []
+
+
+def test_end_marked_kills_what_ignores_sigterm_and_leaves_the_rest() -> None:
+    marker = os.urandom(6).hex()
+    stubborn = _start(marker, 60, ignore_sigterm=True)
+    other = _start("another-run", 60)
+    try:
+        ended = end_marked(marker)
+        assert list(ended) == [stubborn.pid]
+        assert stubborn.wait(30) == -9 and other.poll() is None
+        assert marked_processes(marker) == {}
+    finally:
+        for process in (stubborn, other):
+            process.kill()
+            process.wait()
+
+
+def test_linger_ends_marked_processes_once_the_proxy_is_gone() -> None:
+    marker = os.urandom(6).hex()
+    child = _start(marker, 60, ignore_sigterm=True)
+    try:
+        [item] = linger_for_marked(marker, 60, proxy_gone=lambda: True)
+        assert (item.pid, item.outcome) == (child.pid, "ended")
+        assert child.wait(30) == -9
+    finally:
+        child.kill()
+        child.wait()
+
+
+@pytest.mark.parametrize(("command_seconds", "proxy_seconds", "proxy_gone"), [
+    (60, 0, True),  # the proxy dies first: the command is still running (the caller ends it)
+    (0, 60, False),  # the command ends first, the proxy still runs
+])
+def test_wait_returns_on_whichever_ends_first(command_seconds: float, proxy_seconds: float,
+                                              proxy_gone: bool) -> None:
+    command = _start("command", command_seconds)
+    proxy = _start("proxy", proxy_seconds)
+    try:
+        assert wait_command_or_proxy(command, proxy) is proxy_gone
+        assert (command.poll() is None) is proxy_gone and (proxy.poll() is None) is not proxy_gone
+    finally:
+        for process in (command, proxy):
+            process.kill()
+            process.wait()
+
+
+def test_wait_without_a_proxy_waits_for_the_command() -> None:
+    command = _start("command", 0)
+    assert wait_command_or_proxy(command, None) is False and command.returncode == 0
