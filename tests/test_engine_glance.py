@@ -275,3 +275,22 @@ def test_a_string_full_of_commas_is_never_cut() -> None:
     starts = scan_text_pieces(decoded, "", len(text), 1000)
     # Past the first string, the next cut would fall inside "b" (shorter than a piece), then inside "e": none.
     assert len(starts) == 2 and text[starts[1] - 1] == "," and text[starts[1]:].lstrip(" ").startswith("\n\x00\nb")
+
+
+@pytest.mark.parametrize("properties", [
+    {"password.x": "Xy7kLm9pQ2wZr4Tn"}, {"token.v2": "Xy7kLm9pQ2wZr4Tn"}, {"password": "pAb3dE9x"},
+    {"password": "phAb3dE9"}, {"password": "phcAb3dE9"}, {"password": "qAb3dE9x"},
+])
+def test_key_context_names_and_short_values_decide_at_a_glance_as_in_full(properties: dict[str, str]) -> None:
+    """Found by review: a key with a dot was judged by its last part at a glance (the full path reads the whole
+    key), and an 8-character credential starting with `p` was below the glance's hint: both passed at a glance
+    what the full path blocks."""
+    for url, body in (("https://api.segment.io/v1/batch", {"event": "e", "properties": properties}),
+                      ("https://x.example/v1/traces", {"resourceSpans": [{"resource": {"attributes": [
+                          {"key": k, "value": {"stringValue": v}} for k, v in properties.items()]}}]})):
+        request = Request.from_url("POST", url, {"content-type": "application/json"}, json.dumps(body).encode())
+        for policy in (load_policy(["default"]), load_policy(default_references())):
+            decisions = [Auditor(policy, bench_engine.ENVIRONMENT, audit_all=True, fast_path=f).evaluate(request)
+                         for f in (True, False)]
+            assert (decisions[0].action, decisions[0].findings) == (decisions[1].action, decisions[1].findings)
+            assert decisions[1].action is Action.BLOCK

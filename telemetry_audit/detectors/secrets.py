@@ -623,7 +623,8 @@ _SCAN_TEXT_HINTED = _scan_text_regex(r"[^\n\x00]*" + _NAME_HINT + r"[^\n\x00]*")
 _CREDENTIAL_CHAR = r"[A-Za-z0-9!#$%&*+,\-./:;=?@^_|~]"
 _SCAN_TEXT_PAIR_HINT = (
     r"\x00\n[^\n\x00]*" + _NAME_HINT + r"[^\n\x00]*\n\x00\n\s*:\s*\n\x00\n"
-    r"(?:[A-Za-oq-z0-9!#$%&*+,\-./:;=?@^_|~]|p(?:[^h\n\x00]|h(?:[^c\n\x00]|c[^_\n\x00])))" + _CREDENTIAL_CHAR + r"{7}"
+    r"(?:[A-Za-oq-z0-9!#$%&*+,\-./:;=?@^_|~]" + _CREDENTIAL_CHAR + r"{7}|p[^h\n\x00]" + _CREDENTIAL_CHAR + r"{6}"
+    r"|ph[^c\n\x00]" + _CREDENTIAL_CHAR + r"{5}|phc[^_\n\x00]" + _CREDENTIAL_CHAR + r"{4})"
 )
 """A hinted name whose value may be a credential (`looks_like_credential` wants 8+ such characters)."""
 _SCAN_TEXT_OTLP_HINT = r"\x00\nkey\n\x00\n\s*:\s*\n\x00\n[^\n\x00]*" + _NAME_HINT
@@ -727,14 +728,14 @@ class SecretsDetector:
         if not self._key_context or (self._name_hints.isdisjoint(hits) and not self._secret_names):
             return
         for found in self._scan_text_pairs.finditer(text):
-            if found.group(1) is not None:  # an OTLP attribute
-                name, value = found.group(1).rsplit(".", 1)[-1], found.group(2)
+            if found.group(1) is not None:  # an OTLP attribute: its whole key is the name (`attributes["a.b"]`)
+                name, value = found.group(1), found.group(2)
                 strength = self.strength(name)
                 if strength and (value is None or looks_like_credential(value, strength)):
                     yield Match(KEY_CONTEXT_ID, FindingKind.SECRET, KEY_CONTEXT_TITLE, *found.span(1)), False
                 continue
             start, end = found.span(4)
-            for match in self.find_under(found.group(3).rsplit(".", 1)[-1], found.group(4)):
+            for match in self.find_under(found.group(3), found.group(4)):  # a key with a dot is one name
                 yield Match(match.detector_id, match.kind, match.title, start, end), True
 
 
