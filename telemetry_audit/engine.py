@@ -503,10 +503,10 @@ class Auditor:
             find_in_scan_text = self.key_context_of(detector)[0]
             for offset, piece in pieces:
                 if find_in_scan_text is not None:
-                    # Key context also sees the body's `name: value` pairs, each header and each cookie. A match in
-                    # a header or cookie needs no span (`fields_near` always reads them); one of a body pair is
-                    # placed at its value, so the full path reads that value under its name; any other (an OTLP
-                    # attribute, found at its name) cannot be placed: every field is read.
+                    # Key context also sees the body's `name: value` pairs, each header and each cookie. One of a
+                    # body pair is placed at its value, so the full path reads that value under its name; a cookie's
+                    # only flags the detector (`fields_near` always reads cookies); any other (a header's, or an OTLP
+                    # attribute found at its name) comes unplaced: every field is read.
                     found: Iterable[Any] = find_in_scan_text(piece, headers if offset == 0 else ())
                 else:
                     found = detector.find(piece)
