@@ -160,6 +160,8 @@ class TelemetryAudit:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.log: AuditLog | None = None
         self.store: EventStore | None = None
+        self._store_flush: asyncio.TimerHandle | None = None
+        """The pending write of the rows a store in memory holds back (`_rows_recorded`)."""
         self.seen = 0
         self.started = time.time()
         self.settings = ProxySettings()
@@ -213,7 +215,10 @@ class TelemetryAudit:
             if self.store is not None:
                 self.store.close()
             try:
-                self.store = EventStore(ctx.options.taudit_store or ":memory:")
+                # In memory, rows are written behind, a few dozen at a time (`_rows_recorded`); a file commits each
+                # request's rows before it is answered, for the other processes reading it.
+                path = ctx.options.taudit_store or ":memory:"
+                self.store = EventStore(path, write_behind=path == ":memory:")
             except Exception as e:  # sqlite3.Error, OSError: a corrupt, read-only or foreign file
                 raise exceptions.OptionsError(f"cannot use --store {ctx.options.taudit_store}: {e}") from e
 
@@ -224,8 +229,11 @@ class TelemetryAudit:
             except AuditLogError as e:
                 logger.error(str(e))
             self.log.close()
+        if self._store_flush is not None:
+            self._store_flush.cancel()
+            self._store_flush = None
         if self.store is not None:
-            self.store.close()
+            self.store.close()  # writes what it still holds
         if self.pool is not None:
             self.pool.close()
 
@@ -677,7 +685,32 @@ class TelemetryAudit:
                               decision=flow.metadata.get(METADATA_KEY), blocked=blocked,
                               not_found=self.settings.collector, collector=collector)
             status, headers, body = answer.status, answer.headers, answer.body
+            self._rows_recorded()
         flow.response = _response(status, body, headers)
+
+    def _rows_recorded(self) -> None:
+        """A store that writes behind (in memory) writes its rows `STORE_FLUSH_SECONDS` after the first waits, on the
+        loop, all in one transaction; outside a running loop (acting in a thread, a test harness) at once.
+
+        Nothing is lost by waiting: every read of the store (the inspection API), a worker's rows moved in, and
+        `done` write them first, and a store in memory does not outlive the process anyway.
+        """
+        store = self.store
+        if store is None or not store.pending or self._store_flush is not None:
+            return
+        if not _loop_running():
+            self._flush_store()
+            return
+        self._store_flush = asyncio.get_running_loop().call_later(STORE_FLUSH_SECONDS, self._flush_store)
+
+    def _flush_store(self) -> None:
+        self._store_flush = None
+        if self.store is None:
+            return
+        try:
+            self.store.flush()
+        except Exception:  # sqlite3.Error: out of memory; the answers were given, the rows are gone
+            logger.exception("telemetry-audit: writing events to the store failed")
 
     async def _absorb(self, rows: str) -> None:
         """Move a worker's rows into the store, a chunk at a time in a thread.
@@ -720,6 +753,8 @@ def inspection_allowed(flow: http.HTTPFlow, token: str) -> bool:
     return peer_uid(flow) == os.getuid()
 
 
+STORE_FLUSH_SECONDS = 0.05
+"""How long a store in memory holds new rows back before writing them together (`_rows_recorded`)."""
 ROUTE_CACHE_SIZE = 1024
 """Entries each per-route cache of the addon keeps; it starts afresh when full (a tool putting ids in its paths)."""
 

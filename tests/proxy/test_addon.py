@@ -358,3 +358,55 @@ def test_the_route_caches_start_afresh_when_full(addon: TelemetryAudit, monkeypa
         assert addon._pretty_host(flow.request) == f"{kind}.example.org"
         sizes.append((len(addon._collectors_by_route), len(addon._hosts_by_authority)))
     assert sizes == [(1, 1), (2, 2), (3, 3), (1, 1), (2, 2), (3, 3), (1, 1)]
+
+
+def test_a_store_in_memory_writes_behind_on_the_loop_and_the_inspection_api_sees_every_row(
+        addon: TelemetryAudit) -> None:
+    """Rows of a store in memory wait `STORE_FLUSH_SECONDS` and go in together; a read never misses one."""
+    import asyncio
+
+    from telemetry_audit.proxy.addon import STORE_FLUSH_SECONDS
+
+    async def scenario() -> list[int]:
+        pending = []
+        with taddons.context(addon) as tctx:
+            tctx.configure(addon, taudit_offline=True, taudit_inspection_token="t0ken")
+            assert addon.store is not None and addon.store.write_behind
+            for n in range(3):
+                addon.request(telemetry_flow({"type": "track", "event": f"e{n}", "userId": "u1"}))
+                pending.append(addon.store.pending)
+            await asyncio.sleep(STORE_FLUSH_SECONDS * 4)
+            pending.append(addon.store.pending)
+            addon.request(telemetry_flow({"type": "track", "event": "last", "userId": "u1"}))
+            pending.append(addon.store.pending)
+            inspect = tflow.tflow(req=http.Request.make("GET", "http://telemetry-audit.local/micro/good",
+                                                        headers={"X-Telemetry-Audit-Token": "t0ken"}))
+            addon.request(inspect)  # reads what is still held back too
+            assert inspect.response is not None
+            listing = json.dumps(json.loads(inspect.response.content))
+            assert all(f'"e{n}"' in listing for n in range(3)) and '"last"' in listing
+            addon.request(telemetry_flow({"type": "track", "event": "at-exit", "userId": "u1"}))
+            store = addon.store
+            addon.done()  # writes what it still holds before closing
+            assert store.pending == 0
+        return pending
+
+    assert asyncio.run(scenario()) == [1, 2, 3, 0, 1]
+
+
+def test_a_store_file_has_each_row_committed_before_the_answer(addon: TelemetryAudit, tmp_path: Path) -> None:
+    """Another process (the pytest plugin, `sqlite3`) reads the file: nothing is held back there."""
+    import asyncio
+    import sqlite3
+
+    path = tmp_path / "events.sqlite"
+
+    async def scenario() -> list[str]:
+        with taddons.context(addon) as tctx:
+            tctx.configure(addon, taudit_offline=True, taudit_store=str(path))
+            assert addon.store is not None and not addon.store.write_behind
+            addon.request(telemetry_flow({"type": "track", "event": "deploy", "userId": "u1"}))
+            with sqlite3.connect(path) as other:
+                return [row[0] for row in other.execute("SELECT name FROM events")]
+
+    assert asyncio.run(scenario()) == ["deploy"]
