@@ -40,12 +40,21 @@ steal it; `--no-pin` turns that off. The proxy's and the clients' CPU time are
 reported to show the proxy, not the load generator, is the bottleneck.
 Everything listens on 127.0.0.1 and nothing leaves the machine. Figures are
 medians over `--repeat` runs; the proxies are restarted for every run.
+
+`--instructions N` counts instead the instructions bare mitmdump and the
+telemetry-audit proxy run per request (valgrind's callgrind, N sequential
+keep-alive requests after a warm-up): on a machine shared with other work,
+where req/s and even CPU time move by tens of percent from run to run, the
+count moves by well under one. It leaves out cache misses, mispredicted
+branches and the kernel, so it guides changes; the timed figures stay the
+measure. `--stall` runs the no-stall scenario alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import http.client
 import ipaddress
 import json
@@ -946,6 +955,130 @@ def run_stall(confdir: str) -> dict[str, Any]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+# --- instructions per request (callgrind): steady on a machine shared with other work -------------------------
+
+CALLGRIND_READY_TIMEOUT_S = 600.0
+"""Start-up under valgrind is some fifty times slower."""
+CALLGRIND_WARMUP = 20
+
+
+def _callgrind(out_file: str) -> list[str]:
+    """valgrind counting nothing until told (`callgrind_control -i on`): only the measured requests count."""
+    return ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out_file}"]
+
+
+def _start_under_callgrind(target: str, mitmdump: str, workdir: str, confdir: str,
+                           out_file: str) -> tuple[subprocess.Popen[bytes], int]:
+    """Bare mitmdump with its responder, or the telemetry-audit proxy child as `ProxySession` starts it."""
+    stderr = open(os.path.join(workdir, f"{target}.callgrind.stderr"), "wb")  # noqa: SIM115 (the child keeps it)
+    if target == BARE:
+        ready_file = os.path.join(workdir, "bare.callgrind.ready.json")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(ready_file)  # the previous scheme's
+        responder = os.path.join(workdir, "bench_responder.py")
+        Path(responder).write_text(RESPONDER_SCRIPT, encoding="utf-8")
+        process = subprocess.Popen(
+            _callgrind(out_file) + [mitmdump, "-q", "--listen-host", "127.0.0.1", "--listen-port", "0", "-s",
+                                    responder, "--set", f"confdir={confdir}", "--set", "connection_strategy=lazy",
+                                    "--set", f"bench_ready_file={ready_file}"],
+            stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, start_new_session=True)
+        deadline = time.monotonic() + CALLGRIND_READY_TIMEOUT_S
+        while not os.path.exists(ready_file):
+            if process.poll() is not None or time.monotonic() > deadline:
+                _stop_process(process)
+                raise RuntimeError(f"mitmdump under valgrind did not start (see {stderr.name})")
+            time.sleep(0.2)
+        with open(ready_file, encoding="utf-8") as stream:
+            return process, int(json.load(stream)["port"])
+    from telemetry_audit.proxy.settings import ProxySettings
+    from telemetry_audit.session import ProxySession
+
+    session = ProxySession(ProxySettings(log=os.path.join(workdir, "callgrind.audit.jsonl")), confdir=confdir,
+                           workdir=workdir).prepare()
+    process = subprocess.Popen(_callgrind(out_file) + [sys.executable, "-P", "-m", "telemetry_audit.proxy.server"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, start_new_session=True)
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.write(json.dumps(session.config(supervised=False)).encode())
+    process.stdin.close()
+    line = process.stdout.readline()  # the ready line
+    if not line:
+        _stop_process(process)
+        raise RuntimeError(f"the proxy under valgrind did not start (see {stderr.name})")
+    return process, int(json.loads(line)["port"])
+
+
+def instructions_per_request(target: str, scheme: str, requests: int, *, mitmdump: str, workdir: str,
+                             confdir: str, ca_file: str, corpus: Sequence[Telemetry]) -> float:
+    """Instructions the server runs per request (callgrind), over `requests` sequential keep-alive requests that
+    alternate Segment and PostHog on two connections, after `CALLGRIND_WARMUP` uncounted ones.
+
+    Unlike req/s and CPU time, the count barely moves with other work on the machine; it does not see cache
+    misses, branch mispredictions nor the kernel, so it is a guide beside the timed figures, not their substitute.
+    """
+    out_file = os.path.join(workdir, f"{target}-{scheme}.callgrind.out")
+    process, port = _start_under_callgrind(target, mitmdump, workdir, confdir, out_file)
+    try:
+        connections = []
+        for telemetry in corpus[:2]:
+            job = ClientJob("127.0.0.1", port, True, scheme, ca_file, telemetry, 0, 0, 0.0, 0, frozenset())
+            connection, path = _connect(job)
+            connection.timeout = CALLGRIND_READY_TIMEOUT_S
+            connections.append((connection, path, telemetry))
+
+        def send(k: int) -> None:
+            connection, path, telemetry = connections[k % len(connections)]
+            status = _send(connection, path, telemetry.bodies[k % len(telemetry.bodies)], dict(telemetry.headers))
+            if status != 200:
+                raise RuntimeError(f"{target} answered {status}")
+
+        for k in range(CALLGRIND_WARMUP):
+            send(k)
+        subprocess.run(["callgrind_control", "-i", "on", str(process.pid)], check=True, capture_output=True)
+        for k in range(requests):
+            send(CALLGRIND_WARMUP + k)
+        subprocess.run(["callgrind_control", "-i", "off", str(process.pid)], check=True, capture_output=True)
+        for connection, _, _ in connections:
+            connection.close()
+    finally:
+        process.terminate()
+        try:
+            process.wait(CALLGRIND_READY_TIMEOUT_S)  # callgrind writes its counts as the process ends
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    total = 0
+    for path in Path(workdir).glob(f"{target}-{scheme}.callgrind.out*"):
+        for line in path.read_text("utf-8", "replace").splitlines():
+            if line.startswith(("summary:", "totals:")):
+                total = max(total, int(line.split()[1]))
+    if not total:
+        raise RuntimeError(f"callgrind counted nothing for {target} ({scheme})")
+    return total / requests
+
+
+def run_instructions(requests: int, schemes: Sequence[str], mitmdump: str) -> dict[str, Any]:
+    """Instructions per request of bare mitmdump and the telemetry-audit proxy, for each scheme."""
+    from telemetry_audit.proxy.ca import CA_CERT_NAME, ensure_ca
+
+    workdir = tempfile.mkdtemp(prefix="bench-callgrind-")
+    try:
+        confdir = os.path.join(workdir, "confdir")
+        ensure_ca(confdir)
+        corpus = make_corpus()
+        figures: dict[str, Any] = {"requests": requests}
+        for scheme in schemes:
+            counts = {target: instructions_per_request(target, scheme, requests, mitmdump=mitmdump, workdir=workdir,
+                                                       confdir=confdir, ca_file=os.path.join(confdir, CA_CERT_NAME),
+                                                       corpus=corpus)
+                      for target in (BARE, OURS)}
+            figures[scheme] = {"mitmdump_instructions": round(counts[BARE]),
+                               "telemetry_audit_instructions": round(counts[OURS]),
+                               "mitmdump_over_ours": round(counts[BARE] / counts[OURS], 3)}
+        return figures
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=Config.requests,
@@ -973,7 +1106,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--stall", action="store_true",
                         help="only the no-stall scenario: a ~4 MB body of 95k paths and e-mails is audited while a "
                              "small telemetry request goes every 100 ms; prints the worst small-request latency")
+    parser.add_argument("--instructions", type=int, metavar="N", default=0,
+                        help="only count the server's instructions per request under valgrind's callgrind (N "
+                             "sequential requests each; steady on a busy machine, unlike req/s); needs valgrind")
     args = parser.parse_args(argv)
+    if args.instructions:
+        if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
+            parser.error("--instructions needs valgrind (callgrind_control) on PATH")
+        print(json.dumps(run_instructions(args.instructions, tuple(args.scheme or SCHEMES), args.mitmdump),
+                         indent=2))
+        return
     if args.stall:
         confdir = tempfile.mkdtemp(prefix="bench-stall-ca-")
         try:

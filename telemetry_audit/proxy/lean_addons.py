@@ -8,6 +8,7 @@ that no addon of the lean master handles: about a tenth of the proxy's time per 
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -32,6 +33,8 @@ class LeanAddonManager(addonmanager.AddonManager):
         super().__init__(master)
         self._table: dict[str, tuple[tuple[Callable[..., Any], ...], ...]] = {}
         """Event name -> for each addon of the chain that handles it, its handlers (it, then its sub-addons)."""
+        self._arg_names: dict[type[hooks.Hook], tuple[str, ...]] = {}
+        """Hook class -> its fields, the handlers' arguments (`Hook.args()` asks `dataclasses.fields` each time)."""
 
     @classmethod
     def install(cls, master: Master) -> LeanAddonManager:
@@ -68,8 +71,15 @@ class LeanAddonManager(addonmanager.AddonManager):
             table = self._table[event.name] = tuple(group for group in groups if group)
         return table
 
+    def arguments(self, event: hooks.Hook) -> list[Any]:
+        """`event.args()`: the values of its fields, in order."""
+        names = self._arg_names.get(type(event))
+        if names is None:
+            names = self._arg_names[type(event)] = tuple(f.name for f in dataclasses.fields(event))  # type: ignore[arg-type]
+        return [getattr(event, name) for name in names]
+
     async def handle_lifecycle(self, event: hooks.Hook) -> None:
-        args = event.args()
+        args = self.arguments(event)
         for group in self.handlers(event):
             try:
                 for func in group:

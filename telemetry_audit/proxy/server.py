@@ -53,6 +53,26 @@ def skip_default_addons_import() -> None:
     sys.modules["mitmproxy.addons"] = importlib.util.module_from_spec(spec)
 
 
+def skip_message_type_checks() -> None:
+    """Let mitmproxy build each request and response without type-checking its fields.
+
+    `http.MessageData.__post_init__` checks the type of every field of every `Request` and `Response` through
+    mitmproxy's option checker (`typing` introspection per field), unless Python runs with `-O`: about 4% of the
+    proxy's CPU per request. The values come from mitmproxy's own HTTP/1 and HTTP/2 parsers (and our answers are
+    built the same way, `addon._response`), not from addons or clients, so the check finds nothing here; it is a
+    debugging aid. Later changes through the `Request`/`Response` setters are not checked by it anyway. Only for
+    the proxy child's own process (`main`), like `skip_default_addons_import`.
+    """
+    from mitmproxy import http
+
+    if "__post_init__" in vars(http.MessageData):  # absent under `python -O`
+        http.MessageData.__post_init__ = _unchecked  # type: ignore[method-assign]
+
+
+def _unchecked(self: object) -> None:
+    """`MessageData.__post_init__` without the check (the dataclass `__init__`s still call it)."""
+
+
 PRELOADED_MODULES = ("mitmproxy.master", "mitmproxy.options", "mitmproxy.addons.core", "mitmproxy.addons.errorcheck",
                      "mitmproxy.addons.next_layer", "mitmproxy.addons.proxyserver", "mitmproxy.addons.tlsconfig",
                      "telemetry_audit.proxy.addon")
@@ -272,6 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     gc.disable()
     skip_default_addons_import()
     import_proxy_modules()
+    skip_message_type_checks()
     try:
         config = read_config(sys.stdin)
     except ValueError as e:

@@ -174,3 +174,71 @@ def test_a_row_survives_the_proxy_being_killed_right_after_it(tmp_path: Path) ->
     with EventStore(path) as store:
         assert [e.name for e in store.good()] == ["kept"]
         assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+
+
+# --- writing behind (the proxy's store in memory) ------------------------------------------------------------------
+
+
+def _other_connection_names(path: Path) -> list[str]:
+    with sqlite3.connect(path) as other:
+        return [row[0] for row in other.execute("SELECT name FROM events ORDER BY id")]
+
+
+def test_rows_written_behind_wait_until_flushed_and_are_then_as_if_written_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "behind.sqlite"
+    with EventStore(path, write_behind=True) as store, EventStore(tmp_path / "direct.sqlite") as direct:
+        for target in (store, direct):
+            assert target.add([_event("a")], good=True, decision={"decision": "log"}, request_meta={"path": "/x"}) \
+                == ([] if target is store else [1])
+            target.add([_event("b"), _event("c")], good=True)
+            target.add([], good=False, reason="broken")
+        assert store.pending == 4 and _other_connection_names(path) == []  # not written yet
+        store.flush()
+        assert store.pending == 0 and _other_connection_names(path) == ["a", "b", "c", None]
+        assert [e.to_dict() | {"received_at": 0} for e in store.all()] == \
+            [e.to_dict() | {"received_at": 0} for e in direct.all()]
+
+
+@pytest.mark.parametrize("read", [
+    lambda s: s.all(), lambda s: s.good(), lambda s: s.bad(), lambda s: s.counts(), lambda s: s.close(),
+], ids=["all", "good", "bad", "counts", "close"])
+def test_every_read_and_closing_write_the_rows_held_first(tmp_path: Path, read: object) -> None:
+    path = tmp_path / "behind.sqlite"
+    store = EventStore(path, write_behind=True)
+    store.add([_event("a")], good=True)
+    store.add([], good=False, reason="broken")
+    read(store)  # type: ignore[operator]
+    assert store.pending == 0 and _other_connection_names(path) == ["a", None]
+    store.close()
+
+
+def test_a_full_write_behind_buffer_is_written_without_waiting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from telemetry_audit.collectors import store as store_module
+
+    monkeypatch.setattr(store_module, "WRITE_BEHIND_ROWS", 3)
+    path = tmp_path / "behind.sqlite"
+    with EventStore(path, write_behind=True) as store:
+        store.add([_event("a"), _event("b")], good=True)
+        assert store.pending == 2 and _other_connection_names(path) == []
+        store.add([_event("c")], good=True)
+        assert store.pending == 0 and _other_connection_names(path) == ["a", "b", "c"]
+
+
+def test_rows_held_come_before_absorbed_ones_and_reset_forgets_them(tmp_path: Path) -> None:
+    part = _part(tmp_path, ["e1"])
+    with EventStore(write_behind=True) as store:
+        store.add([_event("before")], good=True)
+        assert store.absorb(part) == 2
+        assert [r.name for r in store.all()] == ["before", "e1", None]
+        store.add([_event("forgotten")], good=True)
+        store.reset()
+        assert store.pending == 0 and store.counts()["total"] == 0
+
+
+def test_rows_that_cannot_be_written_behind_are_dropped_with_an_error_saying_how_many(tmp_path: Path) -> None:
+    with EventStore(write_behind=True) as store:
+        store.add([_event("a"), _event("b")], good=True)
+        store._db.execute("DROP TABLE events")  # the write fails, as on a full disk
+        with pytest.raises(sqlite3.OperationalError, match="2 event rows were not stored"):
+            store.flush()
+        assert store.pending == 0

@@ -293,3 +293,120 @@ def test_a_local_answer_leaves_nothing_for_the_garbage_collector() -> None:
         gc.garbage.clear()
         gc.enable()
     assert garbage == []
+
+
+@pytest.mark.parametrize(("host_header", "http_version"), [
+    ("api.segment.io", "HTTP/1.1"),
+    ("API.Segment.IO:8443", "HTTP/1.1"),
+    ("[::1]:8080", "HTTP/1.1"),
+    ("127.0.0.1", "HTTP/1.1"),
+    ("bad host:notaport", "HTTP/1.1"),
+    ("", "HTTP/1.1"),
+    (None, "HTTP/1.1"),
+    ("us.i.posthog.com", "HTTP/2.0"),
+    (None, "HTTP/2.0"),
+])
+def test_the_host_header_is_read_as_pretty_host_reads_it_also_a_second_time(
+        addon: TelemetryAudit, host_header: str | None, http_version: str) -> None:
+    flow = telemetry_flow({"event": "x"})
+    flow.request.http_version = http_version
+    if http_version == "HTTP/2.0":
+        flow.request.authority = host_header or ""
+        flow.request.headers.pop("Host", None)
+    elif host_header is None:
+        flow.request.headers.pop("Host", None)
+    else:
+        flow.request.headers["Host"] = host_header
+    assert addon._pretty_host(flow.request) == flow.request.pretty_host
+    assert addon._pretty_host(flow.request) == flow.request.pretty_host  # from the cache
+
+
+@pytest.mark.parametrize(("host", "path", "method", "body"), [
+    ("api.segment.io", "/v1/track", "POST", b'{"event":"x"}'),
+    ("api.segment.io", "/v1/nothing-here", "POST", b"{}"),
+    ("us.i.posthog.com", "/batch/", "POST", b'{"batch":[]}'),
+    ("collector.example.com", "/com.snowplowanalytics.snowplow/tp2", "POST", b'{"data":[]}'),
+    ("otel.example.com", "/v1/traces", "POST", b"{}"),  # by path alone: never remembered
+    ("docs.example.org", "/index.html", "GET", b""),
+])
+def test_the_emulator_of_a_route_is_the_one_find_collector_picks(
+        addon: TelemetryAudit, host: str, path: str, method: str, body: bytes) -> None:
+    from telemetry_audit.collectors import find_collector
+    from telemetry_audit.decoders import decode_request
+    from telemetry_audit.model import Request
+
+    request = Request(method, "https", host, 443, path, (), (("content-type", "application/json"),), body)
+    decoded = decode_request(request)
+    expected = find_collector(decoded, by_path=True)
+    assert addon._collector(request, decoded) is expected
+    assert addon._collector(request, None) is expected  # again, from the cache where it may be
+    assert all(found is not None for found in addon._collectors_by_route.values())
+    if expected is not None and find_collector(request) is None:
+        assert addon._collectors_by_route == {}  # picked by path and shape: picked again next time
+
+
+def test_the_route_caches_start_afresh_when_full(addon: TelemetryAudit, monkeypatch: pytest.MonkeyPatch) -> None:
+    from telemetry_audit.model import Request
+    from telemetry_audit.proxy import addon as addon_module
+
+    monkeypatch.setattr(addon_module, "ROUTE_CACHE_SIZE", 3)
+    sizes = []
+    for kind in ("track", "identify", "page", "screen", "group", "alias", "batch"):
+        assert addon._collector(Request("POST", "https", "api.segment.io", 443, f"/v1/{kind}"), None) is not None
+        flow = telemetry_flow({"event": "x"})
+        flow.request.headers["Host"] = f"{kind}.example.org"
+        assert addon._pretty_host(flow.request) == f"{kind}.example.org"
+        sizes.append((len(addon._collectors_by_route), len(addon._hosts_by_authority)))
+    assert sizes == [(1, 1), (2, 2), (3, 3), (1, 1), (2, 2), (3, 3), (1, 1)]
+
+
+def test_a_store_in_memory_writes_behind_on_the_loop_and_the_inspection_api_sees_every_row(
+        addon: TelemetryAudit) -> None:
+    """Rows of a store in memory wait `STORE_FLUSH_SECONDS` and go in together; a read never misses one."""
+    import asyncio
+
+    from telemetry_audit.proxy.addon import STORE_FLUSH_SECONDS
+
+    async def scenario() -> list[int]:
+        pending = []
+        with taddons.context(addon) as tctx:
+            tctx.configure(addon, taudit_offline=True, taudit_inspection_token="t0ken")
+            assert addon.store is not None and addon.store.write_behind
+            for n in range(3):
+                addon.request(telemetry_flow({"type": "track", "event": f"e{n}", "userId": "u1"}))
+                pending.append(addon.store.pending)
+            await asyncio.sleep(STORE_FLUSH_SECONDS * 4)
+            pending.append(addon.store.pending)
+            addon.request(telemetry_flow({"type": "track", "event": "last", "userId": "u1"}))
+            pending.append(addon.store.pending)
+            inspect = tflow.tflow(req=http.Request.make("GET", "http://telemetry-audit.local/micro/good",
+                                                        headers={"X-Telemetry-Audit-Token": "t0ken"}))
+            addon.request(inspect)  # reads what is still held back too
+            assert inspect.response is not None
+            listing = json.dumps(json.loads(inspect.response.content))
+            assert all(f'"e{n}"' in listing for n in range(3)) and '"last"' in listing
+            addon.request(telemetry_flow({"type": "track", "event": "at-exit", "userId": "u1"}))
+            store = addon.store
+            addon.done()  # writes what it still holds before closing
+            assert store.pending == 0
+        return pending
+
+    assert asyncio.run(scenario()) == [1, 2, 3, 0, 1]
+
+
+def test_a_store_file_has_each_row_committed_before_the_answer(addon: TelemetryAudit, tmp_path: Path) -> None:
+    """Another process (the pytest plugin, `sqlite3`) reads the file: nothing is held back there."""
+    import asyncio
+    import sqlite3
+
+    path = tmp_path / "events.sqlite"
+
+    async def scenario() -> list[str]:
+        with taddons.context(addon) as tctx:
+            tctx.configure(addon, taudit_offline=True, taudit_store=str(path))
+            assert addon.store is not None and not addon.store.write_behind
+            addon.request(telemetry_flow({"type": "track", "event": "deploy", "userId": "u1"}))
+            with sqlite3.connect(path) as other:
+                return [row[0] for row in other.execute("SELECT name FROM events")]
+
+    assert asyncio.run(scenario()) == ["deploy"]

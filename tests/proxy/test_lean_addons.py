@@ -214,3 +214,21 @@ def test_the_proxy_master_uses_the_lean_manager(quiet: bool) -> None:
     assert isinstance(manager, LeanAddonManager)
     assert chain[-2:] == ["TelemetryAudit", "ErrorCheck"]
     assert ("TermLog" in chain) is not quiet
+
+
+def test_handlers_get_the_arguments_hook_args_gives() -> None:
+    """The field names are read once per hook class; the values are the event's own, each time."""
+    from mitmproxy.proxy.server_hooks import ServerConnectHook, ServerConnectionHookData
+
+    flows = [tflow.tflow(), tflow.tflow()]
+    data = ServerConnectionHookData(tflow.tflow().server_conn, tflow.tflow().client_conn)
+    events: list[hooks.Hook] = [HttpRequestHook(flows[0]), HttpResponseHook(flows[1]), HttpRequestHook(flows[1]),
+                                hooks.UpdateHook(flows), ServerConnectHook(data)]
+
+    async def scenario(master: Master) -> list[tuple[list[Any], list[Any]]]:
+        manager = master.addons
+        assert isinstance(manager, LeanAddonManager)
+        return [(manager.arguments(event), event.args()) for event in events]
+
+    for ours, theirs in _run(scenario):
+        assert len(ours) == len(theirs) and all(a is b for a, b in zip(ours, theirs, strict=True))

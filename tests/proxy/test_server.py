@@ -94,3 +94,36 @@ def test_the_proxy_process_refuses_a_missing_or_bad_configuration(stdin: str, me
     assert result.returncode == 2
     assert message in result.stderr
     assert result.stdout == ""
+
+
+def test_the_proxy_process_builds_messages_without_the_field_check_and_the_same_state() -> None:
+    """`skip_message_type_checks`: the check is gone (a wrong type goes through, where the stock class refuses
+    it), and a request parsed off the wire and an answer have the same state as with the check."""
+    probe = """
+import sys
+from mitmproxy import http
+from mitmproxy.net.http.http1 import read
+
+raw = b"POST http://api.segment.io/v1/track HTTP/1.1\\r\\nHost: api.segment.io\\r\\nContent-Length: 2\\r\\n\\r\\n"
+def states():
+    request = read.read_request_head(raw.split(b"\\r\\n")[:-2])
+    response = http.Response.make(200, b"{}", {"Content-Type": "application/json"})
+    return [request.get_state(), {k: v for k, v in response.get_state().items() if not k.startswith("timestamp")}]
+checked = states()
+try:
+    http.Response(b"HTTP/1.1", 200, b"OK", http.Headers(), b"", None, "soon", 0.0)
+except TypeError:
+    print("checked refuses")
+import telemetry_audit.proxy.server as server
+server.skip_message_type_checks()
+server.skip_message_type_checks()  # idempotent
+http.Response(b"HTTP/1.1", 200, b"OK", http.Headers(), b"", None, "soon", 0.0)  # a str time: not checked now
+print("unchecked accepts")
+unchecked = states()
+for a, b in zip(checked, unchecked):
+    a.pop("timestamp_start", None); b.pop("timestamp_start", None)
+print("same" if checked == unchecked else f"differs {checked} {unchecked}")
+"""
+    result = subprocess.run([sys.executable, "-P", "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:3] == ["checked refuses", "unchecked accepts", "same"]
