@@ -60,7 +60,8 @@ _FIELD_CACHE_SIZE = 65536
 """Entries of the per-generic-path verdict caches (field allow-lists, custom pattern scopes) before a reset."""
 _REMEMBERED_VALUE_CHARS = 256
 _REMEMBERED_VALUES = 4096
-"""A custom pattern remembers its matches in values up to this long, this many at a time."""
+"""Detectors' matches in values up to this long are remembered, this many at a time (per custom pattern, and
+for the other families per auditor: `_find_in_value`)."""
 
 _NOT_PAYLOAD_FIELDS = ("header.", "url.", "key:")
 """Scanned by detectors, but not payload fields an allow-list documents."""
@@ -149,6 +150,7 @@ class Auditor:
         self._request_fields: dict[tuple[Any, ...], list[tuple[str, Any]]] = {}
         self._ids: dict[int, tuple[tuple[Rule, ...], tuple[str, ...], str]] = {}
         self._shapes: dict[tuple[str, ...], tuple[bool, bool]] = {}
+        self._values_read: dict[tuple[int, str], tuple[Match, ...]] = {}
         """Per rule set: (any rule has a `fields:` check, any forbid entry is a custom pattern or has a `when`)."""
 
     def _secret_name(self, detector: Detector, strength: Any, generic: str) -> str:
@@ -627,7 +629,7 @@ class Auditor:
                 scan_each = index in scanned
                 if not text:
                     continue
-                matches: tuple[Match, ...] = tuple(detector.find(text)) if scan_each else ()
+                matches: tuple[Match, ...] = self._find_in_value(detector, text) if scan_each else ()
                 if named and find_under is not None:
                     held_under = named.get(item.generic_path)
                     if held_under:
@@ -658,6 +660,20 @@ class Auditor:
                 for rule, spec in covering:
                     if _reports(spec, item, text, match, fields, hits):
                         yield self._match_candidate(rule, spec, item, text, match, tool)
+
+    def _find_in_value(self, detector: Detector, text: str) -> tuple[Match, ...]:
+        """`detector.find(text)`, remembered for short values: a flagged request's header values, ids and keys
+        repeat across requests (a collector's write key, a client's `Authorization`), and each read of one runs
+        keyword sets, patterns and entropy again."""
+        if len(text) > _REMEMBERED_VALUE_CHARS:
+            return tuple(detector.find(text))
+        key = (id(detector), text)
+        found = self._values_read.get(key)
+        if found is None:
+            if len(self._values_read) >= _REMEMBERED_VALUES:
+                self._values_read.clear()
+            found = self._values_read[key] = tuple(detector.find(text))
+        return found
 
     @staticmethod
     def _touched_values(detector: Detector, joined: str, starts: list[int], count: int) -> Iterable[int]:

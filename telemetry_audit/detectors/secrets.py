@@ -545,6 +545,8 @@ _NOT_SECRET_FIRST = frozenset({"is", "has", "num", "max", "min", "use", "uses", 
 _NAME_WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z]|[^A-Za-z]|$)|[A-Z]?[a-z]+|[0-9]+")
 _MAX_NAME = 200
 _NAME_CACHE_SIZE = 4096
+_REMEMBERED_VALUE_CHARS = 256
+"""Key-context verdicts are remembered for values up to this long (`_NAME_CACHE_SIZE` at a time)."""
 
 _CREDENTIAL_CHARS = re2.compile(r"[A-Za-z0-9!#$%&*+,\-./:;=?@^_|~]{8,1000}")
 _NOT_A_CREDENTIAL = re2.compile(
@@ -641,6 +643,7 @@ class SecretsDetector:
         self._key_context = key_context
         self._secret_names = tuple(n.lower() for n in secret_names)
         self._strengths: dict[str, int] = {}
+        self._credentials: dict[tuple[str, int], bool] = {}
         self._keyed: list[_Compiled] = []
         self._always: list[_Compiled] = []
         keywords = re2.Set.SearchSet()
@@ -704,8 +707,21 @@ class SecretsDetector:
         if found or not value:
             return
         strength = self.strength(name)
-        if strength and looks_like_credential(value, strength):
+        if strength and self._looks_like_credential(value, strength):
             yield Match(KEY_CONTEXT_ID, FindingKind.SECRET, KEY_CONTEXT_TITLE, 0, len(value))
+
+    def _looks_like_credential(self, value: str, strength: int) -> bool:
+        """`looks_like_credential`, remembered for short values: a collector's write key, a client's token or id
+        comes under the same name in every request, and each verdict costs charset, shape and entropy passes."""
+        if len(value) > _REMEMBERED_VALUE_CHARS:
+            return looks_like_credential(value, strength)
+        key = (value, strength)
+        verdict = self._credentials.get(key)
+        if verdict is None:
+            if len(self._credentials) >= _NAME_CACHE_SIZE:
+                self._credentials.clear()
+            verdict = self._credentials[key] = looks_like_credential(value, strength)
+        return verdict
 
     def find_in_scan_text(self, text: str, headers: Iterable[tuple[str, str]] = ()) -> Iterator[tuple[Match, bool]]:
         """(match, placed) for `find(text)` plus key-context matches for the `name: value` pairs of a `scan_text`
@@ -723,7 +739,7 @@ class SecretsDetector:
         if self._key_context:
             for name, value in headers:
                 strength = self.strength(name.lower().rsplit(".", 1)[-1])
-                if strength and looks_like_credential(value, strength):
+                if strength and self._looks_like_credential(value, strength):
                     yield Match(KEY_CONTEXT_ID, FindingKind.SECRET, KEY_CONTEXT_TITLE, 0, len(value)), False
         if not self._key_context or (self._name_hints.isdisjoint(hits) and not self._secret_names):
             return
@@ -731,7 +747,7 @@ class SecretsDetector:
             if found.group(1) is not None:  # an OTLP attribute: its whole key is the name (`attributes["a.b"]`)
                 name, value = found.group(1), found.group(2)
                 strength = self.strength(name)
-                if strength and (value is None or looks_like_credential(value, strength)):
+                if strength and (value is None or self._looks_like_credential(value, strength)):
                     yield Match(KEY_CONTEXT_ID, FindingKind.SECRET, KEY_CONTEXT_TITLE, *found.span(1)), False
                 continue
             start, end = found.span(4)

@@ -97,6 +97,31 @@ def test_a_specific_detector_match_wins_over_key_context() -> None:
     assert list(DETECTOR.find_under("github_token", token, found)) == []
 
 
+@pytest.mark.parametrize("order", ["strong name first", "weak name first"])
+def test_a_remembered_verdict_is_per_name_strength(order: str) -> None:
+    """A short value is a credential under `password` (strength 2) but not under `cache_key` (strength 1 wants
+    20 characters): the verdict the detector remembers per value must not leak from one name to the other."""
+    detector = build({}, AuditEnvironment())
+    value = "Zk3mQ9pLx2Vb7Rt"
+    names = ["password", "cache_key"] if order == "strong name first" else ["cache_key", "password"]
+    for _ in range(2):  # the second round reads the remembered verdicts
+        found = {name: len(list(detector.find_under(name, value))) for name in names}
+        assert found == {"password": 1, "cache_key": 0}
+
+
+def test_a_remembered_match_is_per_detector() -> None:
+    """The engine remembers a short value's matches per detector: a value that is an env value to one
+    family must not come back as a match of another."""
+    environment = AuditEnvironment(env={"DEPLOY_TARGET": "billing-prod-eu"}, home="/home/alice",
+                                   cwd="/home/alice/app", user="alice", hostname="alice-laptop")
+    auditor = Auditor(load_policy(["default"]), environment)
+    leak = json_request({"userId": "u1", "target": "billing-prod-eu in /home/alice/app/main.py"})
+    for _ in range(2):  # one value, read by three families; the second round reads the remembered matches
+        decision = auditor.evaluate(leak)
+        assert {f.detector.split(".")[0] for f in decision.findings} == {"env_values", "paths", "pii"}
+        assert {f.field for f in decision.findings} == {"target"}
+
+
 @pytest.mark.parametrize(("name", "strength"), [
     ("password", 2), ("DB_PASSWORD", 2), ("apiKey", 2), ("APIKey", 2), ("x-auth-token", 2), ("Authorization", 2),
     ("cache_key", 1), ("PRIVATE_KEY", 2), ("is_password_set", 0), ("password_length", 0), ("keys", 0),
