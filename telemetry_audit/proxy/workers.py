@@ -29,6 +29,7 @@ from telemetry_audit.collectors import find_collector
 from telemetry_audit.collectors.dispatch import dispatch
 from telemetry_audit.collectors.store import EventStore
 from telemetry_audit.decoders import decode_request
+from telemetry_audit.decoders.formats import collector_paused
 from telemetry_audit.detectors.base import AuditEnvironment
 from telemetry_audit.model import LISTED_FINDINGS, Action, Decision, Request
 from telemetry_audit.report.payload import payload_tree
@@ -156,7 +157,14 @@ def redacted_request(request: Request, decision: Decision) -> Request:
 
 def audit_in_worker(requests: Sequence[Request], acting: Acting) -> WorkerResult:
     """Decide each request (the same request under each name it goes by), reading the body once; then give the
-    dispatcher's answer, its rows in a store file of their own, the way the proxy would have inline."""
+    dispatcher's answer, its rows in a store file of their own, the way the proxy would have inline.
+
+    The garbage collector is paused throughout (a large body's tree is freed before it resumes)."""
+    with collector_paused(len(requests[0].body)):
+        return _audit_in_worker(requests, acting)
+
+
+def _audit_in_worker(requests: Sequence[Request], acting: Acting) -> WorkerResult:
     assert _worker_auditor is not None
     decoded = _worker_auditor.decode(requests[0])
     decodes = [decoded if i == 0 else replace(decoded, request=r, _fields=None) for i, r in enumerate(requests)]
