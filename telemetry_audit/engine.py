@@ -34,7 +34,7 @@ from telemetry_audit.decoders import (
     scan_text,
     scan_text_pieces,
 )
-from telemetry_audit.decoders.formats import collector_paused
+from telemetry_audit.decoders.formats import LARGE_DOCUMENT_BYTES, collector_paused
 from telemetry_audit.detectors import FAMILIES
 from telemetry_audit.detectors.base import AuditEnvironment, Detector, Match
 from telemetry_audit.model import (
@@ -284,7 +284,9 @@ class Auditor:
 
     def evaluate(self, request: Request) -> Decision:
         """Decode and decide `request` (a request no rule applies to is not decoded at all)."""
-        with collector_paused(len(request.body)):
+        if len(request.body) < LARGE_DOCUMENT_BYTES:
+            return self._decode_and_audit(request)
+        with collector_paused():
             # Returns with the body's tree already freed: nothing is left for the collector to walk on resuming.
             return self._decode_and_audit(request)
 
@@ -297,11 +299,16 @@ class Auditor:
 
     def audit(self, decoded: DecodedRequest) -> Decision:
         """Decide a request `decode` already read; never raises for any request content."""
-        with collector_paused(len(decoded.request.body)):
-            is_telemetry, rules = self.route(decoded.request, decoded)
-            if not rules:
-                return Decision(Action.ALLOW, telemetry=False)
-            return self._audit(decoded, self._with_payload_rules(decoded, is_telemetry, rules))
+        if len(decoded.request.body) < LARGE_DOCUMENT_BYTES:
+            return self._route_and_audit(decoded)
+        with collector_paused():
+            return self._route_and_audit(decoded)
+
+    def _route_and_audit(self, decoded: DecodedRequest) -> Decision:
+        is_telemetry, rules = self.route(decoded.request, decoded)
+        if not rules:
+            return Decision(Action.ALLOW, telemetry=False)
+        return self._audit(decoded, self._with_payload_rules(decoded, is_telemetry, rules))
 
     def _with_payload_rules(self, decoded: DecodedRequest, is_telemetry: bool, rules: tuple[Rule, ...]) -> tuple[
             Rule, ...]:

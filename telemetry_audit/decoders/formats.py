@@ -145,8 +145,8 @@ _resume = False
 
 
 @contextmanager
-def collector_paused(size: int) -> Iterator[None]:
-    """Pause the cyclic garbage collector while a body of `size` bytes is read and audited, when it is large.
+def collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a large body (`LARGE_DOCUMENT_BYTES` and up) is read and audited.
 
     A 6 MB batch parses into hundreds of thousands of containers that stay alive until the audit ends: each time
     their count crosses a threshold, the collector walked them again, and once every object of the process (a
@@ -154,9 +154,6 @@ def collector_paused(size: int) -> Iterator[None]:
     they are freed by reference counting when the audit is done. Nested and concurrent pauses share one.
     """
     global _pauses, _resume
-    if size < LARGE_DOCUMENT_BYTES:
-        yield
-        return
     with _pause_lock:
         if _pauses == 0:
             _resume = gc.isenabled()

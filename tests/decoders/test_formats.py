@@ -28,7 +28,7 @@ def collections() -> Iterator[list[int]]:
             seen.append(info["generation"])
 
     thresholds = gc.get_threshold()
-    gc.set_threshold(50, 5, 5)
+    gc.set_threshold(500, 5, 5)
     gc.callbacks.append(record)
     try:
         yield seen
@@ -39,18 +39,13 @@ def collections() -> Iterator[list[int]]:
 
 def test_a_large_size_pauses_and_resumes() -> None:
     assert gc.isenabled()
-    with collector_paused(LARGE_DOCUMENT_BYTES):
+    with collector_paused():
         assert not gc.isenabled()
     assert gc.isenabled()
 
 
-def test_a_small_size_does_not_pause() -> None:
-    with collector_paused(LARGE_DOCUMENT_BYTES - 1):
-        assert gc.isenabled()
-
-
 def test_it_resumes_after_an_error() -> None:
-    with pytest.raises(RuntimeError), collector_paused(LARGE_DOCUMENT_BYTES):
+    with pytest.raises(RuntimeError), collector_paused():
         raise RuntimeError("audit failed")
     assert gc.isenabled()
 
@@ -58,7 +53,7 @@ def test_it_resumes_after_an_error() -> None:
 def test_a_collector_the_application_turned_off_stays_off() -> None:
     gc.disable()
     try:
-        with collector_paused(LARGE_DOCUMENT_BYTES):
+        with collector_paused():
             pass
         assert not gc.isenabled()
     finally:
@@ -70,15 +65,15 @@ def test_nested_and_concurrent_pauses_resume_once_the_last_ends() -> None:
     release = threading.Event()
 
     def other_audit() -> None:
-        with collector_paused(LARGE_DOCUMENT_BYTES):
+        with collector_paused():
             inside.set()
             release.wait(10)
 
     thread = threading.Thread(target=other_audit)
-    with collector_paused(LARGE_DOCUMENT_BYTES):
+    with collector_paused():
         thread.start()
         assert inside.wait(10)
-        with collector_paused(LARGE_DOCUMENT_BYTES):
+        with collector_paused():
             pass
         assert not gc.isenabled()
     assert not gc.isenabled()  # the other audit still runs
@@ -99,6 +94,7 @@ def test_evaluating_a_large_body_runs_no_collection(collections: list[int]) -> N
     auditor = Auditor(load_policy(["default"]), AuditEnvironment())
     request = json_request(json.loads(body), url="https://us.i.posthog.com/batch/")
     auditor.evaluate(json_request({"event": "warm-up"}))  # builds the detectors
+    gc.collect()  # no young object left over from the set-up counts toward the next collection
     collections.clear()
     decision = auditor.evaluate(request)
     assert decision.action is Action.ALLOW
