@@ -16,6 +16,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
+import telemetry_audit.decoders as decoders
 from telemetry_audit.decoders import (
     DROP,
     UNREWRITABLE,
@@ -27,7 +28,10 @@ from telemetry_audit.decoders import (
     rewrite_body,
     rewrite_values,
 )
+from telemetry_audit.detectors.base import AuditEnvironment
+from telemetry_audit.engine import Auditor
 from telemetry_audit.model import Limits, Request
+from telemetry_audit.policy import load_policy
 
 EVENT = {"event": "cli.start", "properties": {"args": ["deploy", "--stage", "dev"], "cwd": "/home/alice/app"}}
 EVENT_BYTES = json.dumps(EVENT).encode()
@@ -456,3 +460,44 @@ def test_splicing_edits_exactly_what_a_tree_rewrite_does(value: object, indent: 
     expected = decode_request(request)
     rewrite_values(expected.body_tree, edits)
     assert json.loads(spliced) == json.loads(encode_body(expected))
+
+
+# --- ScanPositions: scan-form positions back to the body text ------------------------------------------------------
+
+
+def _owners(text: str) -> list[int]:
+    """For each position of the scan form (each `"` spelled as 3 characters), the text character it spells."""
+    owners: list[int] = []
+    for index, char in enumerate(text):
+        owners.extend([index] * (3 if char == '"' else 1))
+    return owners
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 7, 65536])
+@given(text=st.text(alphabet='"ab,:{}', max_size=60))
+@settings(max_examples=150, deadline=None)
+def test_scan_positions_map_back_to_the_character_they_spell(block: int, text: str) -> None:
+    saved = decoders._QUOTE_BLOCK
+    decoders._QUOTE_BLOCK = block  # small blocks put quotes on every block boundary
+    try:
+        positions = decoders.ScanPositions(text)
+        owners = _owners(text)
+        assert positions.scan_length == len(owners) == len(text.replace('"', "\n\x00\n"))
+        # In any order: each block's quote list is built on its first use.
+        for scanned in [*range(len(owners) - 1, -1, -2), *range(0, len(owners) + 3)]:
+            expected = owners[scanned] if scanned < len(owners) else len(text) - 1
+            assert positions.original(scanned) == expected, (text, scanned)
+    finally:
+        decoders._QUOTE_BLOCK = saved
+
+
+def test_every_leak_of_a_large_batch_is_placed_and_redacted() -> None:
+    """Thousands of leaks in one batch: each is placed back in the text (`fields_near`), and each is redacted."""
+    events = [{"event": "cmd", "properties": {"cwd": f"/home/alice/work/p{i}", "n": i}} for i in range(3000)]
+    request = Request.from_url("POST", "https://us.i.posthog.com/batch/", {"content-type": "application/json"},
+                               json.dumps({"api_key": "phc_x", "batch": events}).encode())
+    environment = AuditEnvironment(env={}, home="/home/alice", cwd="/home/alice/app", user="alice", hostname="box")
+    decision = Auditor(load_policy(["default"]), environment).evaluate(request)
+    paths = [f for f in decision.findings if f.detector.startswith("paths")]
+    assert len({f.field for f in paths}) == 3000
+    assert decision.redacted_body is not None and b"/home/alice" not in decision.redacted_body
