@@ -7,6 +7,7 @@ real spawn pool behind a real proxy is in `test_channels.py`.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 from collections.abc import Iterator
@@ -157,6 +158,31 @@ def test_a_dispatcher_failure_propagates_and_leaves_no_rows(worker: None, tmp_pa
     with pytest.raises(RuntimeError, match="emulator bug"):
         audit_in_worker([posthog(batch())], acting(tmp_path))
     assert os.listdir(tmp_path) == []
+
+
+
+def test_the_worker_audits_with_the_collector_paused_and_resumes_it(worker: None, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large body's tree would make the cyclic collector walk it, again and again, while the audit runs; the
+    worker pauses it, and resumes it when done, even when the dispatcher fails."""
+    seen: list[bool] = []
+    answer = workers.dispatch
+
+    def watching(*args: Any, **kwargs: Any) -> Any:
+        seen.append(gc.isenabled())
+        return answer(*args, **kwargs)
+
+    monkeypatch.setattr(workers, "dispatch", watching)
+    audit_in_worker([posthog(batch())], acting(tmp_path))
+    assert seen == [False] and gc.isenabled()
+
+    def explode(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("emulator bug")
+
+    monkeypatch.setattr(workers, "dispatch", explode)
+    with pytest.raises(RuntimeError):
+        audit_in_worker([posthog(batch())], acting(tmp_path))
+    assert gc.isenabled()
 
 
 # --- the addon's large-body branch ------------------------------------------------------------------------------
