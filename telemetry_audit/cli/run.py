@@ -139,6 +139,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             except BaseException:
                 sandbox.abort()
                 raise
+            import_report_modules()
             outcome = sealed.wait()
             if outcome.setup_failed:  # the command never ran: unsealed is still possible
                 if args.seal == "on":
@@ -210,6 +211,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     return status
 
 
+REPORT_MODULES = ("telemetry_audit.proxy.auditlog", "telemetry_audit.report.build", "telemetry_audit.report.table")
+"""What reading the audit log and writing the report import."""
+
+
+def import_report_modules() -> None:
+    """Import what the report needs while the proxy starts, when this process only waits, rather than after the
+    command has exited, when the user waits for it."""
+    import importlib
+
+    for name in REPORT_MODULES:
+        importlib.import_module(name)
+
+
 def _print_canaries(console: Any, planted: Any) -> None:
     if planted is not None:
         console.print("telemetry-audit: canaries planted: $TELEMETRY_AUDIT_CANARY_API_TOKEN, "
@@ -237,6 +251,7 @@ def _run_unsealed(args: argparse.Namespace, session: Any, command: list[str], ba
     hosts = audited_hosts(policy)
     plan = no_proxy_plan(base_env, audited_hosts=hosts, no_proxy_for=args.no_proxy_for,
                          bypass_loopback=not args.proxy_loopback)
+    import_report_modules()
     session.wait_ready()
     env = session.client_environment(base_env, bypass_loopback=not args.proxy_loopback, audited_hosts=hosts,
                                      no_proxy_for=args.no_proxy_for)
