@@ -295,8 +295,9 @@ class ProxySession:
         self.port = int(announced["port"])
         return self
 
-    def start(self) -> ProxySession:
-        return self.launch().wait_ready()
+    def start(self, *, policy: Any = None) -> ProxySession:
+        """`launch` and `wait_ready` (see `config` for `policy`)."""
+        return self.launch(policy=policy).wait_ready()
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
