@@ -9,9 +9,10 @@ the CPU of every process it waited for: the CLI, the proxy child, the sealed run
 warm-up, alternating with a bare `true`. The median is printed; on a shared machine wall time mostly measures
 the other load, CPU time much less so.
 
-`--phases` also splits the critical path. Unsealed, one process's CPU: the CLI until it spawns the proxy child,
-the child until it listens, and the CLI after that (the command, the report, the output); what the CLI does while
-the child starts runs in parallel on a second core. Sealed (`--seal auto`, run here with `--seal on`), wall time
+`--phases` also splits the critical path. Unsealed, one process's CPU: the CLI until it spawns the proxy child
+(before it parses its arguments: `cli.early`), the child until it listens, and the CLI after that (the command,
+the report, the output); what the CLI does while the child starts (parsing, the policy it hands the child) runs in
+parallel on a second core. Sealed (`--seal auto`, run here with `--seal on`), wall time
 from the process's start: the CLI until it spawns the sandbox, the sandbox and its proxy until the tun interface
 is up, the command through the result file, the sandbox's teardown, the report. Nothing of this is a test: the
 figures are printed, never asserted.
@@ -51,11 +52,11 @@ def process_cpu(pid):
 
 marks = {}
 from telemetry_audit import session
-launch, wait_ready = session.ProxySession.launch, session.ProxySession.wait_ready
+spawn, wait_ready = session.spawn_proxy_child, session.ProxySession.wait_ready
 
-def timed_launch(self, **kwargs):
+def timed_spawn(workdir):
     marks["cli_before_spawn"] = own_cpu()
-    return launch(self, **kwargs)
+    return spawn(workdir)
 
 def timed_wait_ready(self, *args, **kwargs):
     result = wait_ready(self, *args, **kwargs)
@@ -63,7 +64,7 @@ def timed_wait_ready(self, *args, **kwargs):
     marks["cli_until_listening"] = own_cpu()
     return result
 
-session.ProxySession.launch, session.ProxySession.wait_ready = timed_launch, timed_wait_ready
+session.spawn_proxy_child, session.ProxySession.wait_ready = timed_spawn, timed_wait_ready
 from telemetry_audit.cli import main
 main(["run", "--seal", "off", "--", "true"])
 marks["cli_end"] = own_cpu()

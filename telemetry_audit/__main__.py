@@ -1,5 +1,5 @@
 """`python -m telemetry_audit` is the `telemetry-audit` command."""
 
-from telemetry_audit.cli import main
+from telemetry_audit.cli import console_main
 
-raise SystemExit(main())
+console_main()

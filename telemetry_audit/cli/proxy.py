@@ -65,7 +65,7 @@ def cmd_proxy(args: argparse.Namespace) -> int:
     session = ProxySession(proxy_settings(args), listen=(host, port), confdir=args.confdir, verbose=args.verbose)
     try:
         try:
-            session.start()
+            session.start(policy=policy)  # handed over: the proxy child need not load it again
         except ProxyStartError as e:
             raise UsageError(str(e)) from None
         print_usage(console, session, args.online, host)

@@ -93,18 +93,23 @@ def report_targets(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Check every option, start the proxy (sealed: the sandbox, which starts its proxy first) before anything else
-    so that it imports mitmproxy while this process loads the policy and prepares the command's environment, run
-    the command, report."""
+    """Check every option, then adopt the proxy `main` started before parsing (sealed: the sandbox, which starts
+    its proxy first; see `cli.early`), or start it now, so that it imports mitmproxy while this process loads the
+    policy (for the report, and handed to the proxy so that it need not load it again) and prepares the command's
+    environment; run the command, report."""
     from telemetry_audit.session import ProxySession, ProxyStartError
 
     command = command_after_dashes(args, "telemetry-audit run -- sst version")
     targets = report_targets(args)
     if args.log:
         check_writable(args.log, "--log")
-    support = seal_support(args.seal)
+    early = getattr(args, "early_start", None)
+    if early is not None and early.seal == args.seal and early.support is not None:
+        support = early.support  # probed a moment ago, before parsing
+    else:
+        support = seal_support(args.seal)
     base_env = dict(os.environ)
-    workdir = tempfile.mkdtemp(prefix="telemetry-audit-")
+    workdir = early.workdir if early is not None else tempfile.mkdtemp(prefix="telemetry-audit-")
     planted = None
     if args.canary:
         from telemetry_audit.canary import plant_canaries
@@ -117,26 +122,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     program = os.path.basename(command[0]) + (f" with {len(command) - 1} argument(s)" if len(command) > 1 else "")
     capture: dict[str, Any] = {}
     try:
-        # The proxy starts first (sealed: the sandbox, its proxy first); everything below runs while it does.
-        sealed = session.start_sealed(command, base_env, support, linger=args.linger, online=args.online,
-                                      audit_loopback=args.proxy_loopback) if support.ok else None
-        if sealed is None:
-            session.launch(upstream_proxy=_upstream_proxy(args, base_env))
+        # The proxy is starting (sealed: the sandbox, its proxy first); everything below runs while it does.
+        # From here on this function ends what was started early, and removes its working directory.
+        started = early.adopt(sealed=support.ok) if early is not None else None
         outcome = None
-        try:
-            console = stderr_console()
-            if planted is not None:
-                console.print("telemetry-audit: canaries planted: $TELEMETRY_AUDIT_CANARY_API_TOKEN, "
-                              f"USER={planted.user}, HOME={planted.home}", markup=False)
-            if sealed is not None:
+        if support.ok:
+            sandbox = started or session.spawn_sealed(support)
+            try:
                 # A policy that does not load ends the sandbox before its proxy listens: the command never runs.
                 policy = load_policy_or_exit(args)
+                sealed = session.start_sealed(command, base_env, support, linger=args.linger, online=args.online,
+                                              audit_loopback=args.proxy_loopback, started=sandbox, policy=policy)
+                console = stderr_console()
+                _print_canaries(console, planted)
                 console.print(f"telemetry-audit: sealed run ({where}); running {program}", markup=False)
-        except BaseException:
-            if sealed is not None:
-                sealed.abort()
-            raise
-        if sealed is not None:
+            except BaseException:
+                sandbox.abort()
+                raise
+            import_report_modules()
             outcome = sealed.wait()
             if outcome.setup_failed:  # the command never ran: unsealed is still possible
                 if args.seal == "on":
@@ -145,10 +148,16 @@ def cmd_run(args: argparse.Namespace) -> int:
                 console.print(f"telemetry-audit: not sealed ({support.reason}); capturing through proxy variables",
                               markup=False)
                 outcome = None
-                session.launch(upstream_proxy=_upstream_proxy(args, base_env))
-        elif args.seal != "off":
-            console.print(f"telemetry-audit: not sealed ({support.reason}); capturing through proxy variables",
-                          markup=False)
+                session.launch(upstream_proxy=_upstream_proxy(args, base_env), policy=policy)
+        else:
+            session.spawn(started)
+            policy = load_policy_or_exit(args)
+            session.hand_over(upstream_proxy=_upstream_proxy(args, base_env), policy=policy)
+            console = stderr_console()
+            _print_canaries(console, planted)
+            if args.seal != "off":
+                console.print(f"telemetry-audit: not sealed ({support.reason}); capturing through proxy variables",
+                              markup=False)
         if outcome is not None:
             from telemetry_audit.sandbox.launcher import CAPTURE_SEALED
 
@@ -160,7 +169,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             from telemetry_audit.sandbox.launcher import CAPTURE_PROXY_VARIABLES
 
             status, lingering, policy, proxy_lost = _run_unsealed(args, session, command, base_env, console, where,
-                                                                  program)
+                                                                  program, policy)
             failure = ""
             capture["mode"] = CAPTURE_PROXY_VARIABLES
             if support.reason:
@@ -202,6 +211,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     return status
 
 
+REPORT_MODULES = ("telemetry_audit.proxy.auditlog", "telemetry_audit.report.build", "telemetry_audit.report.table")
+"""What reading the audit log and writing the report import."""
+
+
+def import_report_modules() -> None:
+    """Import what the report needs while the proxy starts, when this process only waits, rather than after the
+    command has exited, when the user waits for it."""
+    import importlib
+
+    for name in REPORT_MODULES:
+        importlib.import_module(name)
+
+
+def _print_canaries(console: Any, planted: Any) -> None:
+    if planted is not None:
+        console.print("telemetry-audit: canaries planted: $TELEMETRY_AUDIT_CANARY_API_TOKEN, "
+                      f"USER={planted.user}, HOME={planted.home}", markup=False)
+
+
 def _upstream_proxy(args: argparse.Namespace, base_env: dict[str, str]) -> str:
     """Online behind the user's own proxy: the proxy child forwards through it."""
     if not args.online:
@@ -212,18 +240,18 @@ def _upstream_proxy(args: argparse.Namespace, base_env: dict[str, str]) -> str:
 
 
 def _run_unsealed(args: argparse.Namespace, session: Any, command: list[str], base_env: dict[str, str],
-                  console: Any, where: str, program: str) -> tuple[int, list[Any], Any, bool]:
+                  console: Any, where: str, program: str, policy: Any) -> tuple[int, list[Any], Any, bool]:
     """Proxy variables (and the Node preload): the command's descendants are followed by an environment marker.
-    The session's child is already starting; the policy loads here meanwhile (the child loads its own copy)."""
+    The session's child is already starting, its configuration handed over."""
     from telemetry_audit.sandbox.descendants import linger_for_marked
     from telemetry_audit.session import audited_hosts
     from telemetry_audit.session.child_env import no_proxy_plan
     from telemetry_audit.session.sealed_env import RUN_MARKER
 
-    policy = load_policy_or_exit(args)
     hosts = audited_hosts(policy)
     plan = no_proxy_plan(base_env, audited_hosts=hosts, no_proxy_for=args.no_proxy_for,
                          bypass_loopback=not args.proxy_loopback)
+    import_report_modules()
     session.wait_ready()
     env = session.client_environment(base_env, bypass_loopback=not args.proxy_loopback, audited_hosts=hosts,
                                      no_proxy_for=args.no_proxy_for)

@@ -22,13 +22,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from typing import Any
-
-from google.protobuf import json_format
-from google.protobuf.message import DecodeError, Message
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from typing import TYPE_CHECKING, Any
 
 from telemetry_audit.collectors import _decoding
 from telemetry_audit.collectors.base import (
@@ -42,19 +36,13 @@ from telemetry_audit.collectors.base import (
 )
 from telemetry_audit.decoders import DecodedRequest
 
+if TYPE_CHECKING:
+    from google.protobuf.message import Message
+
 _PATH = re.compile(r"^(?:/[\w.-]+)*/v1/(traces|metrics|logs)/?$")
 _PROTOBUF_TYPES = ("application/x-protobuf", "application/protobuf")
-_REQUESTS: dict[str, type[Message]] = {
-    "traces": trace_service_pb2.ExportTraceServiceRequest,
-    "metrics": metrics_service_pb2.ExportMetricsServiceRequest,
-    "logs": logs_service_pb2.ExportLogsServiceRequest,
-}
 _ID_FIELDS = ("traceId", "spanId", "parentSpanId")
-_RESPONSES: dict[str, tuple[type[Message], str]] = {
-    "traces": (trace_service_pb2.ExportTraceServiceResponse, "rejected_spans"),
-    "metrics": (metrics_service_pb2.ExportMetricsServiceResponse, "rejected_data_points"),
-    "logs": (logs_service_pb2.ExportLogsServiceResponse, "rejected_log_records"),
-}
+_REJECTED_COUNT_FIELDS = {"traces": "rejected_spans", "metrics": "rejected_data_points", "logs": "rejected_log_records"}
 _INVALID_ARGUMENT = 3
 _RESOURCE_EXHAUSTED = 8
 _INTERNAL = 13
@@ -62,6 +50,23 @@ MAX_BODY_BYTES = 20 * 1024 * 1024
 """The OpenTelemetry Collector's default `max_request_body_size` (confighttp)."""
 WERF_REQUIRED = ("ts", "executionID", "eventType", "command", "eventData", "attributes")
 """Span attributes every werf telemetry event carries (schemaVersion 2)."""
+
+
+def _message_types(signal: str) -> tuple[type[Message], type[Message]]:
+    """The Export*ServiceRequest and Export*ServiceResponse of `signal`. Imported with the first OTLP protobuf
+    request or answer, not with the emulators: protobuf and the OTLP modules were a fifth of what the proxy child
+    imports of its own, on the way of every run's start-up."""
+    from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+    if signal == "traces":
+        return trace_service_pb2.ExportTraceServiceRequest, trace_service_pb2.ExportTraceServiceResponse
+    if signal == "metrics":
+        return metrics_service_pb2.ExportMetricsServiceRequest, metrics_service_pb2.ExportMetricsServiceResponse
+    if signal == "logs":
+        return logs_service_pb2.ExportLogsServiceRequest, logs_service_pb2.ExportLogsServiceResponse
+    raise KeyError(signal)
 
 
 def _varint(value: int) -> bytes:
@@ -224,7 +229,10 @@ class OtlpCollector(HostAndPathCollector):
             if not isinstance(document, dict):
                 raise ValueError("OTLP JSON body is not an object")
             return document
-        message = _REQUESTS[signal]()
+        from google.protobuf import json_format
+        from google.protobuf.message import DecodeError
+
+        message = _message_types(signal)[0]()
         try:
             message.ParseFromString(data)
         except DecodeError as e:
@@ -244,16 +252,20 @@ class OtlpCollector(HostAndPathCollector):
     @staticmethod
     def _success(signal: str, protobuf: bool, events: list[Event], rejected: list[Rejection]) -> CollectorResponse:
         """An Export*ServiceResponse: empty when all was accepted, else with its `partial_success`."""
-        message_type, count_field = _RESPONSES[signal]
-        response = message_type()
+        response = _message_types(signal)[1]()
+        count_field = _REJECTED_COUNT_FIELDS[signal]
         reason = "; ".join(r.reason for r in rejected[:20]) or None
         if rejected:
             setattr(response.partial_success, count_field, len(rejected))
             response.partial_success.error_message = reason or ""
         if protobuf:
             body = response.SerializeToString()
+        elif rejected:
+            from google.protobuf import json_format
+
+            body = json_format.MessageToJson(response, indent=None).encode()
         else:
-            body = json_format.MessageToJson(response, indent=None).encode() if rejected else b"{}"
+            body = b"{}"
         return CollectorResponse(
             status=200,
             headers=(("Content-Type", "application/x-protobuf" if protobuf else "application/json"),),

@@ -44,6 +44,7 @@ from telemetry_audit.policy import PolicyError, load_policy
 from telemetry_audit.proxy import h1_trailers
 from telemetry_audit.proxy.auditlog import AuditLog, AuditLogError, audit_record, stats_record
 from telemetry_audit.proxy.client_process import client_process, peer_uid
+from telemetry_audit.proxy.handover import HandedPolicy
 from telemetry_audit.proxy.settings import ProxySettings, option_specs
 from telemetry_audit.proxy.workers import (
     OFF_LOOP_BYTES,
@@ -148,9 +149,12 @@ def _load_environment(path: str) -> AuditEnvironment:
 class TelemetryAudit:
     """Audits telemetry flows: block, redact or log them as the policy says, and answer them offline."""
 
-    def __init__(self, environment: AuditEnvironment | None = None) -> None:
+    def __init__(self, environment: AuditEnvironment | None = None, policy: HandedPolicy | None = None) -> None:
         self.environment = environment
         """The audited process's environment, handed over by the session (else `taudit_env_file`)."""
+        self.handed_policy = policy
+        """The policy the session already loaded (`proxy.handover`): the first configure takes it instead of loading
+        the files again, if the options still name the files it was loaded from."""
         self.fatal_error = ""
         """Why auditing had to stop (the audit log could not be written); the proxy exits non-zero."""
         self.auditor: Auditor | None = None
@@ -190,10 +194,14 @@ class TelemetryAudit:
                     fingerprints = load_baseline(ctx.options.taudit_baseline)
                 except BaselineError as e:
                     raise exceptions.OptionsError(str(e)) from e
-            try:
-                policy = load_policy(list(ctx.options.taudit_policy) or None, extra_allowlist=fingerprints)
-            except PolicyError as e:
-                raise exceptions.OptionsError(f"invalid policy\n{e}") from e
+            handed, self.handed_policy = self.handed_policy, None
+            if handed is not None and handed.fits(ctx.options.taudit_policy, ctx.options.taudit_baseline):
+                policy = handed.policy
+            else:
+                try:
+                    policy = load_policy(list(ctx.options.taudit_policy) or None, extra_allowlist=fingerprints)
+                except PolicyError as e:
+                    raise exceptions.OptionsError(f"invalid policy\n{e}") from e
             try:
                 environment = self.environment or _load_environment(ctx.options.taudit_env_file)
             except (OSError, ValueError) as e:

@@ -221,11 +221,17 @@ async def serve(config: Mapping[str, Any]) -> int:
     from mitmproxy import exceptions, options
 
     from telemetry_audit.proxy.addon import TelemetryAudit, environment_from
+    from telemetry_audit.proxy.handover import decode_policy
 
     opts = options.Options()
     verbose = bool(config.get("verbose"))
     handed = config.get("environment")
-    audit = TelemetryAudit(environment=environment_from(handed) if handed is not None else None)
+    try:
+        policy = decode_policy(str(config["policy"])) if config.get("policy") else None
+    except ValueError as e:
+        print(f"telemetry-audit: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    audit = TelemetryAudit(environment=environment_from(handed) if handed is not None else None, policy=policy)
     sealed: Mapping[str, Any] = config.get("sealed") or {}
     master = build_master(opts, audit, quiet=not verbose, sealed=bool(sealed))
     # Standard output carries the ready line alone: everything else mitmproxy prints goes to standard error.

@@ -16,14 +16,12 @@ back: unpickling the request's events held the proxy's GIL, and so its loop, for
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
 import shutil
 import tempfile
 from collections.abc import Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from telemetry_audit.collectors import find_collector
 from telemetry_audit.collectors.dispatch import dispatch
@@ -33,6 +31,9 @@ from telemetry_audit.decoders.formats import collector_paused
 from telemetry_audit.detectors.base import AuditEnvironment
 from telemetry_audit.model import LISTED_FINDINGS, Action, Decision, Request
 from telemetry_audit.report.payload import payload_tree
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor, ProcessPoolExecutor
 
 OFF_LOOP_BYTES = 256 * 1024
 """Bodies at least this large are audited in a worker process."""
@@ -209,6 +210,10 @@ class AuditPool:
 
     def executor(self) -> Executor:
         if self._executor is None:
+            # Imported with the first large audit, not at start-up (most runs never start the pool).
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
             # spawn: the proxy process runs an event loop and threads, which a fork would copy half-way.
             context = multiprocessing.get_context("spawn")
             self._executor = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker,

@@ -17,7 +17,10 @@ if not __package__:  # started as a file: this file is <root>/telemetry_audit/sa
 
 args = sys.argv[1:]
 if len(args) == 3 and args[2].isdigit():  # STARTED_FD: tell the launcher the sandbox exists (see launcher.wait)
-    os.write(int(args[2]), b"1")
+    try:
+        os.write(int(args[2]), b"1")
+    except BrokenPipeError:  # the launcher has ended this sandbox already (`run` ended before its command)
+        os._exit(2)
     os.close(int(args[2]))
     args = args[:2]
 

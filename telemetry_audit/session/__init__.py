@@ -8,31 +8,28 @@ routes them through it, and reads its audit log back for the report.
 The child runs in its own session (so the terminal's Ctrl-C reaches the audited command first and the proxy
 stays up to record its last requests) and shuts itself down if its supervisor dies.
 
-Start-up order matters for `run`'s overhead: the child is spawned before its configuration is built and
-imports mitmproxy while the parent works, and this module imports the core (audit log, client environment)
-only where a method needs it.
+Start-up order matters for `run`'s overhead: the child is spawned before its configuration is built (`run`
+spawns it before the CLI has even parsed its arguments, see `spawn_proxy_child`) and imports mitmproxy while the
+parent works; the parent hands it the policy it loaded meanwhile, so the child does not load it again. This
+module imports at the top only what spawning the child needs, and everything else where a method needs it.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import secrets
 import select
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from telemetry_audit.proxy.ca import default_confdir, ensure_ca
-from telemetry_audit.proxy.settings import ProxySettings
+
+if TYPE_CHECKING:
+    from telemetry_audit.proxy.settings import ProxySettings
 
 READY_TIMEOUT = 60.0
 TOKEN_VARIABLE = "TELEMETRY_AUDIT_TOKEN"
@@ -41,6 +38,24 @@ STOP_TIMEOUT = 20.0
 COLLECTOR_MAX_BODY = "32m"
 """The standalone collector answers larger request bodies 413 before any emulator sees them (mitmproxy's
 `body_size_limit`; vendors' own limits are lower: OTLP's 20 MiB)."""
+
+
+PROXY_COMMAND = (sys.executable, "-P", "-m", "telemetry_audit.proxy.server")
+"""The proxy child (-P: never import from the current directory, where a source checkout would shadow the
+installed package). Its configuration arrives on standard input, its ready line leaves on standard output."""
+
+
+PROXY_STDERR = "proxy.stderr"
+"""The proxy child's error output, in the session's working directory."""
+
+
+def spawn_proxy_child(workdir: str) -> subprocess.Popen[bytes]:
+    """Start the proxy child in its own session, before anything is known of its configuration: it imports
+    mitmproxy (most of its start-up) first and then waits for `ProxySession.hand_over`. Its error output goes to
+    `PROXY_STDERR` in `workdir` (the session's working directory)."""
+    with open(os.path.join(workdir, PROXY_STDERR), "wb") as stderr:
+        return subprocess.Popen(PROXY_COMMAND, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+                                start_new_session=True)
 
 
 class ProxyStartError(RuntimeError):
@@ -90,6 +105,10 @@ class ProxySession:
         verbose: bool = False,
         mitmproxy_options: Mapping[str, Any] | None = None,
     ) -> None:
+        import secrets
+        import uuid
+        from dataclasses import replace
+
         self.confdir = confdir or default_confdir()
         self.listen = listen
         self.audited_env = dict(audited_env) if audited_env is not None else None
@@ -116,6 +135,8 @@ class ProxySession:
         requests (`Host` naming the collector, absolute-form, CONNECT). Every request is audited with the whole
         policy and answered by the offline dispatcher, as `proxy` answers telemetry (blocked and redacted as
         `settings.mode` says, so the same request leaves the same rows); nothing is ever forwarded."""
+        from dataclasses import replace
+
         collector = replace(settings, collector=True, audit_all=True, offline=True, offline_unknown="fail")
         return cls(collector, listen=listen, confdir=confdir, verbose=verbose,
                    mitmproxy_options={"body_size_limit": COLLECTOR_MAX_BODY})
@@ -123,20 +144,30 @@ class ProxySession:
     # --- life cycle ---------------------------------------------------------------------------------------------
 
     def prepare(self) -> ProxySession:
-        """The private working directory, the CA and the log path (idempotent; `launch` and `run_sealed` call it)."""
-        if not self.workdir:
-            self.workdir = tempfile.mkdtemp(prefix="telemetry-audit-")
-        os.chmod(self.workdir, 0o700)
+        """The private working directory, the CA and the log path (idempotent; `hand_over` and `start_sealed` call
+        it)."""
+        from dataclasses import replace
+
+        self._ensure_workdir()
         self.ca_cert = ensure_ca(self.confdir)
         if not self.settings.log and not self.settings.collector:  # a collector keeps its store, not a log
             self.settings = replace(self.settings, log=os.path.join(self.workdir, "audit.jsonl"))
         return self
 
-    def config(self, *, upstream_proxy: str = "", supervised: bool = True) -> dict[str, Any]:
+    def _ensure_workdir(self) -> None:
+        if not self.workdir:
+            import tempfile
+
+            self.workdir = tempfile.mkdtemp(prefix="telemetry-audit-")
+        os.chmod(self.workdir, 0o700)
+
+    def config(self, *, upstream_proxy: str = "", supervised: bool = True, policy: Any = None) -> dict[str, Any]:
         """What the proxy child receives on standard input (see `telemetry_audit.proxy.server`).
 
         `supervised`: the child watches this process and stops if it dies (not inside a sealed run, where the
-        sandbox's own supervisor is its parent).
+        sandbox's own supervisor is its parent). `policy`: the `Policy` this process loaded from exactly these
+        settings' policy files and baseline; the child takes it instead of loading the files again (it would
+        otherwise be a tenth of a second of its start-up, while this process loads it anyway for the report).
         """
         config: dict[str, Any] = {
             "listen_host": self.listen[0],
@@ -152,22 +183,33 @@ class ProxySession:
             config["upstream_proxy"] = upstream_proxy
         if self.audited_env is not None:
             config["environment"] = audit_environment_data(self.audited_env, self.canaries)
+        if policy is not None:
+            from telemetry_audit.proxy.handover import encode_policy
+
+            encoded = encode_policy(policy, self.settings.policy, self.settings.baseline)
+            if encoded:
+                config["policy"] = encoded
         return config
 
-    def launch(self, *, upstream_proxy: str = "") -> ProxySession:
-        """Start the child and hand it its configuration; `wait_ready()` waits for it to listen.
+    def launch(self, *, upstream_proxy: str = "", policy: Any = None) -> ProxySession:
+        """Start the child and hand it its configuration; `wait_ready()` waits for it to listen."""
+        return self.spawn().hand_over(upstream_proxy=upstream_proxy, policy=policy)
 
-        Split in two so the caller can do its own start-up work (load the policy for the report) meanwhile.
-        """
-        self.prepare()
-        # -P: never import from the current directory (a source checkout there would shadow the installed package).
-        command = [sys.executable, "-P", "-m", "telemetry_audit.proxy.server"]
-        with open(self.stderr_path, "wb") as stderr:
-            self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
-                                            start_new_session=True)
-        # Built once the child runs: it imports mitmproxy before it reads its configuration.
+    def spawn(self, process: subprocess.Popen[bytes] | None = None) -> ProxySession:
+        """Start the child (or adopt `process`, one `spawn_proxy_child` started into this session's working
+        directory); it imports mitmproxy until `hand_over` gives it its configuration. Split from `hand_over` so
+        the caller can do its own start-up work (load the policy for the report) meanwhile."""
+        if self.process is None:
+            self._ensure_workdir()
+            self.process = process or spawn_proxy_child(self.workdir)
+        return self
+
+    def hand_over(self, *, upstream_proxy: str = "", policy: Any = None) -> ProxySession:
+        """Give the spawned child its configuration (see `config` for `policy`)."""
+        assert self.process is not None, "spawn() first"
         try:
-            config = json.dumps(self.config(upstream_proxy=upstream_proxy)).encode("utf-8")
+            self.prepare()
+            config = json.dumps(self.config(upstream_proxy=upstream_proxy, policy=policy)).encode("utf-8")
         except BaseException:
             self.stop()  # without its configuration the child exits; not left waiting for one
             raise
@@ -187,29 +229,43 @@ class ProxySession:
                                  cwd=cwd).wait()
 
     def start_sealed(self, command: Sequence[str], env: Mapping[str, str], support: Any, *, linger: float,
-                     online: bool, audit_loopback: bool, cwd: str | None = None) -> Any:
+                     online: bool, audit_loopback: bool, cwd: str | None = None, started: Any = None,
+                     policy: Any = None) -> Any:
         """`run_sealed` in two steps: the sandbox starts now; `.wait()` (or `.abort()`) on what this returns.
 
-        The sandbox (and in it the proxy, importing) is spawned first; its spec is built and handed over after.
+        The sandbox (and in it the proxy, importing) is spawned first, unless `started` is one already spawned
+        into this session's working directory (`spawn_sealed`); its spec is built and handed over after
+        (`policy` as in `config`).
         """
-        from telemetry_audit.sandbox.launcher import SealedRun, spawn_sealed
+        import uuid
 
-        self.prepare()
-        started = spawn_sealed(self.workdir, support)
+        from telemetry_audit.sandbox.launcher import SealedRun
+
+        if started is None:
+            started = self.spawn_sealed(support)
         try:
+            self.prepare()
             from telemetry_audit.session.sealed_env import sealed_environment, upstream_proxy_from
 
             child_env = sealed_environment(env, ca_cert_path=self.ca_cert, ca_bundle_path=self.ca_bundle,
                                            marker=uuid.uuid4().hex[:16])
             child_env[TOKEN_VARIABLE] = self.settings.inspection_token
-            run = SealedRun(self.config(supervised=False), list(command), child_env, self.workdir, linger=linger,
-                            online=online, audit_loopback=audit_loopback,
+            run = SealedRun(self.config(supervised=False, policy=policy), list(command), child_env, self.workdir,
+                            linger=linger, online=online, audit_loopback=audit_loopback,
                             upstream_proxy=upstream_proxy_from(env) if online else "", cwd=cwd or os.getcwd())
             started.hand_over(run)
         except BaseException:
             started.abort()
             raise
         return started
+
+    def spawn_sealed(self, support: Any) -> Any:
+        """Start the sandbox (its proxy first) before its run is known; `start_sealed(..., started=)` hands it over,
+        `.abort()` ends it."""
+        from telemetry_audit.sandbox.launcher import spawn_sealed
+
+        self._ensure_workdir()
+        return spawn_sealed(self.workdir, support)
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> ProxySession:
         """Block until the child listens; `ProxyStartError` with its own message when it does not."""
@@ -239,8 +295,9 @@ class ProxySession:
         self.port = int(announced["port"])
         return self
 
-    def start(self) -> ProxySession:
-        return self.launch().wait_ready()
+    def start(self, *, policy: Any = None) -> ProxySession:
+        """`launch` and `wait_ready` (see `config` for `policy`)."""
+        return self.launch(policy=policy).wait_ready()
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -264,6 +321,8 @@ class ProxySession:
         """Stop the child and remove the private working directory (and with it the default log)."""
         status = self.stop()
         if self._own_workdir and self.workdir:
+            import shutil
+
             shutil.rmtree(self.workdir, ignore_errors=True)
         return status
 
@@ -285,11 +344,12 @@ class ProxySession:
 
     @property
     def stderr_path(self) -> str:
-        return os.path.join(self.workdir, "proxy.stderr")
+        return os.path.join(self.workdir, PROXY_STDERR)
 
     def stderr_text(self) -> str:
         try:
-            return Path(self.stderr_path).read_text("utf-8", "replace")
+            with open(self.stderr_path, encoding="utf-8", errors="replace") as stream:
+                return stream.read()
         except OSError:
             return ""
 
@@ -378,4 +438,5 @@ def audited_hosts(policy: Any) -> list[str]:
     return sorted(set(names))
 
 
-__all__ = ["ProxyFailedError", "ProxySession", "ProxySettings", "ProxyStartError", "audited_hosts", "parse_listen"]
+__all__ = ["PROXY_COMMAND", "ProxyFailedError", "ProxySession", "ProxyStartError", "audited_hosts", "parse_listen",
+           "spawn_proxy_child"]

@@ -70,10 +70,12 @@ def test_an_encrypted_key_goes_the_stock_way(tmp_path: Path, confdir: Path, capl
 
 
 def test_the_proxy_process_imports_no_report_writer_nor_validator() -> None:
-    """What the proxy child imports before it listens is most of every run's start-up."""
+    """What the proxy child imports before it listens is most of every run's start-up: protobuf comes with the
+    first OTLP protobuf message, multiprocessing with the first audit large enough for a worker."""
     heavy = ["rich", "jsonschema", "http.server", "telemetry_audit.report.html", "telemetry_audit.report.sarif",
              "telemetry_audit.report.table", "telemetry_audit.cli", "telemetry_audit.session",
-             "mitmproxy.addons.onboarding"]
+             "mitmproxy.addons.onboarding", "google.protobuf", "opentelemetry", "multiprocessing",
+             "concurrent.futures.process"]
     probe = ("import sys\nimport telemetry_audit.proxy.server as server\nserver.skip_default_addons_import()\n"
              f"server.import_proxy_modules()\nprint('\\n'.join(n for n in {heavy!r} if n in sys.modules))")
     result = subprocess.run([sys.executable, "-P", "-c", probe], capture_output=True, text=True, timeout=120)
@@ -86,6 +88,7 @@ def test_the_proxy_process_imports_no_report_writer_nor_validator() -> None:
     ("  \n", "no configuration on standard input"),
     ("{not json", "the configuration on standard input is not JSON"),
     ("[1, 2]", "the configuration on standard input must be a JSON object"),
+    ('{"policy": "not base64 !"}', "the policy in the configuration cannot be read"),
 ])
 def test_the_proxy_process_refuses_a_missing_or_bad_configuration(stdin: str, message: str) -> None:
     """Spawned before its configuration is written, it must never serve on defaults if none arrives."""
