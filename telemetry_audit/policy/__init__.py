@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import re2
 
@@ -19,7 +19,6 @@ from telemetry_audit.catalogue import TOOLS
 from telemetry_audit.detectors import closest, detector_references
 from telemetry_audit.model import Action, FindingKind, RedactMode, Severity
 from telemetry_audit.policy.errors import PolicyError
-from telemetry_audit.policy.loader import LoadedDocument, parse_yaml, policy_schema, validate
 from telemetry_audit.policy.model import (
     Allowlist,
     Condition,
@@ -36,6 +35,9 @@ from telemetry_audit.policy.model import (
     glob_to_regex,
     path_steps,
 )
+
+if TYPE_CHECKING:
+    from telemetry_audit.policy.loader import LoadedDocument
 
 __all__ = [
     "Policy",
@@ -103,6 +105,13 @@ def _resolve(reference: str, relative_to: str | None) -> tuple[str, str]:
     return reference, reference
 
 
+def policy_schema() -> dict[str, Any]:
+    """The JSON Schema every policy file is validated against (see `loader.policy_schema`)."""
+    from telemetry_audit.policy.loader import policy_schema as schema
+
+    return schema()
+
+
 def _is_shipped(path: str) -> bool:
     """Whether `path` is one of the packs in the package's own `rules/` folder (not a user file of that name)."""
     folder = os.path.realpath(str(resources.files("telemetry_audit.rules")))
@@ -117,6 +126,10 @@ def _read(display: str, path: str) -> LoadedDocument:
         raise PolicyError(display, "policy file not found") from None
     except (OSError, UnicodeDecodeError) as e:
         raise PolicyError(display, f"cannot read policy file: {e}") from None
+    # The YAML reader and the schema come with the first file read: a proxy child handed its policy loaded
+    # (`proxy.handover`) never reads one, and imports neither.
+    from telemetry_audit.policy.loader import parse_yaml, validate
+
     shipped = _is_shipped(path)
     document = parse_yaml(display, source, shipped=shipped)
     if not shipped:

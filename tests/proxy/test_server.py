@@ -71,11 +71,12 @@ def test_an_encrypted_key_goes_the_stock_way(tmp_path: Path, confdir: Path, capl
 
 def test_the_proxy_process_imports_no_report_writer_nor_validator() -> None:
     """What the proxy child imports before it listens is most of every run's start-up: protobuf comes with the
-    first OTLP protobuf message, multiprocessing with the first audit large enough for a worker."""
+    first OTLP protobuf message, multiprocessing with the first audit large enough for a worker, the YAML reader
+    with the first policy file read (a child handed its policy loaded reads none)."""
     heavy = ["rich", "jsonschema", "http.server", "telemetry_audit.report.html", "telemetry_audit.report.sarif",
              "telemetry_audit.report.table", "telemetry_audit.cli", "telemetry_audit.session",
              "mitmproxy.addons.onboarding", "google.protobuf", "opentelemetry", "multiprocessing",
-             "concurrent.futures.process"]
+             "concurrent.futures.process", "yaml", "telemetry_audit.policy.loader"]
     probe = ("import sys\nimport telemetry_audit.proxy.server as server\nserver.skip_default_addons_import()\n"
              f"server.import_proxy_modules()\nprint('\\n'.join(n for n in {heavy!r} if n in sys.modules))")
     result = subprocess.run([sys.executable, "-P", "-c", probe], capture_output=True, text=True, timeout=120)
