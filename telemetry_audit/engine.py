@@ -15,7 +15,7 @@ import hashlib
 import json
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
 
@@ -61,8 +61,9 @@ _FIELD_CACHE_SIZE = 65536
 """Entries of the per-generic-path verdict caches (field allow-lists, custom pattern scopes) before a reset."""
 _REMEMBERED_VALUE_CHARS = 256
 _REMEMBERED_VALUES = 4096
-"""Detectors' matches in values up to this long are remembered, this many at a time (per custom pattern, and
-for the other families per auditor: `_find_in_value`)."""
+"""Detectors' matches in values up to this long are remembered, this many at a time (`_find_in_value`): ids,
+names, keys and command words repeat within and across requests, and each read runs RE2 (microseconds of
+wrapper however short the value), keyword sets and entropy again."""
 
 _NOT_PAYLOAD_FIELDS = ("header.", "url.", "key:")
 """Scanned by detectors, but not payload fields an allow-list documents."""
@@ -76,20 +77,13 @@ class _PatternDetector:
     detector_id: str
     title: str
     regex: Any
-    _seen: dict[str, tuple[Match, ...]] = field(default_factory=dict, init=False, compare=False, repr=False)
-    """Matches of short values already read: ids, names and command words repeat within and across requests,
-    and each RE2 call costs microseconds of wrapper however short the value."""
 
     def find(self, value: str) -> Iterator[Match]:
-        found = self._seen.get(value)
-        if found is None:
-            found = tuple(Match(self.detector_id, FindingKind.SECRET, self.title, start, end)
-                          for start, end in (m.span() for m in self.regex.finditer(value)) if end > start)
-            if len(value) <= _REMEMBERED_VALUE_CHARS:
-                if len(self._seen) >= _REMEMBERED_VALUES:
-                    self._seen.clear()
-                self._seen[value] = found
-        return iter(found)
+        """Its matches in `value` (the engine remembers them for short values: `Auditor._find_in_value`)."""
+        for found in self.regex.finditer(value):
+            start, end = found.span()
+            if end > start:
+                yield Match(self.detector_id, FindingKind.SECRET, self.title, start, end)
 
 
 @dataclass
@@ -151,8 +145,9 @@ class Auditor:
         self._request_fields: dict[tuple[Any, ...], list[tuple[str, Any]]] = {}
         self._ids: dict[int, tuple[tuple[Rule, ...], tuple[str, ...], str]] = {}
         self._shapes: dict[tuple[str, ...], tuple[bool, bool]] = {}
-        self._values_read: dict[tuple[int, str], tuple[Match, ...]] = {}
         """Per rule set: (any rule has a `fields:` check, any forbid entry is a custom pattern or has a `when`)."""
+        self._values_read: dict[int, dict[str, tuple[Match, ...]]] = {}
+        """Per detector, per short value: its matches (`_find_in_value`)."""
 
     def _secret_name(self, detector: Detector, strength: Any, generic: str) -> str:
         """The name `generic` holds its value under when it may say secret to `detector`, else "" (cached)."""
@@ -402,7 +397,7 @@ class Auditor:
                 text = value if type(value) is str else str(value)  # as `FieldValue.text` spells it
                 if not text:
                     continue
-                for match in detector.find(text):
+                for match in self._find_in_value(detector, text):
                     if any(_may_report(spec, text, match) for _, spec in specs):
                         return False
         return True
@@ -670,23 +665,24 @@ class Auditor:
             covering = covered.get(item.generic_path)
             if not covering:
                 continue
-            for match in detector.find(text):
+            for match in self._find_in_value(detector, text):
                 for rule, spec in covering:
                     if _reports(spec, item, text, match, fields, hits):
                         yield self._match_candidate(rule, spec, item, text, match, tool)
 
     def _find_in_value(self, detector: Detector, text: str) -> tuple[Match, ...]:
-        """`detector.find(text)`, remembered for short values: a flagged request's header values, ids and keys
-        repeat across requests (a collector's write key, a client's `Authorization`), and each read of one runs
-        keyword sets, patterns and entropy again."""
+        """`detector.find(text)`, remembered for short values (`_REMEMBERED_VALUE_CHARS`): a collector's write key,
+        a client's `Authorization`, ids and command words repeat across requests."""
         if len(text) > _REMEMBERED_VALUE_CHARS:
             return tuple(detector.find(text))
-        key = (id(detector), text)
-        found = self._values_read.get(key)
+        seen = self._values_read.get(id(detector))
+        if seen is None:
+            seen = self._values_read[id(detector)] = {}
+        found = seen.get(text)
         if found is None:
-            if len(self._values_read) >= _REMEMBERED_VALUES:
-                self._values_read.clear()
-            found = self._values_read[key] = tuple(detector.find(text))
+            if len(seen) >= _REMEMBERED_VALUES:
+                seen.clear()  # per detector: one with many distinct values does not evict the others'
+            found = seen[text] = tuple(detector.find(text))
         return found
 
     @staticmethod
