@@ -8,6 +8,7 @@ small and SQLite serialises them anyway. The file holds payloads as sent
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sqlite3
@@ -49,6 +50,7 @@ _COLUMNS = (
 )
 ABSORB_CHUNK_ROWS = 500
 """Rows moved per transaction by `EventStore.absorbing` (two or three milliseconds of SQLite work)."""
+_ABSORB_NAMES = itertools.count()
 WRITE_BEHIND_ROWS = 256
 """Rows a write-behind store holds at most before it writes them (`EventStore.write_behind`)."""
 
@@ -259,9 +261,10 @@ class EventStore:
         waiting thread woke up).
         """
         columns = _COLUMNS.split(", ", 1)[1]
+        schema = f"absorbed_{next(_ABSORB_NAMES)}"  # two absorbs may interleave their chunks on this connection
         with self._lock:
             self._write_pending()  # rows recorded before come first
-            self._db.execute("ATTACH DATABASE ? AS absorbed", (os.fspath(path),))
+            self._db.execute(f"ATTACH DATABASE ? AS {schema}", (os.fspath(path),))
         try:
             last = moved = 0
             while True:
@@ -269,11 +272,11 @@ class EventStore:
                     self._db.execute("BEGIN")
                     try:
                         top, count = self._db.execute(
-                            "SELECT MAX(id), COUNT(*) FROM (SELECT id FROM absorbed.events WHERE id > ? ORDER BY id"
+                            f"SELECT MAX(id), COUNT(*) FROM (SELECT id FROM {schema}.events WHERE id > ? ORDER BY id"
                             " LIMIT ?)", (last, chunk_rows)).fetchone()
                         if top is not None:
                             self._db.execute(
-                                f"INSERT INTO main.events ({columns}) SELECT {columns} FROM absorbed.events"
+                                f"INSERT INTO main.events ({columns}) SELECT {columns} FROM {schema}.events"
                                 " WHERE id > ? AND id <= ? ORDER BY id", (last, top))
                         self._db.execute("COMMIT")
                     except BaseException:
@@ -285,7 +288,7 @@ class EventStore:
                 yield moved
         finally:
             with self._lock:
-                self._db.execute("DETACH DATABASE absorbed")
+                self._db.execute(f"DETACH DATABASE {schema}")
 
     def _select(
         self,

@@ -162,6 +162,7 @@ class TelemetryAudit:
         """Audits only the names and path of traffic that is not telemetry, to mask them in its record."""
         self.pool: AuditPool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._absorbing: asyncio.Lock | None = None
         self.log: AuditLog | None = None
         self.store: EventStore | None = None
         self._store_flush: asyncio.TimerHandle | None = None
@@ -729,12 +730,15 @@ class TelemetryAudit:
         """
         assert self.store is not None
         loop = asyncio.get_running_loop()
-        chunks = self.store.absorbing(rows)
-        try:
-            while await loop.run_in_executor(None, next, chunks, None) is not None:
-                pass
-        finally:
-            chunks.close()
+        if self._absorbing is None:
+            self._absorbing = asyncio.Lock()
+        async with self._absorbing:  # one batch after another: each stays in one piece, in the order they finished
+            chunks = self.store.absorbing(rows)
+            try:
+                while await loop.run_in_executor(None, next, chunks, None) is not None:
+                    pass
+            finally:
+                chunks.close()
 
     def _answer_inspection(self, flow: http.HTTPFlow) -> None:
         if self.store is None:

@@ -89,7 +89,7 @@ def test_a_413_makes_the_official_client_split_its_batch(server: CollectorServer
 def test_invalid_ids_are_dropped_and_the_rest_resent_by_the_official_client(server: CollectorServer) -> None:
     """A 400 naming invalid id lengths: the SDK gives up on those events and resends the others."""
     events = [BaseEvent("Good", device_id="device-1"), BaseEvent("Short", user_id="abc")]
-    results = _tracked(server, events, flush_queue_size=2)
+    results = _tracked(server, events, flush_queue_size=2, flush_interval_millis=300)
     assert sorted((name, code) for name, code, _ in results) == [("Good", 200), ("Short", 400)]
     assert [e["name"] for e in good_events(server)] == ["Good"]
     assert bad_reasons(server, collector="amplitude") == ["events [1]: user_id shorter than 5"]

@@ -111,6 +111,18 @@ def test_the_store_takes_other_rows_between_chunks(tmp_path: Path) -> None:
         assert [r.name for r in store.all()] == ["e1", "e2", "meanwhile", "e3", None]
 
 
+def test_two_absorbs_may_interleave_their_chunks(tmp_path: Path) -> None:
+    """Two large requests finishing together: each copy attaches its own file under a name of its own."""
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    first, second = _part(tmp_path / "a", ["a1", "a2", "a3"]), _part(tmp_path / "b", ["b1", "b2", "b3"])
+    with EventStore() as store:
+        a, b = store.absorbing(first, chunk_rows=2), store.absorbing(second, chunk_rows=2)
+        assert (next(a), next(b), next(a), next(b)) == (2, 2, 4, 4)
+        assert list(a) == list(b) == []
+        assert [r.name for r in store.all()] == ["a1", "a2", "b1", "b2", "a3", None, "b3", None]
+        assert store.absorb(first) == 4  # every name was detached again
+
+
 def test_absorbing_an_empty_store_moves_nothing(tmp_path: Path) -> None:
     EventStore(tmp_path / "empty.sqlite").close()
     with EventStore() as store:

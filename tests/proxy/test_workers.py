@@ -196,26 +196,35 @@ def large_flow(body: bytes) -> http.HTTPFlow:
 
 def run_large(addon: TelemetryAudit, tmp_path: Path, body: bytes, **options: Any) -> http.HTTPFlow:
     """Send one large flow through the addon on a running loop, its pool swapped for a thread; wait for it."""
-    async def scenario() -> http.HTTPFlow:
+    [flow] = run_large_flows(addon, tmp_path, [body], **options)
+    return flow
+
+
+def run_large_flows(addon: TelemetryAudit, tmp_path: Path, bodies: list[bytes],
+                    **options: Any) -> list[http.HTTPFlow]:
+    """Send large flows through the addon together, on a running loop, its pool swapped for as many threads as
+    flows (their audits end together); wait for them all."""
+    async def scenario() -> list[http.HTTPFlow]:
         with taddons.context(addon) as tctx:
             tctx.configure(addon, taudit_log=str(tmp_path / "audit.jsonl"), taudit_store=str(tmp_path / "s.sqlite"),
                            **options)
             assert addon.pool is not None
             workers._init_worker(addon.pool.recipe)
-            with ThreadPoolExecutor(1) as threads:
+            with ThreadPoolExecutor(len(bodies)) as threads:
                 addon.pool.executor = lambda: threads  # type: ignore[method-assign]
-                flow = large_flow(body)
-                addon.request(flow)
-                assert flow.intercepted  # waiting for the worker, while the loop goes on
+                flows = [large_flow(body) for body in bodies]
+                for flow in flows:
+                    addon.request(flow)
+                    assert flow.intercepted  # waiting for the worker, while the loop goes on
                 for _ in range(6000):
-                    if not flow.intercepted:
+                    if not any(flow.intercepted for flow in flows):
                         break
                     await asyncio.sleep(0.01)
-                assert not flow.intercepted
+                assert not any(flow.intercepted for flow in flows)
             spool = addon.pool.spool()
             assert os.listdir(spool) == []  # the worker's rows were moved in (or dropped), never left behind
             addon.done()
-            return flow
+            return flows
 
     try:
         return asyncio.run(scenario())
@@ -240,6 +249,14 @@ def test_a_large_request_is_audited_recorded_answered_and_stored(tmp_path: Path)
         [first] = store.all(limit=1)
     assert first.decision is not None and first.decision["decision"] == "redact"
     assert "/home/alice" not in json.dumps(first.properties)
+
+
+def test_large_requests_finishing_together_are_each_answered_and_stored(tmp_path: Path) -> None:
+    """Their rows move into the store one batch after the other (two copies at once once killed one flow)."""
+    flows = run_large_flows(TelemetryAudit(ENVIRONMENT), tmp_path, [batch()] * 3)
+    assert [(f.response and f.response.status_code, f.error) for f in flows] == [(200, None)] * 3
+    with EventStore(tmp_path / "s.sqlite") as store:
+        assert store.counts(collector="posthog") == {"total": 3 * EVENTS, "good": 3 * EVENTS, "bad": 0}
 
 
 def test_a_worker_that_fails_fails_closed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
