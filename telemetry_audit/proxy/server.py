@@ -217,6 +217,18 @@ def read_config(stream: TextIO) -> dict[str, Any]:
     return config
 
 
+def report_own_errors() -> None:
+    """Write the addon's errors to standard error (the session's `proxy.stderr`) when mitmproxy's own log is off.
+
+    A request that fails closed is recorded in the audit log, but only the traceback says why; without this
+    handler it went nowhere (mitmproxy's handler passes records to a term log that a quiet proxy does not have).
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.ERROR)
+    handler.setFormatter(logging.Formatter("telemetry-audit: %(message)s"))
+    logging.getLogger("telemetry_audit").addHandler(handler)
+
+
 async def serve(config: Mapping[str, Any]) -> int:
     from mitmproxy import exceptions, options
 
@@ -305,6 +317,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"telemetry-audit: {e}", file=sys.stderr)
         return EXIT_CONFIG
     logging.getLogger().setLevel(logging.INFO if config.get("verbose") else logging.WARNING)
+    if not config.get("verbose"):
+        report_own_errors()
     try:
         status = asyncio.run(serve(config))
     except KeyboardInterrupt:

@@ -84,6 +84,20 @@ def test_the_proxy_process_imports_no_report_writer_nor_validator() -> None:
     assert result.stdout.split() == []
 
 
+def test_a_quiet_proxy_still_writes_the_addons_errors_to_standard_error() -> None:
+    """They end in the session's `proxy.stderr`; warnings and other loggers' errors stay out."""
+    probe = ("import logging\nfrom telemetry_audit.proxy import server\nserver.report_own_errors()\n"
+             "logging.getLogger().addHandler(logging.NullHandler())\n"  # mitmproxy's, which passes records on
+             "log = logging.getLogger('telemetry_audit.proxy.addon')\nlog.warning('only a warning')\n"
+             "logging.getLogger('mitmproxy.proxy').error('not ours')\n"
+             "try:\n    raise OSError('disk gone')\nexcept OSError:\n    log.exception('acting failed')\n")
+    result = subprocess.run([sys.executable, "-P", "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    assert result.stderr.startswith("telemetry-audit: acting failed\nTraceback")
+    assert "OSError: disk gone" in result.stderr
+    assert "warning" not in result.stderr and "not ours" not in result.stderr
+
+
 @pytest.mark.parametrize(("stdin", "message"), [
     ("", "no configuration on standard input"),
     ("  \n", "no configuration on standard input"),
