@@ -1,7 +1,8 @@
 """Body helpers for the emulators; content codings are undone once, by `telemetry_audit.decoders`.
 
 An emulator reads `DecodedRequest.plain_body` through `body()` and never
-decompresses again. Every function raises `ValueError` with a short reason the
+decompresses again, and a JSON body's document through `json_body()`, from the
+engine's own parse. Every function raises `ValueError` with a short reason the
 emulator can put in its error response and in the bad-event record.
 """
 
@@ -61,6 +62,19 @@ def json_loads(data: bytes | str) -> Any:
         raise ValueError("body is not UTF-8") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+
+
+def json_body(decoded: DecodedRequest, data: bytes | None = None) -> Any:
+    """The body of `decoded` as one JSON document (`data`: its plain body, when the caller has read it already).
+
+    The engine's parse when it made one (`DecodedRequest.json_document`): the same values as parsing the body
+    again here, which happens only for what the engine did not read as one JSON document (a duplicate key, a
+    broken coding). What it returns is shared with the engine's decoded request: read it, never modify it.
+    """
+    document = decoded.json_document()
+    if document is not None:
+        return document
+    return json_loads(body(decoded) if data is None else data)
 
 
 def json_or_base64(text: str) -> Any:

@@ -154,6 +154,9 @@ class DecodedRequest:
     query_tree: FormPairs | None = None
     numbers: list[str] = field(default_factory=list)
     """For a JSON body: each non-integer number as a detector sees it (`str(float)`: `1.50` reads `1.5`)."""
+    tree_opened: bool = False
+    """Reading the fields opened a string of `body_tree` in place (an embedded document, as an `Embedded`): the
+    tree no longer reads as the body does."""
     _fields: list[FieldValue] | None = field(default=None, repr=False)
     _offsets: splice.OffsetIndex | None = field(default=None, repr=False, compare=False)
 
@@ -176,6 +179,14 @@ class DecodedRequest:
         if self._fields is None:
             self._fields = _flatten(self)
         return self._fields
+
+    def json_document(self) -> Any:
+        """The JSON body as a server reads it, from the parse the engine made: an emulator need not parse it
+        again. None when the body is not one JSON document (NDJSON, a form, OTLP...) or its tree was opened in
+        place; the emulator then reads the plain body itself. Callers must not modify what this returns."""
+        if self.body_format == "json" and not self.tree_opened:
+            return self.body_tree
+        return None
 
     @property
     def offsets(self) -> splice.OffsetIndex:
@@ -386,7 +397,7 @@ def fields_near(decoded: DecodedRequest, headers_text: str, spans: list[tuple[in
             return None
         targets.append(target)
     fields: list[FieldValue] = []
-    flattener = _Flattener(decoded.limits, fields, decoded.read_problems)
+    flattener = _Flattener(decoded, fields)
     fields.extend(_header_and_url_fields(request))
     kept_end = -1
     for target in sorted(targets, key=lambda t: (t.start, -t.end)):
@@ -578,10 +589,11 @@ class _Flattener:
     Recursion is bounded by `max_depth` (checked before each level), so it cannot exhaust the stack.
     """
 
-    def __init__(self, limits: Limits, fields: list[FieldValue], problems: list[DecodeProblem]) -> None:
-        self.limits = limits
+    def __init__(self, decoded: DecodedRequest, fields: list[FieldValue]) -> None:
+        self.decoded = decoded
+        self.limits = decoded.limits
         self.fields = fields
-        self.problems = problems
+        self.problems = decoded.read_problems
         self.keys: list[FieldValue] = []
 
     def walk(self, root: Any, prefix: str, generic_prefix: str, locator: tuple[Any, ...]) -> None:
@@ -649,6 +661,7 @@ class _Flattener:
             elif embedded is not None:
                 if parent is not None and key is not None:
                     parent[key] = embedded  # opened in place: redaction re-serialises it
+                    self.decoded.tree_opened = True
                 # else a document with no container to rewrite it in (a header value)
                 self._visit(embedded.tree, path, generic, loc + (EMBEDDED,), depth + 1, embed_depth + 1,
                             embedded if parent is not None and key is not None else None, None)
@@ -778,7 +791,7 @@ def _name_scalar(node: Any, generic: str, leaves: list[tuple[str, Any]]) -> None
 def _flatten(decoded: DecodedRequest) -> list[FieldValue]:
     request = decoded.request
     fields: list[FieldValue] = []
-    flattener = _Flattener(decoded.limits, fields, decoded.read_problems)
+    flattener = _Flattener(decoded, fields)
     for lowered, value in _audited_headers(request):
         embedded = formats.sniff_embedded(value) if len(value) >= 2 else None
         if embedded is not None:  # e.g. base64 JSON in a custom header: read it, but it cannot be rewritten
@@ -1018,6 +1031,7 @@ def rewrite_body(decoded: DecodedRequest, edits: dict[tuple[Any, ...], Any]) -> 
         if serializer is None:
             raise DecodeError(f"cannot re-encode a {decoded.body_format} body")
         rewrite_values(decoded.body_tree, edits)
+        decoded.tree_opened = True
         body = serializer(decoded.body_tree, decoded.path)
     if decoded.sniffed_gzip:
         body = compress(body, ("gzip",))

@@ -20,7 +20,7 @@ from telemetry_audit.collectors.store import EventStore
 from telemetry_audit.decoders import DecodedRequest, decode_request
 from telemetry_audit.model import Request
 
-from .conftest import CollectorServer, decoded
+from .conftest import CollectorServer, capture_request, decoded
 
 SPAN_REQUEST = ExportTraceServiceRequest()
 _span = SPAN_REQUEST.resource_spans.add().scope_spans.add().spans.add()
@@ -240,6 +240,73 @@ def test_no_emulator_decompresses(monkeypatch: pytest.MonkeyPatch, collector: An
     response = collector.handle(handed)
     assert isinstance(response, CollectorResponse)
     assert calls == [("gzip",)]
+
+
+PARSED_BY_THE_ENGINE = [
+    # (what, request): a JSON body each emulator reads through `_decoding.json_body`.
+    ("segment", Request.from_url("POST", "https://api.segment.io/v1/batch", {"Content-Type": "application/json"},
+                                 json.dumps({"batch": [{"type": "track", "userId": "u", "event": "e"}]}).encode())),
+    ("amplitude", Request.from_url("POST", "https://api2.amplitude.com/2/httpapi", {}, json.dumps(
+        {"api_key": "k", "events": [{"event_type": "e", "device_id": "device-1"}]}).encode())),
+    ("snowplow", Request.from_url("POST", "https://c.snplow.net/com.snowplowanalytics.snowplow/tp2",
+                                  {"Content-Type": "application/json"}, json.dumps({
+                                      "schema": "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4",
+                                      "data": [{"e": "pv", "eid": "e1", "p": "srv", "tv": "py-1.0"}]}).encode())),
+    ("posthog", capture_request("sst-v4.17.1-posthog-batch")),
+    ("sst", capture_request("sst-v2.49.8-CLI_COMMAND")),
+    ("serverless", capture_request("serverless3-01")),
+    ("localstack", capture_request("localstack-session")),
+]
+
+
+@pytest.mark.parametrize("request_", [r for _, r in PARSED_BY_THE_ENGINE], ids=[w for w, _ in PARSED_BY_THE_ENGINE])
+def test_emulators_take_the_json_document_the_engine_parsed(monkeypatch: pytest.MonkeyPatch, request_: Request,
+                                                            tmp_path: Any) -> None:
+    """The same answer and rows as parsing the body again, which never happens: the parser is made to fail."""
+    from telemetry_audit.collectors import _decoding
+
+    with EventStore(tmp_path / "a.sqlite") as parsed_again:
+        expected = dispatch(_with_tree_opened(decode_request(request_)), parsed_again)
+        expected_rows = [(e.name, e.properties, e.raw) for e in parsed_again.all()]
+
+    def refuse(data: Any) -> Any:
+        raise AssertionError("the emulator parsed the JSON body again")
+
+    monkeypatch.setattr(_decoding, "json_loads", refuse)
+    with EventStore(tmp_path / "b.sqlite") as store:
+        answer = dispatch(decode_request(request_), store)
+        assert (answer.status, _timeless(answer.body)) == (expected.status, _timeless(expected.body))
+        assert [(e.name, e.properties, e.raw) for e in store.all()] == expected_rows
+    assert answer.status in (200, 202) and expected_rows
+
+
+def _timeless(body: bytes) -> Any:
+    """An answer without the server's clock (Amplitude's `server_upload_time`)."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return body
+    return {k: v for k, v in document.items() if k != "server_upload_time"} if isinstance(document, dict) else body
+
+
+def _with_tree_opened(decoded: DecodedRequest) -> DecodedRequest:
+    decoded.tree_opened = True  # the emulator must parse the body itself
+    return decoded
+
+
+def test_a_tree_the_fields_opened_is_not_handed_to_emulators() -> None:
+    """Reading the fields opens a string holding JSON in place; the emulator stores the string as sent."""
+    inner = json.dumps({"cwd": "/home/alice/x"})
+    body = json.dumps({"batch": [{"type": "track", "userId": "u", "event": "e", "properties": {"p": inner}}]})
+    handed = decode_request(Request.from_url("POST", "https://api.segment.io/v1/batch",
+                                             {"Content-Type": "application/json"}, body.encode()))
+    assert handed.json_document() is handed.body_tree
+    assert any(f.path.endswith("p.cwd") for f in handed.fields)
+    assert handed.tree_opened and handed.json_document() is None
+    with EventStore() as store:
+        assert dispatch(handed, store).status == 200
+        [event] = store.good()
+    assert event.properties == {"p": inner}
 
 
 def test_registry_names_match() -> None:
