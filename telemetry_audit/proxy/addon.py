@@ -408,8 +408,8 @@ class TelemetryAudit:
         # as with no network, like any request that is not telemetry (a `200 {}` from a cloud metadata endpoint
         # makes SDKs misbehave). The standalone collector answers every request itself (404 to what no emulator
         # speaks).
-        refused = (offline and settings.audit_all and not settings.collector
-                   and not self.auditor_recognises(request))
+        audited_only = settings.audit_all and not settings.collector and not self.auditor_recognises(request)
+        refused = offline and audited_only
         if refused:
             answered_by = "refused offline"
         elif enforce and decision.action is Action.BLOCK:
@@ -427,6 +427,8 @@ class TelemetryAudit:
         if collector is None and payload is not None:
             record["payload"] = payload
         record["telemetry"] = True
+        if audited_only:  # audited because everything is: reports count it apart from telemetry
+            record["audited_only"] = True
         if refused:
             record["status"] = 502
         if not self._write(flow, record):

@@ -138,9 +138,11 @@ def report_from_entries(entries: list[dict[str, Any]], policy: Policy, *, total_
     other = [e for e in entries if e.get("telemetry") is False]
     entries = [e for e in entries if e.get("telemetry") is not False]
     findings = [f for e in entries for f in e["findings"]]
+    audited_only = sum(bool(e.get("audited_only")) for e in entries)
     summary = {
         "requests": max(total_requests, len(entries) + len(other)),
-        "telemetry": len(entries),
+        "telemetry": len(entries) - audited_only,
+        "audited_only": audited_only,
         "other": len(other),
         "blocked": sum(e["decision"] == Action.BLOCK.value for e in entries),
         "redacted": sum(e["decision"] == Action.REDACT.value for e in entries),

@@ -148,6 +148,8 @@ def _policy_files(report: Mapping[str, Any]) -> str:
 def _summary(summary: Mapping[str, Any]) -> str:
     cards = [("requests", "requests"), ("telemetry", "telemetry"), ("blocked", "blocked"),
              ("redacted", "redacted"), ("logged", "logged"), ("findings", "findings"), ("suppressed", "suppressed")]
+    if summary.get("audited_only"):  # `--audit-all`: audited, not telemetry
+        cards.insert(2, ("audited_only", "other audited"))
     items = "".join(f'<div class="card" data-count="{_e(key)}"><b>{_e(summary.get(key, 0))}</b>{_e(label)}</div>'
                     for key, label in cards)
     return f'<h2 id="summary">Summary</h2><div class="cards">{items}</div>'

@@ -45,12 +45,12 @@ def write_markdown(data: Mapping[str, Any]) -> str:
     requests = telemetry_requests(report)
     lines = [f"## {escape(tool.get('name', 'telemetry-audit'))} report", ""]
     lines += [_verdict(summary), ""]
-    lines += _table(
-        ["Requests", "Telemetry", "Blocked", "Redacted", "Logged", "Findings", "Suppressed"],
-        [[str(summary.get(k, 0)) for k in ("requests", "telemetry", "blocked", "redacted", "logged", "findings",
-                                              "suppressed")]],
-        right=range(7),
-    )
+    columns = [("Requests", "requests"), ("Telemetry", "telemetry"), ("Blocked", "blocked"),
+               ("Redacted", "redacted"), ("Logged", "logged"), ("Findings", "findings"), ("Suppressed", "suppressed")]
+    if summary.get("audited_only"):  # `--audit-all`: audited, not telemetry
+        columns.insert(2, ("Other audited", "audited_only"))
+    lines += _table([title for title, _ in columns], [[str(summary.get(key, 0)) for _, key in columns]],
+                    right=range(len(columns)))
 
     if requests:
         lines += ["", "### By tool", ""]

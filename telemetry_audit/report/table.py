@@ -72,13 +72,17 @@ def summary_text(report: Mapping[str, Any]) -> str:
 def summary_line(report: Mapping[str, Any]) -> Text:
     """`5 telemetry request(s) of 12: 1 blocked, 1 redacted, 2 logged; 4 finding(s), 1 suppressed by ...`.
 
+    With `--audit-all`, requests audited without being telemetry are named apart: `1 telemetry request(s) and 3
+    other request(s) audited of 4: ...` (the counts after the colon cover both).
+
     In audit mode (every request only recorded) the counts read `would block` / `would redact`.
     """
     data = as_report(report)
     s = data.get("summary", {})
     requests = telemetry_requests(report)
     audit = bool(requests) and all(is_audit_mode(r) for r in requests)
-    text = Text(f"{s.get('telemetry', 0)} telemetry request(s) of {s.get('requests', 0)}"
+    others = f" and {s['audited_only']} other request(s) audited" if s.get("audited_only") else ""
+    text = Text(f"{s.get('telemetry', 0)} telemetry request(s){others} of {s.get('requests', 0)}"
                 + (" (audit mode)" if audit else "") + ": ")
     labels = (("would block" if audit else "blocked"), ("would redact" if audit else "redacted"), "logged")
     counts = ((Action.BLOCK, labels[0], s.get("blocked", 0)), (Action.REDACT, labels[1], s.get("redacted", 0)),

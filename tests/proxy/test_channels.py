@@ -23,6 +23,7 @@ import pytest
 
 from telemetry_audit.collectors.store import EventStore
 from telemetry_audit.proxy.settings import ProxySettings
+from telemetry_audit.report.build import report_from_entries
 from telemetry_audit.session import ProxySession
 from tests.proxy.ws_echo import EchoServer, ws_exchange
 
@@ -702,4 +703,8 @@ def test_offline_auditing_never_changes_the_answer_to_a_request_that_is_not_tele
     assert segment["answered_by"] == "emulator:segment"
     if audit_all:  # audited with the full policy: the token in the query is a finding
         assert metadata["decision"] == "block" and metadata["findings"]
+    # Audited or not, it is no telemetry: reports count it apart (`audited_only`), the Segment event as telemetry.
+    assert (metadata.get("audited_only"), segment.get("audited_only")) == ((True if audit_all else None), None)
+    summary = report_from_entries([metadata, segment], _policy(), total_requests=2)["summary"]
+    assert (summary["telemetry"], summary["audited_only"], summary["other"]) == (1, int(audit_all), int(not audit_all))
     assert GITHUB_TOKEN not in Path(proxy.log_path).read_text()
