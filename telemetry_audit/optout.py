@@ -171,6 +171,8 @@ class RunSettings:
     keep_root: str = ""
     seal: Any = None
     """A `SealSupport` that can seal: each run (and a switch's command) runs sealed; None: proxy variables."""
+    policy: Policy | None = None
+    """The policy loaded from `policies`, handed to every run's proxy (each would otherwise read the files again)."""
 
 
 def base_environment(environ: Mapping[str, str], switches: Iterable[OptOutSwitch]) -> dict[str, str]:
@@ -208,7 +210,7 @@ def run_case(settings: RunSettings, index: int, switch: OptOutSwitch | None) -> 
                 setup_error=setup_error, duration_s=round(time.monotonic() - started, 2), kept_dir=keep,
                 output_tail=tail,
             )
-        session.start()
+        session.start(policy=settings.policy)
         try:
             child_env = session.client_environment(env, audited_hosts=settings.hosts)
             setup_error = _apply(switch, home, child_env, settings, os.path.join(place, "setup-output.log"))
@@ -237,8 +239,8 @@ def _run_case_sealed(session: ProxySession, settings: RunSettings, switch: OptOu
         # Output to a file and a time limit, inside the sandbox (the launcher runs in the foreground).
         wrapped = ["sh", "-c", 'out="$1"; shift; exec "$@" >"$out" 2>&1 </dev/null', "sh", output,
                    *([timeout, "-k", "5", f"{settings.timeout_s:g}"] if timeout else []), *command]
-        outcome = session.run_sealed(wrapped, env, settings.seal, linger=settings.settle_s, online=False,
-                                     audit_loopback=False)
+        outcome = session.start_sealed(wrapped, env, settings.seal, linger=settings.settle_s, online=False,
+                                       audit_loopback=False, policy=settings.policy).wait()
         if outcome.setup_failed:
             raise OptOutRunError(f"cannot seal the run: {outcome.error}")
         return None if outcome.status == 124 and timeout else outcome.status

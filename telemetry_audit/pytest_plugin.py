@@ -236,7 +236,7 @@ class _ProxyPool:
         session = ProxySession(proxy_settings, confdir=str(self._confdir), workdir=str(workdir),
                                audited_env={**os.environ, **dict(settings.env)})
         try:
-            session.start()
+            session.start(policy=policy)  # handed to the child: it does not read the files again
         except ProxyStartError as e:
             raise RuntimeError(f"the telemetry-audit proxy did not start: {e}\nits files: {workdir}") from None
         return _RunningProxy(settings, policy, session, workdir, log_path, store_path, ca_cert, session.ca_bundle)

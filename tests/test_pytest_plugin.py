@@ -404,6 +404,30 @@ def test_masked_value_never_shows_the_text(value: object, shown: str) -> None:
     assert masked_value(value) == shown
 
 
+def test_the_proxy_takes_the_policy_the_plugin_loaded(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loaded once for the test's report and handed to the proxy child, which does not read the files again:
+    with the file gone between the two, the proxy still starts."""
+    from telemetry_audit.pytest_plugin import _ProxyPool
+    from telemetry_audit.session import ProxySession
+
+    pack = tmp_path / "p.yaml"
+    pack.write_text("version: 1\nname: mine\nextends: [default]\nrules: []\n", encoding="utf-8")
+    real_start = ProxySession.start
+
+    def start_with_the_file_gone(self: ProxySession, **kwargs: object) -> ProxySession:
+        pack.unlink()
+        return real_start(self, **kwargs)
+
+    monkeypatch.setattr(ProxySession, "start", start_with_the_file_gone)
+    pool = _ProxyPool(tmp_path_factory, tmp_path)
+    proxy = pool.start(AuditSettings.from_kwargs(policy=str(pack)))
+    try:
+        assert proxy.alive() and not pack.exists()
+    finally:
+        proxy.stop()
+
+
 def test_settings_defaults_follow_run() -> None:
     assert AuditSettings.from_kwargs() == AuditSettings()
     online = AuditSettings.from_kwargs(online=True, policy="sst", env={"A": "1"})

@@ -177,7 +177,7 @@ def cmd_optout_check(args: argparse.Namespace) -> int:
     settings = RunSettings(
         command=tuple(command), policies=tuple(args.policy), confdir=args.confdir,
         base_env=base_environment(os.environ, switches), hosts=tuple(audited_hosts(policy)),
-        timeout_s=args.timeout, settle_s=args.settle, keep_root=keep_root, seal=seal,
+        timeout_s=args.timeout, settle_s=args.settle, keep_root=keep_root, seal=seal, policy=policy,
     )
     console.print(f"telemetry-audit: running `{command[0]}` {len(switches) + 1} times (baseline + "
                   f"{len(switches)} switch(es)), offline, each in a fresh HOME", markup=False)

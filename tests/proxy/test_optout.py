@@ -223,6 +223,26 @@ def test_optout_check_end_to_end(confdir: Path, tmp_path: Path) -> None:
     assert "1 documented switch(es) did not stop telemetry" in result.stderr
 
 
+def test_each_run_s_proxy_takes_the_policy_loaded_once(confdir: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The policy is handed to every run's proxy: with its file gone after loading, the runs still go on."""
+    from telemetry_audit.optout import RunSettings, run_case
+    from telemetry_audit.policy import load_policy
+
+    tool = tmp_path / "demo_tool.py"
+    tool.write_text(TOOL, encoding="utf-8")
+    pack = write_pack(tmp_path / "demo.yaml", tool)
+    policy = load_policy([str(pack)])
+    pack.unlink()  # a proxy that read the files again would not start
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    settings = RunSettings(command=(sys.executable, str(tool)), policies=(str(pack),), confdir=str(confdir),
+                           base_env=dict(os.environ), hosts=("api.segment.io",), timeout_s=60, settle_s=0.2,
+                           policy=policy)
+    baseline = run_case(settings, 0, None)
+    assert (baseline.exit_code, [r["host"] for r in baseline.requests]) == (0, ["api.segment.io"])
+
+
 def test_keep_home_keeps_each_run(confdir: Path, tmp_path: Path) -> None:
     tool = tmp_path / "demo_tool.py"
     tool.write_text(TOOL, encoding="utf-8")
