@@ -550,6 +550,11 @@ class Figures:
     pack_host_cpu_events_per_s: float = 0.0
     """The same requests with `default` plus every shipped tool pack (checked against documented fields)."""
     pack_host_actions: dict[str, int] = dataclasses.field(default_factory=dict)
+    clean_events: int = 0
+    clean_cpu_events_per_s: float = 0.0
+    """The corpus's clean events alone (no planted leak: what the 20,000 events/s target names), CPU median."""
+    leaked_cpu_us: float = 0.0
+    """CPU time per event of the corpus's events with a planted leak (the full path: findings, redaction)."""
 
 
 def cpu_events_per_s(auditor: Auditor, requests: Sequence[Request], repeat: int) -> tuple[float, Counter[Action]]:
@@ -571,6 +576,11 @@ def run(events: int, repeat: int, big_bytes: int = BIG_BYTES, ds_events: int = 1
     times = timings(lambda: evaluate_all(auditor, requests), repeat, warmup=0)
     # CPU time of this process: less sensitive than wall time to other processes on a shared machine.
     cpu_times = timings(lambda: evaluate_all(auditor, requests), repeat, warmup=0, clock=time.process_time)
+
+    clean = [e.request for e in corpus if not e.leaked]
+    leaked = [e.request for e in corpus if e.leaked]
+    clean_rate = cpu_events_per_s(auditor, clean, repeat)[0] if clean else 0.0
+    leaked_rate = cpu_events_per_s(auditor, leaked, repeat)[0] if leaked else 0.0
 
     big, big_document = make_big_request(big_bytes)
     shipped = Auditor(policy, ENVIRONMENT).evaluate(big)
@@ -630,6 +640,9 @@ def run(events: int, repeat: int, big_bytes: int = BIG_BYTES, ds_events: int = 1
         bare_pack_host_cpu_events_per_s=bare_pack_rate,
         pack_host_cpu_events_per_s=pack_rate,
         pack_host_actions={a.value: n for a, n in sorted(pack_actions.items())},
+        clean_events=len(clean),
+        clean_cpu_events_per_s=clean_rate,
+        leaked_cpu_us=1e6 / leaked_rate if leaked_rate else 0.0,
     )
 
 
@@ -640,12 +653,17 @@ def _ratio(ours: float, theirs: float) -> str:
 def format_report(f: Figures) -> str:
     per_event = 1e6 / f.events_per_s
     verdict = "meets" if f.events_per_s >= TARGET_EVENTS_PER_S else "BELOW"
+    clean_verdict = "meets" if f.clean_cpu_events_per_s >= TARGET_EVENTS_PER_S else "BELOW"
     rows = [
         ("1 KB events, Auditor.evaluate", f"{f.events_per_s:,.0f} events/s",
          f"{f.events_per_s * f.mean_event_bytes / 1e6:,.2f} MB/s", f"{per_event:,.1f} us/event"),
         ("  (best run, wall clock)", f"{f.best_events_per_s:,.0f} events/s", "", ""),
         ("  (median, process CPU time)", f"{f.cpu_events_per_s:,.0f} events/s", "",
          f"{1e6 / f.cpu_events_per_s:,.1f} us/event"),
+        (f"  its {f.clean_events} clean events alone (CPU)", f"{f.clean_cpu_events_per_s:,.0f} events/s", "",
+         f"{1e6 / f.clean_cpu_events_per_s:,.1f} us/event" if f.clean_cpu_events_per_s else ""),
+        (f"  its {f.events - f.clean_events} events with a leak alone (CPU)", "", "",
+         f"{f.leaked_cpu_us:,.1f} us/event" if f.leaked_cpu_us else ""),
         (f"1 KB events, detect-secrets scan_line (first {f.ds_events}, 1 line/event)",
          f"{f.ds_events_per_s:,.0f} events/s",
          f"{f.ds_events_per_s * f.mean_event_bytes / 1e6:,.2f} MB/s", ""),
@@ -680,7 +698,9 @@ def format_report(f: Figures) -> str:
         f"{'-' * width}  {'-' * 16}  {'-' * 12}  {'-' * 16}",
         *(f"{a:<{width}}  {b:>16}  {c:>12}  {d:>16}" for a, b, c, d in rows),
         "",
-        f"target {TARGET_EVENTS_PER_S:,} events/s: {verdict} ({f.events_per_s / TARGET_EVENTS_PER_S:.0%} of target)",
+        f"target {TARGET_EVENTS_PER_S:,} events/s: {verdict} ({f.events_per_s / TARGET_EVENTS_PER_S:.0%} of target); "
+        f"clean events alone (what it names), CPU: {clean_verdict} "
+        f"({f.clean_cpu_events_per_s / TARGET_EVENTS_PER_S:.0%})",
         f"{f.big_bytes / 1e6:.1f} MB batch with the default policy as shipped: {f.big_shipped_action}, "
         f"{'inspected' if f.big_shipped_inspected else 'not inspected (over max_body_bytes)'}; "
         f"measured: {f.big_action}, leak in the last event "

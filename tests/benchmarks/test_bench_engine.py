@@ -42,6 +42,8 @@ def test_run_returns_sane_figures() -> None:
                  figures.big_ds_mb_per_s):
         assert rate > 0 and math.isfinite(rate)
     assert figures.best_events_per_s >= figures.events_per_s
+    assert 0 < figures.clean_events < figures.events and figures.clean_cpu_events_per_s > 0
+    assert figures.leaked_cpu_us > 0 and math.isfinite(figures.leaked_cpu_us)
     assert sum(figures.actions.values()) == figures.events == 40
     assert figures.big_shipped_inspected and figures.big_leak_found
     assert figures.big_action in ("redact", "block")
