@@ -182,9 +182,11 @@ class DecodedRequest:
 
     def json_document(self) -> Any:
         """The JSON body as a server reads it, from the parse the engine made: an emulator need not parse it
-        again. None when the body is not one JSON document (NDJSON, a form, OTLP...) or its tree was opened in
-        place; the emulator then reads the plain body itself. Callers must not modify what this returns."""
-        if self.body_format == "json" and not self.tree_opened:
+        again. None when the body is not one JSON document (NDJSON, a form, OTLP...), not plain UTF-8 (a
+        byte-order mark, UTF-16: a server's JSON parser refuses those, and so does the emulator) or its tree was
+        opened in place; the emulator then reads the plain body itself. Callers must not modify what this returns.
+        """
+        if self.body_format == "json" and not self.tree_opened and self.charset == "utf-8" and not self.bom:
             return self.body_tree
         return None
 
