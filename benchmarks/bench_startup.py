@@ -82,22 +82,27 @@ _SEALED_PHASES = r"""
 import json, os, sys, time
 started = float(sys.argv[1])
 marks = {}
-from telemetry_audit.sandbox import launcher
-spawn, wait = launcher.spawn_sealed, launcher.StartedSealedRun.wait
+from telemetry_audit.sandbox import spawn as spawning
+spawn = spawning.spawn_supervisor
 
-def timed_spawn(workdir, support):
+def timed_spawn(workdir, unshare):
     marks["spawn"] = time.time()
     marks["workdir"] = workdir
-    return spawn(workdir, support)
+    spawned = spawn(workdir, unshare)
+    from telemetry_audit.sandbox import launcher  # after the spawn, as `run` imports it
+    wait = launcher.StartedSealedRun.wait
 
-def timed_wait(self):
-    outcome = wait(self)
-    marks["sandbox_ended"] = time.time()
-    for name, file in (("proxy_ready", "tun-ready"), ("result_written", "sealed-result.json")):
-        marks[name] = os.stat(os.path.join(marks["workdir"], file)).st_mtime_ns / 1e9
-    return outcome
+    def timed_wait(self):
+        outcome = wait(self)
+        marks["sandbox_ended"] = time.time()
+        for name, file in (("proxy_ready", "tun-ready"), ("result_written", "sealed-result.json")):
+            marks[name] = os.stat(os.path.join(marks["workdir"], file)).st_mtime_ns / 1e9
+        return outcome
 
-launcher.spawn_sealed, launcher.StartedSealedRun.wait = timed_spawn, timed_wait
+    launcher.StartedSealedRun.wait = timed_wait
+    return spawned
+
+spawning.spawn_supervisor = timed_spawn
 from telemetry_audit.cli import main
 main(["run", "--seal", "on", "--", "true"])
 marks["cli_end"] = time.time()
