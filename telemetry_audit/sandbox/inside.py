@@ -72,8 +72,10 @@ class Lingerer:
     """True when the linger time ran out and it was ended; False when it finished on its own."""
 
 
-def main(argv: Sequence[str] | None = None, proxy: StartedProxy | OSError | None = None) -> int:
-    """`proxy`: already spawned by `__main__` (before this module was imported); spawned here otherwise."""
+def main(argv: Sequence[str] | None = None, proxy: StartedProxy | OSError | None = None,
+         spec_text: str | None = None) -> int:
+    """`proxy`: already spawned by `__main__` (before this module was imported); spawned here otherwise.
+    `spec_text`: the spec `__main__` already read from SPEC_FD (before importing this module); read here otherwise."""
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 2 or not args[0].isdigit():
         print("usage: python -m telemetry_audit.sandbox SPEC_FD PROXY_STDERR", file=sys.stderr)
@@ -82,8 +84,10 @@ def main(argv: Sequence[str] | None = None, proxy: StartedProxy | OSError | None
         signal.signal(sig, lambda *_: None)
     if proxy is None:
         proxy = spawn_proxy(args[1])
-    with os.fdopen(int(args[0]), encoding="utf-8") as stream:
-        text = stream.read()
+    if spec_text is None:
+        with os.fdopen(int(args[0]), encoding="utf-8") as stream:
+            spec_text = stream.read()
+    text = spec_text
     if not text.strip():  # the launcher went away before handing the spec over
         if isinstance(proxy, StartedProxy):
             proxy.kill()
