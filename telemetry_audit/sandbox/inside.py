@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -187,10 +188,29 @@ class Supervisor:
         self.proxy.send_config(json.dumps(spec.proxy_config).encode("utf-8"))
 
     def _wait_for_proxy(self) -> None:
-        """Until the proxy's tun interface is up."""
+        """Until the proxy's tun interface is up: its ready line (it writes the tun-ready file just before), or its
+        end, on the pipe of its standard output, noticed at once (a poll of the file every few milliseconds was,
+        on average, that much later)."""
         spec = self.spec
         assert self.proxy is not None
         deadline = time.monotonic() + _PROXY_READY_TIMEOUT
+        fd, self.proxy.ready_fd = self.proxy.ready_fd, -1
+        if fd >= 0:
+            try:
+                line = b""
+                while b"\n" not in line and (remaining := deadline - time.monotonic()) > 0:
+                    if not select.select([fd], [], [], remaining)[0]:
+                        break
+                    chunk = os.read(fd, 4096)
+                    if not chunk:  # it exited (or closed its output) without a ready line
+                        break
+                    line += chunk
+            finally:
+                os.close(fd)
+            if os.path.exists(spec.proxy_ready_file):
+                return
+            if b"\n" in line:  # it listens, but not on a tun interface
+                raise RuntimeError("the proxy did not bring its tun interface up")
         while time.monotonic() < deadline:
             if os.path.exists(spec.proxy_ready_file):
                 return
