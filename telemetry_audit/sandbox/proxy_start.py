@@ -60,13 +60,29 @@ class StartedProxy:
             while self.returncode is None:
                 self._reap(0)
             return self.returncode
-        deadline = time.monotonic() + timeout
-        while self.poll() is None:
-            if time.monotonic() >= deadline:
-                raise ProxyTimeout(f"the proxy still runs after {timeout:g} s")
-            time.sleep(0.002)
-        assert self.returncode is not None
+        if self.poll() is None and not self._exits_within(timeout):
+            raise ProxyTimeout(f"the proxy still runs after {timeout:g} s")
+        while self.returncode is None:  # it has exited (or is about to): reaped now
+            self._reap(0)
         return self.returncode
+
+    def _exits_within(self, timeout: float) -> bool:
+        """Whether it exits within `timeout` seconds, noticed the moment it does (a pidfd; a 2 ms poll without)."""
+        deadline = time.monotonic() + timeout
+        try:
+            pidfd = os.pidfd_open(self.pid)  # not reaped yet (`poll` said so): the pid is still its own
+        except (AttributeError, OSError):
+            while self.poll() is None:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.002)
+            return True
+        import select  # only once it is stopped: nothing of it on the way of a start
+
+        try:
+            return bool(select.select([pidfd], [], [], max(0.0, deadline - time.monotonic()))[0])
+        finally:
+            os.close(pidfd)
 
     def send_signal(self, sig: int) -> None:
         if self.returncode is None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
 
 from telemetry_audit.sandbox.inside import InsideSpec, Supervisor, _batch_failed_line
-from telemetry_audit.sandbox.proxy_start import StartedProxy
+from telemetry_audit.sandbox.proxy_start import ProxyTimeout, StartedProxy
 
 
 @pytest.mark.parametrize(("stderr", "line"), [
@@ -54,3 +55,23 @@ def test_the_supervisor_waits_for_the_proxy_s_ready_line_or_its_end(tmp_path: Pa
     finally:
         proxy.kill()
         proxy.wait()
+
+
+@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "poll"])
+def test_a_started_proxy_is_waited_for_until_it_exits_or_the_time_runs_out(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch,
+                                                                          pidfd: bool) -> None:
+    if not pidfd:
+        monkeypatch.delattr(os, "pidfd_open", raising=False)
+    proxy = _started("echo ready; exec sleep 30", tmp_path)
+    try:
+        assert os.read(proxy.ready_fd, 6) == b"ready\n"
+        with pytest.raises(ProxyTimeout):
+            proxy.wait(0.05)
+        assert proxy.returncode is None
+        proxy.send_signal(signal.SIGTERM)
+        assert proxy.wait(20) == -signal.SIGTERM
+        assert proxy.poll() == -signal.SIGTERM
+    finally:
+        proxy.kill()
+        os.close(proxy.ready_fd)
