@@ -2,7 +2,7 @@
 
 Run from the project root:
 
-    python benchmarks/bench_startup.py [--runs N] [--seal off|auto] [--phases]
+    python benchmarks/bench_startup.py [--runs N] [--seal off|auto] [--phases] [--modules]
 
 Each run is a whole `python -m telemetry_audit run --seal S -- true` process, timed from outside (wall time and
 the CPU of every process it waited for: the CLI, the proxy child, the sealed run's supervisor), after one
@@ -16,6 +16,9 @@ parallel on a second core. Sealed (`--seal auto`, run here with `--seal on`), wa
 from the process's start: the CLI until it spawns the sandbox, the sandbox and its proxy until the tun interface
 is up, the command through the result file, the sandbox's teardown, the report. Nothing of this is a test: the
 figures are printed, never asserted.
+
+`--modules` counts the modules the proxy child imports in one more unsealed run (`-X importtime`): a figure that
+holds still on a busy machine, unlike the times.
 
 Bytecode: an installed package has its `.pyc` files (pip compiles them when it installs), but an editable checkout
 run with `PYTHONDONTWRITEBYTECODE=1` compiles every module of the package from source in every process (the CLI,
@@ -34,6 +37,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,28 +82,64 @@ _SEALED_PHASES = r"""
 import json, os, sys, time
 started = float(sys.argv[1])
 marks = {}
-from telemetry_audit.sandbox import launcher
-spawn, wait = launcher.spawn_sealed, launcher.StartedSealedRun.wait
+from telemetry_audit.sandbox import spawn as spawning
+spawn = spawning.spawn_supervisor
 
-def timed_spawn(workdir, support):
+def timed_spawn(workdir, unshare):
     marks["spawn"] = time.time()
     marks["workdir"] = workdir
-    return spawn(workdir, support)
+    spawned = spawn(workdir, unshare)
+    from telemetry_audit.sandbox import launcher  # after the spawn, as `run` imports it
+    wait = launcher.StartedSealedRun.wait
 
-def timed_wait(self):
-    outcome = wait(self)
-    marks["sandbox_ended"] = time.time()
-    for name, file in (("proxy_ready", "tun-ready"), ("result_written", "sealed-result.json")):
-        marks[name] = os.stat(os.path.join(marks["workdir"], file)).st_mtime_ns / 1e9
-    return outcome
+    def timed_wait(self):
+        outcome = wait(self)
+        marks["sandbox_ended"] = time.time()
+        for name, file in (("proxy_ready", "tun-ready"), ("result_written", "sealed-result.json")):
+            marks[name] = os.stat(os.path.join(marks["workdir"], file)).st_mtime_ns / 1e9
+        return outcome
 
-launcher.spawn_sealed, launcher.StartedSealedRun.wait = timed_spawn, timed_wait
+    launcher.StartedSealedRun.wait = timed_wait
+    return spawned
+
+spawning.spawn_supervisor = timed_spawn
 from telemetry_audit.cli import main
 main(["run", "--seal", "on", "--", "true"])
 marks["cli_end"] = time.time()
 marks.pop("workdir")
 print(json.dumps({name: value - started for name, value in marks.items()}), file=sys.stderr)
 """
+
+
+# Runs an unsealed `run -- true` whose proxy child reports each module it imports (`-X importtime`) to argv[1].
+_MODULES = r"""
+import sys
+from telemetry_audit import session
+session.PROXY_COMMAND = ("sh", "-c", 'exec "$0" -X importtime -P -m telemetry_audit.proxy.server 2>>"$1"',
+                         sys.executable, sys.argv[1])
+from telemetry_audit.cli import main
+main(["run", "--seal", "off", "--", "true"])
+"""
+
+
+def child_modules(top: int = 8) -> dict[str, object]:
+    """How many modules the proxy child imports until `run -- true` ends, and the costliest top-level imports.
+
+    The count does not move with the machine's load (the times beside it do, and `-X importtime` inflates them):
+    the figure to compare when cutting what the child imports.
+    """
+    import re
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        report = Path(folder) / "importtime.txt"
+        subprocess.run([sys.executable, "-c", _MODULES, str(report)], capture_output=True, cwd=ROOT, timeout=300,
+                       check=True)
+        lines = report.read_text(encoding="utf-8", errors="replace").splitlines()
+    rows = [re.match(r"import time:\s+\d+ \|\s+(\d+) \| (\s*)(\S+)", line) for line in lines]
+    found = [row for row in rows if row]
+    costliest = sorted(((int(row[1]), row[3]) for row in found if not row[2]), reverse=True)[:top]
+    return {"count": len(found), "costliest_top_level_ms": {name: round(us / 1000, 1) for us, name in costliest}}
 
 
 def timed(argv: list[str]) -> tuple[float, float]:
@@ -159,6 +199,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=10, help="counted runs of each command (default: 10)")
     parser.add_argument("--seal", choices=("off", "auto"), default="off", help="run's --seal (default: off)")
     parser.add_argument("--phases", action="store_true", help="also split the CPU along the critical path")
+    parser.add_argument("--modules", action="store_true",
+                        help="also count the modules the proxy child imports (one extra unsealed run)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--as-is", action="store_true",
                         help="do not byte-compile the package first (with PYTHONDONTWRITEBYTECODE=1 and no .pyc "
@@ -191,6 +233,8 @@ def main() -> int:
         measured = phases(args.runs) if args.seal == "off" else sealed_phases(args.runs)
         split = {name: round(value, 3) for name, value in measured.items()}
         figures["phases_cpu_median_s" if args.seal == "off" else "phases_wall_median_s"] = split
+    if args.modules:
+        figures["proxy_child_modules"] = child_modules()
     if args.json:
         print(json.dumps(figures, indent=2))
         return 0
@@ -200,6 +244,11 @@ def main() -> int:
     print(f"  CPU of every process: {figures['run_cpu_median_s']} s")
     for name, value in split.items():
         print(f"  {name}: {value} s {'CPU' if args.seal == 'off' else 'wall'}")
+    if args.modules:
+        modules: dict[str, Any] = figures["proxy_child_modules"]  # type: ignore[assignment]
+        print(f"  modules the proxy child imports: {modules['count']}; costliest top-level imports "
+              "(ms under -X importtime): " + ", ".join(f"{name} {ms}" for name, ms in
+                                                       modules["costliest_top_level_ms"].items()))
     return 0
 
 

@@ -109,9 +109,17 @@ def start_early(argv: Sequence[str]) -> EarlyStart | None:
     workdir = tempfile.mkdtemp(prefix="telemetry-audit-")
     try:
         if support is not None and support.ok:
-            from telemetry_audit.sandbox.launcher import spawn_sealed
+            from telemetry_audit.sandbox.spawn import spawn_supervisor
 
-            return EarlyStart(workdir, seal, support, sandbox=spawn_sealed(workdir, support))
+            spawned = spawn_supervisor(workdir, support.unshare)  # before the launcher's own imports
+            try:
+                from telemetry_audit.sandbox.launcher import started_from
+            except BaseException:
+                if spawned.process is not None:
+                    spawned.process.kill()
+                    spawned.process.wait()
+                raise
+            return EarlyStart(workdir, seal, support, sandbox=started_from(spawned, workdir, support))
         from telemetry_audit.session import spawn_proxy_child
 
         return EarlyStart(workdir, seal, support, process=spawn_proxy_child(workdir))

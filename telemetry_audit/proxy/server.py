@@ -19,6 +19,8 @@ import logging
 import os
 import signal
 import sys
+import threading
+import types
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -71,6 +73,87 @@ def skip_message_type_checks() -> None:
 
 def _unchecked(self: object) -> None:
     """`MessageData.__post_init__` without the check (the dataclass `__init__`s still call it)."""
+
+
+DEFERRED_MODULES = ("service_identity", "certifi", "ruamel.yaml")
+"""Imported at the top of mitmproxy's and aioquic's modules, used only inside functions a start-up never calls:
+`service_identity` checks a QUIC server's certificate (aioquic's client side; ~30 ms of CPU with pyasn1, attrs,
+idna), `certifi` names the CA bundle for upstream TLS, `ruamel.yaml` reads and writes mitmproxy's config files
+(which this master never does). See `defer_unused_imports`."""
+
+
+class _DeferredModule(types.ModuleType):
+    """Stands in `sys.modules` for a module that is imported only when one of its own attributes is first read.
+
+    It carries the real module's spec, name, file and (for a package) `__path__`, so `import x`, `import x.y` and
+    the import system's own checks find what they expect without loading it; any other attribute (`x.where`,
+    `from x import where`) imports the real module, which takes its place in `sys.modules`, and is read from
+    it. The importer's global keeps the stand-in: later reads go through it to the real module, so what they see
+    is always the real module's current state. Unlike `importlib.util.LazyLoader` (whose module loads as soon as
+    anything reads `__spec__`, which every `import` statement does) it stays unloaded through `import`.
+    """
+
+    def __getattr__(self, attribute: str) -> Any:
+        real = self.__dict__.get("_deferred_real") or _load_deferred(self)
+        return getattr(real, attribute)
+
+
+_deferred_lock = threading.RLock()
+"""Re-entrant: while the real module imports, its own submodules read it through the stand-in (`import x.y as z`
+goes through the parent's attribute, still the stand-in); they get the real one, as it stands."""
+
+
+def _load_deferred(stand_in: _DeferredModule) -> types.ModuleType:
+    import importlib
+
+    name = stand_in.__name__
+    with _deferred_lock:  # a thread reading it at the same time waits for this import, not a second one
+        module = sys.modules.get(name)  # the real one once imported, or while it imports (see the lock)
+        if module is stand_in or module is None:
+            sys.modules.pop(name, None)
+            try:
+                module = importlib.import_module(name)
+            except BaseException:
+                sys.modules.setdefault(name, stand_in)
+                raise
+        stand_in.__dict__["_deferred_real"] = module
+    return module
+
+
+def defer_unused_imports(names: Sequence[str] = DEFERRED_MODULES) -> list[str]:
+    """Put a `_DeferredModule` in place of each of `names` not imported yet; the names deferred.
+
+    Only pure-Python modules are deferred (their spec's origin a `.py` file), never one already imported, so a
+    version of mitmproxy or aioquic that uses one of them at import time just loads it then (the test suite checks
+    on mitmproxy 11 and 12 that none is loaded by a start-up). Only for the proxy child's own process (`main`).
+    """
+    import importlib
+    import importlib.util
+
+    deferred = []
+    for name in names:
+        if name in sys.modules:
+            continue
+        parent_name, _, child = name.rpartition(".")
+        try:
+            parent = importlib.import_module(parent_name) if parent_name else None
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            continue
+        if spec is None or spec.loader is None or not str(spec.origin or "").endswith(".py"):
+            continue
+        stand_in = _DeferredModule(name)
+        stand_in.__spec__ = spec
+        stand_in.__loader__ = spec.loader
+        stand_in.__file__ = spec.origin
+        stand_in.__package__ = name if spec.submodule_search_locations is not None else parent_name
+        if spec.submodule_search_locations is not None:
+            stand_in.__path__ = list(spec.submodule_search_locations)
+        sys.modules[name] = stand_in
+        if parent is not None:
+            setattr(parent, child, stand_in)
+        deferred.append(name)
+    return deferred
 
 
 PRELOADED_MODULES = ("mitmproxy.master", "mitmproxy.options", "mitmproxy.addons.core", "mitmproxy.addons.errorcheck",
@@ -309,6 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # among them is wasted work (~7% of a start-up). Collection resumes once the proxy listens.
     gc.disable()
     skip_default_addons_import()
+    defer_unused_imports()
     import_proxy_modules()
     skip_message_type_checks()
     try:

@@ -2,9 +2,11 @@
 STARTED_FD` as the launcher starts it, or `python -m telemetry_audit.sandbox SPEC_FD PROXY_STDERR`.
 
 Its first act is to spawn the proxy (`proxy_start`, which imports only `os`), the longest part of a sealed start;
-everything else imports meanwhile. Started as a file under `-S` (no `site`, no install finder: a few tens of
-milliseconds sooner), it puts the package's root on the path itself; the supervisor needs the standard library
-only, while the proxy it spawns starts with `site` as usual.
+then it waits for its spec, and only then imports the rest (while the proxy still imports, but no longer beside
+`run` loading its policy: on two cores, three processes importing at once slowed the proxy). Started as a file
+under `-S` (no `site`, no install finder: a few tens of milliseconds sooner), it puts the package's root on the
+path itself; the supervisor needs the standard library only, while the proxy it spawns starts with `site` as
+usual.
 """
 
 from __future__ import annotations
@@ -31,9 +33,24 @@ if len(args) == 2 and args[0].isdigit():
     os.set_inheritable(int(args[0]), False)  # the spec is the supervisor's alone (it holds the environment)
     proxy = spawn_proxy(args[1])
 
-from telemetry_audit.sandbox.inside import main  # noqa: E402 - imports while the proxy does
+spec_text = None
+if proxy is not None:
+    # The spec comes once `run` has loaded its policy, while the proxy imports. Until then this process only waits:
+    # importing the rest of the supervisor now would take CPU from the proxy (and `run`) on a machine with two
+    # cores, so it imports once the spec is here. Signals are handled as `inside.main` does meanwhile.
+    import signal  # noqa: E402 - imported by proxy_start already
 
-status = main(args, proxy=proxy)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *_: None)
+    chunks: list[bytes] = []
+    while chunk := os.read(int(args[0]), 65536):
+        chunks.append(chunk)
+    os.close(int(args[0]))
+    spec_text = b"".join(chunks).decode("utf-8")
+
+from telemetry_audit.sandbox.inside import main  # noqa: E402 - imports once the spec is here
+
+status = main(args, proxy=proxy, spec_text=spec_text)
 # The result file is written and closed: leave without the interpreter's teardown (it held up the end of every
 # sealed run by a few tens of milliseconds); as PID 1 of the namespace, whatever is left ends with us.
 sys.stdout.flush()

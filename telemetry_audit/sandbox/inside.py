@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -72,8 +73,10 @@ class Lingerer:
     """True when the linger time ran out and it was ended; False when it finished on its own."""
 
 
-def main(argv: Sequence[str] | None = None, proxy: StartedProxy | OSError | None = None) -> int:
-    """`proxy`: already spawned by `__main__` (before this module was imported); spawned here otherwise."""
+def main(argv: Sequence[str] | None = None, proxy: StartedProxy | OSError | None = None,
+         spec_text: str | None = None) -> int:
+    """`proxy`: already spawned by `__main__` (before this module was imported); spawned here otherwise.
+    `spec_text`: the spec `__main__` already read from SPEC_FD (before importing this module); read here otherwise."""
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 2 or not args[0].isdigit():
         print("usage: python -m telemetry_audit.sandbox SPEC_FD PROXY_STDERR", file=sys.stderr)
@@ -82,8 +85,10 @@ def main(argv: Sequence[str] | None = None, proxy: StartedProxy | OSError | None
         signal.signal(sig, lambda *_: None)
     if proxy is None:
         proxy = spawn_proxy(args[1])
-    with os.fdopen(int(args[0]), encoding="utf-8") as stream:
-        text = stream.read()
+    if spec_text is None:
+        with os.fdopen(int(args[0]), encoding="utf-8") as stream:
+            spec_text = stream.read()
+    text = spec_text
     if not text.strip():  # the launcher went away before handing the spec over
         if isinstance(proxy, StartedProxy):
             proxy.kill()
@@ -183,10 +188,29 @@ class Supervisor:
         self.proxy.send_config(json.dumps(spec.proxy_config).encode("utf-8"))
 
     def _wait_for_proxy(self) -> None:
-        """Until the proxy's tun interface is up."""
+        """Until the proxy's tun interface is up: its ready line (it writes the tun-ready file just before), or its
+        end, on the pipe of its standard output, noticed at once (a poll of the file every few milliseconds was,
+        on average, that much later)."""
         spec = self.spec
         assert self.proxy is not None
         deadline = time.monotonic() + _PROXY_READY_TIMEOUT
+        fd, self.proxy.ready_fd = self.proxy.ready_fd, -1
+        if fd >= 0:
+            try:
+                line = b""
+                while b"\n" not in line and (remaining := deadline - time.monotonic()) > 0:
+                    if not select.select([fd], [], [], remaining)[0]:
+                        break
+                    chunk = os.read(fd, 4096)
+                    if not chunk:  # it exited (or closed its output) without a ready line
+                        break
+                    line += chunk
+            finally:
+                os.close(fd)
+            if os.path.exists(spec.proxy_ready_file):
+                return
+            if b"\n" in line:  # it listens, but not on a tun interface
+                raise RuntimeError("the proxy did not bring its tun interface up")
         while time.monotonic() < deadline:
             if os.path.exists(spec.proxy_ready_file):
                 return

@@ -13,23 +13,23 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from telemetry_audit.sandbox.probe import UNSHARE_FLAGS, SealSupport
+from telemetry_audit.sandbox.probe import SealSupport
+from telemetry_audit.sandbox.proxy_start import StartedProxy
+from telemetry_audit.sandbox.spawn import SUPERVISOR_SCRIPT, SpawnedSupervisor, spawn_supervisor  # noqa: F401
+from telemetry_audit.sandbox.spawn import ready_file as _ready_file
+from telemetry_audit.sandbox.spawn import result_file as _result_file
 
 if TYPE_CHECKING:
     from telemetry_audit.sandbox.relay import Relay
 
 TUN_NAME = "taudit0"
 RELAY_SOCKET = "relay.sock"
-
-SUPERVISOR_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "__main__.py")
-"""Run as a file under `python -S`: the supervisor starts (and spawns the proxy) sooner without `site`."""
 
 CAPTURE_SEALED = "sealed"
 CAPTURE_PROXY_VARIABLES = "proxy variables"
@@ -122,24 +122,15 @@ def start_sealed(run: SealedRun, support: SealSupport) -> StartedSealedRun:
 def spawn_sealed(workdir: str, support: SealSupport) -> StartedSealedRun:
     """Start the sandbox before its run is known: its supervisor starts the proxy (whose imports are most of a
     start-up) and waits for `hand_over(run)`, which the caller builds meanwhile. The spec travels on a pipe."""
-    for stale in (_ready_file(workdir), _result_file(workdir)):  # a previous sealed run in the same directory
-        if os.path.exists(stale):
-            os.unlink(stale)
-    spec_read, spec_write = os.pipe()
-    started_read, started_write = os.pipe()  # the supervisor's first act is to write a byte to it
-    argv = [support.unshare or "unshare", *UNSHARE_FLAGS, "--", sys.executable, "-S", "-P", SUPERVISOR_SCRIPT,
-            str(spec_read), os.path.join(workdir, "proxy.stderr"), str(started_write)]
-    try:
-        child: subprocess.Popen[bytes] | None = subprocess.Popen(argv, pass_fds=(spec_read, started_write))
-        status = 0
-    except OSError as e:
-        child, status = None, _failed(f"cannot start {argv[0]}: {e.strerror or e}")
-        os.close(spec_write)
-        spec_write = -1
-    finally:
-        os.close(spec_read)
-        os.close(started_write)
-    return StartedSealedRun(child, status, _result_file(workdir), support, spec_write, started_read)
+    return started_from(spawn_supervisor(workdir, support.unshare), workdir, support)
+
+
+def started_from(spawned: SpawnedSupervisor, workdir: str, support: SealSupport) -> StartedSealedRun:
+    """The `StartedSealedRun` of a supervisor `spawn_supervisor` started into `workdir` (`cli.early` spawns it
+    before importing this module)."""
+    status = _failed(spawned.error) if spawned.process is None else 0
+    return StartedSealedRun(spawned.process, status, _result_file(workdir), support, spawned.spec_write,
+                            spawned.started_read)
 
 
 class StartedSealedRun:
@@ -151,7 +142,7 @@ class StartedSealedRun:
     are passed on.
     """
 
-    def __init__(self, child: subprocess.Popen[bytes] | None, status: int, result_file: str, support: SealSupport,
+    def __init__(self, child: StartedProxy | None, status: int, result_file: str, support: SealSupport,
                  spec_write: int, started_read: int = -1) -> None:
         self._child = child
         self._started_read = started_read
@@ -280,7 +271,7 @@ class StartedSealedRun:
             self._short_dir = ""
 
 
-def _forward_signals(child: subprocess.Popen[bytes]) -> dict[int, Any]:
+def _forward_signals(child: StartedProxy) -> dict[int, Any]:
     """Ctrl-C is left to the command (same terminal group), SIGTERM/SIGHUP are passed on to the sandbox's
     supervisor; the handlers these replace, to restore."""
     previous: dict[int, Any] = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
@@ -298,16 +289,6 @@ def _forward_signals(child: subprocess.Popen[bytes]) -> dict[int, Any]:
     for sig in previous:
         signal.signal(sig, forward)
     return previous
-
-
-def _ready_file(workdir: str) -> str:
-    """The proxy writes it once its tun interface is up."""
-    return os.path.join(workdir, "tun-ready")
-
-
-def _result_file(workdir: str) -> str:
-    """The supervisor writes how the run ended here."""
-    return os.path.join(workdir, "sealed-result.json")
 
 
 def _failed(message: str) -> int:

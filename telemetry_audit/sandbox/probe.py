@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
-from dataclasses import dataclass
+from typing import NamedTuple
 
 TUN_DEVICE = "/dev/net/tun"
 
@@ -29,9 +28,12 @@ UNSHARE_FLAGS: tuple[str, ...] = ("--user", "--map-root-user", "--net", "--pid",
 """A user namespace (root inside, the caller outside), its own network, PID tree, mounts and /proc."""
 
 
-@dataclass(frozen=True)
-class SealSupport:
-    """Whether a run can be sealed here, and if not, why."""
+class SealSupport(NamedTuple):
+    """Whether a run can be sealed here, and if not, why.
+
+    A named tuple, not a dataclass: `run` probes before it spawns the sandbox (`cli.early`), and importing
+    `dataclasses` (with `inspect`) there cost ~10 ms of CPU on the way of every sealed start.
+    """
 
     ok: bool
     """True when every check passed, including a real trial namespace."""
@@ -100,9 +102,9 @@ _NAMESPACE_SYSCTLS = ("/proc/sys/user/max_user_namespaces", "/proc/sys/kernel/un
                       "/proc/sys/kernel/apparmor_restrict_unprivileged_userns")
 
 
-@dataclass(frozen=True)
-class _VerdictCache:
-    """A private file (0600, in a 0700 directory of the user's) holding the key of the last successful trial."""
+class _VerdictCache(NamedTuple):
+    """A private file (0600, in a 0700 directory of the user's) holding the key of the last successful trial (a
+    named tuple, as `SealSupport`)."""
 
     path: str
     key: str
@@ -168,6 +170,8 @@ def _tun_usable(path: str) -> bool:
 
 def _trial_namespace(unshare: str) -> str:
     """Create the namespaces a sealed run uses and run `true` in them; '' on success, else the reason."""
+    import subprocess  # only when no verdict is remembered: not on the way of a sealed start that has one
+
     try:
         result = subprocess.run([unshare, *UNSHARE_FLAGS, "--", "true"], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=10)

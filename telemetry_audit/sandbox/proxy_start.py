@@ -26,10 +26,12 @@ class ProxyTimeout(Exception):
 class StartedProxy:
     """A spawned proxy: its pid, the write end of its standard input, and its exit status once reaped."""
 
-    def __init__(self, pid: int, stdin_fd: int) -> None:
+    def __init__(self, pid: int, stdin_fd: int, ready_fd: int = -1) -> None:
         self.pid = pid
         self.returncode: int | None = None
         self._stdin_fd = stdin_fd
+        self.ready_fd = ready_fd
+        """The read end of its standard output, which carries its ready line once it listens (-1: none)."""
 
     def send_config(self, data: bytes) -> None:
         """Write its configuration and close its standard input (a proxy already gone is not an error here)."""
@@ -58,13 +60,29 @@ class StartedProxy:
             while self.returncode is None:
                 self._reap(0)
             return self.returncode
-        deadline = time.monotonic() + timeout
-        while self.poll() is None:
-            if time.monotonic() >= deadline:
-                raise ProxyTimeout(f"the proxy still runs after {timeout:g} s")
-            time.sleep(0.002)
-        assert self.returncode is not None
+        if self.poll() is None and not self._exits_within(timeout):
+            raise ProxyTimeout(f"the proxy still runs after {timeout:g} s")
+        while self.returncode is None:  # it has exited (or is about to): reaped now
+            self._reap(0)
         return self.returncode
+
+    def _exits_within(self, timeout: float) -> bool:
+        """Whether it exits within `timeout` seconds, noticed the moment it does (a pidfd; a 2 ms poll without)."""
+        deadline = time.monotonic() + timeout
+        try:
+            pidfd = os.pidfd_open(self.pid)  # not reaped yet (`poll` said so): the pid is still its own
+        except (AttributeError, OSError):
+            while self.poll() is None:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.002)
+            return True
+        import select  # only once it is stopped: nothing of it on the way of a start
+
+        try:
+            return bool(select.select([pidfd], [], [], max(0.0, deadline - time.monotonic()))[0])
+        finally:
+            os.close(pidfd)
 
     def send_signal(self, sig: int) -> None:
         if self.returncode is None:
@@ -89,18 +107,22 @@ class StartedProxy:
 
 
 def spawn_proxy(stderr_path: str) -> StartedProxy | OSError:
-    """The proxy server in its own session, its output appended to `stderr_path`; the error when it cannot
-    start (reported once the spec says where results go)."""
+    """The proxy server in its own session, its error output appended to `stderr_path`, its standard output (the
+    ready line, then nothing: it points it at its error output) a pipe the supervisor waits on; the error when it
+    cannot start (reported once the spec says where results go)."""
     stdin_read, stdin_write = os.pipe()
+    ready_read, ready_write = os.pipe()
     try:
         pid = os.posix_spawn(PROXY_ARGV[0], list(PROXY_ARGV), os.environ, file_actions=[
             (os.POSIX_SPAWN_DUP2, stdin_read, 0),
-            (os.POSIX_SPAWN_OPEN, 1, stderr_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666),
-            (os.POSIX_SPAWN_DUP2, 1, 2),
+            (os.POSIX_SPAWN_DUP2, ready_write, 1),
+            (os.POSIX_SPAWN_OPEN, 2, stderr_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666),
         ], setsid=True, setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))  # as Popen's restore_signals
     except OSError as e:
         os.close(stdin_write)
+        os.close(ready_read)
         return e
     finally:
         os.close(stdin_read)
-    return StartedProxy(pid, stdin_write)
+        os.close(ready_write)
+    return StartedProxy(pid, stdin_write, ready_read)

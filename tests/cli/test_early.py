@@ -132,3 +132,28 @@ def test_the_early_start_imports_none_of_the_commands_nor_the_core() -> None:
     result = subprocess.run([sys.executable, "-P", "-c", probe], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == []
+
+
+def test_the_sandbox_is_spawned_before_the_launcher_and_its_imports() -> None:
+    """A sealed start's way to its supervisor: the probe and `sandbox.spawn` (os only); the launcher and what it
+    imports (dataclasses, json, subprocess: ~20 ms of CPU) come while the supervisor and its proxy start."""
+    from telemetry_audit.sandbox.probe import probe_seal
+
+    support = probe_seal()
+    if not support.ok:
+        pytest.skip(f"cannot seal here: {support.reason}")
+    heavy = ["telemetry_audit.sandbox.launcher", "dataclasses", "json", "subprocess", "telemetry_audit.cli.run",
+             "telemetry_audit.session", "telemetry_audit.policy", "mitmproxy"]
+    probe = ("import sys\nfrom telemetry_audit.sandbox import spawn\nspawn_supervisor = spawn.spawn_supervisor\n"
+             "loaded = []\n"
+             "def spy(workdir, unshare):\n"
+             f"    loaded.extend(n for n in {heavy!r} if n in sys.modules)\n"
+             "    return spawn_supervisor(workdir, unshare)\n"
+             "spawn.spawn_supervisor = spy\n"
+             "from telemetry_audit.cli.early import start_early\n"
+             "early = start_early(['run', '--seal', 'on', '--', 'true'])\n"
+             "sandbox = early.adopt(sealed=True)\nprint(type(sandbox).__name__, 'loaded:', *loaded)\n"
+             "sandbox.abort()\nearly.discard()")
+    result = subprocess.run([sys.executable, "-P", "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["StartedSealedRun", "loaded:"]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -145,3 +147,126 @@ print("same" if checked == unchecked else f"differs {checked} {unchecked}")
     result = subprocess.run([sys.executable, "-P", "-c", probe], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[:3] == ["checked refuses", "unchecked accepts", "same"]
+
+
+_DEFERRED_STATE = """
+import json, sys
+import telemetry_audit.proxy.server as server
+
+def state():
+    deferred = {name: type(sys.modules.get(name)).__name__ for name in server.DEFERRED_MODULES}
+    # What each one would have brought along (pyasn1, attrs, idna: service_identity; the C YAML parser: ruamel).
+    along = [name for name in ("pyasn1", "attr", "idna", "_ruamel_yaml") if name in sys.modules]
+    return {"deferred": deferred, "along": along, "modules": len(sys.modules)}
+
+announce = server.ReadyAnnouncer.running
+
+def running(self):
+    announce(self)
+    import telemetry_audit.proxy.sealed, telemetry_audit.proxy.synthetic_dns  # what tun mode adds
+    with open(sys.argv[1], "w") as stream:
+        json.dump(state(), stream)
+
+server.ReadyAnnouncer.running = running
+server.main([])
+"""
+
+
+def test_a_started_proxy_has_not_loaded_the_modules_it_defers(tmp_path: Path, confdir: Path) -> None:
+    """The whole start-up of a real proxy child (imports, configuration, listening) leaves each deferred module a
+    stand-in: if a mitmproxy or aioquic version used one at import or start-up time, it would be loaded here."""
+    from telemetry_audit.proxy.server import DEFERRED_MODULES
+    from telemetry_audit.proxy.settings import ProxySettings
+
+    config = {"listen_host": "127.0.0.1", "listen_port": 0, "confdir": str(confdir),
+              "options": ProxySettings(log=str(tmp_path / "audit.jsonl")).to_options()}
+    state_file, stderr = tmp_path / "state.json", tmp_path / "proxy.stderr"
+    with stderr.open("wb") as errors:
+        child = subprocess.Popen([sys.executable, "-P", "-c", _DEFERRED_STATE, str(state_file)], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=errors)
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        child.stdin.write(json.dumps(config).encode())
+        child.stdin.close()
+        assert json.loads(child.stdout.readline() or "{}").get("port"), stderr.read_text()
+        deadline = time.monotonic() + 60
+        while not state_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        state = json.loads(state_file.read_text())
+    finally:
+        child.terminate()
+        child.wait(60)
+        child.stdout.close()
+    assert state["deferred"] == dict.fromkeys(DEFERRED_MODULES, "_DeferredModule")
+    assert state["along"] == []
+
+
+_DEFERRED_USE = """
+import sys
+import telemetry_audit.proxy.server as server
+print(server.defer_unused_imports())
+print(server.defer_unused_imports())  # already stand-ins: nothing more
+server.skip_default_addons_import()
+server.import_proxy_modules()
+import aioquic.tls, mitmproxy.net.tls, mitmproxy.optmanager
+print(type(sys.modules["certifi"]).__name__)
+# Read through the names the importers hold, as their functions do:
+print(mitmproxy.net.tls.certifi.where().endswith(".pem"))
+print(type(sys.modules["certifi"]).__name__)
+print(mitmproxy.optmanager.ruamel.yaml.YAML(typ="safe", pure=True).load("a: [1, 2]"))
+from service_identity.cryptography import verify_certificate_hostname
+import service_identity
+print(aioquic.tls.service_identity.VerificationError is service_identity.VerificationError)
+print(aioquic.tls.service_identity.cryptography.verify_certificate_hostname is verify_certificate_hostname)
+"""
+
+
+def test_a_deferred_module_loads_when_first_read_and_works_as_itself() -> None:
+    result = subprocess.run([sys.executable, "-P", "-c", _DEFERRED_USE], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["['service_identity', 'certifi', 'ruamel.yaml']", "[]", "_DeferredModule",
+                                          "True", "module", "{'a': [1, 2]}", "True", "True"]
+
+
+@pytest.mark.parametrize(("name", "why"), [
+    ("json", "already imported"),
+    ("telemetry_audit_no_such_module", "not installed"),
+    ("re2._re2", "an extension module, not Python source"),
+])
+def test_only_unimported_python_source_modules_are_deferred(name: str, why: str) -> None:
+    probe = ("import json, sys\nimport telemetry_audit.proxy.server as server\n"
+             f"print(server.defer_unused_imports([{name!r}]), type(sys.modules.get({name!r})).__name__)")
+    result = subprocess.run([sys.executable, "-P", "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[0] == "[]", why
+    assert result.stdout.split()[1] != "_DeferredModule"
+
+
+def test_a_deferred_module_that_fails_to_import_says_so_and_stays_deferred(tmp_path: Path) -> None:
+    (tmp_path / "taudit_broken_module.py").write_text("raise ImportError('broken on purpose')\n")
+    probe = ("import sys\nsys.path.insert(0, sys.argv[1])\nimport telemetry_audit.proxy.server as server\n"
+             "print(server.defer_unused_imports(['taudit_broken_module']))\nimport taudit_broken_module as m\n"
+             "for _ in range(2):\n    try:\n        m.anything\n    except ImportError as e:\n        print(e)\n"
+             "print(type(sys.modules['taudit_broken_module']).__name__)")
+    result = subprocess.run([sys.executable, "-P", "-c", probe, str(tmp_path)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["['taudit_broken_module']", "broken on purpose", "broken on purpose",
+                                          "_DeferredModule"]
+
+
+def test_a_deferred_package_whose_submodules_read_it_while_it_imports_loads_once(tmp_path: Path) -> None:
+    """`import pkg.other as other` inside the package's own import goes through the parent's attribute, still the
+    stand-in: it must get the module being imported (not wait for itself, nor import it a second time)."""
+    package = tmp_path / "taudit_deferred_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("LOADS = []\nLOADS.append(1)\nfrom taudit_deferred_pkg import sub\n")
+    (package / "sub.py").write_text("import taudit_deferred_pkg.other as other\nVALUE = other.X\n")
+    (package / "other.py").write_text("X = 42\n")
+    probe = ("import sys\nsys.path.insert(0, sys.argv[1])\nimport telemetry_audit.proxy.server as server\n"
+             "print(server.defer_unused_imports(['taudit_deferred_pkg']))\nimport taudit_deferred_pkg as p\n"
+             "print(p.sub.VALUE, p.LOADS, sys.modules['taudit_deferred_pkg'].LOADS is p.LOADS)")
+    result = subprocess.run([sys.executable, "-P", "-c", probe, str(package.parent)], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["['taudit_deferred_pkg']", "42 [1] True"]
