@@ -299,6 +299,18 @@ async def _shutdown_when_orphaned(master: Master, parent_pid: int, interval: flo
             return
 
 
+def prepare_process() -> None:
+    """What only the proxy child's own process does to mitmproxy: import less, check less, hook inline."""
+    skip_default_addons_import()
+    import_proxy_modules()
+    skip_message_type_checks()
+    from telemetry_audit.proxy.lean_addons import install_inline_hooks
+
+    if not install_inline_hooks():
+        logging.getLogger(__name__).warning("telemetry-audit: this mitmproxy does not fit the inline request hooks; "
+                                            "using its own connection handler")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
@@ -308,9 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Start-up allocates a few hundred thousand objects that live as long as the process: collecting cycles
     # among them is wasted work (~7% of a start-up). Collection resumes once the proxy listens.
     gc.disable()
-    skip_default_addons_import()
-    import_proxy_modules()
-    skip_message_type_checks()
+    prepare_process()
     try:
         config = read_config(sys.stdin)
     except ValueError as e:
