@@ -201,7 +201,10 @@ class InlineHookConnectionHandler(mode_servers.ProxyConnectionHandler):
 
 class _InlineHooksLayer:
     """Stands in for a connection's top layer: its commands pass through, except the hooks to run inline, which run
-    once the layers are done with the event; their `HookCompleted` then go into the layers the same way."""
+    once the layers are done with the event; their `HookCompleted` then go into the layers the same way.
+
+    Data sent on one TCP connection by consecutive commands goes out as one command (`_joined`).
+    """
 
     def __init__(self, layer: Any, handler: InlineHookConnectionHandler) -> None:
         self.layer = layer
@@ -213,12 +216,12 @@ class _InlineHooksLayer:
     def handle_event(self, event: events.Event) -> Iterator[commands.Command]:
         manager = self.handler.master.addons
         if not isinstance(manager, LeanAddonManager):
-            yield from self.layer.handle_event(event)
+            yield from _joined(self.layer.handle_event(event))
             return
         queue = collections.deque([event])
         while queue:
             hooks_started: list[commands.StartHook] = []
-            for command in self.layer.handle_event(queue.popleft()):
+            for command in _joined(self.layer.handle_event(queue.popleft())):
                 if isinstance(command, commands.StartHook) and manager.runs_inline(command):
                     hooks_started.append(command)
                 else:
@@ -226,6 +229,36 @@ class _InlineHooksLayer:
             for hook in hooks_started:
                 if self.handler.run_hook_now(hook):
                     queue.append(events.HookCompleted(hook))
+
+
+def _joined(layer_commands: Iterator[commands.Command]) -> Iterator[commands.Command]:
+    """`layer_commands`, with consecutive `SendData` to the same TCP connection joined into one.
+
+    An HTTP/1 answer leaves the layers as two sends, its head and its body (two TLS records over TLS): two writes,
+    two system calls, and on loopback the receiving side's TCP work twice. Joined, the peer gets the same bytes in
+    the same order, with one write; nothing is held back past the command that follows. UDP keeps its datagrams.
+    """
+    pending: commands.SendData | None = None
+    chunks: list[bytes] = []
+    for command in layer_commands:
+        if type(command) is commands.SendData and command.connection.transport_protocol == "tcp":
+            if pending is not None and command.connection is pending.connection:
+                chunks.append(command.data)
+                continue
+            if pending is not None:
+                yield _send(pending, chunks)
+            pending, chunks = command, [command.data]
+            continue
+        if pending is not None:
+            yield _send(pending, chunks)
+            pending = None
+        yield command
+    if pending is not None:
+        yield _send(pending, chunks)
+
+
+def _send(first: commands.SendData, chunks: list[bytes]) -> commands.SendData:
+    return first if len(chunks) == 1 else commands.SendData(first.connection, b"".join(chunks))
 
 
 def install_inline_hooks() -> bool:

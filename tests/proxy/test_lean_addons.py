@@ -365,3 +365,30 @@ def test_the_proxy_process_creates_inline_hook_handlers() -> None:
              "print(mode_servers.ProxyConnectionHandler is lean_addons.InlineHookConnectionHandler)")
     result = subprocess.run([sys.executable, "-P", "-c", probe], capture_output=True, text=True, timeout=120)
     assert (result.returncode, result.stdout, result.stderr) == (0, "True\n", "")
+
+
+def test_consecutive_data_to_one_tcp_connection_leaves_as_one_send() -> None:
+    """An answer's head and body (each a TLS record over TLS) go out in one write; order, other connections, other
+    commands between them and UDP datagrams stay as they were."""
+    from mitmproxy import connection
+    from mitmproxy.proxy import commands
+
+    from telemetry_audit.proxy.lean_addons import _joined
+
+    def peer(cls: type[connection.Connection], protocol: str) -> Any:
+        return cls(peername=("127.0.0.1", 1), sockname=("127.0.0.1", 2), transport_protocol=protocol) \
+            if cls is connection.Client else cls(address=("127.0.0.1", 3), transport_protocol=protocol)
+
+    client, server, udp = (peer(connection.Client, "tcp"), peer(connection.Server, "tcp"),
+                           peer(connection.Client, "udp"))
+    log = commands.Log("between")
+    sent = list(_joined(iter([
+        commands.SendData(client, b"head"), commands.SendData(client, b"body"), commands.SendData(client, b"!"),
+        commands.SendData(server, b"up"), commands.SendData(client, b"more"), log, commands.SendData(client, b"x"),
+        commands.SendData(udp, b"d1"), commands.SendData(udp, b"d2"), commands.CloseConnection(client),
+    ])))
+    shown = [(type(c).__name__, getattr(c, "connection", None), getattr(c, "data", None)) for c in sent]
+    assert shown == [("SendData", client, b"headbody!"), ("SendData", server, b"up"), ("SendData", client, b"more"),
+                     ("Log", None, None), ("SendData", client, b"x"), ("SendData", udp, b"d1"),
+                     ("SendData", udp, b"d2"), ("CloseConnection", client, None)]
+    assert sent[5] is not sent[6]
