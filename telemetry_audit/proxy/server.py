@@ -73,6 +73,37 @@ def _unchecked(self: object) -> None:
     """`MessageData.__post_init__` without the check (the dataclass `__init__`s still call it)."""
 
 
+def skip_copying_plain_option_values() -> None:
+    """Let mitmproxy read an option holding a string, number, bool or None without `copy.deepcopy`.
+
+    Every `options.x` read goes through `_Option.current`, which deep-copies the value so that a caller cannot
+    change a list in place; the HTTP layers read a few options per request (`body_size_limit`, ...), each through a
+    `deepcopy` call that returns these values themselves anyway. Other values are still copied. Only for the proxy
+    child's own process (`main`), like `skip_message_type_checks`; nothing changes when mitmproxy's option class
+    does not look as expected.
+    """
+    from mitmproxy import optmanager
+
+    option = getattr(optmanager, "_Option", None)
+    unset = getattr(optmanager, "unset", None)
+    stock = getattr(option, "current", None)
+    if option is None or unset is None or stock is None or getattr(stock, "plain_values_uncopied", False):
+        return
+
+    def current(self: Any) -> Any:
+        value = self._default if self.value is unset else self.value
+        if type(value) in _PLAIN_OPTION_TYPES:
+            return value
+        return stock(self)
+
+    current.plain_values_uncopied = True  # type: ignore[attr-defined]
+    option.current = current
+
+
+_PLAIN_OPTION_TYPES = frozenset({str, int, float, bool, type(None)})
+"""Values `copy.deepcopy` returns as they are."""
+
+
 PRELOADED_MODULES = ("mitmproxy.master", "mitmproxy.options", "mitmproxy.addons.core", "mitmproxy.addons.errorcheck",
                      "mitmproxy.addons.next_layer", "mitmproxy.addons.proxyserver", "mitmproxy.addons.tlsconfig",
                      "telemetry_audit.proxy.addon")
@@ -304,6 +335,7 @@ def prepare_process() -> None:
     skip_default_addons_import()
     import_proxy_modules()
     skip_message_type_checks()
+    skip_copying_plain_option_values()
     from telemetry_audit.proxy.lean_addons import install_inline_hooks
 
     if not install_inline_hooks():
