@@ -68,14 +68,13 @@ def json_body(decoded: DecodedRequest, data: bytes | None = None) -> Any:
     again when the decoder already did: its document, when it read these very bytes as one UTF-8 JSON document.
 
     The decoder's parse equals `json.loads` (it refuses duplicate keys, where `json.loads` keeps the last: such a
-    body is read as raw, and parsed here). Only while the request's fields are not built: building them opens
-    documents held in strings in place (`Embedded`), which an emulator must read as the strings they were sent as.
-    The engine builds them only for a request its fast path does not clear. Emulators only read the document.
+    body is read as raw, and parsed here). Emulators only read the document; a redacted JSON body is spliced as
+    text, never rewritten in the document.
     """
     if data is None:
         data = body(decoded)
     if (data is decoded.plain_body and decoded.body_tree is not None and decoded.body_format in _JSON_FORMATS
-            and decoded.charset == "utf-8" and not decoded.bom and decoded._fields is None):
+            and decoded.charset == "utf-8" and not decoded.bom):
         return decoded.body_tree
     return json_loads(data)
 
