@@ -63,26 +63,6 @@ def json_loads(data: bytes | str) -> Any:
         raise ValueError(f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
 
 
-def json_body(decoded: DecodedRequest, data: bytes | None = None) -> Any:
-    """`json_loads(data)` for the body `body(decoded)` gave (`data`, read here when not given), without parsing it
-    again when the decoder already did: its document, when it read these very bytes as one UTF-8 JSON document.
-
-    The decoder's parse equals `json.loads` (it refuses duplicate keys, where `json.loads` keeps the last: such a
-    body is read as raw, and parsed here). Emulators only read the document; a redacted JSON body is spliced as
-    text, never rewritten in the document.
-    """
-    if data is None:
-        data = body(decoded)
-    if (data is decoded.plain_body and decoded.body_tree is not None and decoded.body_format in _JSON_FORMATS
-            and decoded.charset == "utf-8" and not decoded.bom):
-        return decoded.body_tree
-    return json_loads(data)
-
-
-_JSON_FORMATS = ("json", "otlp-json")
-"""Formats whose `body_tree` is the whole body parsed as one JSON document."""
-
-
 def json_or_base64(text: str) -> Any:
     """A JSON document sent either as is or base64-encoded (Mixpanel, PostHog `data=`)."""
     stripped = text.strip()

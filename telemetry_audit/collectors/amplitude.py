@@ -72,7 +72,7 @@ class AmplitudeCollector(HostAndPathCollector):
             return False
         # `/batch` is also Universal Analytics'; Amplitude's is JSON with an `events` array.
         try:
-            document = _decoding.json_body(decoded)
+            document = _decoding.json_loads(_decoding.body(decoded))
         except ValueError:
             return False
         return isinstance(document, dict) and "events" in document
@@ -85,7 +85,7 @@ class AmplitudeCollector(HostAndPathCollector):
             data = _decoding.body(decoded)
             if len(data) > MAX_REQUEST_BYTES:
                 raise _decoding.BodyTooLarge
-            document = _decoding.json_body(decoded, data)
+            document = _decoding.json_loads(data)
         except _decoding.BodyTooLarge:
             return _error({"error": "Payload too large"}, "request exceeds 1 MB", 413)
         except ValueError as e:

@@ -103,7 +103,7 @@ class Ga4Collector(HostAndPathCollector):
             if len(data) > MAX_GA4_BODY_BYTES:
                 problems.append(("", f"Post body exceeds {MAX_GA4_BODY_BYTES // 1024} kB.", "VALUE_OUT_OF_BOUNDS"))
             else:
-                document = _decoding.json_body(decoded, data)
+                document = _decoding.json_loads(data)
         except ValueError as e:
             problems.append(("", f"Unable to parse Measurement Protocol JSON payload. {e}", "VALUE_INVALID"))
         if request.method != "POST":

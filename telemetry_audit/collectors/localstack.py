@@ -46,7 +46,7 @@ class LocalStackCollector(HostAndPathCollector):
         if request.method != "POST":
             return _error(405, "method not allowed")
         try:
-            document = _decoding.json_body(decoded)
+            document = _decoding.json_loads(_decoding.body(decoded))
         except ValueError as e:
             return _error(400, str(e))
         if not isinstance(document, dict):

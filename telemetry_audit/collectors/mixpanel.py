@@ -76,7 +76,7 @@ def _documents(decoded: DecodedRequest, request: Request, params: dict[str, str]
         elif request.content_type == "application/x-ndjson":
             found = _decoding.ndjson(data)
         else:
-            found = _decoding.json_body(decoded, data)
+            found = _decoding.json_loads(data)
     return found if isinstance(found, list) else [found]
 
 

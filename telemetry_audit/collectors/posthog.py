@@ -77,7 +77,7 @@ def _payload(decoded: DecodedRequest, request: Request) -> tuple[Any, int | None
     if compression == "lz64":
         return _decoding.json_loads(decompress_from_base64(data.decode("ascii", "replace"))), None
     try:
-        return _decoding.json_body(decoded, data), len(data)
+        return _decoding.json_loads(data), len(data)
     except ValueError:
         if compression == "base64":
             return _decoding.json_loads(_decoding.b64decode(data)), len(data)

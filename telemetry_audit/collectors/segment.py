@@ -124,7 +124,7 @@ class SegmentCollector(HostAndPathCollector):
         if len(data) > (MAX_BATCH_BYTES if batch else MAX_MESSAGE_BYTES):
             return _error("Payload too large")
         try:
-            document = _decoding.json_body(decoded, data)
+            document = _decoding.json_loads(data)
         except ValueError as e:
             return _error(f"Invalid JSON: {e}")
         if not isinstance(document, dict):

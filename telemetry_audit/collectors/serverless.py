@@ -55,7 +55,7 @@ class ServerlessV3Collector(HostAndPathCollector):
         if request.method != "POST":
             return _error(405, "Method Not Allowed")
         try:
-            document = _decoding.json_body(decoded)
+            document = _decoding.json_loads(_decoding.body(decoded))
         except ValueError as e:
             return _error(400, str(e))
         if not isinstance(document, list):
@@ -99,7 +99,7 @@ class ServerlessV4Collector(HostAndPathCollector):
         if not request.header("authorization").lower().startswith("bearer "):
             return _error(401, "Unauthorized")
         try:
-            document = _decoding.json_body(decoded)
+            document = _decoding.json_loads(_decoding.body(decoded))
         except ValueError as e:
             return _error(400, str(e))
         items = document.get("events") if isinstance(document, dict) else None

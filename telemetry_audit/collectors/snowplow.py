@@ -112,7 +112,7 @@ class SnowplowCollector(HostAndPathCollector):
             if len(data) > MAX_PAYLOAD_BYTES:
                 return self._answer(b"ok", "text/plain", [], f"size violation: payload of {len(data)} bytes "
                                     f"exceeds the collector's {MAX_PAYLOAD_BYTES}-byte limit")
-            document = _decoding.json_body(decoded, data)
+            document = _decoding.json_loads(data)
         except ValueError as e:
             return self._answer(b"ok", "text/plain", [], str(e))
         schema = document.get("schema") if isinstance(document, dict) else None

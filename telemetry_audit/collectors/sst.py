@@ -38,7 +38,7 @@ class SstV2Collector(HostAndPathCollector):
         if request.method != "POST":
             return json_response(405, {"error": "method not allowed"}, bad_reason="method not allowed")
         try:
-            document = _decoding.json_body(decoded)
+            document = _decoding.json_loads(_decoding.body(decoded))
         except ValueError as e:
             return _error(str(e))
         if not isinstance(document, dict) or not isinstance(document.get("events"), list):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import gzip
-import json
-import re
 import zlib
 
 import brotli
@@ -64,45 +62,6 @@ def test_a_broken_content_coding_is_a_value_error(coding: str, message: str) -> 
 )
 def test_json_or_base64(text: str) -> None:
     assert _decoding.json_or_base64(text) == {"a": "??>"}
-
-
-@pytest.mark.parametrize(
-    ("headers", "body", "reused"),
-    [
-        ({"Content-Type": "application/json"}, b'{"a": [1, 2.5, "\\u00e9", null, true], "b": {"c": 1e400}}', True),
-        ({"Content-Type": "application/json", "Content-Encoding": "gzip"}, gzip.compress(b'[{"a": 1}, 2]'), True),
-        ({"Content-Type": "application/json"}, b'  {"a": NaN}\n', True),
-        ({"Content-Type": "text/plain"}, b'{"a": 1}', True),
-        # Read otherwise by the decoder, or not at all: parsed here, as `json_loads` parses it.
-        ({"Content-Type": "application/json"}, b'{"a": 1, "a": 2}', False),  # duplicate key: the last one wins
-        ({"Content-Type": "application/json"}, b'\xef\xbb\xbf{"a": 1}', False),  # BOM: an error here
-        ({"Content-Type": "application/json"}, '{"a": 1}'.encode("utf-16"), False),
-        ({"Content-Type": "application/x-ndjson"}, b'{"a": 1}', False),
-        ({"Content-Type": "application/json"}, b'{"a": 1', False),
-    ],
-)
-def test_json_body_is_the_decoders_document_only_where_json_loads_reads_the_same(
-        headers: dict[str, str], body: bytes, reused: bool) -> None:
-    """The emulators read the document the decoder parsed instead of parsing the body again, and get what
-    `json_loads` gives, or raises, for the same bytes."""
-    decoded = decode_request(Request.from_url("POST", "http://x/", headers, body))
-    data = _decoding.body(decoded)
-    try:
-        expected = _decoding.json_loads(data)
-    except ValueError as e:
-        with pytest.raises(ValueError, match=re.escape(str(e))):
-            _decoding.json_body(decoded, data)
-        assert not reused
-        return
-    document = _decoding.json_body(decoded)
-    assert _same(document, expected)
-    assert (document is decoded.body_tree) is reused
-    assert _decoding.json_body(decoded, bytes(bytearray(data))) is not decoded.body_tree  # a copy: parsed
-
-
-def _same(a: object, b: object) -> bool:
-    """Equal, NaN included (`float("nan") != float("nan")`)."""
-    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
 def test_invalid_json_says_where() -> None:
