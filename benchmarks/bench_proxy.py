@@ -1056,8 +1056,10 @@ def instructions_per_request(target: str, scheme: str, requests: int, *, mitmdum
     return total / requests
 
 
-def run_instructions(requests: int, schemes: Sequence[str], mitmdump: str) -> dict[str, Any]:
-    """Instructions per request of bare mitmdump and the telemetry-audit proxy, for each scheme."""
+def run_instructions(requests: int, schemes: Sequence[str], mitmdump: str, *, targets: Sequence[str] = (BARE, OURS),
+                     keep: str = "") -> dict[str, Any]:
+    """Instructions per request of bare mitmdump and the telemetry-audit proxy (or only `targets` of them), for each
+    scheme. `keep`: a directory to copy callgrind's files into, for `callgrind_annotate`."""
     from telemetry_audit.proxy.ca import CA_CERT_NAME, ensure_ca
 
     workdir = tempfile.mkdtemp(prefix="bench-callgrind-")
@@ -1070,10 +1072,18 @@ def run_instructions(requests: int, schemes: Sequence[str], mitmdump: str) -> di
             counts = {target: instructions_per_request(target, scheme, requests, mitmdump=mitmdump, workdir=workdir,
                                                        confdir=confdir, ca_file=os.path.join(confdir, CA_CERT_NAME),
                                                        corpus=corpus)
-                      for target in (BARE, OURS)}
-            figures[scheme] = {"mitmdump_instructions": round(counts[BARE]),
-                               "telemetry_audit_instructions": round(counts[OURS]),
-                               "mitmdump_over_ours": round(counts[BARE] / counts[OURS], 3)}
+                      for target in (BARE, OURS) if target in targets}
+            figures[scheme] = {}
+            if BARE in counts:
+                figures[scheme]["mitmdump_instructions"] = round(counts[BARE])
+            if OURS in counts:
+                figures[scheme]["telemetry_audit_instructions"] = round(counts[OURS])
+            if len(counts) == 2:
+                figures[scheme]["mitmdump_over_ours"] = round(counts[BARE] / counts[OURS], 3)
+        if keep:
+            os.makedirs(keep, exist_ok=True)
+            for path in Path(workdir).glob("*.callgrind.out*"):
+                shutil.copy(path, keep)
         return figures
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -1109,12 +1119,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--instructions", type=int, metavar="N", default=0,
                         help="only count the server's instructions per request under valgrind's callgrind (N "
                              "sequential requests each; steady on a busy machine, unlike req/s); needs valgrind")
+    parser.add_argument("--callgrind-dir", metavar="DIR", default="",
+                        help="with --instructions: keep callgrind's files in DIR (for callgrind_annotate)")
     args = parser.parse_args(argv)
     if args.instructions:
         if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
             parser.error("--instructions needs valgrind (callgrind_control) on PATH")
-        print(json.dumps(run_instructions(args.instructions, tuple(args.scheme or SCHEMES), args.mitmdump),
-                         indent=2))
+        targets = tuple(t for t in (BARE, OURS) if not args.target or t in args.target)
+        print(json.dumps(run_instructions(args.instructions, tuple(args.scheme or SCHEMES), args.mitmdump,
+                                          targets=targets, keep=args.callgrind_dir), indent=2))
         return
     if args.stall:
         confdir = tempfile.mkdtemp(prefix="bench-stall-ca-")

@@ -137,6 +137,10 @@ def request_of(decoded: DecodedRequest) -> Request:
     return decoded.request
 
 
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
+"""`json.dumps(payload, separators=(",", ":"))` without building an encoder per answer."""
+
+
 def json_response(
     status: int,
     payload: Any,
@@ -146,7 +150,7 @@ def json_response(
     content_type: str = "application/json",
 ) -> CollectorResponse:
     """A JSON answer, compact like the vendors' own."""
-    body = json.dumps(payload, separators=(",", ":")).encode()
+    body = _COMPACT_JSON.encode(payload).encode()
     return CollectorResponse(
         status=status,
         headers=(("Content-Type", content_type),),

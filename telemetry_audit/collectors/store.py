@@ -107,6 +107,29 @@ def _dump(value: Any) -> str:
     return _ENCODER.encode(value)
 
 
+_SAME_AS_RAW = "@"
+"""A `properties` or `context` column holding `@key` (never JSON: that starts with `{`) means `raw[key]`."""
+_RAW_KEYS = ("properties", "context", "traits")
+
+
+def _dump_part(part: dict[str, Any], raw: dict[str, Any]) -> str:
+    """`_dump(part)`, or `@key` when `part` equals `raw[key]` (most emulators copy both from the event as sent):
+    the row then holds that text once, in `raw`. Only for a store nothing but `_select` reads (`write_behind`)."""
+    if part:
+        for key in _RAW_KEYS:
+            if raw.get(key) == part:
+                return _SAME_AS_RAW + key
+    return _dump(part)
+
+
+def _load_part(text: str, raw: dict[str, Any]) -> dict[str, Any]:
+    """A `properties` or `context` column read back (`_dump_part`)."""
+    if text.startswith(_SAME_AS_RAW):
+        return dict(raw[text[1:]])
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
 class EventStore:
     """Thread-safe event store; `path` is a file, or `":memory:"` for tests and throwaway runs."""
 
@@ -119,7 +142,8 @@ class EventStore:
         of the proxy's work on a small request, beside the audit). Only for a store no other process reads: rows
         not yet flushed are invisible to another connection and die with the process. The proxy uses it for a
         store in memory (which dies with the process anyway), never for a file (`--store`), whose rows are
-        committed before the request is answered."""
+        committed before the request is answered. Such a store also keeps an event's properties and context, where
+        they equal the raw event's, as a reference into it (`_dump_part`): each is encoded once."""
         self._pending: list[tuple[Any, ...]] = []
         if self.path != ":memory:" and not os.path.exists(self.path):
             # Create it private before SQLite opens it: payloads carry tokens.
@@ -206,6 +230,7 @@ class EventStore:
         now = time.time()
         meta = _dump(dict(request_meta or {}))
         verdict = _dump(dict(decision)) if decision is not None else None
+        part = _dump_part if self.write_behind else lambda value, raw: _dump(value)
         rows: list[tuple[Any, ...]] = [
             (
                 now,
@@ -217,8 +242,8 @@ class EventStore:
                 e.distinct_id,
                 e.anonymous_id,
                 e.timestamp,
-                _dump(e.properties),
-                _dump(e.context),
+                part(e.properties, e.raw),
+                part(e.context, e.raw),
                 _dump(e.raw),
                 verdict,
                 meta,
@@ -308,8 +333,10 @@ class EventStore:
         with self._lock:
             self._write_pending()
             rows = self._db.execute(sql, args).fetchall()
-        return [
-            StoredEvent(
+        events = []
+        for r in rows:
+            raw = json.loads(r[12])
+            events.append(StoredEvent(
                 id=r[0],
                 received_at=r[1],
                 good=bool(r[2]),
@@ -320,14 +347,13 @@ class EventStore:
                 distinct_id=r[7],
                 anonymous_id=r[8],
                 timestamp=r[9],
-                properties=json.loads(r[10]),
-                context=json.loads(r[11]),
-                raw=json.loads(r[12]),
+                properties=_load_part(r[10], raw),
+                context=_load_part(r[11], raw),
+                raw=raw,
                 decision=json.loads(r[13]) if r[13] is not None else None,
                 request_meta=json.loads(r[14]),
-            )
-            for r in rows
-        ]
+            ))
+        return events
 
     @staticmethod
     def _where(good: bool | None, tool: str | None, event: str | None, collector: str | None) -> tuple[str, list[Any]]:

@@ -156,6 +156,37 @@ def defer_unused_imports(names: Sequence[str] = DEFERRED_MODULES) -> list[str]:
     return deferred
 
 
+def skip_copying_plain_option_values() -> None:
+    """Let mitmproxy read an option holding a string, number, bool or None without `copy.deepcopy`.
+
+    Every `options.x` read goes through `_Option.current`, which deep-copies the value so that a caller cannot
+    change a list in place; the HTTP layers read a few options per request (`body_size_limit`, ...), each through a
+    `deepcopy` call that returns these values themselves anyway. Other values are still copied. Only for the proxy
+    child's own process (`main`), like `skip_message_type_checks`; nothing changes when mitmproxy's option class
+    does not look as expected.
+    """
+    from mitmproxy import optmanager
+
+    option = getattr(optmanager, "_Option", None)
+    unset = getattr(optmanager, "unset", None)
+    stock = getattr(option, "current", None)
+    if option is None or unset is None or stock is None or getattr(stock, "plain_values_uncopied", False):
+        return
+
+    def current(self: Any) -> Any:
+        value = self._default if self.value is unset else self.value
+        if type(value) in _PLAIN_OPTION_TYPES:
+            return value
+        return stock(self)
+
+    current.plain_values_uncopied = True  # type: ignore[attr-defined]
+    option.current = current
+
+
+_PLAIN_OPTION_TYPES = frozenset({str, int, float, bool, type(None)})
+"""Values `copy.deepcopy` returns as they are."""
+
+
 PRELOADED_MODULES = ("mitmproxy.master", "mitmproxy.options", "mitmproxy.addons.core", "mitmproxy.addons.errorcheck",
                      "mitmproxy.addons.next_layer", "mitmproxy.addons.proxyserver", "mitmproxy.addons.tlsconfig",
                      "telemetry_audit.proxy.addon")
@@ -382,6 +413,20 @@ async def _shutdown_when_orphaned(master: Master, parent_pid: int, interval: flo
             return
 
 
+def prepare_process() -> None:
+    """What only the proxy child's own process does to mitmproxy: import less, check less, hook inline."""
+    skip_default_addons_import()
+    defer_unused_imports()
+    import_proxy_modules()
+    skip_message_type_checks()
+    skip_copying_plain_option_values()
+    from telemetry_audit.proxy.lean_addons import install_inline_hooks
+
+    if not install_inline_hooks():
+        logging.getLogger(__name__).warning("telemetry-audit: this mitmproxy does not fit the inline request hooks; "
+                                            "using its own connection handler")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
@@ -391,10 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Start-up allocates a few hundred thousand objects that live as long as the process: collecting cycles
     # among them is wasted work (~7% of a start-up). Collection resumes once the proxy listens.
     gc.disable()
-    skip_default_addons_import()
-    defer_unused_imports()
-    import_proxy_modules()
-    skip_message_type_checks()
+    prepare_process()
     try:
         config = read_config(sys.stdin)
     except ValueError as e:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import stat
 import threading
@@ -254,3 +255,27 @@ def test_rows_that_cannot_be_written_behind_are_dropped_with_an_error_saying_how
         with pytest.raises(sqlite3.OperationalError, match="2 event rows were not stored"):
             store.flush()
         assert store.pending == 0
+
+
+@pytest.mark.parametrize(("properties", "context", "columns"), [
+    ({"plan": "free"}, {"ip": "1"}, ("@properties", "@context")),  # copied from the event as sent
+    ({"plan": "free"}, {}, ("@properties", "{}")),
+    ({"plan": "pro"}, {"ip": "2"}, ('{"plan":"pro"}', '{"ip":"2"}')),  # the emulator's own: kept as they are
+    ({"email": "a@b"}, {"ip": "1"}, ("@traits", "@context")),
+])
+def test_a_store_written_behind_keeps_what_the_raw_event_holds_once(
+        tmp_path: Path, properties: dict[str, str], context: dict[str, str], columns: tuple[str, str]) -> None:
+    """Its rows are read by this store alone: properties and context equal to the raw event's are kept as a
+    reference into it, and read back equal; a store other processes read keeps JSON in every column."""
+    raw = {"properties": {"plan": "free"}, "context": {"ip": "1"}, "traits": {"email": "a@b"}}
+    event = Event(collector="segment", tool="t", name="e", properties=properties, context=context, raw=raw)
+    for write_behind in (True, False):
+        path = tmp_path / f"behind-{write_behind}.sqlite"
+        with EventStore(path, write_behind=write_behind) as store:
+            store.add([event], good=True)
+            (read,) = store.all()
+            assert (read.properties, read.context, read.raw) == (properties, context, raw)
+        with sqlite3.connect(path) as other:
+            stored = other.execute("SELECT properties, context FROM events").fetchone()
+        assert stored == (columns if write_behind else (json.dumps(properties, separators=(",", ":")),
+                                                         json.dumps(context, separators=(",", ":"))))

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from mitmproxy import exceptions, hooks, options
 from mitmproxy.addonmanager import AddonManager
-from mitmproxy.http import HTTPFlow
+from mitmproxy.http import HTTPFlow, Response
 from mitmproxy.master import Master
 from mitmproxy.proxy.layers.http import HttpRequestHook, HttpResponseHook
 from mitmproxy.test import tflow
 
-from telemetry_audit.proxy.lean_addons import LeanAddonManager
+from telemetry_audit.proxy.lean_addons import InlineHookConnectionHandler, LeanAddonManager, install_inline_hooks
 from telemetry_audit.proxy.server import build_master
 
 
@@ -232,3 +234,161 @@ def test_handlers_get_the_arguments_hook_args_gives() -> None:
 
     for ours, theirs in _run(scenario):
         assert len(ours) == len(theirs) and all(a is b for a, b in zip(ours, theirs, strict=True))
+
+
+# --- hooks run inline (InlineHookConnectionHandler) ------------------------------------------------------------
+
+
+class Answering:
+    """Records the task each request hook runs in, and answers every request itself (`mode`: how)."""
+
+    name = "answering"
+
+    def __init__(self, mode: str = "now") -> None:
+        self.mode = mode
+        self.tasks: list[tuple[str, asyncio.Task[Any] | None]] = []
+
+    def _seen(self, hook: str) -> None:
+        self.tasks.append((hook, asyncio.current_task()))
+
+    def requestheaders(self, flow: HTTPFlow) -> None:
+        self._seen("requestheaders")
+
+    def request(self, flow: HTTPFlow) -> Any:
+        self._seen("request")
+        if self.mode == "intercept":  # answered later, as a large body audited in a worker is
+            flow.intercept()
+
+            def answer() -> None:
+                flow.response = Response.make(200, b"later")
+                flow.resume()
+
+            asyncio.get_running_loop().call_later(0.05, answer)
+            return None
+        if self.mode == "async":
+            async def answer_async() -> None:
+                await asyncio.sleep(0.01)
+                flow.response = Response.make(200, b"awaited")
+
+            return answer_async()
+        if self.mode == "broken":
+            raise ValueError("broken addon")
+        flow.response = Response.make(200, b"now")
+        return None
+
+    def responseheaders(self, flow: HTTPFlow) -> None:
+        self._seen("responseheaders")
+
+    def response(self, flow: HTTPFlow) -> None:
+        self._seen("response")
+
+
+class AnswerIfUnanswered:
+    name = "fallback"
+
+    def request(self, flow: HTTPFlow) -> None:
+        if flow.response is None:
+            flow.response = Response.make(200, b"fallback")
+
+
+def _serve_and_send(addons: list[Any], *, inline: bool, requests: int = 2) -> list[bytes]:
+    """A lean master with mitmproxy's proxy core and `addons`, on 127.0.0.1; `requests` plain HTTP requests sent
+    through it on one keep-alive connection. `inline`: its servers create `InlineHookConnectionHandler`s."""
+    import http.client
+
+    from mitmproxy.addons import core, next_layer, proxyserver
+    from mitmproxy.proxy import mode_servers
+
+    def send(port: int) -> list[bytes]:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        bodies = []
+        for _ in range(requests):
+            connection.request("POST", "http://collector.example/v1/track", body=b"{}")
+            bodies.append(connection.getresponse().read())
+        connection.close()
+        return bodies
+
+    async def main() -> list[bytes]:
+        master = Master(options.Options())
+        LeanAddonManager.install(master)
+        master.addons.add(core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), *addons)
+        master.options.update(listen_host="127.0.0.1", listen_port=0, connection_strategy="lazy")
+        running = asyncio.get_running_loop().create_task(master.run())
+        try:
+            server = master.addons.get("proxyserver")
+            while not server.listen_addrs():
+                await asyncio.sleep(0.01)
+            return await asyncio.to_thread(send, server.listen_addrs()[0][1])
+        finally:
+            master.shutdown()
+            await running
+
+    stock = mode_servers.ProxyConnectionHandler
+    try:
+        if inline:
+            assert install_inline_hooks(), "this mitmproxy no longer fits InlineHookConnectionHandler"
+            assert mode_servers.ProxyConnectionHandler is InlineHookConnectionHandler
+        return asyncio.run(main())
+    finally:
+        mode_servers.ProxyConnectionHandler = stock  # type: ignore[misc]
+
+
+def test_the_request_hooks_run_inline_in_the_proxy_child_and_in_tasks_of_their_own_in_stock_mitmproxy() -> None:
+    """The mechanism itself: the proxy child's handler runs a request's four hooks one after another in the task
+    that handled the request's data, without a task each (mitmproxy's own handler, checked the same way, creates
+    one per hook, eager or not: the test sees the difference)."""
+    ours, stock = Answering(), Answering()
+    assert _serve_and_send([ours], inline=True) == [b"now", b"now"]
+    assert _serve_and_send([stock], inline=False) == [b"now", b"now"]
+    hooks_of_a_request = ["requestheaders", "request", "responseheaders", "response"]
+    assert [hook for hook, _ in ours.tasks] == [hook for hook, _ in stock.tasks] == hooks_of_a_request * 2
+    # The second request, on the kept-alive connection (the first one's may start in the `next_layer` hook's task).
+    ours_tasks = {id(task) for _, task in ours.tasks[4:]}
+    stock_tasks = {id(task) for _, task in stock.tasks[4:]}
+    assert (len(ours_tasks), len(stock_tasks)) == (1, 4)
+
+
+@pytest.mark.parametrize("inline", [True, False])
+@pytest.mark.parametrize(("mode", "answer"), [("intercept", b"later"), ("async", b"awaited"), ("broken", b"fallback")])
+def test_a_hook_that_cannot_finish_inline_finishes_as_in_mitmproxy(inline: bool, mode: str, answer: bytes,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """A flow left intercepted (a large body audited in a worker), a handler returning an awaitable, an addon
+    error: the next requests on the connection are still answered, and the addons after it still run."""
+    with caplog.at_level(logging.ERROR):
+        assert _serve_and_send([Answering(mode), AnswerIfUnanswered()], inline=inline) == [answer, answer]
+    assert (sum("broken addon" in r.getMessage() for r in caplog.records) == 2) is (mode == "broken")
+
+
+def test_the_proxy_process_creates_inline_hook_handlers() -> None:
+    probe = ("import telemetry_audit.proxy.server as server\nserver.prepare_process()\n"
+             "from mitmproxy.proxy import mode_servers\nfrom telemetry_audit.proxy import lean_addons\n"
+             "print(mode_servers.ProxyConnectionHandler is lean_addons.InlineHookConnectionHandler)")
+    result = subprocess.run([sys.executable, "-P", "-c", probe], capture_output=True, text=True, timeout=120)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "True\n", "")
+
+
+def test_consecutive_data_to_one_tcp_connection_leaves_as_one_send() -> None:
+    """An answer's head and body (each a TLS record over TLS) go out in one write; order, other connections, other
+    commands between them and UDP datagrams stay as they were."""
+    from mitmproxy import connection
+    from mitmproxy.proxy import commands
+
+    from telemetry_audit.proxy.lean_addons import _joined
+
+    def peer(cls: type[connection.Connection], protocol: str) -> Any:
+        return cls(peername=("127.0.0.1", 1), sockname=("127.0.0.1", 2), transport_protocol=protocol) \
+            if cls is connection.Client else cls(address=("127.0.0.1", 3), transport_protocol=protocol)
+
+    client, server, udp = (peer(connection.Client, "tcp"), peer(connection.Server, "tcp"),
+                           peer(connection.Client, "udp"))
+    log = commands.Log("between")
+    sent = list(_joined(iter([
+        commands.SendData(client, b"head"), commands.SendData(client, b"body"), commands.SendData(client, b"!"),
+        commands.SendData(server, b"up"), commands.SendData(client, b"more"), log, commands.SendData(client, b"x"),
+        commands.SendData(udp, b"d1"), commands.SendData(udp, b"d2"), commands.CloseConnection(client),
+    ])))
+    shown = [(type(c).__name__, getattr(c, "connection", None), getattr(c, "data", None)) for c in sent]
+    assert shown == [("SendData", client, b"headbody!"), ("SendData", server, b"up"), ("SendData", client, b"more"),
+                     ("Log", None, None), ("SendData", client, b"x"), ("SendData", udp, b"d1"),
+                     ("SendData", udp, b"d2"), ("CloseConnection", client, None)]
+    assert sent[5] is not sent[6]

@@ -270,3 +270,24 @@ def test_a_deferred_package_whose_submodules_read_it_while_it_imports_loads_once
                             timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["['taudit_deferred_pkg']", "42 [1] True"]
+
+
+def test_the_proxy_process_reads_plain_option_values_uncopied_and_still_copies_the_others() -> None:
+    """`skip_copying_plain_option_values`: the same values as mitmproxy's own reads; a list is still a copy."""
+    probe = """
+from mitmproxy import optmanager, options
+import telemetry_audit.proxy.server as server
+opts = options.Options()
+opts.update(listen_host="127.0.0.1", ignore_hosts=["a"])
+names = ["listen_host", "listen_port", "ssl_insecure", "ignore_hosts", "mode", "confdir", "http2"]
+before = [getattr(opts, n) for n in names]
+stock = optmanager._Option.current
+server.skip_copying_plain_option_values()
+server.skip_copying_plain_option_values()  # idempotent
+print(optmanager._Option.current is not stock, [getattr(opts, n) for n in names] == before)
+opts.ignore_hosts.append("changed")
+print(opts.ignore_hosts == ["a"], opts._options["listen_host"].current() is opts._options["listen_host"].value)
+"""
+    result = subprocess.run([sys.executable, "-P", "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == ["True True", "True True"]
