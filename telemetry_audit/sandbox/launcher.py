@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from telemetry_audit.sandbox.probe import SealSupport
 from telemetry_audit.sandbox.proxy_start import StartedProxy
-from telemetry_audit.sandbox.spawn import SUPERVISOR_SCRIPT, SpawnedSupervisor, spawn_supervisor  # noqa: F401
+from telemetry_audit.sandbox.spawn import SpawnedSupervisor, spawn_supervisor
 from telemetry_audit.sandbox.spawn import ready_file as _ready_file
 from telemetry_audit.sandbox.spawn import result_file as _result_file
 

@@ -67,22 +67,17 @@ class StartedProxy:
         return self.returncode
 
     def _exits_within(self, timeout: float) -> bool:
-        """Whether it exits within `timeout` seconds, noticed the moment it does (a pidfd; a 2 ms poll without)."""
+        """Whether it exits within `timeout` seconds, noticed the moment it does (a pidfd; a 2 ms poll without).
+        Not reaped yet (`poll` said so): the pid is still its own."""
         deadline = time.monotonic() + timeout
-        try:
-            pidfd = os.pidfd_open(self.pid)  # not reaped yet (`poll` said so): the pid is still its own
-        except (AttributeError, OSError):
-            while self.poll() is None:
-                if time.monotonic() >= deadline:
-                    return False
-                time.sleep(0.002)
-            return True
-        import select  # only once it is stopped: nothing of it on the way of a start
-
-        try:
-            return bool(select.select([pidfd], [], [], max(0.0, deadline - time.monotonic()))[0])
-        finally:
-            os.close(pidfd)
+        exited = pid_exits_within(self.pid, timeout)
+        if exited is not None:
+            return exited
+        while self.poll() is None:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.002)
+        return True
 
     def send_signal(self, sig: int) -> None:
         if self.returncode is None:
@@ -104,6 +99,22 @@ class StartedProxy:
             return
         if pid == self.pid:
             self.returncode = os.waitstatus_to_exitcode(status)  # -N for signal N, as Popen
+
+
+def pid_exits_within(pid: int, timeout: float) -> bool | None:
+    """Whether the process `pid` (a child not reaped yet, so the pid cannot name another process) exits within
+    `timeout` seconds, noticed the moment it does through a pidfd; None where there is no pidfd (the caller then
+    polls or waits its own way). It does not reap it."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+    import select  # only once a process is stopped: nothing of it on the way of a start
+
+    try:
+        return bool(select.select([pidfd], [], [], max(0.0, timeout))[0])
+    finally:
+        os.close(pidfd)
 
 
 def spawn_proxy(stderr_path: str) -> StartedProxy | OSError:

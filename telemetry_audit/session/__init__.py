@@ -434,15 +434,13 @@ def wait_for_exit(process: subprocess.Popen[bytes], timeout: float) -> int:
     the moment the process exits; elsewhere, or without one, this is `Popen.wait`. The process must not have been
     reaped yet (then its pid could name another process): `stop` asks `poll()` first.
     """
-    try:
-        pidfd = os.pidfd_open(process.pid)
-    except (AttributeError, OSError):
+    from telemetry_audit.sandbox.proxy_start import pid_exits_within
+
+    exited = pid_exits_within(process.pid, timeout)
+    if exited is None:
         return process.wait(timeout)
-    try:
-        if not select.select([pidfd], [], [], timeout)[0]:
-            raise subprocess.TimeoutExpired(process.args, timeout)
-    finally:
-        os.close(pidfd)
+    if not exited:
+        raise subprocess.TimeoutExpired(process.args, timeout)
     return process.wait()
 
 

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from telemetry_audit.sandbox.launcher import SUPERVISOR_SCRIPT
+from telemetry_audit.sandbox.spawn import SUPERVISOR_SCRIPT
 
 
 def test_a_supervisor_whose_launcher_has_gone_ends_quietly(tmp_path: Path) -> None:
