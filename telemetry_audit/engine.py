@@ -36,7 +36,7 @@ from telemetry_audit.decoders import (
 )
 from telemetry_audit.decoders.formats import LARGE_DOCUMENT_BYTES, collector_paused
 from telemetry_audit.detectors import FAMILIES
-from telemetry_audit.detectors.base import AuditEnvironment, Detector, Match
+from telemetry_audit.detectors.base import AuditEnvironment, Detector, JointGate, Match
 from telemetry_audit.model import (
     ENGINE_RULES,
     Action,
@@ -146,6 +146,12 @@ class Auditor:
         self._ids: dict[int, tuple[tuple[Rule, ...], tuple[str, ...], str]] = {}
         self._shapes: dict[tuple[str, ...], tuple[bool, bool]] = {}
         """Per rule set: (any rule has a `fields:` check, any forbid entry is a custom pattern or has a `when`)."""
+        self._joint_gates: dict[tuple[str, ...], JointGate] = {}
+        """Per rule set: one set of every detector's gate, run once over a scan text (`_glance`)."""
+        self._header_secrets: dict[tuple[int, tuple[tuple[str, str], ...]], bool] = {}
+        self._cookie_secrets: dict[tuple[int, tuple[tuple[str, str], ...]], bool] = {}
+        """Per (key-context detector, header set): whether a header's or a cookie's name says secret over a
+        credential-like value."""
         self._values_read: dict[int, dict[str, tuple[Match, ...]]] = {}
         """Per detector, per short value: its matches (`_find_in_value`)."""
 
@@ -491,6 +497,7 @@ class Auditor:
         field. Custom patterns are never judged here (they may anchor on a value's own start and end).
         """
         groups = self.detector_groups(rules)
+        joint = self._joint_gate(rules, groups)
         headers = decoded.request.headers
         if headers in self._header_texts:
             headers_text = self._header_texts[headers]
@@ -508,17 +515,33 @@ class Auditor:
         starts = scan_text_pieces(decoded, headers_text, len(text))
         pieces = [(start, text[start:end]) for start, end in zip(starts, [*starts[1:], len(text)], strict=True)] \
             if len(starts) > 1 else [(0, text)]
-        for detector, _ in groups:
+        # One pass of the joint gate per piece says which detectors may find anything in it; the others are not
+        # asked (but for what a key-context detector reads in the headers, which the gate does not see).
+        piece_hits = [joint.hits(piece) for _, piece in pieces] if joint is not None else None
+        for position, (detector, _) in enumerate(groups):
             if isinstance(detector, _PatternDetector):
                 continue
             find_in_scan_text = self.key_context_of(detector)[0]
-            for offset, piece in pieces:
+            gated = piece_hits is not None and joint is not None and joint.gated(position)
+            header_secret = gated and find_in_scan_text is not None and \
+                self._headers_say_secret(detector, find_in_scan_text, headers)
+            for number, (offset, piece) in enumerate(pieces):
+                hits: list[int] | None = None
+                if gated:
+                    assert piece_hits is not None
+                    hits = piece_hits[number].get(position)
+                    if hits is None:
+                        if not (offset == 0 and header_secret):
+                            continue  # the gate says this detector finds nothing here
+                        hits = []
                 if find_in_scan_text is not None:
                     # Key context also sees the body's `name: value` pairs, each header and each cookie. One of a
                     # body pair is placed at its value, so the full path reads that value under its name; a cookie's
                     # only flags the detector (`fields_near` always reads cookies); any other (a header's, or an OTLP
                     # attribute found at its name) comes unplaced: every field is read.
-                    found: Iterable[Any] = find_in_scan_text(piece, headers if offset == 0 else ())
+                    found: Iterable[Any] = find_in_scan_text(piece, headers if offset == 0 else (), hits)
+                elif hits is not None:
+                    found = detector.find_gated(piece, hits)  # type: ignore[attr-defined]
                 else:
                     found = detector.find(piece)
                 stopped = False
@@ -538,10 +561,42 @@ class Auditor:
             return None  # spans cannot stand in for the fields: read every field
         return headers_text, spans, flagged
 
+    def _joint_gate(self, rules: tuple[Rule, ...], groups: list[tuple[Detector, list[tuple[Rule, ForbidSpec]]]]
+                    ) -> JointGate | None:
+        """The joint gate of a rule set's detectors (built once per rule set), or None when RE2 cannot run it."""
+        key = self._ids_of(rules)[0]
+        found = self._joint_gates.get(key)
+        if found is None:
+            found = self._joint_gates[key] = JointGate([
+                None if isinstance(detector, _PatternDetector) else getattr(detector, "gate", None)
+                for detector, _ in groups])
+        return found if found.usable else None
+
+    def _headers_say_secret(self, detector: Detector, find_in_scan_text: Any, headers: tuple[tuple[str, str], ...]
+                            ) -> bool:
+        """Whether key context finds a credential under a header's name (cached per header set: clients repeat
+        theirs). The joint gate reads the scan text, which holds header values without their names."""
+        key = (id(detector), headers)
+        verdict = self._header_secrets.get(key)
+        if verdict is None:
+            if len(self._header_secrets) >= _ROUTE_CACHE_SIZE:
+                self._header_secrets.clear()
+            verdict = self._header_secrets[key] = next(iter(find_in_scan_text("", headers, ())), None) is not None
+        return verdict
+
     def _cookie_says_secret(self, detector: Detector, request: Request) -> bool:
         """Whether a cookie's own name says secret to `detector` over a credential-like value: the scan text
         holds the Cookie header's value, not each cookie's name, so this asks what the full path asks of
-        each `cookie.<name>` field."""
+        each `cookie.<name>` field (cached per header set: cookies are headers)."""
+        key = (id(detector), request.headers)
+        verdict = self._cookie_secrets.get(key)
+        if verdict is None:
+            if len(self._cookie_secrets) >= _ROUTE_CACHE_SIZE:
+                self._cookie_secrets.clear()
+            verdict = self._cookie_secrets[key] = self._read_cookies_for_secret(detector, request)
+        return verdict
+
+    def _read_cookies_for_secret(self, detector: Detector, request: Request) -> bool:
         _, find_under, strength = self.key_context_of(detector)
         if find_under is None:
             return False

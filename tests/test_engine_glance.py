@@ -294,3 +294,66 @@ def test_key_context_names_and_short_values_decide_at_a_glance_as_in_full(proper
                          for f in (True, False)]
             assert (decisions[0].action, decisions[0].findings) == (decisions[1].action, decisions[1].findings)
             assert decisions[1].action is Action.BLOCK
+
+
+@pytest.mark.parametrize("name", ["x-pwd", "x-credential", "x-dsn", "x-passphrase", "x-write-key"])
+def test_a_credential_under_a_header_name_no_gate_entry_predicts_is_found_at_a_glance(name: str) -> None:
+    """The joint gate reads the scan text, which holds header values without their names: a header whose name
+    says secret is asked of the key-context detector even when no gate entry hits (these names hit none)."""
+    request = Request.from_url("POST", "https://api.segment.io/v1/batch",
+                               {"content-type": "application/json", name: "Kd3a-Zq8v-L2pR-5tW9"}, b'{"event":"x"}')
+    decisions = [Auditor(load_policy(["default"]), bench_engine.ENVIRONMENT, fast_path=f).evaluate(request)
+                 for f in (True, False)]
+    assert (decisions[0].action, decisions[0].findings) == (decisions[1].action, decisions[1].findings)
+    assert decisions[0].action is Action.BLOCK
+
+
+def test_a_secret_name_of_the_policy_is_read_at_a_glance(tmp_path: Any) -> None:
+    """With `secret_names`, any name may say secret: the secrets gate then matches every text (`ALWAYS`)."""
+    path = tmp_path / "names.yaml"
+    path.write_text("version: 1\nextends: [default]\nsettings:\n  detectors:\n    secrets:\n"
+                    "      secret_names: [launch_code]\nrules: []\n")
+    request = Request.from_url("POST", "https://api.segment.io/v1/track", {"content-type": "application/json"},
+                               json.dumps({"event": "e", "properties": {"launch_code": "Kd3aZq8vL2pR5tW9"}}).encode())
+    decisions = [Auditor(load_policy([str(path)]), bench_engine.ENVIRONMENT, fast_path=f).evaluate(request)
+                 for f in (True, False)]
+    assert (decisions[0].action, decisions[0].findings) == (decisions[1].action, decisions[1].findings)
+    assert [f.field for f in decisions[0].findings] == ["properties.launch_code"]
+
+
+def test_without_a_joint_gate_each_family_runs_its_own_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where RE2 cannot run the joint set (its program past the memory budget), every detector is asked with its
+    own pass, and the bench corpus decides as reading every field does."""
+    from telemetry_audit.detectors import base
+    monkeypatch.setattr(base, "JOINT_GATE_MAX_MEM", 1 << 10)
+    glance = Auditor(load_policy(["default"]), bench_engine.ENVIRONMENT)
+    full = Auditor(load_policy(["default"]), bench_engine.ENVIRONMENT, fast_path=False)
+    requests = [e.request for e in bench_engine.make_corpus(60, leak_rate=0.3)]
+    assert [glance.evaluate(r) for r in requests] == [full.evaluate(r) for r in requests]
+    rules = glance.route(requests[0])[1]
+    assert glance._joint_gate(rules, glance.detector_groups(rules)) is None
+
+
+def test_a_clean_request_asks_no_detector(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the joint gate is for: one RE2 pass over a clean request's scan text, and no family asked after it
+    (a clean 1 KB event then costs about two thirds of what one pass per family did)."""
+    auditor = Auditor(load_policy(["default"]), bench_engine.ENVIRONMENT)
+    clean = [e.request for e in bench_engine.make_corpus(40, leak_rate=0.0)]
+    auditor.evaluate(clean[0])  # builds the detectors
+    asked: list[str] = []
+
+    def spy(name: str, real: Any) -> Any:
+        def asking(*args: Any) -> Any:
+            asked.append(name)
+            return real(*args)
+        return asking
+
+    for detector in list(auditor._detectors.values()):
+        for method in ("find", "find_gated", "find_in_scan_text"):
+            if hasattr(detector, method):
+                monkeypatch.setattr(detector, method, spy(method, getattr(detector, method)))
+    decisions = [auditor.evaluate(r) for r in clean]
+    assert all(d.action is Action.ALLOW and not d.findings for d in decisions)
+    assert asked == []
+    leaked = bench_engine.make_corpus(200, leak_rate=1.0)
+    assert any(auditor.evaluate(e.request).findings for e in leaked) and asked

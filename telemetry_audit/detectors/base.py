@@ -11,9 +11,11 @@ from __future__ import annotations
 import getpass
 import os
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import re2
 
 from telemetry_audit.model import FindingKind
 
@@ -73,6 +75,93 @@ class Detector(Protocol):
     def find(self, value: str) -> Iterator[Match]:
         """Every match in `value`; must run in time linear in `len(value)`."""
         ...
+
+
+class GatedDetector(Detector, Protocol):
+    """A detector whose `find` starts with one `re2.Set` pass, and that lets the engine run that pass for it.
+
+    The engine joins the gates of every detector a request is checked with into one set and runs it once over
+    the request's scan text (one DFA pass instead of one per family); a detector no entry of its gate hit is
+    not asked at all. That is exact because of the contract below.
+    """
+
+    gate: tuple[str, ...]
+    """RE2 patterns: a text that none of them matches holds no match for `find_gated` (a detector with work
+    that no pattern predicts adds the empty pattern, which matches every text)."""
+
+    def find_gated(self, value: str, hits: Sequence[int]) -> Iterator[Match]:
+        """`find(value)`, given `hits`: the indexes of the `gate` entries that match somewhere in `value`."""
+        ...
+
+
+ALWAYS = ""
+"""The gate entry that matches every text."""
+
+
+def gate_set(entries: Iterable[str], max_mem: int | None = None) -> Any:
+    """An unanchored `re2.Set` of `entries`, compiled, whose `Match(text)` gives the indexes of those that match."""
+    options = re2.Options()
+    if max_mem is not None:
+        options.max_mem = max_mem
+    found = re2.Set.SearchSet(options)
+    for entry in entries:
+        found.Add(entry)
+    found.Compile()
+    return found
+
+
+JOINT_GATE_MAX_MEM = 32 << 20
+"""RE2's memory budget for a joint gate: its DFA has the states of every family's gate at once, and with the
+default 8 MiB it thrashed on some texts (measured: 16 us for a 1.4 KB text of e-mail characters, 10 us here)."""
+_PROBE = r"\A\z"
+"""An entry only the empty text matches: were the DFA unable to run at all, `Match("")` would not report it."""
+
+
+class JointGate:
+    """The gates of several detectors as one set: one pass over a text tells which entries of each one hit.
+
+    `gates[i]` is detector i's `gate`, or None for a detector with no gate (asked as usual). `usable` is False
+    when RE2 cannot run the joined set (its program beyond the memory budget): the caller then runs each
+    detector's own pass.
+    """
+
+    def __init__(self, gates: Sequence[tuple[str, ...] | None]) -> None:
+        entries: list[str] = [_PROBE]
+        owners: list[tuple[int, int]] = [(-1, 0)]
+        for position, gate in enumerate(gates):
+            for local, entry in enumerate(gate or ()):
+                entries.append(entry)
+                owners.append((position, local))
+        self._owners = owners
+        self._positions = frozenset(position for position, gate in enumerate(gates) if gate is not None)
+        self._set: Any = None
+        try:
+            joined = gate_set(entries, JOINT_GATE_MAX_MEM)
+        except re2.error:
+            return
+        if 0 in (joined.Match("") or ()):
+            self._set = joined
+
+    @property
+    def usable(self) -> bool:
+        return self._set is not None
+
+    def gated(self, position: int) -> bool:
+        """Whether detector `position` has a gate here (else the caller asks it as usual)."""
+        return position in self._positions
+
+    def hits(self, text: str) -> dict[int, list[int]]:
+        """Per detector (its position in `gates`), the indexes of its gate's entries that match in `text`."""
+        found = self._set.Match(text)
+        if not found:
+            return {}
+        by_detector: dict[int, list[int]] = {}
+        owners = self._owners
+        for index in found:
+            position, local = owners[index]
+            if position >= 0:
+                by_detector.setdefault(position, []).append(local)
+        return by_detector
 
 
 class DetectorFactory(Protocol):

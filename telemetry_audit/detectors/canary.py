@@ -13,7 +13,7 @@ Settings: none.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -56,9 +56,14 @@ class CanaryDetector:
 
     def __init__(self, needles: list[Needle]) -> None:
         self._inner = EnvValuesDetector(tuple(needles))
+        self.gate = self._inner.gate
 
     def find(self, value: str) -> Iterator[Match]:
         for match in self._inner.find(value):
+            yield replace(match, kind=FindingKind.CANARY)
+
+    def find_gated(self, value: str, hits: Sequence[int]) -> Iterator[Match]:
+        for match in self._inner.find_gated(value, hits):
             yield replace(match, kind=FindingKind.CANARY)
 
 

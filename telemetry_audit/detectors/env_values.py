@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
@@ -58,7 +58,7 @@ from urllib.parse import quote, quote_plus
 
 import re2
 
-from telemetry_audit.detectors.base import AuditEnvironment, DetectorInfo, Match
+from telemetry_audit.detectors.base import AuditEnvironment, DetectorInfo, Match, gate_set
 from telemetry_audit.detectors.settings import DetectorSettings, SettingSpec, SettingType
 from telemetry_audit.detectors.spans import outermost
 from telemetry_audit.model import FindingKind
@@ -182,19 +182,18 @@ class EnvValuesDetector:
             by_text.setdefault(needle.text, needle)
         self._needles = by_text
         self._shortest = min((len(t) for t in by_text), default=0)
-        self._set: Any = None
-        self._regex: Any = None
-        if by_text:
-            ordered = sorted(by_text, key=len, reverse=True)
-            prefilter = re2.Set.SearchSet()
-            for text in ordered:
-                prefilter.Add(re2.escape(text))
-            prefilter.Compile()
-            self._set = prefilter
-            self._regex = re2.compile("|".join(re2.escape(t) for t in ordered))
+        ordered = sorted(by_text, key=len, reverse=True)
+        self.gate: tuple[str, ...] = tuple(re2.escape(text) for text in ordered)
+        self._set: Any = gate_set(self.gate) if ordered else None
+        self._regex: Any = re2.compile("|".join(self.gate)) if ordered else None
 
     def find(self, value: str) -> Iterator[Match]:
-        if self._set is None or len(value) < self._shortest or not self._set.Match(value):
+        if self._set is None or len(value) < self._shortest:
+            return
+        yield from self.find_gated(value, self._set.Match(value) or ())
+
+    def find_gated(self, value: str, hits: Sequence[int]) -> Iterator[Match]:
+        if not hits or len(value) < self._shortest:
             return
         found: list[Match] = []
         for m in self._regex.finditer(value):

@@ -30,14 +30,14 @@ Settings (policy YAML, `settings.detectors.paths` or a rule's `settings`):
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import re2
 
-from telemetry_audit.detectors.base import AuditEnvironment, DetectorInfo, Match
+from telemetry_audit.detectors.base import AuditEnvironment, DetectorInfo, Match, gate_set
 from telemetry_audit.detectors.settings import DetectorSettings, SettingSpec, SettingType
 from telemetry_audit.detectors.spans import outermost
 from telemetry_audit.model import FindingKind
@@ -163,26 +163,29 @@ class PathsDetector:
         self._regexes = tuple(re2.compile(p.pattern) for p in patterns)
         self._needles = needles
         self._triggers = triggers
-        self._set: Any = None
-        if patterns or needles:
-            # The working and home directory spellings are literal entries after the patterns: one pass says
-            # which of either occur (a literal entry hits exactly where `str.find` finds it).
-            prefilter = re2.Set.SearchSet()
-            for pattern in patterns:
-                prefilter.Add(pattern.pattern)
-            for _, _, needle in needles:
-                prefilter.Add(re2.escape(needle))
-            prefilter.Compile()
-            self._set = prefilter
+        # The working and home directory spellings are literal entries after the patterns: one pass says which
+        # of either occur (a literal entry hits exactly where `str.find` finds it).
+        self.gate: tuple[str, ...] = (*(p.pattern for p in patterns), *(re2.escape(n) for _, _, n in needles))
+        self._set: Any = gate_set(self.gate) if self.gate else None
 
     def find(self, value: str) -> Iterator[Match]:
+        if self._set is not None and self._triggered(value):
+            yield from self._found(value, self._set.Match(value) or ())
+
+    def find_gated(self, value: str, hits: Sequence[int]) -> Iterator[Match]:
+        if hits and self._triggered(value):
+            yield from self._found(value, hits)
+
+    def _triggered(self, value: str) -> bool:
+        """Whether `value` holds a character every path spelling has (a test cheaper than the set pass)."""
         for trigger in self._triggers:
             if trigger in value:
-                break
-        else:
-            return
+                return True
+        return False
+
+    def _found(self, value: str, gate_hits: Sequence[int]) -> Iterator[Match]:
         found: list[Match] = []
-        hits = sorted((self._set.Match(value) if self._set is not None else None) or ())
+        hits = sorted(gate_hits)
         needle_hits = {index - len(self._patterns) for index in hits if index >= len(self._patterns)}
         for number, (detector_id, title, needle) in enumerate(self._needles):
             if number not in needle_hits:

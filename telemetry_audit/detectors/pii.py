@@ -44,13 +44,13 @@ Settings (policy YAML, `settings.detectors.pii` or a rule's `settings`):
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import re2
 
-from telemetry_audit.detectors.base import AuditEnvironment, DetectorInfo, Match
+from telemetry_audit.detectors.base import AuditEnvironment, DetectorInfo, Match, gate_set
 from telemetry_audit.detectors.settings import DetectorSettings, SettingSpec, SettingType
 from telemetry_audit.detectors.spans import outermost
 from telemetry_audit.model import FindingKind
@@ -147,8 +147,16 @@ _IPV6_GATE = r"::|[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){7}"
 """What any IPv6 address `_accept_ip` takes holds: `::` or eight groups (seven colons). The pattern alone also
 matches times of day (`07:12:33`), which are then rejected one by one; as the gate of the pattern pass,
 this keeps such text out of it without changing what is found (the pattern is what finds)."""
-_SET_GATES = {_IPV6: _IPV6_GATE}
-"""Set entries that stand in for a pattern: each matches wherever an accepted match of the pattern exists."""
+_SET_GATES = {
+    _IPV6: _IPV6_GATE,
+    # Bounded repeats (`{1,64}` before `@`, `{1,128}` in a URL's user) make a DFA state per position in a run of
+    # word characters: on high-entropy text (base64, hex, random ids) the set's DFA cache thrashed and one 1.4 KB
+    # text took about a millisecond. These hold a character on each side of the `@` and no bound.
+    _EMAIL: r"[A-Za-z0-9._%+-]@[A-Za-z0-9][A-Za-z0-9-]*\.[A-Za-z0-9]",
+    _URL_USER: r"://[^\s:@/?#\"'<>\[\]]+(?::[^\s:@/?#\"'<>\[\]]*)?@[A-Za-z0-9]",
+    _GIT_SCP: r"[A-Za-z0-9._-]@[A-Za-z0-9][A-Za-z0-9.-]*:[A-Za-z0-9._~-]+/",
+}
+"""Set entries that stand in for a pattern: each matches wherever a match of the pattern exists."""
 
 _LONG_TEXT = 512
 """From this length a value is looked at with one set pass instead of character tests first (see `find`)."""
@@ -172,36 +180,28 @@ class PiiDetector:
         )
         # One RE2 pass says which patterns occur at all: on a long text (a whole request's values) the cheap
         # character tests below nearly always pass, and running every pattern would cost one scan each.
-        self._set: Any = None
         self._names = names
         self._names_regex: Any = None
         if names:
             alternation = "|".join(re2.escape(n) for _, _, n in sorted(names, key=lambda n: -len(n[2])))
             self._names_regex = re2.compile(r"(?i)(?:^|[^A-Za-z0-9])(" + alternation + r")")
-        self._names_entry = -1
-        """Index of the names regex in the set (last), for long texts; -1 without names."""
-        if self._patterns or names:
-            self._set = re2.Set.SearchSet()
-            for _, _, regex in self._patterns:
-                self._set.Add(_SET_GATES.get(regex.pattern, regex.pattern))
-            if self._names_regex is not None:
-                self._names_entry = self._set.Add(self._names_regex.pattern)
-            self._set.Compile()
+        gate = [_SET_GATES.get(regex.pattern, regex.pattern) for _, _, regex in self._patterns]
+        self._names_entry = len(gate) if self._names_regex is not None else -1
+        """Index of the names regex in the gate (last), for long texts; -1 without names."""
+        if self._names_regex is not None:
+            gate.append(self._names_regex.pattern)
+        self.gate: tuple[str, ...] = tuple(gate)
+        self._set: Any = gate_set(gate) if gate else None
         self._private_ips = private_ips
         self._ignore_emails = ignore_emails
 
     def find(self, value: str) -> Iterator[Match]:
-        found: list[Match] = []
         if len(value) >= _LONG_TEXT and self._set is not None:
             # A long text (a request's whole scan text) nearly always passes the character tests below, and
             # lower-casing it costs a copy: one pass of the set says which patterns, and whether a name, occur.
-            hits = self._set.Match(value) or []
-            if self._names_entry in hits:
-                found.extend(self._name_matches(value))
-            found.extend(self._pattern_matches(value, hits))
-            if found:
-                yield from outermost(found)
+            yield from self.find_gated(value, self._set.Match(value) or ())
             return
+        found: list[Match] = []
         if self._names_regex is not None and len(value) >= MIN_NAME_LENGTH:
             lowered = value.lower()
             for _, _, name in self._names:
@@ -217,7 +217,17 @@ class PiiDetector:
         if found:
             yield from outermost(found)
 
-    def _pattern_matches(self, value: str, hits: list[int]) -> Iterator[Match]:
+    def find_gated(self, value: str, hits: Sequence[int]) -> Iterator[Match]:
+        if not hits:
+            return
+        found: list[Match] = []
+        if self._names_entry in hits:
+            found.extend(self._name_matches(value))
+        found.extend(self._pattern_matches(value, hits))
+        if found:
+            yield from outermost(found)
+
+    def _pattern_matches(self, value: str, hits: Sequence[int]) -> Iterator[Match]:
         for index in sorted(hits):
             if index >= len(self._patterns):
                 continue  # the names entry

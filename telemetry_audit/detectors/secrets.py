@@ -51,14 +51,14 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
 import re2
 
-from telemetry_audit.detectors.base import AuditEnvironment, DetectorInfo, Match
+from telemetry_audit.detectors.base import ALWAYS, AuditEnvironment, DetectorInfo, Match, gate_set
 from telemetry_audit.detectors.providers import PROVIDERS
 from telemetry_audit.detectors.secret_pattern import FAMILY, SecretPattern
 from telemetry_audit.detectors.settings import DetectorSettings, SettingSpec, SettingType
@@ -646,32 +646,40 @@ class SecretsDetector:
         self._credentials: dict[tuple[str, int], bool] = {}
         self._keyed: list[_Compiled] = []
         self._always: list[_Compiled] = []
-        keywords = re2.Set.SearchSet()
+        gate: list[str] = []
         for pattern in patterns:
             compiled = _Compiled.of(pattern)
             if pattern.prefilter:
-                keywords.Add(pattern.prefilter)
+                gate.append(pattern.prefilter)
                 self._keyed.append(compiled)
             elif pattern.keywords:
                 case = "" if pattern.exact_keywords else "(?i)"
-                keywords.Add(case + "(?:" + "|".join(re2.escape(k) for k in pattern.keywords) + ")")
+                gate.append(case + "(?:" + "|".join(re2.escape(k) for k in pattern.keywords) + ")")
                 self._keyed.append(compiled)
             else:
                 self._always.append(compiled)
         # Two more entries tell whether a scan text may hold a credential under a name that says secret (see
         # `find_in_scan_text`): a hinted name with a value of 8+ credential characters (not a PostHog `phc_`
         # key), or an OTLP attribute with a hinted name. Most telemetry has neither and costs no extra pass.
-        self._name_hints = {len(self._keyed), len(self._keyed) + 1}
-        keywords.Add(_SCAN_TEXT_PAIR_HINT)
-        keywords.Add(_SCAN_TEXT_OTLP_HINT)
-        keywords.Compile()
-        self._keywords = keywords
+        # With `secret_names` any name may say secret, and with a pattern that has no keyword every text may
+        # hold a match: then the last entry matches every text (see `GatedDetector.gate`).
+        self._name_hints = {len(gate), len(gate) + 1, len(gate) + 2}
+        gate += [_SCAN_TEXT_PAIR_HINT, _SCAN_TEXT_OTLP_HINT]
+        if self._secret_names or self._always:
+            gate.append(ALWAYS)
+        self.gate: tuple[str, ...] = tuple(gate)
+        self._keywords = gate_set(gate)
         self._scan_text_pairs = _SCAN_TEXT_ANY if self._secret_names else _SCAN_TEXT_HINTED
 
     def find(self, value: str) -> Iterator[Match]:
         if len(value) < MIN_LENGTH:
             return
         yield from self._find(value, (self._keywords.Match(value) or ()) if self._keyed else ())
+
+    def find_gated(self, value: str, hits: Sequence[int]) -> Iterator[Match]:
+        if len(value) < MIN_LENGTH:
+            return
+        yield from self._find(value, hits)
 
     def _find(self, value: str, hits: Iterable[int]) -> Iterator[Match]:
         candidates = list(self._always)
@@ -723,7 +731,8 @@ class SecretsDetector:
             verdict = self._credentials[key] = looks_like_credential(value, strength)
         return verdict
 
-    def find_in_scan_text(self, text: str, headers: Iterable[tuple[str, str]] = ()) -> Iterator[tuple[Match, bool]]:
+    def find_in_scan_text(self, text: str, headers: Iterable[tuple[str, str]] = (),
+                          hits: Sequence[int] | None = None) -> Iterator[tuple[Match, bool]]:
         """(match, placed) for `find(text)` plus key-context matches for the `name: value` pairs of a `scan_text`
         (see above) and for `headers` (the request's, whose values the scan text holds without their names).
 
@@ -731,9 +740,13 @@ class SecretsDetector:
         per-field path (an OTLP attribute whose value is not spelled right after its key), never less. `placed`
         says the match's positions are those of the value it covers inside `text` (a pattern match, or a
         credential spelled right after its name); the others (a header's: positions in its value; an OTLP
-        attribute's: its name) tell only that the detector has something to say.
+        attribute's: its name) tell only that the detector has something to say. `hits`: the `gate` entries that
+        match in `text`, when the caller ran the gate.
         """
-        hits = (self._keywords.Match(text) or []) if len(text) >= MIN_LENGTH else []
+        if hits is None:
+            hits = (self._keywords.Match(text) or []) if len(text) >= MIN_LENGTH else []
+        elif len(text) < MIN_LENGTH:
+            hits = []
         for match in self._find(text, hits):
             yield match, True
         if self._key_context:

@@ -1,6 +1,7 @@
 """The set entries that stand in for a pattern (`pii._SET_GATES`, a secret pattern's `prefilter`) are conservative:
 wherever the pattern finds something, its gate matches. Checked on every string of the labelled corpus, the
-real captures, and a table of hostile and edge cases."""
+real captures, and a table of hostile and edge cases. Every family keeps the `GatedDetector` contract: given its
+gate's hits (from its own set or from a joint gate of every family), it finds exactly what `find` finds."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from typing import Any
 
 import pytest
 import re2
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from telemetry_audit.detectors import pii, secrets
-from telemetry_audit.detectors.base import AuditEnvironment
-from tests.detectors.corpus import CAPTURES, load
+from telemetry_audit.detectors import FAMILIES, pii, secrets
+from telemetry_audit.detectors.base import ALWAYS, AuditEnvironment, GatedDetector, JointGate, gate_set
+from tests.detectors.corpus import CAPTURES, TEST_ENVIRONMENT, load
 
 
 def _strings(node: Any) -> Iterator[str]:
@@ -82,3 +85,87 @@ def test_the_gates_keep_clean_text_out(text: str) -> None:
     gates = [re2.compile(pii._IPV6_GATE)] + [re2.compile(p.prefilter) for p in secrets.PATTERNS
                                              if p.name in ("basic-auth-url", "generic-assignment")]
     assert all(gate.search(text) is None for gate in gates)
+
+
+@pytest.mark.parametrize("pattern", [pii._EMAIL, pii._URL_USER, pii._GIT_SCP], ids=["email", "url-user", "git-scp"])
+def test_a_pii_set_gate_matches_wherever_its_pattern_does(texts: list[str], pattern: str) -> None:
+    """The gates that replaced bounded repeats in the pii set (they thrashed RE2's DFA on high-entropy text)."""
+    gate = re2.compile(pii._SET_GATES[pattern])
+    regex = re2.compile(pattern)
+    checked = 0
+    for text in texts + ["alice.smith@initech.example", "git@github.com:acme/billing.git", "x a@b.co y",
+                         "https://alice:pw@example.com", "svn+ssh://bob@host.example/r", "u@h.c:r/p"]:
+        if regex.search(text) is not None:
+            checked += 1
+            assert gate.search(text) is not None, text
+    assert checked >= 3
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="ab9._%+-@:/#?'\"[] \n", max_size=60))
+def test_a_pii_set_gate_matches_wherever_its_pattern_does_on_any_text(text: str) -> None:
+    """Unlike the IPv6 gate (which holds only for addresses `_accept_ip` takes), these hold for any match."""
+    for pattern in (pii._EMAIL, pii._URL_USER, pii._GIT_SCP):
+        if re2.search(pattern, text) is not None:
+            assert re2.search(pii._SET_GATES[pattern], text) is not None, (pattern, text)
+
+
+def _detectors() -> dict[str, GatedDetector]:
+    built: dict[str, Any] = {
+        "secrets": FAMILIES["secrets"]({}, TEST_ENVIRONMENT),
+        "secrets, secret_names": FAMILIES["secrets"]({"secret_names": ["launch_code"]}, TEST_ENVIRONMENT),
+        "paths": FAMILIES["paths"]({}, TEST_ENVIRONMENT),
+        "env_values": FAMILIES["env_values"]({}, TEST_ENVIRONMENT),
+        "pii": FAMILIES["pii"]({"private_ips": True}, TEST_ENVIRONMENT),
+        "canary": FAMILIES["canary"]({}, AuditEnvironment(canaries=("TA-CANARY-7f3e9a1c",))),
+    }
+    return built
+
+
+def _gate_texts(texts: list[str]) -> list[str]:
+    """The corpus strings, long texts made of them (a scan text's shape), and high-entropy text."""
+    joined = ["\n\x00\n".join(texts[i:i + 40]) for i in range(0, len(texts), 40)]
+    return texts + joined + ["Zq8vL2pR5tW9yBx7Kd3a" * 80, "0123456789abcdef:-." * 80, "x TA-CANARY-7f3e9a1c y",
+                             "\x00\nlaunch_code\n\x00\n: \n\x00\nZq8vL2pR5tW9yBx7Kd3a\n\x00\n"]
+
+
+@pytest.mark.parametrize("name", list(_detectors()))
+def test_find_gated_finds_what_find_finds(texts: list[str], name: str) -> None:
+    """Given the hits of its own gate, or its part of a joint gate's, a detector finds exactly what `find` finds;
+    where no entry of its gate hits, `find` finds nothing (what lets the engine skip it)."""
+    detectors = _detectors()
+    detector = detectors[name]
+    own = gate_set(detector.gate)
+    joint = JointGate([d.gate for d in detectors.values()])
+    position = list(detectors).index(name)
+    found_any = 0
+    for text in _gate_texts(texts):
+        expected = list(detector.find(text))
+        hits = own.Match(text) or []
+        assert sorted(joint.hits(text).get(position, [])) == sorted(hits)
+        assert list(detector.find_gated(text, hits)) == expected, text[:200]
+        if not hits:
+            assert expected == [], text[:200]
+        found_any += bool(expected)
+    assert found_any >= 1
+
+
+def test_a_detector_with_work_no_pattern_predicts_has_a_gate_that_always_matches() -> None:
+    """`secret_names` makes any name say secret: the name-value pairs of every scan text are read."""
+    assert ALWAYS not in FAMILIES["secrets"]({}, TEST_ENVIRONMENT).gate
+    named = FAMILIES["secrets"]({"secret_names": ["launch_code"]}, TEST_ENVIRONMENT)
+    assert ALWAYS in named.gate
+    assert gate_set(named.gate).Match("plain words")
+
+
+def test_a_joint_gate_re2_cannot_run_says_so() -> None:
+    many = tuple(f"(?i)[a-z]{{1,40}}@{i}[a-z]{{1,40}}" for i in range(200))
+    assert JointGate([many]).usable
+    import telemetry_audit.detectors.base as base
+    original = base.JOINT_GATE_MAX_MEM
+    base.JOINT_GATE_MAX_MEM = 1 << 10
+    try:
+        small = JointGate([many])
+    finally:
+        base.JOINT_GATE_MAX_MEM = original
+    assert not small.usable
