@@ -493,7 +493,7 @@ def breakdown(auditor: Auditor, requests: Sequence[Request], repeat: int) -> lis
         for d, h in zip(decoded, headers_texts, strict=True):
             scan_text(d, h)
 
-    joint = auditor._joint_gate(routed[0][1], groups)
+    joint = auditor.joint_gate(routed[0][1])
     gate_hits = [joint.hits(text) if joint is not None and text is not None else None for text in texts]
 
     def run_joint_gate() -> None:

@@ -98,6 +98,21 @@ class _Candidate:
     rule: Rule | None
 
 
+@dataclass(frozen=True)
+class _GlancePlan:
+    """What `_glance` asks of one rule set's detectors."""
+
+    joint: JointGate | None
+    """Every detector's gate as one set; None when RE2 cannot run it (each detector then runs its own pass)."""
+    asked: list[tuple[int, Detector, Any]]
+    """(position among the rule set's detectors, detector, its `find_in_scan_text` or None), custom patterns left
+    out (the glance never judges them)."""
+    all_gated: bool
+    """Whether every asked detector has a gate: then no gate hit means none is asked."""
+    key_context: list[tuple[Detector, Any]]
+    """The asked detectors that read names (headers' and cookies' too), with their `find_in_scan_text`."""
+
+
 def _settings_key(settings: Mapping[str, Any]) -> str:
     return json.dumps(settings, sort_keys=True, default=str)
 
@@ -146,8 +161,8 @@ class Auditor:
         self._ids: dict[int, tuple[tuple[Rule, ...], tuple[str, ...], str]] = {}
         self._shapes: dict[tuple[str, ...], tuple[bool, bool]] = {}
         """Per rule set: (any rule has a `fields:` check, any forbid entry is a custom pattern or has a `when`)."""
-        self._joint_gates: dict[tuple[str, ...], JointGate] = {}
-        """Per rule set: one set of every detector's gate, run once over a scan text (`_glance`)."""
+        self._glance_plans: dict[tuple[str, ...], _GlancePlan] = {}
+        """Per rule set: its detectors' joint gate, run once over a scan text, and who `_glance` asks after it."""
         self._header_secrets: dict[tuple[int, tuple[tuple[str, str], ...]], bool] = {}
         self._cookie_secrets: dict[tuple[int, tuple[tuple[str, str], ...]], bool] = {}
         """Per (key-context detector, header set): whether a header's or a cookie's name says secret over a
@@ -496,8 +511,7 @@ class Auditor:
         `fields:` checks or custom patterns (which need every field) only the detectors it flags are run per
         field. Custom patterns are never judged here (they may anchor on a value's own start and end).
         """
-        groups = self.detector_groups(rules)
-        joint = self._joint_gate(rules, groups)
+        plan = self._glance_plan(rules)
         headers = decoded.request.headers
         if headers in self._header_texts:
             headers_text = self._header_texts[headers]
@@ -517,11 +531,18 @@ class Auditor:
             if len(starts) > 1 else [(0, text)]
         # One pass of the joint gate per piece says which detectors may find anything in it; the others are not
         # asked (but for what a key-context detector reads in the headers, which the gate does not see).
+        joint = plan.joint
         piece_hits = [joint.hits(piece) for _, piece in pieces] if joint is not None else None
-        for position, (detector, _) in enumerate(groups):
-            if isinstance(detector, _PatternDetector):
-                continue
-            find_in_scan_text = self.key_context_of(detector)[0]
+        if piece_hits is not None and plan.all_gated and not any(piece_hits):
+            # The common clean request: no gate entry hits. Only header and cookie names are left to judge.
+            for detector, find_in_scan_text in plan.key_context:
+                if self._headers_say_secret(detector, find_in_scan_text, headers):
+                    break
+                if self._cookie_says_secret(detector, decoded.request):
+                    flagged.add(id(detector))
+            else:
+                return headers_text, spans, flagged
+        for position, detector, find_in_scan_text in plan.asked:
             gated = piece_hits is not None and joint is not None and joint.gated(position)
             header_secret = gated and find_in_scan_text is not None and \
                 self._headers_say_secret(detector, find_in_scan_text, headers)
@@ -561,16 +582,26 @@ class Auditor:
             return None  # spans cannot stand in for the fields: read every field
         return headers_text, spans, flagged
 
-    def _joint_gate(self, rules: tuple[Rule, ...], groups: list[tuple[Detector, list[tuple[Rule, ForbidSpec]]]]
-                    ) -> JointGate | None:
-        """The joint gate of a rule set's detectors (built once per rule set), or None when RE2 cannot run it."""
+    def joint_gate(self, rules: tuple[Rule, ...]) -> JointGate | None:
+        """The joint gate `_glance` runs for a rule set; None when each detector runs its own pass."""
+        return self._glance_plan(rules).joint
+
+    def _glance_plan(self, rules: tuple[Rule, ...]) -> _GlancePlan:
+        """What `_glance` asks of a rule set's detectors (built once per rule set)."""
         key = self._ids_of(rules)[0]
-        found = self._joint_gates.get(key)
-        if found is None:
-            found = self._joint_gates[key] = JointGate([
-                None if isinstance(detector, _PatternDetector) else getattr(detector, "gate", None)
-                for detector, _ in groups])
-        return found if found.usable else None
+        plan = self._glance_plans.get(key)
+        if plan is None:
+            groups = self.detector_groups(rules)
+            gates = [None if isinstance(detector, _PatternDetector) else getattr(detector, "gate", None)
+                     for detector, _ in groups]
+            joint = JointGate(gates)
+            asked = [(position, detector, self.key_context_of(detector)[0])
+                     for position, (detector, _) in enumerate(groups) if not isinstance(detector, _PatternDetector)]
+            plan = self._glance_plans[key] = _GlancePlan(
+                joint if joint.usable else None, asked,
+                all(gates[position] is not None for position, _, _ in asked),
+                [(detector, find) for _, detector, find in asked if find is not None])
+        return plan
 
     def _headers_say_secret(self, detector: Detector, find_in_scan_text: Any, headers: tuple[tuple[str, str], ...]
                             ) -> bool:

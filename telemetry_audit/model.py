@@ -10,6 +10,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -207,12 +208,14 @@ class Request:
                 return value
         return default
 
-    @property
+    # Read by routing, decoding and emulators alike: each worked out once per request (a frozen dataclass keeps
+    # `cached_property` values in the instance's `__dict__`, outside its fields, equality and hash).
+    @cached_property
     def content_type(self) -> str:
         """The media type without parameters, lower-cased."""
         return self.header("content-type").split(";", 1)[0].strip().lower()
 
-    @property
+    @cached_property
     def content_encodings(self) -> tuple[str, ...]:
         """Content codings in the order they were applied, across every Content-Encoding line (RFC 9110)."""
         raw = ",".join(value for key, value in self.headers if key.lower() == "content-encoding")

@@ -331,7 +331,7 @@ def test_without_a_joint_gate_each_family_runs_its_own_pass(monkeypatch: pytest.
     requests = [e.request for e in bench_engine.make_corpus(60, leak_rate=0.3)]
     assert [glance.evaluate(r) for r in requests] == [full.evaluate(r) for r in requests]
     rules = glance.route(requests[0])[1]
-    assert glance._joint_gate(rules, glance.detector_groups(rules)) is None
+    assert glance.joint_gate(rules) is None
 
 
 def test_a_clean_request_asks_no_detector(monkeypatch: pytest.MonkeyPatch) -> None:
