@@ -15,13 +15,14 @@ import hashlib
 import json
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any
 
 from telemetry_audit import endpoints
 from telemetry_audit.decoders import (
     DROP,
+    SCAN_TEXT_EMBEDDED_GATE,
     DecodedRequest,
     DecodeProblem,
     body_leaves,
@@ -29,6 +30,7 @@ from telemetry_audit.decoders import (
     fields_near,
     header_and_url_fields,
     header_scan_text,
+    holds_embedded,
     rewrite_body,
     rewrite_values,
     scan_text,
@@ -98,6 +100,18 @@ class _Candidate:
     rule: Rule | None
 
 
+@dataclass
+class _HeadersRead:
+    """What `_glance` reads from one set of request headers, once: clients repeat theirs."""
+
+    text: str | None
+    """`header_scan_text` of the headers."""
+    name_says_secret: dict[int, bool] = field(default_factory=dict)
+    """Per key-context detector (by id): whether a header's name says secret over a credential-like value."""
+    cookie_says_secret: dict[int, bool] = field(default_factory=dict)
+    """Per key-context detector: the same of a cookie's name."""
+
+
 @dataclass(frozen=True)
 class _GlancePlan:
     """What `_glance` asks of one rule set's detectors."""
@@ -111,6 +125,8 @@ class _GlancePlan:
     """Whether every asked detector has a gate: then no gate hit means none is asked."""
     key_context: list[tuple[Detector, Any]]
     """The asked detectors that read names (headers' and cookies' too), with their `find_in_scan_text`."""
+    embedded: int
+    """The joint gate's position of `SCAN_TEXT_EMBEDDED_GATE` (after the detectors')."""
 
 
 def _settings_key(settings: Mapping[str, Any]) -> str:
@@ -141,7 +157,8 @@ class Auditor:
         self._detectors: dict[tuple[str, str, str], Detector] = {}
         self._routes: dict[tuple[str, str, str, str, bool], tuple[bool, tuple[Rule, ...]]] = {}
         self._groups: dict[tuple[str, ...], list[tuple[Detector, list[tuple[Rule, ForbidSpec]]]]] = {}
-        self._header_texts: dict[tuple[tuple[str, str], ...], str | None] = {}
+        self._headers_read: dict[tuple[tuple[str, str], ...], _HeadersRead] = {}
+        """Per header set (clients repeat theirs): its scan text and the key-context verdicts on its names."""
         self._key_context: dict[int, tuple[Any, Any, Any]] = {}
         self._secret_names: dict[tuple[int, str], str] = {}
         """Per detector (by id; each lives as long as this auditor): its key-context methods, or Nones."""
@@ -158,15 +175,11 @@ class Auditor:
         """Per (rule set, custom pattern, generic paths of a request): the paths its entries cover, and by which."""
         self._allowlists: dict[tuple[str, ...], tuple[Any, ...]] = {}
         self._request_fields: dict[tuple[Any, ...], list[tuple[str, Any]]] = {}
-        self._ids: dict[int, tuple[tuple[Rule, ...], tuple[str, ...], str]] = {}
+        self._ids: dict[int, tuple[tuple[Rule, ...], tuple[str, ...], str, Decision]] = {}
         self._shapes: dict[tuple[str, ...], tuple[bool, bool]] = {}
         """Per rule set: (any rule has a `fields:` check, any forbid entry is a custom pattern or has a `when`)."""
         self._glance_plans: dict[tuple[str, ...], _GlancePlan] = {}
         """Per rule set: its detectors' joint gate, run once over a scan text, and who `_glance` asks after it."""
-        self._header_secrets: dict[tuple[int, tuple[tuple[str, str], ...]], bool] = {}
-        self._cookie_secrets: dict[tuple[int, tuple[tuple[str, str], ...]], bool] = {}
-        """Per (key-context detector, header set): whether a header's or a cookie's name says secret over a
-        credential-like value."""
         self._values_read: dict[int, dict[str, tuple[Match, ...]]] = {}
         """Per detector, per short value: its matches (`_find_in_value`)."""
 
@@ -265,15 +278,23 @@ class Auditor:
     def _ids_of(self, rules: tuple[Rule, ...]) -> tuple[tuple[str, ...], str]:
         """(rule ids, tool) of a rule set, memoised by the tuple's identity (`route` hands out one tuple per
         route; the entry keeps it alive, so its id cannot be reused while cached)."""
+        entry = self._rule_set(rules)
+        return entry[1], entry[2]
+
+    def _passed(self, rules: tuple[Rule, ...]) -> Decision:
+        """The decision for a request under `rules` with nothing to say (one frozen value per rule set)."""
+        return self._rule_set(rules)[3]
+
+    def _rule_set(self, rules: tuple[Rule, ...]) -> tuple[tuple[Rule, ...], tuple[str, ...], str, Decision]:
         entry = self._ids.get(id(rules))
         if entry is not None and entry[0] is rules:
-            return entry[1], entry[2]
+            return entry
         if len(self._ids) >= _ROUTE_CACHE_SIZE:
             self._ids.clear()
         ids = tuple(rule.id for rule in rules)
         tool = next((r.tool for r in reversed(rules) if r.tool), "")
-        self._ids[id(rules)] = (rules, ids, tool)
-        return ids, tool
+        entry = self._ids[id(rules)] = (rules, ids, tool, Decision(Action.ALLOW, (), True, tool, ids))
+        return entry
 
     def detector_groups(self, rules: tuple[Rule, ...]) -> list[tuple[Detector, list[tuple[Rule, ForbidSpec]]]]:
         """Each detector the rules use, with the (rule, forbid entry) pairs that use it; built once per rule set."""
@@ -361,10 +382,10 @@ class Auditor:
                 has_field_rules, has_custom = self._shape(rules)
                 if not has_field_rules and not has_custom:
                     if not flagged:
-                        return Decision(Action.ALLOW, (), True, tool, rule_ids)
+                        return self._passed(rules)
                     fields = fields_near(decoded, headers_text, spans)  # with no span: the header and URL fields
                 elif not flagged and self._documented(decoded, rules):
-                    return Decision(Action.ALLOW, (), True, tool, rule_ids)
+                    return self._passed(rules)
         if fields is None:
             fields = decoded.fields  # may add problems (limits met while walking)
         candidates = [self._problem_candidate(problem, tool) for problem in decoded.read_problems]
@@ -513,14 +534,14 @@ class Auditor:
         """
         plan = self._glance_plan(rules)
         headers = decoded.request.headers
-        if headers in self._header_texts:
-            headers_text = self._header_texts[headers]
-        else:
-            headers_text = header_scan_text(headers)
-            if len(self._header_texts) >= _ROUTE_CACHE_SIZE:
-                self._header_texts.clear()
-            self._header_texts[headers] = headers_text
-        text = scan_text(decoded, headers_text) if headers_text is not None else None
+        headers_read = self._headers_read.get(headers)
+        if headers_read is None:
+            if len(self._headers_read) >= _ROUTE_CACHE_SIZE:
+                self._headers_read.clear()
+            headers_read = self._headers_read[headers] = _HeadersRead(header_scan_text(headers))
+        headers_text = headers_read.text
+        joint = plan.joint
+        text = scan_text(decoded, headers_text, embedded_gate=joint is not None) if headers_text is not None else None
         if text is None or headers_text is None:
             return None
         spans: list[tuple[int, int]] = []
@@ -531,21 +552,25 @@ class Auditor:
             if len(starts) > 1 else [(0, text)]
         # One pass of the joint gate per piece says which detectors may find anything in it; the others are not
         # asked (but for what a key-context detector reads in the headers, which the gate does not see).
-        joint = plan.joint
         piece_hits = [joint.hits(piece) for _, piece in pieces] if joint is not None else None
+        if piece_hits is not None and any(plan.embedded in by_detector for by_detector in piece_hits):
+            if holds_embedded(decoded):
+                return None  # a string holds a document: the scan text cannot stand in for its fields
+            for by_detector in piece_hits:
+                by_detector.pop(plan.embedded, None)
         if piece_hits is not None and plan.all_gated and not any(piece_hits):
             # The common clean request: no gate entry hits. Only header and cookie names are left to judge.
             for detector, find_in_scan_text in plan.key_context:
-                if self._headers_say_secret(detector, find_in_scan_text, headers):
+                if self._headers_say_secret(detector, find_in_scan_text, headers_read, headers):
                     break
-                if self._cookie_says_secret(detector, decoded.request):
+                if self._cookie_says_secret(detector, headers_read, decoded.request):
                     flagged.add(id(detector))
             else:
                 return headers_text, spans, flagged
         for position, detector, find_in_scan_text in plan.asked:
             gated = piece_hits is not None and joint is not None and joint.gated(position)
             header_secret = gated and find_in_scan_text is not None and \
-                self._headers_say_secret(detector, find_in_scan_text, headers)
+                self._headers_say_secret(detector, find_in_scan_text, headers_read, headers)
             for number, (offset, piece) in enumerate(pieces):
                 hits: list[int] | None = None
                 if gated:
@@ -576,7 +601,7 @@ class Auditor:
                         spans.append((offset + match.start, offset + match.end))
                 if stopped:
                     break  # this detector is flagged, and every field will be read: its other pieces add nothing
-            if find_in_scan_text is not None and self._cookie_says_secret(detector, decoded.request):
+            if find_in_scan_text is not None and self._cookie_says_secret(detector, headers_read, decoded.request):
                 flagged.add(id(detector))
         if not exact and self._shape(rules) == (False, False):
             return None  # spans cannot stand in for the fields: read every field
@@ -594,37 +619,32 @@ class Auditor:
             groups = self.detector_groups(rules)
             gates = [None if isinstance(detector, _PatternDetector) else getattr(detector, "gate", None)
                      for detector, _ in groups]
-            joint = JointGate(gates)
+            joint = JointGate([*gates, (SCAN_TEXT_EMBEDDED_GATE,)])  # that last entry: `scan_text(embedded_gate)`
             asked = [(position, detector, self.key_context_of(detector)[0])
                      for position, (detector, _) in enumerate(groups) if not isinstance(detector, _PatternDetector)]
             plan = self._glance_plans[key] = _GlancePlan(
                 joint if joint.usable else None, asked,
                 all(gates[position] is not None for position, _, _ in asked),
-                [(detector, find) for _, detector, find in asked if find is not None])
+                [(detector, find) for _, detector, find in asked if find is not None], len(gates))
         return plan
 
-    def _headers_say_secret(self, detector: Detector, find_in_scan_text: Any, headers: tuple[tuple[str, str], ...]
-                            ) -> bool:
-        """Whether key context finds a credential under a header's name (cached per header set: clients repeat
-        theirs). The joint gate reads the scan text, which holds header values without their names."""
-        key = (id(detector), headers)
-        verdict = self._header_secrets.get(key)
+    def _headers_say_secret(self, detector: Detector, find_in_scan_text: Any, headers_read: _HeadersRead,
+                            headers: tuple[tuple[str, str], ...]) -> bool:
+        """Whether key context finds a credential under a header's name (once per header set). The joint gate
+        reads the scan text, which holds header values without their names."""
+        verdict = headers_read.name_says_secret.get(id(detector))
         if verdict is None:
-            if len(self._header_secrets) >= _ROUTE_CACHE_SIZE:
-                self._header_secrets.clear()
-            verdict = self._header_secrets[key] = next(iter(find_in_scan_text("", headers, ())), None) is not None
+            verdict = headers_read.name_says_secret[id(detector)] = \
+                next(iter(find_in_scan_text("", headers, ())), None) is not None
         return verdict
 
-    def _cookie_says_secret(self, detector: Detector, request: Request) -> bool:
+    def _cookie_says_secret(self, detector: Detector, headers_read: _HeadersRead, request: Request) -> bool:
         """Whether a cookie's own name says secret to `detector` over a credential-like value: the scan text
         holds the Cookie header's value, not each cookie's name, so this asks what the full path asks of
-        each `cookie.<name>` field (cached per header set: cookies are headers)."""
-        key = (id(detector), request.headers)
-        verdict = self._cookie_secrets.get(key)
+        each `cookie.<name>` field (once per header set: cookies are headers)."""
+        verdict = headers_read.cookie_says_secret.get(id(detector))
         if verdict is None:
-            if len(self._cookie_secrets) >= _ROUTE_CACHE_SIZE:
-                self._cookie_secrets.clear()
-            verdict = self._cookie_secrets[key] = self._read_cookies_for_secret(detector, request)
+            verdict = headers_read.cookie_says_secret[id(detector)] = self._read_cookies_for_secret(detector, request)
         return verdict
 
     def _read_cookies_for_secret(self, detector: Detector, request: Request) -> bool:

@@ -357,3 +357,17 @@ def test_a_clean_request_asks_no_detector(monkeypatch: pytest.MonkeyPatch) -> No
     assert asked == []
     leaked = bench_engine.make_corpus(200, leak_rate=1.0)
     assert any(auditor.evaluate(e.request).findings for e in leaked) and asked
+
+
+@pytest.mark.parametrize("padding", ["", " ", "\t"])
+def test_a_base64_document_in_an_ascii_body_is_opened_at_a_glance(padding: str) -> None:
+    """An ASCII body is searched for base64 documents by the joint gate's `SCAN_TEXT_EMBEDDED_GATE` entry, not by
+    `scan_text`: one holding a token still sends the request to the full path, which opens and finds it."""
+    import base64
+    inner = base64.b64encode(json.dumps({"token": "ghp_Zx8Qw2Er4Ty6Ui8Op0As2Df4Gh6Jk8Lz0Xc2V"}).encode()).decode()
+    body = json.dumps({"event": "e", "properties": {"state": padding + inner + padding, "n": 1}}).encode()
+    request = Request.from_url("POST", "https://api.segment.io/v1/track", {"content-type": "application/json"}, body)
+    decisions = [Auditor(load_policy(["default"]), bench_engine.ENVIRONMENT, fast_path=f).evaluate(request)
+                 for f in (True, False)]
+    assert (decisions[0].action, decisions[0].findings) == (decisions[1].action, decisions[1].findings)
+    assert any(f.detector == "secrets.github-pat" for f in decisions[0].findings)

@@ -44,6 +44,7 @@ __all__ = [
     "fields_near",
     "header_and_url_fields",
     "header_scan_text",
+    "holds_embedded",
     "rewrite_body",
     "scan_text",
 ]
@@ -224,6 +225,12 @@ _ASCII_SPACE = "[\t\n\x0b\x0c\r\x1c-\x1f ]"
 _SCAN_TEXT_BLOCKERS_ASCII = re2.compile(
     ('"' + _ASCII_SPACE + '*[eW][w-z0-9+/_-][A-Za-z0-9+/_=-]{10,}' + _ASCII_SPACE + '*"').encode())
 """`_SCAN_TEXT_BLOCKERS` for an ASCII text, run by RE2 over its bytes (offsets are the same): a few times faster."""
+SCAN_TEXT_EMBEDDED_GATE = \
+    "\n\x00\n" + _ASCII_SPACE + "*[eW][w-z0-9+/_-][A-Za-z0-9+/_=-]{10,}" + _ASCII_SPACE + "*\n\x00\n"
+"""`_SCAN_TEXT_BLOCKERS_ASCII` as the scan text spells what it matches (each `"` is `\n\0\n` there): it matches
+the scan text of every ASCII body that regex matches in. A caller that runs it over the scan text anyway (the
+engine, in the pass of its detectors' gates) builds the text with `embedded_gate=True` and asks
+`holds_embedded` only where it matches."""
 
 
 def header_scan_text(headers: tuple[tuple[str, str], ...]) -> str | None:
@@ -239,7 +246,7 @@ def header_scan_text(headers: tuple[tuple[str, str], ...]) -> str | None:
     return "\n".join([name for name, _ in pairs] + values)
 
 
-def scan_text(decoded: DecodedRequest, headers_text: str | None = None) -> str | None:
+def scan_text(decoded: DecodedRequest, headers_text: str | None = None, *, embedded_gate: bool = False) -> str | None:
     """One string holding every value the detectors would see for the request, or None to take the full path.
 
     For a plain JSON body without escapes or embedded documents, its own text with each `"` turned into
@@ -247,7 +254,8 @@ def scan_text(decoded: DecodedRequest, headers_text: str | None = None) -> str |
     matches): a detector family that finds nothing here finds nothing in any field. The engine uses this
     to let the common clean request through without building a field per value. It reads the text
     `decode_request` already decoded: nothing is decompressed or parsed again. `headers_text` is
-    `header_scan_text(request.headers)` when the caller has it.
+    `header_scan_text(request.headers)` when the caller has it. With `embedded_gate`, an ASCII body is not
+    searched for documents in its strings here: the caller runs `SCAN_TEXT_EMBEDDED_GATE` over the text.
     """
     request = decoded.request
     if request.query or decoded.read_problems or decoded.body_format not in ("json", "otlp-json", "empty"):
@@ -265,19 +273,25 @@ def scan_text(decoded: DecodedRequest, headers_text: str | None = None) -> str |
         return None
     if text.count("{") + text.count("[") > limits.max_depth and _nesting_exceeds(text, limits.max_depth):
         return None
-    # Rare, and most are ids that only look like base64.
-    if text.isascii():
-        candidates: Iterator[str] = (m.group(0).decode() for m in _SCAN_TEXT_BLOCKERS_ASCII.finditer(text.encode()))
-    else:
-        candidates = (m.group(0) for m in _SCAN_TEXT_BLOCKERS.finditer(text))
-    for candidate in candidates:
-        if formats.sniff_embedded(candidate[1:-1]) is not None:
-            return None
+    if not (embedded_gate and text.isascii()) and holds_embedded(decoded):
+        return None
     # Numbers as detectors see them (`1.50` reads `1.5`), recorded while parsing: no pass over the text.
     floats = "\n".join(decoded.numbers)
     # Each `"` becomes newline, NUL, newline: every value still sits between newlines (as in the per-value
     # scan), while `\s` runs stop at the NUL, so a key and its value never read as `key: value` together.
     return headers + "\n" + text.replace('"', "\n\x00\n") + "\n" + floats
+
+
+def holds_embedded(decoded: DecodedRequest) -> bool:
+    """Whether a string of the body's text holds a document (JSON or base64 JSON), which only the full path opens:
+    then `scan_text` cannot stand in for the fields."""
+    text = decoded.text or ""
+    # Rare, and most are ids that only look like base64.
+    if text.isascii():
+        candidates: Iterator[str] = (m.group(0).decode() for m in _SCAN_TEXT_BLOCKERS_ASCII.finditer(text.encode()))
+    else:
+        candidates = (m.group(0) for m in _SCAN_TEXT_BLOCKERS.finditer(text))
+    return any(formats.sniff_embedded(candidate[1:-1]) is not None for candidate in candidates)
 
 
 SCAN_PIECE_CHARS = 65536
