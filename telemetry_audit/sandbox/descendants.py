@@ -19,8 +19,20 @@ from telemetry_audit.sandbox.launcher import LingeringProcess
 _END_TIMEOUT = 5.0
 
 
+_MID_EXEC_RETRIES = 50
+_MID_EXEC_PAUSE = 0.001
+_PF_KTHREAD = 0x00200000
+"""`/proc/<pid>/stat` flags bit of a kernel thread (whose environment always reads empty)."""
+
+
 def marked_processes(marker: str, *, variable: str = "TELEMETRY_AUDIT_RUN", proc: str = "/proc") -> dict[int, str]:
-    """pid -> executable name of every readable process whose environment has `variable=marker`."""
+    """pid -> executable name of every readable process whose environment has `variable=marker`.
+
+    A process caught inside `execve` reads an empty environment: the kernel closes the old program's descriptors
+    (which ends a parent's wait for the exec, as `subprocess` waits) before it lays out the new one's. Such a
+    process (its command line empty too, and neither a kernel thread nor a zombie) is read again for up to
+    50 ms instead of being taken for unmarked.
+    """
     needle = f"{variable}={marker}".encode()
     found: dict[int, str] = {}
     try:
@@ -32,18 +44,45 @@ def marked_processes(marker: str, *, variable: str = "TELEMETRY_AUDIT_RUN", proc
         if not entry.isdigit() or int(entry) == own:
             continue
         try:
-            with open(f"{proc}/{entry}/environ", "rb") as stream:
-                environ = stream.read()
+            environ = _read(f"{proc}/{entry}/environ")
+            stat = ""
+            for _ in range(_MID_EXEC_RETRIES):
+                if environ or _read(f"{proc}/{entry}/cmdline"):
+                    break  # laid out (an empty environment beside a command line is what `env -i` gives)
+                stat = _read(f"{proc}/{entry}/stat").decode("utf-8", "replace")
+                if _stat_state(stat) in ("Z", "X") or _stat_flags(stat) & _PF_KTHREAD:
+                    break  # a zombie or a kernel thread: truly empty
+                time.sleep(_MID_EXEC_PAUSE)
+                environ = _read(f"{proc}/{entry}/environ")
             if needle not in environ.split(b"\0"):
                 continue
-            with open(f"{proc}/{entry}/stat", encoding="utf-8", errors="replace") as stream:
-                stat = stream.read()
+            stat = _read(f"{proc}/{entry}/stat").decode("utf-8", "replace")
         except OSError:
             continue
-        if stat[stat.rfind(")") + 2 :].startswith("Z"):
+        if _stat_state(stat) == "Z":
             continue
         found[int(entry)] = stat[stat.find("(") + 1 : stat.rfind(")")]
     return found
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as stream:
+        return stream.read()
+
+
+def _stat_fields(stat: str) -> list[str]:
+    """The fields of a `/proc/<pid>/stat` line after the command name (which may hold spaces and parentheses)."""
+    return stat[stat.rfind(")") + 2 :].split()
+
+
+def _stat_state(stat: str) -> str:
+    fields = _stat_fields(stat)
+    return fields[0] if fields else ""
+
+
+def _stat_flags(stat: str) -> int:
+    fields = _stat_fields(stat)
+    return int(fields[6]) if len(fields) > 6 and fields[6].isdigit() else 0
 
 
 def linger_for_marked(marker: str, linger: float, *, poll: float = 0.1,

@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
+from typing import Any
 
 import pytest
 
@@ -109,3 +112,44 @@ def test_wait_returns_on_whichever_ends_first(command_seconds: float, proxy_seco
 def test_wait_without_a_proxy_waits_for_the_command() -> None:
     command = _start("command", 0)
     assert wait_command_or_proxy(command, None) is False and command.returncode == 0
+
+
+def _fake_process(proc: Any, pid: int, environ: bytes, cmdline: bytes, stat: str) -> None:
+    directory = proc / str(pid)
+    directory.mkdir()
+    (directory / "environ").write_bytes(environ)
+    (directory / "cmdline").write_bytes(cmdline)
+    (directory / "stat").write_text(stat)
+
+
+def test_a_process_caught_inside_exec_is_read_again(tmp_path: Any) -> None:
+    """Found as a flaky test: `subprocess` returns once the kernel closed the child's old descriptors, which
+    is before execve lays out the new program's environment; a scan right then read it empty and took a marked
+    process for unmarked. Such a process (empty command line too) is read again until its environment is there."""
+    marker = os.urandom(6).hex()
+    _fake_process(tmp_path, 4242, b"", b"", "4242 (python3) R 1 4242 4242 0 -1 4194560 0 0")
+    _fake_process(tmp_path, 4243, b"", b"env\0-i\0sleep\0", "4243 (sleep) S 1 4243 4243 0 -1 4194560 0 0")
+    _fake_process(tmp_path, 4244, b"", b"", "4244 (kworker/0:1) I 2 0 0 0 -1 69238880 0 0")
+
+    def exec_completes() -> None:
+        time.sleep(0.01)
+        (tmp_path / "4242" / "cmdline").write_bytes(b"python3\0-c\0pass\0")
+        (tmp_path / "4242" / "environ").write_bytes(f"HOME=/root\0TELEMETRY_AUDIT_RUN={marker}\0".encode())
+
+    writer = threading.Thread(target=exec_completes)
+    writer.start()
+    try:
+        assert marked_processes(marker, proc=str(tmp_path)) == {4242: "python3"}
+    finally:
+        writer.join()
+
+
+def test_truly_empty_environments_are_not_waited_for(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel thread, a zombie and an `env -i` process read empty for good: one read each, no pause."""
+    _fake_process(tmp_path, 10, b"", b"", "10 (kworker/0:1) I 2 0 0 0 -1 69238880 0 0")
+    _fake_process(tmp_path, 11, b"", b"", "11 (defunct) Z 1 11 11 0 -1 4194564 0 0")
+    _fake_process(tmp_path, 12, b"", b"env\0-i\0sleep\0", "12 (sleep) S 1 12 12 0 -1 4194560 0 0")
+    pauses: list[float] = []
+    monkeypatch.setattr(time, "sleep", pauses.append)
+    assert marked_processes("x", proc=str(tmp_path)) == {}
+    assert pauses == []
