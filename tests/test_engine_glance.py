@@ -326,6 +326,7 @@ def test_without_a_joint_gate_each_family_runs_its_own_pass(monkeypatch: pytest.
     own pass, and the bench corpus decides as reading every field does."""
     from telemetry_audit.detectors import base
     monkeypatch.setattr(base, "JOINT_GATE_MAX_MEM", 1 << 10)
+    monkeypatch.setattr(base, "SET_MAX_MEM_LIMIT", 1 << 10)  # not grown: the joint set cannot compile
     glance = Auditor(load_policy(["default"]), bench_engine.ENVIRONMENT)
     full = Auditor(load_policy(["default"]), bench_engine.ENVIRONMENT, fast_path=False)
     requests = [e.request for e in bench_engine.make_corpus(60, leak_rate=0.3)]

@@ -98,16 +98,46 @@ ALWAYS = ""
 """The gate entry that matches every text."""
 
 
+SET_MAX_MEM = 8 << 20
+"""RE2's default memory budget, where a set's budget starts."""
+SET_MAX_MEM_LIMIT = 1 << 30
+"""Where `gate_set` stops growing a set's budget."""
+
+
 def gate_set(entries: Iterable[str], max_mem: int | None = None) -> Any:
-    """An unanchored `re2.Set` of `entries`, compiled, whose `Match(text)` gives the indexes of those that match."""
+    """An unanchored `re2.Set` of `entries`, compiled, whose `Match(text)` gives the indexes of those that match.
+
+    A set whose program outgrows its budget does not compile (RE2 has no slower fallback for sets): the budget is
+    grown fourfold until it does. The env-values family needs that where the environment is large (a Kubernetes
+    pod's service variables, a CI runner's: about 500 variables of 40 characters outgrew the default 8 MiB, and
+    every request then ended as an audit error). The budget caps what RE2 may use, it allocates as it needs.
+    """
+    entries = list(entries)
+    budget = max_mem or SET_MAX_MEM
+    while True:
+        options = re2.Options()
+        options.max_mem = budget
+        found = re2.Set.SearchSet(options)
+        for entry in entries:
+            found.Add(entry)
+        try:
+            found.Compile()
+        except re2.error:
+            if budget >= SET_MAX_MEM_LIMIT:
+                raise
+            budget *= 4
+            continue
+        return found
+
+
+def alternation_options(pattern: str) -> Any:
+    """`re2.Options` for one regex made of many literals (an alternation of needles). Past its budget RE2 runs such
+    a regex on its NFA (slower, still linear) and logs each time it does: the budget grows with the pattern up to
+    64 MiB, and RE2 is told not to log (a large environment would print on every match otherwise)."""
     options = re2.Options()
-    if max_mem is not None:
-        options.max_mem = max_mem
-    found = re2.Set.SearchSet(options)
-    for entry in entries:
-        found.Add(entry)
-    found.Compile()
-    return found
+    options.max_mem = min(max(SET_MAX_MEM, 256 * len(pattern)), 64 << 20)
+    options.log_errors = False
+    return options
 
 
 JOINT_GATE_MAX_MEM = 32 << 20

@@ -58,7 +58,7 @@ from urllib.parse import quote, quote_plus
 
 import re2
 
-from telemetry_audit.detectors.base import AuditEnvironment, DetectorInfo, Match, gate_set
+from telemetry_audit.detectors.base import AuditEnvironment, DetectorInfo, Match, alternation_options, gate_set
 from telemetry_audit.detectors.settings import DetectorSettings, SettingSpec, SettingType
 from telemetry_audit.detectors.spans import outermost
 from telemetry_audit.model import FindingKind
@@ -185,7 +185,8 @@ class EnvValuesDetector:
         ordered = sorted(by_text, key=len, reverse=True)
         self.gate: tuple[str, ...] = tuple(re2.escape(text) for text in ordered)
         self._set: Any = gate_set(self.gate) if ordered else None
-        self._regex: Any = re2.compile("|".join(self.gate)) if ordered else None
+        alternation = "|".join(self.gate)
+        self._regex: Any = re2.compile(alternation, alternation_options(alternation)) if ordered else None
 
     def find(self, value: str) -> Iterator[Match]:
         if self._set is None or len(value) < self._shortest:

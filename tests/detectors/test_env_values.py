@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import random
+import string
 from urllib.parse import quote, quote_plus
 
 import pytest
@@ -12,6 +14,9 @@ from hypothesis import strategies as st
 
 from telemetry_audit.detectors import env_values
 from telemetry_audit.detectors.base import AuditEnvironment
+from telemetry_audit.engine import Auditor
+from telemetry_audit.model import Action, Request
+from telemetry_audit.policy import load_policy
 from tests.detectors.helpers import PATHOLOGICAL, flagged
 
 TOKEN = "ls-FAKE-TOKEN-1234"
@@ -112,3 +117,31 @@ def test_never_raises(env: dict[str, str], value: str) -> None:
     flagged(detector, value)
     for secret in env.values():
         flagged(detector, secret)
+
+
+def test_a_large_environment_builds_and_its_values_are_found() -> None:
+    """Found by measuring: about 500 variables of 40 characters (a Kubernetes pod's service variables, a CI
+    runner's) outgrew RE2's default set budget, the set did not compile, and every request ended as an audit
+    error. The set's budget now grows until it compiles; the values are found, clean text passes."""
+    rng = random.Random(7)
+    env = {f"SERVICE_{i}_TOKEN": "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(40))
+           for i in range(800)}
+    detector = env_values.build({}, AuditEnvironment(env=env))
+    assert len(detector.gate) > 2100  # past where the default budget failed
+    for name in ("SERVICE_0_TOKEN", "SERVICE_799_TOKEN"):
+        found = list(detector.find(f"x {env[name]} y"))
+        assert [(m.start, m.end) for m in found] == [(2, 42)]
+    assert list(detector.find("nothing of the environment here " * 20)) == []
+
+
+def test_an_auditor_in_a_large_environment_redacts_instead_of_failing() -> None:
+    rng = random.Random(8)
+    env = {f"SERVICE_{i}_HOST": "".join(rng.choice(string.ascii_lowercase) for _ in range(40)) for i in range(800)}
+    auditor = Auditor(load_policy(["default"]), AuditEnvironment(env=env, home="/home/a", cwd="/home/a/w"))
+    leak = Request.from_url("POST", "https://api.segment.io/v1/track", {"content-type": "application/json"},
+                            json.dumps({"event": "e", "properties": {"host": env["SERVICE_412_HOST"]}}).encode())
+    decision = auditor.evaluate(leak)
+    assert [f.detector for f in decision.findings] == ["env_values.value"]
+    clean = Request.from_url("POST", "https://api.segment.io/v1/track", {"content-type": "application/json"},
+                             b'{"event": "e"}')
+    assert auditor.evaluate(clean).action is Action.ALLOW

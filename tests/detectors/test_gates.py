@@ -162,10 +162,27 @@ def test_a_joint_gate_re2_cannot_run_says_so() -> None:
     many = tuple(f"(?i)[a-z]{{1,40}}@{i}[a-z]{{1,40}}" for i in range(200))
     assert JointGate([many]).usable
     import telemetry_audit.detectors.base as base
-    original = base.JOINT_GATE_MAX_MEM
-    base.JOINT_GATE_MAX_MEM = 1 << 10
+    originals = base.JOINT_GATE_MAX_MEM, base.SET_MAX_MEM_LIMIT
+    base.JOINT_GATE_MAX_MEM = base.SET_MAX_MEM_LIMIT = 1 << 10  # a budget RE2 cannot compile it in, never grown
     try:
         small = JointGate([many])
     finally:
-        base.JOINT_GATE_MAX_MEM = original
+        base.JOINT_GATE_MAX_MEM, base.SET_MAX_MEM_LIMIT = originals
     assert not small.usable
+
+
+def test_a_set_past_its_budget_grows_it_until_it_compiles() -> None:
+    """RE2 has no slower fallback for a set: one whose program outgrows its budget does not compile at all."""
+    needles = [re2.escape(f"needle-{i:05d}-" + "x" * 30) for i in range(3000)]
+    with pytest.raises(re2.error):
+        _compile_at(needles, 8 << 20)  # what the default budget did
+    assert gate_set(needles).Match("a needle-02999-" + "x" * 30) == [2999]
+
+
+def _compile_at(entries: list[str], budget: int) -> None:
+    options = re2.Options()
+    options.max_mem = budget
+    found = re2.Set.SearchSet(options)
+    for entry in entries:
+        found.Add(entry)
+    found.Compile()
