@@ -178,6 +178,8 @@ class Auditor:
         self._ids: dict[int, tuple[tuple[Rule, ...], tuple[str, ...], str, Decision]] = {}
         self._shapes: dict[tuple[str, ...], tuple[bool, bool]] = {}
         """Per rule set: (any rule has a `fields:` check, any forbid entry is a custom pattern or has a `when`)."""
+        self._joint_gates: dict[tuple[int | None, ...], JointGate] = {}
+        """Per sequence of gated detectors (by id; they live as long as this auditor): their joint gate."""
         self._glance_plans: dict[tuple[str, ...], _GlancePlan] = {}
         """Per rule set: its detectors' joint gate, run once over a scan text, and who `_glance` asks after it."""
         self._values_read: dict[int, dict[str, tuple[Match, ...]]] = {}
@@ -619,7 +621,13 @@ class Auditor:
             groups = self.detector_groups(rules)
             gates = [None if isinstance(detector, _PatternDetector) else getattr(detector, "gate", None)
                      for detector, _ in groups]
-            joint = JointGate([*gates, (SCAN_TEXT_EMBEDDED_GATE,)])  # that last entry: `scan_text(embedded_gate)`
+            # Rule sets that use the same detectors in the same order share one joint gate (and its DFA memory).
+            same = tuple(None if gate is None else id(detector) for (detector, _), gate in zip(groups, gates,
+                                                                                             strict=True))
+            joint = self._joint_gates.get(same)
+            if joint is None:
+                # The last entry is for `scan_text(embedded_gate=True)`.
+                joint = self._joint_gates[same] = JointGate([*gates, (SCAN_TEXT_EMBEDDED_GATE,)])
             asked = [(position, detector, self.key_context_of(detector)[0])
                      for position, (detector, _) in enumerate(groups) if not isinstance(detector, _PatternDetector)]
             plan = self._glance_plans[key] = _GlancePlan(
