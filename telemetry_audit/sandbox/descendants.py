@@ -47,8 +47,13 @@ def marked_processes(marker: str, *, variable: str = "TELEMETRY_AUDIT_RUN", proc
             environ = _read(f"{proc}/{entry}/environ")
             stat = ""
             for _ in range(_MID_EXEC_RETRIES):
-                if environ or _read(f"{proc}/{entry}/cmdline"):
-                    break  # laid out (an empty environment beside a command line is what `env -i` gives)
+                if environ:
+                    break
+                if _read(f"{proc}/{entry}/cmdline"):
+                    # Laid out: the kernel sets the arguments' bounds, then the environment's, a moment apart.
+                    # Empty now, it is what `env -i` gives.
+                    environ = _read(f"{proc}/{entry}/environ")
+                    break
                 stat = _read(f"{proc}/{entry}/stat").decode("utf-8", "replace")
                 if _stat_state(stat) in ("Z", "X") or _stat_flags(stat) & _PF_KTHREAD:
                     break  # a zombie or a kernel thread: truly empty

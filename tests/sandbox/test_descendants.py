@@ -133,8 +133,8 @@ def test_a_process_caught_inside_exec_is_read_again(tmp_path: Any) -> None:
 
     def exec_completes() -> None:
         time.sleep(0.01)
-        (tmp_path / "4242" / "cmdline").write_bytes(b"python3\0-c\0pass\0")
         (tmp_path / "4242" / "environ").write_bytes(f"HOME=/root\0TELEMETRY_AUDIT_RUN={marker}\0".encode())
+        (tmp_path / "4242" / "cmdline").write_bytes(b"python3\0-c\0pass\0")
 
     writer = threading.Thread(target=exec_completes)
     writer.start()
