@@ -372,3 +372,63 @@ def test_a_base64_document_in_an_ascii_body_is_opened_at_a_glance(padding: str) 
                  for f in (True, False)]
     assert (decisions[0].action, decisions[0].findings) == (decisions[1].action, decisions[1].findings)
     assert any(f.detector == "secrets.github-pat" for f in decisions[0].findings)
+
+
+@pytest.mark.parametrize("body", [
+    {"license": {"key": "xK9pAtQ7vL2rT5wY8zB3nD6fH1jM4sE0"}},  # `pAt` in the value: it read as an OTLP name
+    {"a": {"key": "Kd3aAUTHzq8vL2pR5tW9yBx7"}},
+    {"key": "Zq8vL2pR5tW9yBx7Kd3aKEY", "value": {"stringValue": "x"}},
+])
+def test_a_credential_under_a_key_named_key_is_found_at_a_glance(body: dict[str, Any]) -> None:
+    """Found by review (and present before the joint gate): the scan text's OTLP-attribute reading took
+    `"key": "<value>"` for an attribute named by its value and consumed it, so the pair `key: <value>` was never
+    judged; a value holding a name hint (`pat`, `auth`, `key`) was passed at a glance and blocked in full."""
+    request = Request.from_url("POST", "https://telemetry.example.com/v1/events",
+                               {"content-type": "application/json"}, json.dumps(body).encode())
+    decisions = [Auditor(load_policy(["default"]), bench_engine.ENVIRONMENT, fast_path=f).evaluate(request)
+                 for f in (True, False)]
+    assert (decisions[0].action, decisions[0].findings) == (decisions[1].action, decisions[1].findings)
+    assert decisions[0].action is Action.BLOCK
+
+
+def test_random_nested_bodies_decide_at_a_glance_as_in_full(tmp_path: Any) -> None:
+    """A seeded differential check of key context: nested bodies of secret-sounding and OTLP-like keys with
+    credential-like values (some holding name hints), under the bare default and with `secret_names`."""
+    import random
+    rng = random.Random(20261201)
+    names = ["key", "value", "stringValue", "password", "api_key", "token", "auth", "name", "x", "pat", "dsn",
+             "launch_code", "apiKey", "attributes", "cache_key", "db.password", "max_tokens", "pwd", "k"]
+
+    def credential() -> str:
+        alphabet = rng.choice(["abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", "abcdef0123456789"])
+        text = "".join(rng.choice(alphabet) for _ in range(rng.choice([6, 8, 12, 20, 32])))
+        if rng.random() < 0.4:
+            at = rng.randint(0, len(text))
+            text = text[:at] + rng.choice(["pat", "KEY", "auth", "Token", "dsn", "pwd", "secret"]) + text[at:]
+        return text
+
+    def value(depth: int) -> Any:
+        roll = rng.random()
+        if depth > 2 or roll < 0.5:
+            return rng.choice([credential(), credential(), rng.choice(names), 1, None])
+        if roll < 0.75:
+            return {rng.choice(names): value(depth + 1) for _ in range(rng.randint(1, 3))}
+        if roll < 0.9:
+            return [value(depth + 1) for _ in range(rng.randint(0, 2))]
+        return {"key": rng.choice([*names, credential()]), "value": {"stringValue": credential()}}
+
+    path = tmp_path / "names.yaml"
+    path.write_text("version: 1\nextends: [default]\nsettings:\n  detectors:\n    secrets:\n"
+                    "      secret_names: [launch_code]\nrules: []\n")
+    auditors = [(Auditor(policy, bench_engine.ENVIRONMENT), Auditor(policy, bench_engine.ENVIRONMENT, fast_path=False))
+                for policy in (load_policy(["default"]), load_policy([str(path)]))]
+    for _ in range(400):
+        body = {rng.choice(names): value(0) for _ in range(rng.randint(1, 3))}
+        separators = rng.choice([(",", ":"), (", ", ": ")])
+        url = rng.choice(["https://telemetry.example.com/v1/events", "https://telemetry.example.com/v1/traces"])
+        request = Request.from_url("POST", url, {"content-type": "application/json"},
+                                   json.dumps(body, separators=separators).encode())
+        for glance, full in auditors:
+            fast, slow = glance.evaluate(request), full.evaluate(request)
+            assert (fast.action, fast.findings, fast.redacted_body) == (slow.action, slow.findings,
+                                                                         slow.redacted_body), request.body

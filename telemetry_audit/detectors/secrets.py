@@ -762,6 +762,12 @@ class SecretsDetector:
                 strength = self.strength(name)
                 if strength and (value is None or self._looks_like_credential(value, strength)):
                     yield Match(KEY_CONTEXT_ID, FindingKind.SECRET, KEY_CONTEXT_TITLE, *found.span(1)), False
+                # Outside an OTLP attribute list the same text is the pair `key: <name>`, which the full path
+                # reads under the name `key` (found by review: `{"key": "<a credential with 'auth' in it>"}`
+                # matched here and its pair went unread, so the glance passed what the full path blocks).
+                start, end = found.span(1)
+                for match in self.find_under("key", name):
+                    yield Match(match.detector_id, match.kind, match.title, start, end), True
                 continue
             start, end = found.span(4)
             for match in self.find_under(found.group(3), found.group(4)):  # a key with a dot is one name
