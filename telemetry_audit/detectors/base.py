@@ -130,16 +130,6 @@ def gate_set(entries: Iterable[str], max_mem: int | None = None) -> Any:
         return found
 
 
-def alternation_options(pattern: str) -> Any:
-    """`re2.Options` for one regex made of many literals (an alternation of needles). Past its budget RE2 runs such
-    a regex on its NFA (slower, still linear) and logs each time it does: the budget grows with the pattern up to
-    64 MiB, and RE2 is told not to log (a large environment would print on every match otherwise)."""
-    options = re2.Options()
-    options.max_mem = min(max(SET_MAX_MEM, 256 * len(pattern)), 64 << 20)
-    options.log_errors = False
-    return options
-
-
 JOINT_GATE_MAX_MEM = 32 << 20
 """RE2's memory budget for a joint gate: its DFA has the states of every family's gate at once, and with the
 default 8 MiB it thrashed on some texts (measured: 16 us for a 1.4 KB text of e-mail characters, 10 us here)."""

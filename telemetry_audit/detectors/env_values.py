@@ -58,7 +58,7 @@ from urllib.parse import quote, quote_plus
 
 import re2
 
-from telemetry_audit.detectors.base import AuditEnvironment, DetectorInfo, Match, alternation_options, gate_set
+from telemetry_audit.detectors.base import AuditEnvironment, DetectorInfo, Match, gate_set
 from telemetry_audit.detectors.settings import DetectorSettings, SettingSpec, SettingType
 from telemetry_audit.detectors.spans import outermost
 from telemetry_audit.model import FindingKind
@@ -185,8 +185,8 @@ class EnvValuesDetector:
         ordered = sorted(by_text, key=len, reverse=True)
         self.gate: tuple[str, ...] = tuple(re2.escape(text) for text in ordered)
         self._set: Any = gate_set(self.gate) if ordered else None
-        alternation = "|".join(self.gate)
-        self._regex: Any = re2.compile(alternation, alternation_options(alternation)) if ordered else None
+        self._regexes: dict[tuple[int, ...], Any] = {}
+        """Per set of gate entries that hit: the alternation of just those needles (see `_regex_for`)."""
 
     def find(self, value: str) -> Iterator[Match]:
         if self._set is None or len(value) < self._shortest:
@@ -197,7 +197,7 @@ class EnvValuesDetector:
         if not hits or len(value) < self._shortest:
             return
         found: list[Match] = []
-        for m in self._regex.finditer(value):
+        for m in self._regex_for(hits).finditer(value):
             start, end = m.span()
             needle = self._needles[value[start:end]]
             if needle.whole_word and (_word_char(value, start - 1) or _word_char(value, end)):
@@ -207,6 +207,22 @@ class EnvValuesDetector:
                 break
         if found:
             yield from outermost(found)
+
+
+    def _regex_for(self, hits: Sequence[int]) -> Any:
+        """The alternation, longest first, of the needles whose gate entries hit. Needles absent from a value never
+        match in it, so this finds what the alternation of every needle finds; and it stays small where the whole
+        environment's would outgrow RE2 (10,000 variables of 300 characters: a 3 MB pattern it refuses)."""
+        key = tuple(sorted(hits))
+        regex = self._regexes.get(key)
+        if regex is None:
+            if len(self._regexes) >= _REGEX_CACHE_SIZE:
+                self._regexes.clear()
+            regex = self._regexes[key] = re2.compile("|".join(self.gate[index] for index in key))
+        return regex
+
+
+_REGEX_CACHE_SIZE = 1024
 
 
 def _word_char(value: str, index: int) -> bool:
