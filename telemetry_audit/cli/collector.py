@@ -98,25 +98,23 @@ def print_usage(console: Any, session: Any) -> None:
                   markup=False)
 
 
-class _Stopped(Exception):
-    """Raised by the Ctrl-C / SIGTERM handler to leave the wait at once."""
-
-
 def serve_until_stopped(session: Any) -> int:
     """Wait for Ctrl-C or SIGTERM (then stop the child, which flushes the store) or for the child to die; its
-    exit status. The wait is the child's own (no polling): the signal handler breaks it."""
+    exit status. The wait is the child's exit or a signal, whichever comes first (no polling)."""
+    from telemetry_audit.sandbox.descendants import wait_for_exit_or_signal
+
+    stop = False
 
     def request_stop(signum: int, frame: Any) -> None:
-        raise _Stopped
+        nonlocal stop
+        stop = True
 
-    crashed = False
     try:
         signal.signal(signal.SIGINT, request_stop)
         signal.signal(signal.SIGTERM, request_stop)
-        session.process.wait()
-        crashed = True
-    except _Stopped:
-        pass
+        while not stop and session.process.poll() is None:
+            wait_for_exit_or_signal([session.process])
+        crashed = not stop
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # stopping now: a second Ctrl-C must not leave the store open
         signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -153,3 +154,33 @@ def test_truly_empty_environments_are_not_waited_for(tmp_path: Any, monkeypatch:
     monkeypatch.setattr(time, "sleep", pauses.append)
     assert marked_processes("x", proc=str(tmp_path)) == {}
     assert pauses == []
+
+
+def test_a_signal_ends_the_wait_for_an_exit_and_its_handler_runs() -> None:
+    """The wait for a process's exit also ends on a signal whose handler only sets a flag (the collector's Ctrl-C,
+    `run` forwarding SIGTERM). A wait on the process alone is resumed by Python after the handler runs, and a
+    signal landing just before it starts is seen only when it ends: the collector then ignored Ctrl-C (1 in 60
+    starts under load). Here the child outlives the wait by far: the wait ended on the signal."""
+    from telemetry_audit.sandbox.descendants import wait_for_exit_or_signal
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(20)"])
+    received: list[int] = []
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: received.append(signum))
+    sender = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGUSR1))
+    try:
+        sender.start()
+        wait_for_exit_or_signal([child])
+        assert received == [signal.SIGUSR1] and child.poll() is None
+    finally:
+        sender.cancel()
+        signal.signal(signal.SIGUSR1, previous)
+        child.kill()
+        child.wait()
+
+
+def test_the_wait_ends_when_the_process_exits() -> None:
+    from telemetry_audit.sandbox.descendants import wait_for_exit_or_signal
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    wait_for_exit_or_signal([child])
+    assert child.wait() == 0
