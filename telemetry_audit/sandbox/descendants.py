@@ -15,14 +15,13 @@ import time
 from collections.abc import Callable
 
 from telemetry_audit.sandbox.launcher import LingeringProcess
+from telemetry_audit.sandbox.procfs import PF_KTHREAD, read_stat
 
 _END_TIMEOUT = 5.0
 
 
 _MID_EXEC_RETRIES = 50
 _MID_EXEC_PAUSE = 0.001
-_PF_KTHREAD = 0x00200000
-"""`/proc/<pid>/stat` flags bit of a kernel thread (whose environment always reads empty)."""
 
 
 def marked_processes(marker: str, *, variable: str = "TELEMETRY_AUDIT_RUN", proc: str = "/proc") -> dict[int, str]:
@@ -45,7 +44,6 @@ def marked_processes(marker: str, *, variable: str = "TELEMETRY_AUDIT_RUN", proc
             continue
         try:
             environ = _read(f"{proc}/{entry}/environ")
-            stat = ""
             for _ in range(_MID_EXEC_RETRIES):
                 if environ:
                     break
@@ -54,40 +52,25 @@ def marked_processes(marker: str, *, variable: str = "TELEMETRY_AUDIT_RUN", proc
                     # Empty now, it is what `env -i` gives.
                     environ = _read(f"{proc}/{entry}/environ")
                     break
-                stat = _read(f"{proc}/{entry}/stat").decode("utf-8", "replace")
-                if _stat_state(stat) in ("Z", "X") or _stat_flags(stat) & _PF_KTHREAD:
-                    break  # a zombie or a kernel thread: truly empty
+                stat = read_stat(entry, proc)
+                if stat is None or stat.state in ("Z", "X") or stat.flags & PF_KTHREAD:
+                    break  # gone, a zombie or a kernel thread: truly empty
                 time.sleep(_MID_EXEC_PAUSE)
                 environ = _read(f"{proc}/{entry}/environ")
-            if needle not in environ.split(b"\0"):
-                continue
-            stat = _read(f"{proc}/{entry}/stat").decode("utf-8", "replace")
         except OSError:
             continue
-        if _stat_state(stat) == "Z":
+        if needle not in environ.split(b"\0"):
             continue
-        found[int(entry)] = stat[stat.find("(") + 1 : stat.rfind(")")]
+        stat = read_stat(entry, proc)
+        if stat is None or stat.state == "Z":
+            continue
+        found[int(entry)] = stat.name
     return found
 
 
 def _read(path: str) -> bytes:
     with open(path, "rb") as stream:
         return stream.read()
-
-
-def _stat_fields(stat: str) -> list[str]:
-    """The fields of a `/proc/<pid>/stat` line after the command name (which may hold spaces and parentheses)."""
-    return stat[stat.rfind(")") + 2 :].split()
-
-
-def _stat_state(stat: str) -> str:
-    fields = _stat_fields(stat)
-    return fields[0] if fields else ""
-
-
-def _stat_flags(stat: str) -> int:
-    fields = _stat_fields(stat)
-    return int(fields[6]) if len(fields) > 6 and fields[6].isdigit() else 0
 
 
 def linger_for_marked(marker: str, linger: float, *, poll: float = 0.1,

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from telemetry_audit.sandbox.procfs import read_stat
 from telemetry_audit.sandbox.proxy_start import ProxyTimeout, StartedProxy, spawn_proxy
 
 if TYPE_CHECKING:
@@ -304,13 +305,10 @@ class Supervisor:
         for entry in os.listdir("/proc"):
             if not entry.isdigit() or int(entry) in (1, proxy_pid):
                 continue
-            stat = _read_stat(int(entry))
-            if stat is None:
+            stat = read_stat(entry)
+            if stat is None or stat.session == proxy_pid or stat.state == "Z":
                 continue
-            name, state, session = stat
-            if session == proxy_pid or state == "Z":
-                continue
-            found[int(entry)] = name
+            found[int(entry)] = stat.name
         return found
 
     def _linger(self) -> list[Lingerer]:
@@ -399,20 +397,6 @@ def _signal(pid: int, sig: int) -> None:
         os.kill(pid, sig)
     except ProcessLookupError:
         pass
-
-
-def _read_stat(pid: int) -> tuple[str, str, int] | None:
-    """(name, state, session id) from /proc/PID/stat, or None when the process is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as stream:
-            text = stream.read()
-    except OSError:
-        return None
-    name = text[text.find("(") + 1 : text.rfind(")")]
-    fields = text[text.rfind(")") + 2 :].split()
-    if len(fields) < 4:
-        return None
-    return name, fields[0], int(fields[3])
 
 
 def _bind_mount(source: str, target: str) -> None:
