@@ -118,9 +118,9 @@ class _GlancePlan:
 
     joint: JointGate | None
     """Every detector's gate as one set; None when RE2 cannot run it (each detector then runs its own pass)."""
-    asked: list[tuple[int, Detector, Any]]
-    """(position among the rule set's detectors, detector, its `find_in_scan_text` or None), custom patterns left
-    out (the glance never judges them)."""
+    asked: list[tuple[int, Detector, Any, bool]]
+    """(position among the rule set's detectors, detector, its `find_in_scan_text` or None, whether it has a gate),
+    custom patterns left out (the glance never judges them)."""
     all_gated: bool
     """Whether every asked detector has a gate: then no gate hit means none is asked."""
     key_context: list[tuple[Detector, Any]]
@@ -569,8 +569,8 @@ class Auditor:
                     flagged.add(id(detector))
             else:
                 return headers_text, spans, flagged
-        for position, detector, find_in_scan_text in plan.asked:
-            gated = piece_hits is not None and joint is not None and joint.gated(position)
+        for position, detector, find_in_scan_text, has_gate in plan.asked:
+            gated = piece_hits is not None and has_gate
             header_secret = gated and find_in_scan_text is not None and \
                 self._headers_say_secret(detector, find_in_scan_text, headers_read, headers)
             for number, (offset, piece) in enumerate(pieces):
@@ -628,12 +628,11 @@ class Auditor:
             if joint is None:
                 # The last entry is for `scan_text(embedded_gate=True)`.
                 joint = self._joint_gates[same] = JointGate([*gates, (SCAN_TEXT_EMBEDDED_GATE,)])
-            asked = [(position, detector, self.key_context_of(detector)[0])
+            asked = [(position, detector, self.key_context_of(detector)[0], gates[position] is not None)
                      for position, (detector, _) in enumerate(groups) if not isinstance(detector, _PatternDetector)]
             plan = self._glance_plans[key] = _GlancePlan(
-                joint if joint.usable else None, asked,
-                all(gates[position] is not None for position, _, _ in asked),
-                [(detector, find) for _, detector, find in asked if find is not None], len(gates))
+                joint if joint.usable else None, asked, all(has_gate for *_, has_gate in asked),
+                [(detector, find) for _, detector, find, _ in asked if find is not None], len(gates))
         return plan
 
     def _headers_say_secret(self, detector: Detector, find_in_scan_text: Any, headers_read: _HeadersRead,

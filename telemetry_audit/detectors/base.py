@@ -153,7 +153,6 @@ class JointGate:
                 entries.append(entry)
                 owners.append((position, local))
         self._owners = owners
-        self._positions = frozenset(position for position, gate in enumerate(gates) if gate is not None)
         self._set: Any = None
         try:
             joined = gate_set(entries, JOINT_GATE_MAX_MEM)
@@ -165,10 +164,6 @@ class JointGate:
     @property
     def usable(self) -> bool:
         return self._set is not None
-
-    def gated(self, position: int) -> bool:
-        """Whether detector `position` has a gate here (else the caller asks it as usual)."""
-        return position in self._positions
 
     def hits(self, text: str) -> dict[int, list[int]]:
         """Per detector (its position in `gates`), the indexes of its gate's entries that match in `text`."""
